@@ -1,0 +1,91 @@
+#include "common/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace tailor {
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_sibling(const fs::path& path) {
+  return path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(getpid()));
+}
+
+// Flushes file contents to disk so the rename cannot expose an empty file after a power loss.
+void fsync_path(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+void ensure_parent(const fs::path& path) {
+  if (path.has_parent_path()) fs::create_directories(path.parent_path());
+}
+
+}  // namespace
+
+void write_atomic_with(const fs::path& path, const std::function<void(const fs::path&)>& write) {
+  ensure_parent(path);
+  const fs::path tmp = temp_sibling(path);
+  try {
+    write(tmp);
+    fsync_path(tmp);
+    fs::rename(tmp, path);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+void write_file_atomic(const fs::path& path, const std::string& contents) {
+  write_atomic_with(path, [&](const fs::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error("io", "cannot open " + tmp.string() + " for writing: " + std::strerror(errno));
+    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+    out.close();
+    if (!out) throw Error("io", "failed writing " + tmp.string());
+  });
+}
+
+void write_dir_atomic(const fs::path& dir, const std::function<void(const fs::path&)>& fill) {
+  ensure_parent(dir);
+  const fs::path tmp = temp_sibling(dir);
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp);
+  try {
+    fill(tmp);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  if (fs::exists(dir)) {
+    const fs::path old = dir.parent_path() / ("." + dir.filename().string() + ".old." + std::to_string(getpid()));
+    fs::remove_all(old, ec);
+    fs::rename(dir, old);
+    fs::rename(tmp, dir);
+    fs::remove_all(old, ec);
+  } else {
+    fs::rename(tmp, dir);
+  }
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("io", "cannot open " + path.string() + ": " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace tailor

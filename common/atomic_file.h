@@ -1,0 +1,27 @@
+// Crash-safe writes: everything tailor writes goes to a temporary sibling first and is renamed
+// into place only when complete, so a reader never sees a half-written file or directory.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace tailor {
+
+// Writes `contents` to `path` via `path.tmp.<pid>` + fsync + rename.
+void write_file_atomic(const std::filesystem::path& path, const std::string& contents);
+
+// Calls `write(tmp_path)` to produce a file at a temporary sibling path, then renames it to
+// `path`. If `write` throws, the temporary is removed and the exception propagates.
+void write_atomic_with(const std::filesystem::path& path,
+                       const std::function<void(const std::filesystem::path&)>& write);
+
+// Same for a directory: `fill(tmp_dir)` populates a fresh temporary directory which then replaces
+// `dir` (an existing `dir` is moved aside and removed only after the rename succeeded).
+void write_dir_atomic(const std::filesystem::path& dir,
+                      const std::function<void(const std::filesystem::path&)>& fill);
+
+// Reads a whole file; throws tailor::Error("io", ...) naming the path if it cannot.
+std::string read_file(const std::filesystem::path& path);
+
+}  // namespace tailor

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# README command 2: install dependencies, build everything, and run the whole test suite.
+#   bash launch/test.sh                # all tests
+#   bash launch/test.sh -L unit        # extra arguments go to ctest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash launch/setup.sh
+cd build
+exec ctest --output-on-failure -j "${TAILOR_TEST_JOBS:-2}" --timeout 1200 "$@"

@@ -1,0 +1,66 @@
+// tailor: one binary, one subcommand per job. See README.md.
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "trainer/commands.h"
+
+namespace {
+
+struct Subcommand {
+  std::function<int(const std::vector<std::string>&)> run;
+  const char* summary;
+};
+
+const std::map<std::string, Subcommand>& subcommands() {
+  static const std::map<std::string, Subcommand> table = {
+      {"run", {tailor::cli::run_command, "run a recipe: tailor run RECIPE.yaml [key=value ...]"}},
+      {"tokenize", {tailor::cli::tokenize_command, "text <-> GPT-2 token ids as JSON"}},
+      {"score", {tailor::cli::score_command, "summed negative log-likelihood per JSONL line"}},
+      {"export", {tailor::cli::export_command, "checkpoint -> Hugging Face directory / PEFT adapter"}},
+      {"data", {tailor::cli::data_command, "import JSONL into an HDF5 store"}},
+      {"bench", {tailor::cli::bench_command, "GPT-2 124M training-step benchmark"}},
+  };
+  return table;
+}
+
+void usage(std::FILE* out) {
+  std::fprintf(out, "usage: tailor <command> [options]\n\ncommands:\n");
+  for (const auto& [name, cmd] : subcommands()) std::fprintf(out, "  %-10s %s\n", name.c_str(), cmd.summary);
+  std::fprintf(out, "\n`tailor <command> --help` describes each command.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "-h" || name == "--help" || name == "help") {
+    usage(stdout);
+    return 0;
+  }
+  auto it = subcommands().find(name);
+  if (it == subcommands().end()) {
+    std::fprintf(stderr, "tailor: unknown command '%s'\n\n", name.c_str());
+    usage(stderr);
+    return 2;
+  }
+  std::vector<std::string> args{"tailor " + name};
+  for (int i = 2; i < argc; ++i) args.emplace_back(argv[i]);
+  try {
+    return it->second.run(args);
+  } catch (const tailor::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
