@@ -1,0 +1,42 @@
+// Hugging Face checkpoint directories: `model.safetensors`, or
+// `model-0000i-of-0000N.safetensors` shards + `model.safetensors.index.json`
+// ({"metadata": {"total_size": bytes}, "weight_map": {name: file}}).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/tensor_map.h"
+
+namespace tailor::hf {
+
+// Streams tensors of a checkpoint directory one at a time (single file or sharded), so that
+// exporters and loaders never need the whole model in memory twice.
+class CheckpointReader {
+ public:
+  // `basename` is "model" for model.safetensors / model.safetensors.index.json.
+  explicit CheckpointReader(const std::filesystem::path& dir, const std::string& basename = "model");
+  ~CheckpointReader();
+  std::vector<std::string> names() const;  // sorted
+  bool contains(const std::string& name) const;
+  at::Tensor tensor(const std::string& name) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Loads every tensor of a checkpoint directory.
+TensorMap load_state_dict(const std::filesystem::path& dir, const std::string& basename = "model");
+
+// Writes `<basename>.safetensors`, or, when the total exceeds `max_shard_bytes`, shards
+// `<basename>-00001-of-0000N.safetensors` plus `<basename>.safetensors.index.json`.
+// Each file is written atomically; stale files of the other layout are removed.
+void save_state_dict(const std::filesystem::path& dir, const TensorMap& tensors,
+                     uint64_t max_shard_bytes = 5'000'000'000ULL,
+                     const std::string& basename = "model");
+
+}  // namespace tailor::hf
