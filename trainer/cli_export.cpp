@@ -1,12 +1,38 @@
-// Placeholder until the 'export' command lands; replaced by its real implementation.
-#include "trainer/commands.h"
+// tailor export --checkpoint RUN_OR_CKPT_DIR --out DIR [--merge-lora]
+#include <CLI/CLI.hpp>
 
-#include "common/error.h"
+#include <iostream>
+
+#include "trainer/commands.h"
+#include "trainer/model_checkpoint.h"
 
 namespace tailor::cli {
+namespace fs = std::filesystem;
 
 int export_command(const std::vector<std::string>& args) {
-  throw Error("cli", "'export' is not implemented yet");
+  CLI::App app{"Write a training checkpoint as a Hugging Face model directory (+ PEFT adapter).", args[0]};
+  fs::path checkpoint, out;
+  bool merge = false;
+  app.add_option("--checkpoint", checkpoint, "run directory (its latest checkpoint) or checkpoint directory")
+      ->required();
+  app.add_option("--out", out, "output directory (replaced whole)")->required();
+  app.add_flag("--merge-lora", merge, "merge LoRA factors into the weights instead of writing an adapter");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  const fs::path dir = resolve_checkpoint_dir(checkpoint);
+  ModelProvenance provenance;
+  GPT2LMHead model = model_from_checkpoint(dir, &provenance);
+  model->eval();
+  export_model(model, provenance, out, merge);
+  std::cout << "exported " << dir.string() << " -> " << out.string();
+  if (provenance.lora && !merge) std::cout << " (PEFT adapter in " << (out / "adapter").string() << ")";
+  std::cout << "\n";
+  return 0;
 }
 
 }  // namespace tailor::cli
