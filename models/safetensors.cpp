@@ -90,7 +90,9 @@ bool multiply_overflows(uint64_t a, uint64_t b, uint64_t& out) {
 
 struct Reader::Impl {
   fs::path path;
-  const uint8_t* map = nullptr;  // whole file, read-only
+  // The whole file, read-only. Truncating the file while mapped would fault (SIGBUS); tailor
+  // never does, since every writer replaces files by rename (common/atomic_file.h).
+  const uint8_t* map = nullptr;
   uint64_t file_size = 0;
   const uint8_t* data = nullptr;  // start of the data buffer
   std::map<std::string, TensorInfo> tensors;
