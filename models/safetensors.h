@@ -38,7 +38,10 @@ class Reader {
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;  // throws naming the missing key
-  at::Tensor tensor(const std::string& name) const;       // CPU tensor owning its memory
+  // A CPU tensor owning its memory (one memcpy from the mapping). Dtypes of the spec that
+  // LibTorch 1.13 lacks (U16 U32 U64 F8_E4M3 F8_E5M2) open fine but throw here; dtype names
+  // outside the spec make the constructor throw, since their sizes cannot be validated.
+  at::Tensor tensor(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const;
 
  private:
