@@ -99,7 +99,8 @@ int data_command(const std::vector<std::string>& args) {
   try {
     app.parse(static_cast<int>(argv.size()), argv.data());
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int code = app.exit(e);  // prints help or the usage error
+    return code == 0 ? 0 : 2;      // usage errors exit 2, like `tailor` itself
   }
 
   if (*import) {
