@@ -1,12 +1,129 @@
-// Placeholder until the 'data' command lands; replaced by its real implementation.
-#include "trainer/commands.h"
+// `tailor data`: build and inspect tokenized HDF5 dataset stores (data/store.h).
+//   tailor data import --input FILE.jsonl --out STORE.h5 --tokenizer DIR [--kind
+//   auto|text|prompt_response|pairs] tailor data info STORE.h5
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "common/error.h"
+#include "data/jsonl_import.h"
+#include "data/store.h"
+#include "models/tokenizer.h"
+#include "trainer/commands.h"
 
 namespace tailor::cli {
 
+namespace {
+
+nlohmann::json store_info(const data::Store& store) {
+  nlohmann::json fields = nlohmann::json::object();
+  for (const data::FieldSpec& spec : data::fields_of(store.kind())) {
+    const data::RaggedIds& ragged = store.field(spec.field);
+    int64_t min_len = 0, max_len = 0;
+    for (int64_t i = 0; i < ragged.size(); ++i) {
+      const int64_t len = ragged.length(i);
+      min_len = i == 0 ? len : std::min(min_len, len);
+      max_len = std::max(max_len, len);
+    }
+    fields[spec.field] = {
+        {"tokens", ragged.total_tokens()},
+        {"min_length", min_len},
+        {"max_length", max_len},
+        {"mean_length",
+         ragged.size() == 0 ? 0.0 : static_cast<double>(ragged.total_tokens()) / ragged.size()},
+    };
+  }
+  nlohmann::json info = {
+      {"path", store.path().string()},
+      {"schema", data::kStoreSchema},
+      {"schema_version", store.schema_version()},
+      {"kind", data::kind_name(store.kind())},
+      {"count", store.count()},
+      {"source", store.source()},
+      {"tokenizer",
+       {{"vocab_size", store.tokenizer().vocab_size}, {"hash", store.tokenizer().hash}}},
+      {"has_text", store.has_text()},
+      {"fields", fields},
+  };
+  if (store.kind() == data::StoreKind::pairs) {
+    const auto& index = store.user_index();
+    info["users"] = {
+        {"distinct", store.user_names().size()},
+        {"records_with_user",
+         std::count_if(index.begin(), index.end(), [](int32_t u) { return u >= 0; })},
+    };
+  }
+  return info;
+}
+
+}  // namespace
+
 int data_command(const std::vector<std::string>& args) {
-  throw Error("cli", "'data' is not implemented yet");
+  CLI::App app{"Import JSONL into a tokenized HDF5 dataset store, or describe a store.",
+               args.at(0)};
+  app.require_subcommand(1);
+
+  std::string input, out, tokenizer_dir, kind_name = "auto";
+  bool no_text = false, quiet = false;
+  CLI::App* import = app.add_subcommand("import", "tokenize a JSONL file into an HDF5 store");
+  import
+      ->add_option("--input", input,
+                   "JSONL file: {text} | {prompt, response} | {prompt, chosen, rejected, user?}")
+      ->required()
+      ->check(CLI::ExistingFile);
+  import->add_option("--out", out, "HDF5 store to write (replaced atomically)")->required();
+  import
+      ->add_option("--tokenizer", tokenizer_dir,
+                   "directory with tokenizer.json or vocab.json + merges.txt")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  import->add_option("--kind", kind_name, "record kind; auto detects it from the first line's keys")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "text", "prompt_response", "pairs"}));
+  import->add_flag("--no-text", no_text, "store only token ids, not the raw strings");
+  import->add_flag("--quiet", quiet, "no progress on stderr");
+
+  std::string store_path;
+  CLI::App* info =
+      app.add_subcommand("info", "print a store's kind, count and token statistics as JSON");
+  info->add_option("store", store_path, "HDF5 store")->required();
+
+  std::vector<const char*> argv;
+  for (const std::string& a : args)
+    argv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help or the usage error
+    return code == 0 ? 0 : 2;      // usage errors exit 2, like `tailor` itself
+  }
+
+  if (*import) {
+    const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
+    data::ImportOptions options;
+    options.tokenizer = data::tokenizer_identity(tokenizer_dir, tokenizer.vocab_size());
+    options.keep_text = !no_text;
+    options.progress = !quiet;
+    std::optional<data::StoreKind> kind;
+    if (kind_name != "auto") kind = data::parse_store_kind(kind_name);
+    const data::ImportSummary summary = data::import_jsonl(
+        input, out, kind, [&tokenizer](const std::string& text) { return tokenizer.encode(text); },
+        options);
+    std::cout << nlohmann::json{{"out", out},
+                                {"kind", data::kind_name(summary.kind)},
+                                {"count", summary.count},
+                                {"tokens", summary.tokens}}
+                     .dump()
+              << std::endl;
+    return 0;
+  }
+  std::cout << store_info(data::Store::open(store_path)).dump(2) << std::endl;
+  return 0;
 }
 
 }  // namespace tailor::cli
