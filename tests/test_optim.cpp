@@ -20,11 +20,11 @@ using tailor::AdamWConfig;
 // Deterministic gradient values, rounded to the parameter's dtype so the reference sees exactly
 // what the optimizer sees.
 std::vector<double> grad_values(int64_t n, int step, double scale, at::ScalarType dtype) {
-  at::Tensor g = at::empty({n}, at::kDouble);
+  std::vector<double> values(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    g[i] = scale * std::sin(0.37 * static_cast<double>(i) + 0.71 * step + 0.1);
+    values[i] = scale * std::sin(0.37 * static_cast<double>(i) + 0.71 * step + 0.1);
   }
-  g = g.to(dtype).to(at::kDouble);
+  const at::Tensor g = at::tensor(values).to(dtype).to(at::kDouble);
   return std::vector<double>(g.data_ptr<double>(), g.data_ptr<double>() + n);
 }
 
@@ -65,8 +65,11 @@ void expect_close(const std::vector<double>& got, const std::vector<double>& wan
 }
 
 // Runs 5 steps on a decayed matrix and a non-decayed bias and compares with the reference.
-void check_against_reference(const AdamWConfig& config, double grad_scale) {
+// A transposed (non-contiguous) matrix takes the general torch-op path instead of the fused one.
+void check_against_reference(const AdamWConfig& config, double grad_scale, bool transposed) {
   at::Tensor w = at::arange(12, at::kFloat).reshape({3, 4}).div(7.0).sub(0.5);
+  if (transposed) w = w.reshape({4, 3}).t();
+  ASSERT_EQ(w.is_contiguous(), !transposed);
   at::Tensor b = at::linspace(-1.0, 1.0, 4, at::kFloat);
   w.set_requires_grad(true);
   b.set_requires_grad(true);
@@ -103,7 +106,13 @@ void check_against_reference(const AdamWConfig& config, double grad_scale) {
 TEST(AdamW, MatchesFloat64ReferenceWithAndWithoutDecay) {
   AdamWConfig config;
   config.weight_decay = 0.1;
-  check_against_reference(config, 1.0);
+  check_against_reference(config, 1.0, /*transposed=*/false);
+}
+
+TEST(AdamW, GeneralPathForNonContiguousParamsMatchesReference) {
+  AdamWConfig config;
+  config.weight_decay = 0.1;
+  check_against_reference(config, 1.0, /*transposed=*/true);
 }
 
 TEST(AdamW, EpsilonIsAddedAfterBiasCorrectedSqrt) {
@@ -113,7 +122,8 @@ TEST(AdamW, EpsilonIsAddedAfterBiasCorrectedSqrt) {
   config.beta2 = 0.99;
   config.eps = 1e-3;
   config.weight_decay = 0.5;
-  check_against_reference(config, 1e-3);
+  check_against_reference(config, 1e-3, /*transposed=*/false);
+  check_against_reference(config, 1e-3, /*transposed=*/true);
 }
 
 TEST(AdamW, FirstStepMovesByLearningRateTimesSign) {
@@ -129,11 +139,24 @@ TEST(AdamW, FirstStepMovesByLearningRateTimesSign) {
   EXPECT_FLOAT_EQ(p[2].item<float>(), 0.5f);  // zero gradient, no decay: unchanged
 }
 
-TEST(AdamW, Bf16ParamsUpdateFp32MasterAndRoundBack) {
+namespace {
+
+// A strided (non-contiguous) parameter takes the general path, a contiguous one the fused path.
+void check_bf16_master(bool strided) {
   AdamWConfig config;
   config.weight_decay = 0.01;
   // 256 has a bf16 spacing of 2: the lr 1e-2 updates below only accumulate in the master.
-  at::Tensor p = at::tensor({1.0, -0.75, 3.5, 256.0, 0.0078125, -40.0}).to(at::kBFloat16);
+  const std::vector<double> init{1.0, -0.75, 3.5, 256.0, 0.0078125, -40.0};
+  at::Tensor p;
+  if (strided) {
+    std::vector<double> spaced;
+    for (double x : init)
+      spaced.insert(spaced.end(), {x, 0.0});
+    p = at::tensor(spaced).to(at::kBFloat16).slice(0, 0, 12, 2);
+  } else {
+    p = at::tensor(init).to(at::kBFloat16);
+  }
+  ASSERT_EQ(p.is_contiguous(), !strided);
   p.set_requires_grad(true);
   AdamW opt(config);
   opt.add_param("p", p, /*decay=*/true);
@@ -160,6 +183,47 @@ TEST(AdamW, Bf16ParamsUpdateFp32MasterAndRoundBack) {
   EXPECT_EQ(got[3], 256.0);           // the bf16 value did not move ...
   EXPECT_LT(ref.p[3], 256.0 - 0.04);  // ... although the true value did (kept by the master)
   EXPECT_NEAR(to_vector(master)[3], ref.p[3], 1e-4);
+}
+
+}  // namespace
+
+TEST(AdamW, Bf16ParamsUpdateFp32MasterAndRoundBack) {
+  check_bf16_master(/*strided=*/false);
+}
+
+TEST(AdamW, Bf16MasterGeneralPathForStridedParams) {
+  check_bf16_master(/*strided=*/true);
+}
+
+TEST(AdamW, LargeTensorsProcessedInChunksMatchReference) {
+  // 3 chunks of 2^17 elements plus a remainder of 184, fp32 in place and bf16 through the master.
+  const int64_t n = 7 * 56200;
+  AdamWConfig config;
+  config.weight_decay = 0.1;
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    std::vector<double> init(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i)
+      init[i] = std::cos(0.001 * static_cast<double>(i));
+    at::Tensor p = at::tensor(init).to(dtype).reshape({n / 7, 7});
+    p.set_requires_grad(true);
+    AdamW opt(config);
+    opt.add_param("p", p, true);
+    ReferenceAdamW ref{to_vector(p), std::vector<double>(n), std::vector<double>(n),
+                       config.weight_decay, config};
+    for (int step = 0; step < 5; ++step) {
+      const auto g = grad_values(n, step, 1.0, dtype);
+      set_grad(p, g);
+      opt.step(1e-2);
+      ref.step(g, 1e-2);
+    }
+    const at::Tensor weights = dtype == at::kFloat ? p : opt.export_state().at("p.master");
+    const at::Tensor err =
+        (weights.detach().to(at::kDouble).reshape({-1}) - at::tensor(ref.p)).abs().max();
+    EXPECT_LT(err.item<double>(), 2e-6) << c10::toString(dtype);
+    if (dtype == at::kBFloat16) {
+      EXPECT_TRUE(torch::equal(p, weights.to(at::kBFloat16)));
+    }
+  }
 }
 
 TEST(AdamW, ExportImportContinuesBitExactly) {

@@ -48,13 +48,24 @@ struct AdamWParam {
   const at::Tensor& weights() const { return master.defined() ? master : param; }
 };
 
-// One AdamW update on one tensor (any shape, e.g. a flat ZeRO shard), in place.
-// `grad` must have the dtype of `weights`; `step` is the 1-based step number after increment;
-// `scratch` is an optional buffer with at least weights.numel() elements of the same dtype and
-// device (allocated when undefined or too small).
+// Reusable buffers for adamw_update_ (grown on demand, at most one chunk for contiguous
+// tensors), so a step allocates nothing.
+struct AdamWScratch {
+  at::Tensor denom;  // sqrt(v) + eps
+  at::Tensor grad;   // grad converted to the weights' dtype
+};
+
+// One AdamW update of one tensor (any shape, e.g. a flat ZeRO shard), in place.
+// `weights`, `exp_avg`, `exp_avg_sq` share dtype and shape; `grad` has the same shape, any
+// floating dtype (bf16 grads of a master-weight parameter are widened exactly). `step` is the
+// 1-based number of this step. When `rounded_copy` is defined (the bf16/fp16 parameter of a
+// master copy), the new weights are also written into it, rounded to nearest even.
+// Contiguous tensors are processed in cache-sized chunks (see adamw.cpp); the math is torch
+// ops, so any device works.
 void adamw_update_(at::Tensor& weights, const at::Tensor& grad, at::Tensor& exp_avg,
                    at::Tensor& exp_avg_sq, int64_t step, double lr, double weight_decay,
-                   const AdamWConfig& config, at::Tensor* scratch = nullptr);
+                   const AdamWConfig& config, const at::Tensor& rounded_copy = at::Tensor(),
+                   AdamWScratch* scratch = nullptr);
 
 class AdamW {
  public:
@@ -88,8 +99,7 @@ class AdamW {
   AdamWConfig config_;
   std::vector<AdamWParam> params_;
   int64_t step_ = 0;
-  at::Tensor scratch_;  // reused denominator buffer, sized for the largest parameter
-  at::Tensor grad_scratch_;
+  AdamWScratch scratch_;
 };
 
 }  // namespace tailor
