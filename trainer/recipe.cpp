@@ -1,0 +1,371 @@
+#include "trainer/recipe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+
+namespace tailor {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Enum names: one table per enum, shared by the schema and to_string().
+const std::vector<std::pair<std::string, ModelInit>> kModelInits = {
+    {"random", ModelInit::kRandom}, {"pretrained", ModelInit::kPretrained}};
+const std::vector<std::pair<std::string, DataFormat>> kDataFormats = {
+    {"text", DataFormat::kText}, {"prompt_response", DataFormat::kPromptResponse}};
+const std::vector<std::pair<std::string, ScheduleType>> kScheduleTypes = {
+    {"cosine", ScheduleType::kCosine},
+    {"linear", ScheduleType::kLinear},
+    {"constant", ScheduleType::kConstant}};
+const std::vector<std::pair<std::string, Precision>> kPrecisions = {
+    {"fp32", Precision::kFp32},
+    {"bf16_autocast", Precision::kBf16Autocast},
+    {"bf16", Precision::kBf16}};
+
+template <class E>
+const std::string& name_of(const std::vector<std::pair<std::string, E>>& table, E value) {
+  for (const auto& [name, v] : table)
+    if (v == value) return name;
+  throw std::logic_error("enum value without a recipe name");
+}
+
+// GPT-2 sizes of models/ (HF's gpt2, gpt2-medium, ... plus a tiny one for tests and the
+// quickstart); the numbers live with the model builders.
+const std::vector<std::string> kModelPresets = {"gpt2-tiny", "gpt2", "gpt2-medium", "gpt2-large",
+                                                "gpt2-xl"};
+
+Schema<SftRecipe> build_sft_schema() {
+  Schema<SftRecipe> s;
+  // Binds key "a.b" to member r.a.b: the key path and the member path are the same words.
+#define TAILOR_MEMBER(member)     \
+#member, [](auto& r) -> auto& { \
+    return r.member;              \
+  }
+
+  s.choice(TAILOR_MEMBER(stage), std::vector<std::string>{"sft"})
+      .doc("what to run: sft = supervised fine-tuning (causal LM loss)")
+      .required();
+  s.key(TAILOR_MEMBER(seed))
+      .doc("seeds initialization, dropout and data order; same seed = same run")
+      .default_value(1234)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(output_dir))
+      .doc("run directory: recipe.yaml, metrics.jsonl, checkpoints/, export/")
+      .required();
+  s.key(TAILOR_MEMBER(tokenizer))
+      .doc("tokenizer directory: vocab.json + merges.txt, or tokenizer.json")
+      .default_value(fs::path("assets/tokenizers/gpt2"));
+
+  s.section("model", "the network to train: GPT-2 from a preset (random init) or a HF checkpoint");
+  s.choice(TAILOR_MEMBER(model.init), kModelInits)
+      .doc("random: a fresh GPT-2 of the preset's size; pretrained: load model.path")
+      .default_value(ModelInit::kRandom);
+  s.key(TAILOR_MEMBER(model.path))
+      .doc("HF checkpoint directory (config.json + safetensors); needed for init: pretrained")
+      .default_value(fs::path());
+  s.choice(TAILOR_MEMBER(model.preset), kModelPresets)
+      .doc("GPT-2 size for init: random")
+      .default_value("gpt2-tiny");
+  s.key(TAILOR_MEMBER(model.n_layer))
+      .doc("transformer blocks; 0 = the preset's (init: random only)")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(model.n_head))
+      .doc("attention heads; 0 = the preset's (init: random only)")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(model.n_embd))
+      .doc("embedding width, a multiple of n_head; 0 = the preset's (init: random only)")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(model.n_positions))
+      .doc("longest sequence the model accepts; 0 = the preset's (init: random only)")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(model.dropout))
+      .doc("residual, embedding and attention dropout while training")
+      .default_value(0.0)
+      .at_least(0)
+      .below(1);
+
+  s.section("lora", "low-rank adapters (PEFT LoRA); disabled = full fine-tune");
+  s.key(TAILOR_MEMBER(lora.enabled))
+      .doc("train LoRA adapters on a frozen base instead of all weights")
+      .default_value(true);
+  s.key(TAILOR_MEMBER(lora.rank)).doc("adapter rank r").default_value(8).at_least(1);
+  s.key(TAILOR_MEMBER(lora.alpha))
+      .doc("scaling numerator: update = (alpha / r) * B A")
+      .default_value(16.0)
+      .above(0);
+  s.key(TAILOR_MEMBER(lora.dropout))
+      .doc("dropout on the adapter input")
+      .default_value(0.0)
+      .at_least(0)
+      .below(1);
+  s.key(TAILOR_MEMBER(lora.rslora))
+      .doc("rank-stabilized LoRA: scale alpha / sqrt(r) (Kalajdzievski 2023)")
+      .default_value(false);
+  s.key(TAILOR_MEMBER(lora.targets))
+      .doc("HF module names that get adapters")
+      .default_value({"c_attn", "c_proj", "c_fc"});
+
+  s.section("data", "training and evaluation data");
+  s.key(TAILOR_MEMBER(data.train)).doc("training data: .jsonl or HDF5 store (.h5)").required();
+  s.key(TAILOR_MEMBER(data.eval))
+      .doc("evaluation data (.jsonl or .h5); \"\" = none or data.eval_fraction")
+      .default_value(fs::path());
+  s.choice(TAILOR_MEMBER(data.format), kDataFormats)
+      .doc("text: loss on all tokens of {text}; prompt_response: loss on {response} tokens only")
+      .default_value(DataFormat::kText);
+  s.key(TAILOR_MEMBER(data.max_length))
+      .doc("tokens per example; longer examples are truncated")
+      .default_value(128)
+      .at_least(2);
+  s.key(TAILOR_MEMBER(data.eval_fraction))
+      .doc("fraction of data.train held out for eval when data.eval is \"\"")
+      .default_value(0.0)
+      .at_least(0)
+      .below(1);
+
+  s.section("optimizer", "AdamW with decoupled weight decay (Loshchilov & Hutter 2019)");
+  s.key(TAILOR_MEMBER(optimizer.lr))
+      .doc("peak learning rate, reached after warmup")
+      .default_value(3.0e-4)
+      .above(0);
+  s.key(TAILOR_MEMBER(optimizer.weight_decay))
+      .doc("decoupled weight decay on matrices (not biases or norms)")
+      .default_value(0.01)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(optimizer.beta1)).doc("Adam beta1").default_value(0.9).at_least(0).below(1);
+  s.key(TAILOR_MEMBER(optimizer.beta2)).doc("Adam beta2").default_value(0.999).at_least(0).below(1);
+  s.key(TAILOR_MEMBER(optimizer.eps)).doc("Adam epsilon").default_value(1.0e-8).above(0);
+  s.key(TAILOR_MEMBER(optimizer.grad_clip))
+      .doc("clip the global gradient L2 norm to this; 0 = off")
+      .default_value(1.0)
+      .at_least(0);
+
+  s.section("schedule", "learning-rate schedule: linear warmup, then decay");
+  s.choice(TAILOR_MEMBER(schedule.type), kScheduleTypes)
+      .doc("decay after warmup down to min_lr_ratio * lr at max_steps")
+      .default_value(ScheduleType::kCosine);
+  s.key(TAILOR_MEMBER(schedule.warmup_steps))
+      .doc("steps of linear warmup from 0 to lr")
+      .default_value(10)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(schedule.min_lr_ratio))
+      .doc("final learning rate as a fraction of lr")
+      .default_value(0.0)
+      .at_least(0)
+      .at_most(1);
+
+  s.section("train", "the training loop");
+  s.key(TAILOR_MEMBER(train.max_steps)).doc("optimizer steps").default_value(200).at_least(1);
+  s.key(TAILOR_MEMBER(train.micro_batch_size))
+      .doc("examples per forward/backward pass")
+      .default_value(8)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.grad_accum))
+      .doc("micro-batches per optimizer step (batch = micro_batch_size * grad_accum)")
+      .default_value(1)
+      .at_least(1);
+  s.choice(TAILOR_MEMBER(train.precision), kPrecisions)
+      .doc("fp32 | bf16_autocast (fp32 weights) | bf16 (bf16 weights, fp32 master copies)")
+      .default_value(Precision::kFp32);
+  s.key(TAILOR_MEMBER(train.log_every))
+      .doc("steps between progress lines and metrics.jsonl records")
+      .default_value(10)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.eval_every))
+      .doc("steps between evaluations; 0 = only at the end")
+      .default_value(50)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.eval_batches))
+      .doc("micro-batches per evaluation")
+      .default_value(8)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.checkpoint_every))
+      .doc("steps between checkpoints; 0 = only at the end")
+      .default_value(50)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.keep_checkpoints))
+      .doc("most recent checkpoints kept on disk")
+      .default_value(2)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.resume))
+      .doc("continue from the latest checkpoint in output_dir")
+      .default_value(false);
+#undef TAILOR_MEMBER
+
+  // `export` is a C++ keyword, so its struct member is export_.
+  s.section("export", "Hugging Face export at the end of the run, into output_dir/export");
+  s.key(
+       "export.enabled", [](auto& r) -> auto& { return r.export_.enabled; })
+      .doc("write a HF model directory (and a PEFT adapter for LoRA runs)")
+      .default_value(true);
+  s.key(
+       "export.merge_lora", [](auto& r) -> auto& { return r.export_.merge_lora; })
+      .doc("export the merged model W + (alpha/r) B A instead of base + adapter")
+      .default_value(false);
+
+  s.spec().check_complete();
+  return s;
+}
+
+// Rules that span several keys; each names the key to change.
+void check_sft_rules(const ResolvedConfig& c) {
+  const bool pretrained = c.get<std::string>("model.init") == "pretrained";
+  if (pretrained && c.get<std::string>("model.path").empty()) {
+    c.fail("model.path", "required when model.init is 'pretrained' (a HF checkpoint directory)");
+  }
+  for (const char* key : {"model.n_layer", "model.n_head", "model.n_embd", "model.n_positions"}) {
+    if (pretrained && c.get<int64_t>(key) != 0) {
+      c.fail(key,
+             "only applies to model.init 'random' (a pretrained model keeps its config.json "
+             "shape); set it to 0");
+    }
+  }
+  const int64_t n_head = c.get<int64_t>("model.n_head"), n_embd = c.get<int64_t>("model.n_embd");
+  if (n_head > 0 && n_embd > 0 && n_embd % n_head != 0) {
+    c.fail("model.n_embd", "expected a multiple of model.n_head (" + std::to_string(n_head) +
+                               "), got " + std::to_string(n_embd));
+  }
+  if (c.get<bool>("lora.enabled") && c.get<std::vector<std::string>>("lora.targets").empty()) {
+    c.fail("lora.targets", "expected at least one module name when lora.enabled is true");
+  }
+  if (c.get<bool>("export.merge_lora") && !c.get<bool>("lora.enabled")) {
+    c.fail("export.merge_lora", "needs lora.enabled: true (there is no adapter to merge)");
+  }
+  const std::string train = c.get<std::string>("data.train");
+  const std::string ext = fs::path(train).extension().string();
+  if (ext != ".jsonl" && ext != ".h5") {
+    c.fail("data.train", "expected a .jsonl or .h5 file, got \"" + train + "\"");
+  }
+  const std::string eval = c.get<std::string>("data.eval");
+  if (!eval.empty()) {
+    const std::string eval_ext = fs::path(eval).extension().string();
+    if (eval_ext != ".jsonl" && eval_ext != ".h5") {
+      c.fail("data.eval", "expected a .jsonl or .h5 file or \"\", got \"" + eval + "\"");
+    }
+    if (c.get<double>("data.eval_fraction") != 0.0) {
+      c.fail("data.eval_fraction",
+             "must be 0 when data.eval is set (eval data comes from \"" + eval + "\")");
+    }
+  }
+}
+
+void require_file(const std::string& key, const fs::path& path) {
+  if (!fs::is_regular_file(path)) {
+    throw Error("recipe", key + ": file not found: " + path.string() + " (relative paths are " +
+                              "relative to the working directory " + fs::current_path().string() +
+                              ")");
+  }
+}
+
+void require_directory(const std::string& key, const fs::path& path,
+                       const std::vector<std::vector<std::string>>& one_of_file_sets) {
+  if (!fs::is_directory(path)) {
+    throw Error("recipe", key + ": directory not found: " + path.string() +
+                              " (relative paths are relative to the working directory " +
+                              fs::current_path().string() + ")");
+  }
+  std::vector<std::string> alternatives;
+  for (const auto& files : one_of_file_sets) {
+    bool all = true;
+    std::string names;
+    for (const auto& f : files) {
+      all = all && fs::is_regular_file(path / f);
+      names += (names.empty() ? "" : " + ") + f;
+    }
+    if (all) return;
+    alternatives.push_back(names);
+  }
+  std::string expected;
+  for (size_t i = 0; i < alternatives.size(); ++i)
+    expected += (i ? " or " : "") + alternatives[i];
+  throw Error("recipe", key + ": " + path.string() + " has no " + expected);
+}
+
+}  // namespace
+
+const std::string& to_string(ModelInit v) {
+  return name_of(kModelInits, v);
+}
+const std::string& to_string(DataFormat v) {
+  return name_of(kDataFormats, v);
+}
+const std::string& to_string(ScheduleType v) {
+  return name_of(kScheduleTypes, v);
+}
+const std::string& to_string(Precision v) {
+  return name_of(kPrecisions, v);
+}
+
+const Schema<SftRecipe>& sft_recipe_schema() {
+  static const Schema<SftRecipe> schema = build_sft_schema();
+  return schema;
+}
+
+ResolvedConfig resolve_sft_recipe(const std::string& yaml_text, const std::string& source,
+                                  const std::vector<std::string>& overrides) {
+  ResolvedConfig config = resolve_config(sft_recipe_schema().spec(), yaml_text, source, overrides);
+  check_sft_rules(config);
+  return config;
+}
+
+SftRecipe load_sft_recipe(const fs::path& file, const std::vector<std::string>& overrides) {
+  return sft_recipe_from_config(resolve_sft_recipe(read_file(file), file.string(), overrides));
+}
+
+SftRecipe sft_recipe_from_config(const ResolvedConfig& config) {
+  check_sft_rules(config);
+  return sft_recipe_schema().bind(config);
+}
+
+ResolvedConfig sft_recipe_to_config(const SftRecipe& recipe) {
+  return sft_recipe_schema().unbind(recipe, "(recipe)");
+}
+
+void check_sft_inputs(const SftRecipe& r) {
+  require_file("data.train", r.data.train);
+  if (!r.data.eval.empty()) require_file("data.eval", r.data.eval);
+  require_directory("tokenizer", r.tokenizer, {{"vocab.json", "merges.txt"}, {"tokenizer.json"}});
+  if (r.model.init == ModelInit::kPretrained) {
+    require_directory("model.path", r.model.path, {{"config.json"}});
+  }
+  if (fs::exists(r.output_dir) && !fs::is_directory(r.output_dir)) {
+    throw Error("recipe",
+                "output_dir: " + r.output_dir.string() + " exists and is not a directory");
+  }
+}
+
+std::string resolved_recipe_yaml(const SftRecipe& recipe) {
+  return sft_recipe_to_config(recipe).to_yaml(/*with_docs=*/true);
+}
+
+std::string recipe_hash(const SftRecipe& recipe) {
+  return sft_recipe_to_config(recipe).hash();
+}
+
+void write_resolved_recipe(const ResolvedConfig& config, const fs::path& run_dir) {
+  const fs::path file = run_dir / "recipe.yaml";
+  const std::string header =
+      "# Resolved recipe (every key set; hash " + config.hash() + "), written by tailor run.\n" +
+      "# Repeat the run with: tailor run " + file.string() + "\n" +
+      "# Relative paths are relative to the directory the run was started from.\n";
+  fs::create_directories(run_dir);
+  write_file_atomic(file, header + config.to_yaml(/*with_docs=*/true));
+}
+
+void write_resolved_recipe(const SftRecipe& recipe, const fs::path& run_dir) {
+  write_resolved_recipe(sft_recipe_to_config(recipe), run_dir);
+}
+
+}  // namespace tailor

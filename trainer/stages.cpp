@@ -1,0 +1,52 @@
+#include "trainer/stages.h"
+
+#include "common/error.h"
+
+namespace tailor {
+namespace {
+
+std::string stage_names() {
+  std::string names;
+  for (const auto& s : stages())
+    names += (names.empty() ? "" : ", ") + s.name;
+  return names;
+}
+
+}  // namespace
+
+const std::vector<Stage>& stages() {
+  static const std::vector<Stage> table = {
+      // The runner is the last argument; an empty one makes `tailor run` report that the stage
+      // is not available in this build (the SFT runner is int run_sft_stage(const SftRecipe&)).
+      make_stage<SftRecipe>("sft", "supervised fine-tuning: causal LM loss on text or responses",
+                            sft_recipe_schema(), resolve_sft_recipe, sft_recipe_from_config,
+                            check_sft_inputs, StageRunner<SftRecipe>()),
+  };
+  return table;
+}
+
+const Stage& find_stage(const std::string& name) {
+  for (const auto& s : stages())
+    if (s.name == name) return s;
+  throw Error("recipe", "stage: expected one of " + stage_names() + ", got \"" + name + "\"");
+}
+
+const Stage& recipe_stage(const std::string& yaml_text, const std::string& source,
+                          const std::vector<std::string>& overrides) {
+  const auto stage = peek_top_level(yaml_text, source, "stage", overrides);
+  if (!stage) {
+    throw Error("recipe", source + ": stage: missing required key (what to run; one of " +
+                              stage_names() + ")");
+  }
+  std::vector<std::string> names;
+  for (const auto& s : stages()) {
+    if (s.name == stage->value) return s;
+    names.push_back(s.name);
+  }
+  const std::string close = closest_match(stage->value, names);
+  throw Error("recipe", stage->where + ": stage: expected one of " + stage_names() + ", got \"" +
+                            stage->value + "\"" +
+                            (close.empty() ? "" : "; did you mean '" + close + "'?"));
+}
+
+}  // namespace tailor
