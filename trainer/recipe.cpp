@@ -301,9 +301,6 @@ const std::string& to_string(ModelInit v) {
 const std::string& to_string(DataFormat v) {
   return name_of(kDataFormats, v);
 }
-const std::string& to_string(ScheduleType v) {
-  return name_of(kScheduleTypes, v);
-}
 const std::string& to_string(Precision v) {
   return name_of(kPrecisions, v);
 }

@@ -12,13 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "trainer/lr_schedule.h"
 #include "trainer/schema.h"
 
 namespace tailor {
 
 enum class ModelInit { kRandom, kPretrained };
 enum class DataFormat { kText, kPromptResponse };
-enum class ScheduleType { kCosine, kLinear, kConstant };
 // fp32: everything float32. bf16_autocast: float32 weights, matmuls in bfloat16.
 // bf16: bfloat16 weights with float32 master copies in the optimizer.
 enum class Precision { kFp32, kBf16Autocast, kBf16 };
@@ -26,7 +26,6 @@ enum class Precision { kFp32, kBf16Autocast, kBf16 };
 // Recipe names of the enums ("random", "prompt_response", "bf16_autocast", ...).
 const std::string& to_string(ModelInit v);
 const std::string& to_string(DataFormat v);
-const std::string& to_string(ScheduleType v);
 const std::string& to_string(Precision v);
 
 // No member initializers on purpose: defaults live in the schema only. Use load_sft_recipe() or

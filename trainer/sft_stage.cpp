@@ -103,8 +103,7 @@ GPT2Config SftStage::model_config() const {
 
 void SftStage::setup() {
   run_dir_ = r_.output_dir;
-  fs::create_directories(run_dir_);
-  write_resolved_recipe(r_, run_dir_);
+  fs::create_directories(run_dir_);  // `tailor run` already wrote run_dir/recipe.yaml
   torch::manual_seed(static_cast<uint64_t>(r_.seed));
 
   tokenizer_ = Tokenizer::from_dir(r_.tokenizer);

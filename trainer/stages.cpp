@@ -1,6 +1,7 @@
 #include "trainer/stages.h"
 
 #include "common/error.h"
+#include "trainer/sft_stage.h"
 
 namespace tailor {
 namespace {
@@ -17,10 +18,10 @@ std::string stage_names() {
 const std::vector<Stage>& stages() {
   static const std::vector<Stage> table = {
       // The runner is the last argument; an empty one makes `tailor run` report that the stage
-      // is not available in this build (the SFT runner is int run_sft_stage(const SftRecipe&)).
+      // is not available in this build.
       make_stage<SftRecipe>("sft", "supervised fine-tuning: causal LM loss on text or responses",
                             sft_recipe_schema(), resolve_sft_recipe, sft_recipe_from_config,
-                            check_sft_inputs, StageRunner<SftRecipe>()),
+                            check_sft_inputs, run_sft_stage),
   };
   return table;
 }
