@@ -169,6 +169,15 @@ at::Tensor GPT2ModelImpl::forward(const at::Tensor& input_ids, const at::Tensor&
                             std::to_string(config_.n_positions));
   }
   const at::Tensor ids = input_ids.to(at::kLong);
+  if (ids.numel() > 0) {
+    // A clear message instead of embedding's bare index error.
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    if (lo < 0 || hi >= config_.vocab_size) {
+      throw Error(kScope, "token id " + std::to_string(lo < 0 ? lo : hi) +
+                              " is outside the vocabulary [0, " +
+                              std::to_string(config_.vocab_size) + ")");
+    }
+  }
   at::Tensor positions;
   if (position_ids.defined()) {
     if (position_ids.sizes() != input_ids.sizes() &&
@@ -177,6 +186,11 @@ at::Tensor GPT2ModelImpl::forward(const at::Tensor& input_ids, const at::Tensor&
                               " does not match input_ids " + shape_string(input_ids.sizes()));
     }
     positions = position_ids.to(at::kLong);
+    if (positions.numel() > 0 && (positions.min().item<int64_t>() < 0 ||
+                                  positions.max().item<int64_t>() >= config_.n_positions)) {
+      throw Error(kScope,
+                  "position_ids must lie in [0, " + std::to_string(config_.n_positions) + ")");
+    }
   } else {
     positions = at::arange(T, ids.options()).unsqueeze(0);  // [1, T]
   }

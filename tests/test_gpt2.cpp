@@ -251,6 +251,15 @@ TEST(GPT2Model, RejectsTooLongSequence) {
       << message;
 }
 
+TEST(GPT2Model, RejectsTokenIdOutsideVocabulary) {
+  GPT2LMHead model(small_config(1, 1, 8, 20));
+  const std::string message = error_of([&] {
+    model(torch::tensor({3, 20}, torch::kLong).view({1, 2}));
+  });
+  EXPECT_NE(message.find("token id 20 is outside the vocabulary [0, 20)"), std::string::npos)
+      << message;
+}
+
 // ---- state dicts ----------------------------------------------------------------------------
 
 TEST(GPT2StateDict, LoadsKeysWithAndWithoutPrefixIgnoringBuffers) {
