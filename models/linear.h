@@ -1,0 +1,88 @@
+// A linear layer in either Hugging Face weight layout, with an optional LoRA adapter.
+//
+//   Conv1D layout (GPT-2's transformers.pytorch_utils.Conv1D): weight [in, out], y = x W + b
+//   Linear layout (torch.nn.Linear, Mistral):                   weight [out, in], y = x W^T + b
+//
+// LoRA (Hu et al. 2021; PEFT's lora.Linear): y = base(x) + B(A(dropout(x))) * scaling with
+// A = lora_A.weight [r, in] and B = lora_B.weight [out, r] in PEFT's layout whatever the base
+// layout, so parameter names read `<module>.lora_A.weight` exactly as in a PEFT adapter file.
+#pragma once
+
+#include <cstdint>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+namespace tailor {
+
+enum class WeightLayout {
+  kConv1D,  // weight [in, out]
+  kLinear,  // weight [out, in]
+};
+
+// One LoRA factor, held as `weight` so that names end in `lora_A.weight` / `lora_B.weight`.
+class LoraFactorImpl : public torch::nn::Module {
+ public:
+  LoraFactorImpl(int64_t rows, int64_t cols);
+  at::Tensor weight;  // [rows, cols]
+};
+TORCH_MODULE(LoraFactor);
+
+class LinearImpl : public torch::nn::Module {
+ public:
+  // Weights start uninitialised (torch::empty): the owning model initialises or loads them.
+  LinearImpl(int64_t in_features, int64_t out_features, WeightLayout layout, bool bias);
+
+  // x [..., in] -> [..., out], in the dtype of the weight.
+  at::Tensor forward(const at::Tensor& x);
+
+  // Adds lora_A [rank, in] (kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)),
+  // drawn from torch's default generator) and lora_B [out, rank] (zeros), as PEFT initialises
+  // them, and freezes the base weight and bias. Throws if LoRA is already present.
+  void add_lora(int64_t rank, double scaling, double dropout);
+  bool has_lora() const { return static_cast<bool>(lora_A); }
+
+  // Folds the adapter into the base weight (Conv1D: W += (B A)^T * scaling; Linear:
+  // W += B A * scaling), after which forward is the plain base. The delta is computed in at least
+  // float32. merge() needs the adapter enabled; both are no-ops when already in that state.
+  void merge();
+  void unmerge();
+  bool merged() const { return merged_; }
+
+  // When disabled, forward is the plain base layer (PEFT's disable_adapter_layers). Disabling a
+  // merged layer unmerges it first, as PEFT does.
+  void set_adapter_enabled(bool enabled);
+  bool adapter_enabled() const { return adapter_enabled_; }
+
+  // The adapter's contribution in the base weight's layout and dtype: (B A)^T * s or B A * s.
+  at::Tensor lora_delta() const;
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+  int64_t lora_rank() const { return lora_rank_; }
+  double lora_scaling() const { return lora_scaling_; }
+  double lora_dropout() const { return lora_dropout_; }
+  WeightLayout layout() const { return layout_; }
+
+  at::Tensor weight;  // [in, out] (kConv1D) or [out, in] (kLinear)
+  at::Tensor bias;    // [out], undefined without bias
+  LoraFactor lora_A{nullptr};
+  LoraFactor lora_B{nullptr};
+
+ private:
+  at::Tensor base_forward(const at::Tensor& x2d) const;  // [N, in] -> [N, out]
+  at::Tensor scaled_delta(at::ScalarType dtype) const;   // base layout, in `dtype`
+
+  int64_t in_features_;
+  int64_t out_features_;
+  WeightLayout layout_;
+  int64_t lora_rank_ = 0;
+  double lora_scaling_ = 0.0;
+  double lora_dropout_ = 0.0;
+  bool merged_ = false;
+  bool adapter_enabled_ = true;
+};
+TORCH_MODULE(Linear);
+
+}  // namespace tailor
