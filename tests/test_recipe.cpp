@@ -239,8 +239,8 @@ bool sets_path(const YAML::Node& node, const std::string& path) {
 TEST(RecipeLoad, QuickstartRecipeIsValidAndSetsEveryKey) {
   const fs::path file = fs::path(TAILOR_SOURCE_DIR) / "recipes/quickstart.yaml";
   const SftRecipe r = load_sft_recipe(file);
-  EXPECT_EQ(r.data.train, fs::path("data/quickstart/train.jsonl"));
-  EXPECT_EQ(r.data.eval, fs::path("data/quickstart/eval.jsonl"));
+  EXPECT_EQ(r.data.train, fs::path("assets/datasets/quickstart/train.jsonl"));
+  EXPECT_EQ(r.data.eval, fs::path("assets/datasets/quickstart/eval.jsonl"));
   EXPECT_EQ(r.output_dir, fs::path("runs/quickstart"));
   EXPECT_TRUE(r.lora.enabled);
   // A complete, documented example: every key of the schema is written out in the file.

@@ -8,11 +8,12 @@ namespace tailor {
 
 at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels) {
   const int64_t V = logits.size(-1);
-  // Shift: position t predicts token t + 1.
-  auto shifted_logits = logits.slice(/*dim=*/1, 0, -1).reshape({-1, V}).to(at::kFloat);
-  auto shifted_labels = labels.slice(/*dim=*/1, 1).reshape({-1});
-  return at::cross_entropy_loss(shifted_logits, shifted_labels, /*weight=*/{},
-                                at::Reduction::Sum, data::kIgnoreIndex);
+  // Shift the labels, not the logits: position t predicts token t + 1, and the last position
+  // predicts nothing. Slicing [B, T, V] logits would copy the largest tensor of the step.
+  auto shifted_labels =
+      at::cat({labels.slice(/*dim=*/1, 1), at::full({labels.size(0), 1}, data::kIgnoreIndex, labels.options())}, 1);
+  return at::cross_entropy_loss(logits.reshape({-1, V}).to(at::kFloat), shifted_labels.reshape({-1}),
+                                /*weight=*/{}, at::Reduction::Sum, data::kIgnoreIndex);
 }
 
 std::vector<double> sequence_nll(const at::Tensor& logits, const at::Tensor& labels,

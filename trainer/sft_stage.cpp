@@ -242,7 +242,7 @@ void SftStage::train() {
         loss_sum += loss.item<double>();
       }
     }
-    double grad_norm = r_.optimizer.grad_clip > 0 ? clip_grad_norm_(trainable, r_.optimizer.grad_clip)
+    const double norm = r_.optimizer.grad_clip > 0 ? clip_grad_norm_(trainable, r_.optimizer.grad_clip)
                                                  : grad_norm(trainable);
     const double lr = schedule_->lr_at(step_);
     optimizer_->step(lr);
@@ -253,7 +253,7 @@ void SftStage::train() {
     const bool log = last || step_ % r_.train.log_every == 0;
     progress.update(step_, tokens, loss_sum, lr, log);
     if (log) {
-      metrics_->log(step_, {{"loss", loss_sum}, {"lr", lr}, {"grad_norm", grad_norm},
+      metrics_->log(step_, {{"loss", loss_sum}, {"lr", lr}, {"grad_norm", norm},
                             {"tokens", tokens}, {"tokens_per_s", progress.tokens_per_second()}});
     }
     if (r_.train.eval_every > 0 && step_ % r_.train.eval_every == 0 && !last) {
