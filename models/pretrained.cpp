@@ -26,7 +26,8 @@ nlohmann::json read_json(const fs::path& path, const std::string& scope) {
 
 GPT2LMHead load_gpt2_pretrained(const fs::path& dir, c10::ScalarType dtype) {
   const fs::path config_path = dir / "config.json";
-  GPT2Config config = GPT2Config::from_json(read_json(config_path, "pretrained"), config_path.string());
+  GPT2Config config =
+      GPT2Config::from_json(read_json(config_path, "pretrained"), config_path.string());
   GPT2LMHead model(config, /*init_weights=*/false);
   model->to(dtype);
   model->load_hf_state_dict(hf::load_state_dict(dir), dir.string());
@@ -41,8 +42,9 @@ void save_gpt2_pretrained(const fs::path& dir, const GPT2LMHead& model, uint64_t
   hf::save_state_dict(dir, model->hf_state_dict(), max_shard_bytes);
 }
 
-void save_peft_adapter(const fs::path& dir, const torch::nn::Module& model, const LoraConfig& config,
-                       const std::string& base_model_name_or_path, bool fan_in_fan_out) {
+void save_peft_adapter(const fs::path& dir, const torch::nn::Module& model,
+                       const LoraConfig& config, const std::string& base_model_name_or_path,
+                       bool fan_in_fan_out) {
   fs::create_directories(dir);
   const auto json = peft_adapter_config(config, base_model_name_or_path, fan_in_fan_out);
   write_file_atomic(dir / "adapter_config.json", json.dump(2) + "\n");

@@ -55,15 +55,18 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-nlohmann::json run_config(const BenchConfig& c, const GPT2Config& model_config, int64_t B, int64_t T,
-                          int64_t warmup, int64_t steps) {
+nlohmann::json run_config(const BenchConfig& c, const GPT2Config& model_config, int64_t B,
+                          int64_t T, int64_t warmup, int64_t steps) {
   reset_peak_memory();
   torch::manual_seed(0);
   GPT2Config config = model_config;
   config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
   GPT2LMHead model(config);
   model->to(c.dtype);
-  if (c.lora_rank > 0) apply_lora(*model, LoraConfig{c.lora_rank, 2.0 * c.lora_rank, 0.0, false, {"c_attn", "c_proj", "c_fc"}});
+  if (c.lora_rank > 0)
+    apply_lora(
+        *model,
+        LoraConfig{c.lora_rank, 2.0 * c.lora_rank, 0.0, false, {"c_attn", "c_proj", "c_fc"}});
   model->train();
   AdamW optimizer(AdamWConfig{0.9, 0.999, 1e-8, 0.01});
   int64_t trainable = 0;
@@ -82,7 +85,8 @@ nlohmann::json run_config(const BenchConfig& c, const GPT2Config& model_config, 
         at::autocast::set_cpu_enabled(true);
         at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
       }
-      auto loss = causal_lm_loss_sum(model->forward(ids), labels) / static_cast<double>(B * (T - 1));
+      auto loss =
+          causal_lm_loss_sum(model->forward(ids), labels) / static_cast<double>(B * (T - 1));
       loss.backward();
       if (c.autocast) {
         at::autocast::set_cpu_enabled(false);
@@ -94,16 +98,23 @@ nlohmann::json run_config(const BenchConfig& c, const GPT2Config& model_config, 
     if (i >= warmup) total += now_seconds() - start;
   }
   const double step_s = total / static_cast<double>(steps);
-  return {{"config", c.name},           {"ms_per_step", step_s * 1e3},
-          {"tokens_per_s", B * T / step_s}, {"peak_memory_mib", peak_memory_mib()},
-          {"trainable_parameters", trainable}, {"batch", B}, {"seq", T}, {"steps", steps},
+  return {{"config", c.name},
+          {"ms_per_step", step_s * 1e3},
+          {"tokens_per_s", B * T / step_s},
+          {"peak_memory_mib", peak_memory_mib()},
+          {"trainable_parameters", trainable},
+          {"batch", B},
+          {"seq", T},
+          {"steps", steps},
           {"threads", at::get_num_threads()}};
 }
 
 }  // namespace
 
 int bench_command(const std::vector<std::string>& args) {
-  CLI::App app{"GPT-2 training-step benchmark (random init; prints ms/step, tokens/s, peak memory).", args[0]};
+  CLI::App app{
+      "GPT-2 training-step benchmark (random init; prints ms/step, tokens/s, peak memory).",
+      args[0]};
   std::string preset = "gpt2";
   int64_t B = 4, T = 64, warmup = 2, steps = 5;
   std::vector<std::string> only;
@@ -112,15 +123,18 @@ int bench_command(const std::vector<std::string>& args) {
   app.add_option("--seq", T, "sequence length T");
   app.add_option("--warmup", warmup, "untimed warm-up steps");
   app.add_option("--steps", steps, "timed steps");
-  app.add_option("--config", only, "run only these: fp32, bf16_autocast, bf16, lora_fp32, lora_bf16");
+  app.add_option("--config", only,
+                 "run only these: fp32, bf16_autocast, bf16, lora_fp32, lora_bf16");
   std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
+  for (const auto& a : args)
+    argv.push_back(a.c_str());
   try {
     app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (B < 1 || T < 2 || steps < 1 || warmup < 0) throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1");
+  if (B < 1 || T < 2 || steps < 1 || warmup < 0)
+    throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1");
 
   const std::vector<BenchConfig> all = {
       {"fp32", at::kFloat, false, 0},          {"bf16_autocast", at::kFloat, true, 0},
@@ -128,15 +142,18 @@ int bench_command(const std::vector<std::string>& args) {
       {"lora_bf16", at::kBFloat16, false, 16},
   };
   const GPT2Config config = GPT2Config::preset(preset);
-  std::printf("GPT-2 preset %s (n_layer %lld, n_embd %lld, vocab %lld), B=%lld T=%lld, %d threads\n",
-              preset.c_str(), (long long)config.n_layer, (long long)config.n_embd,
-              (long long)config.vocab_size, (long long)B, (long long)T, at::get_num_threads());
-  std::printf("%-14s %10s %12s %12s %14s\n", "config", "ms/step", "tokens/s", "peak MiB", "trainable");
+  std::printf(
+      "GPT-2 preset %s (n_layer %lld, n_embd %lld, vocab %lld), B=%lld T=%lld, %d threads\n",
+      preset.c_str(), (long long)config.n_layer, (long long)config.n_embd,
+      (long long)config.vocab_size, (long long)B, (long long)T, at::get_num_threads());
+  std::printf("%-14s %10s %12s %12s %14s\n", "config", "ms/step", "tokens/s", "peak MiB",
+              "trainable");
   for (const auto& c : all) {
     if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
     auto r = run_config(c, config, B, T, warmup, steps);
-    std::printf("%-14s %10.1f %12.1f %12.0f %14lld\n", c.name.c_str(), r["ms_per_step"].get<double>(),
-                r["tokens_per_s"].get<double>(), r["peak_memory_mib"].get<double>(),
+    std::printf("%-14s %10.1f %12.1f %12.0f %14lld\n", c.name.c_str(),
+                r["ms_per_step"].get<double>(), r["tokens_per_s"].get<double>(),
+                r["peak_memory_mib"].get<double>(),
                 (long long)r["trainable_parameters"].get<int64_t>());
     std::cerr << r.dump() << "\n";
   }

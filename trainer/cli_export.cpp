@@ -10,15 +10,19 @@ namespace tailor::cli {
 namespace fs = std::filesystem;
 
 int export_command(const std::vector<std::string>& args) {
-  CLI::App app{"Write a training checkpoint as a Hugging Face model directory (+ PEFT adapter).", args[0]};
+  CLI::App app{"Write a training checkpoint as a Hugging Face model directory (+ PEFT adapter).",
+               args[0]};
   fs::path checkpoint, out;
   bool merge = false;
-  app.add_option("--checkpoint", checkpoint, "run directory (its latest checkpoint) or checkpoint directory")
+  app.add_option("--checkpoint", checkpoint,
+                 "run directory (its latest checkpoint) or checkpoint directory")
       ->required();
   app.add_option("--out", out, "output directory (replaced whole)")->required();
-  app.add_flag("--merge-lora", merge, "merge LoRA factors into the weights instead of writing an adapter");
+  app.add_flag("--merge-lora", merge,
+               "merge LoRA factors into the weights instead of writing an adapter");
   std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
+  for (const auto& a : args)
+    argv.push_back(a.c_str());
   try {
     app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
   } catch (const CLI::ParseError& e) {
@@ -30,7 +34,8 @@ int export_command(const std::vector<std::string>& args) {
   model->eval();
   export_model(model, provenance, out, merge);
   std::cout << "exported " << dir.string() << " -> " << out.string();
-  if (provenance.lora && !merge) std::cout << " (PEFT adapter in " << (out / "adapter").string() << ")";
+  if (provenance.lora && !merge)
+    std::cout << " (PEFT adapter in " << (out / "adapter").string() << ")";
   std::cout << "\n";
   return 0;
 }

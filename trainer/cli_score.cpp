@@ -50,20 +50,27 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
   ScoreInput in;
   if (!j.is_object()) throw Error("score", location(file, line) + ": expected a JSON object");
   if (j.contains("ids")) {
-    if (!j.at("ids").is_array()) throw Error("score", location(file, line) + ": \"ids\" must be an array");
+    if (!j.at("ids").is_array())
+      throw Error("score", location(file, line) + ": \"ids\" must be an array");
     for (const auto& v : j.at("ids")) {
-      if (!v.is_number_integer()) throw Error("score", location(file, line) + ": \"ids\" must hold integers");
+      if (!v.is_number_integer())
+        throw Error("score", location(file, line) + ": \"ids\" must hold integers");
       in.ids.push_back(v.get<int64_t>());
     }
   } else if (j.contains("text")) {
-    for (auto id : tokenizer().encode(string_field("text"))) in.ids.push_back(id);
+    for (auto id : tokenizer().encode(string_field("text")))
+      in.ids.push_back(id);
   } else if (j.contains("prompt") && j.contains("response")) {
-    for (auto id : tokenizer().encode(string_field("prompt"))) in.ids.push_back(id);
+    for (auto id : tokenizer().encode(string_field("prompt")))
+      in.ids.push_back(id);
     in.first_scored = std::max<int64_t>(1, static_cast<int64_t>(in.ids.size()));
-    for (auto id : tokenizer().encode(string_field("response"))) in.ids.push_back(id);
+    for (auto id : tokenizer().encode(string_field("response")))
+      in.ids.push_back(id);
   } else {
-    throw Error("score", location(file, line) +
-                             ": expected {\"text\": ...}, {\"prompt\": ..., \"response\": ...} or {\"ids\": [...]}");
+    throw Error(
+        "score",
+        location(file, line) +
+            ": expected {\"text\": ...}, {\"prompt\": ..., \"response\": ...} or {\"ids\": [...]}");
   }
   return in;
 }
@@ -71,18 +78,25 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
 }  // namespace
 
 int score_command(const std::vector<std::string>& args) {
-  CLI::App app{"Summed negative log-likelihood of each JSONL line under a Hugging Face GPT-2 model.",
-               args[0]};
+  CLI::App app{
+      "Summed negative log-likelihood of each JSONL line under a Hugging Face GPT-2 model.",
+      args[0]};
   fs::path model_dir, adapter_dir, tokenizer_dir, input, output;
   std::string dtype_name = "float32";
-  app.add_option("--model", model_dir, "Hugging Face model directory (config.json + safetensors)")->required();
+  app.add_option("--model", model_dir, "Hugging Face model directory (config.json + safetensors)")
+      ->required();
   app.add_option("--adapter", adapter_dir, "PEFT LoRA adapter directory to apply");
-  app.add_option("--tokenizer", tokenizer_dir, "tokenizer directory (default: the model directory)");
-  app.add_option("--input", input, "JSONL: {\"text\"} | {\"prompt\",\"response\"} | {\"ids\"} per line")->required();
+  app.add_option("--tokenizer", tokenizer_dir,
+                 "tokenizer directory (default: the model directory)");
+  app.add_option("--input", input,
+                 "JSONL: {\"text\"} | {\"prompt\",\"response\"} | {\"ids\"} per line")
+      ->required();
   app.add_option("--output", output, "output JSONL (default: stdout)");
-  app.add_option("--dtype", dtype_name, "float32 | bfloat16")->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--dtype", dtype_name, "float32 | bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
   std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
+  for (const auto& a : args)
+    argv.push_back(a.c_str());
   try {
     app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
   } catch (const CLI::ParseError& e) {
@@ -97,7 +111,8 @@ int score_command(const std::vector<std::string>& args) {
 
   std::optional<Tokenizer> tokenizer;
   auto get_tokenizer = [&]() -> const Tokenizer& {
-    if (!tokenizer) tokenizer = Tokenizer::from_dir(tokenizer_dir.empty() ? model_dir : tokenizer_dir);
+    if (!tokenizer)
+      tokenizer = Tokenizer::from_dir(tokenizer_dir.empty() ? model_dir : tokenizer_dir);
     return *tokenizer;
   };
 

@@ -11,8 +11,11 @@ at::Tensor causal_lm_loss_sum(const at::Tensor& logits, const at::Tensor& labels
   // Shift the labels, not the logits: position t predicts token t + 1, and the last position
   // predicts nothing. Slicing [B, T, V] logits would copy the largest tensor of the step.
   auto shifted_labels =
-      at::cat({labels.slice(/*dim=*/1, 1), at::full({labels.size(0), 1}, data::kIgnoreIndex, labels.options())}, 1);
-  return at::cross_entropy_loss(logits.reshape({-1, V}).to(at::kFloat), shifted_labels.reshape({-1}),
+      at::cat({labels.slice(/*dim=*/1, 1),
+               at::full({labels.size(0), 1}, data::kIgnoreIndex, labels.options())},
+              1);
+  return at::cross_entropy_loss(logits.reshape({-1, V}).to(at::kFloat),
+                                shifted_labels.reshape({-1}),
                                 /*weight=*/{}, at::Reduction::Sum, data::kIgnoreIndex);
 }
 

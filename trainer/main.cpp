@@ -5,11 +5,11 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 #include <functional>
 #include <iostream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -27,7 +27,8 @@ const std::map<std::string, Subcommand>& subcommands() {
       {"run", {tailor::cli::run_command, "run a recipe: tailor run RECIPE.yaml [key=value ...]"}},
       {"tokenize", {tailor::cli::tokenize_command, "text <-> GPT-2 token ids as JSON"}},
       {"score", {tailor::cli::score_command, "summed negative log-likelihood per JSONL line"}},
-      {"export", {tailor::cli::export_command, "checkpoint -> Hugging Face directory / PEFT adapter"}},
+      {"export",
+       {tailor::cli::export_command, "checkpoint -> Hugging Face directory / PEFT adapter"}},
       {"data", {tailor::cli::data_command, "import JSONL into an HDF5 store"}},
       {"bench", {tailor::cli::bench_command, "GPT-2 124M training-step benchmark"}},
   };
@@ -36,7 +37,8 @@ const std::map<std::string, Subcommand>& subcommands() {
 
 void usage(std::FILE* out) {
   std::fprintf(out, "usage: tailor <command> [options]\n\ncommands:\n");
-  for (const auto& [name, cmd] : subcommands()) std::fprintf(out, "  %-10s %s\n", name.c_str(), cmd.summary);
+  for (const auto& [name, cmd] : subcommands())
+    std::fprintf(out, "  %-10s %s\n", name.c_str(), cmd.summary);
   std::fprintf(out, "\n`tailor <command> --help` describes each command.\n");
 }
 
@@ -68,7 +70,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<std::string> args{"tailor " + name};
-  for (int i = 2; i < argc; ++i) args.emplace_back(argv[i]);
+  for (int i = 2; i < argc; ++i)
+    args.emplace_back(argv[i]);
   try {
     return it->second.run(args);
   } catch (const tailor::Error& e) {

@@ -22,11 +22,13 @@ nlohmann::json provenance_to_json(const ModelProvenance& p) {
 
 ModelProvenance provenance_from_json(const nlohmann::json& j, const std::string& source) {
   for (const char* key : {"config", "lora", "base_model", "tokenizer", "dtype"}) {
-    if (!j.contains(key)) throw Error("checkpoint", source + ": extra.model." + key + " is missing");
+    if (!j.contains(key))
+      throw Error("checkpoint", source + ": extra.model." + key + " is missing");
   }
   ModelProvenance p;
   p.config = GPT2Config::from_json(j.at("config"), source + " (extra.model.config)");
-  if (!j.at("lora").is_null()) p.lora = lora_config_from_peft(j.at("lora"), source + " (extra.model.lora)");
+  if (!j.at("lora").is_null())
+    p.lora = lora_config_from_peft(j.at("lora"), source + " (extra.model.lora)");
   p.base_model = j.at("base_model").get<std::string>();
   p.tokenizer = j.at("tokenizer").get<std::string>();
   p.dtype = j.at("dtype").get<std::string>();
@@ -44,7 +46,8 @@ fs::path resolve_checkpoint_dir(const fs::path& path) {
 GPT2LMHead model_from_checkpoint(const fs::path& checkpoint_dir, ModelProvenance* out) {
   Checkpoint ckpt = load_checkpoint(checkpoint_dir);
   const std::string source = (checkpoint_dir / "trainer_state.json").string();
-  if (!ckpt.state.extra.contains("model")) throw Error("checkpoint", source + ": extra.model is missing");
+  if (!ckpt.state.extra.contains("model"))
+    throw Error("checkpoint", source + ": extra.model is missing");
   ModelProvenance p = provenance_from_json(ckpt.state.extra.at("model"), source);
   const auto dtype = p.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
 
@@ -56,7 +59,8 @@ GPT2LMHead model_from_checkpoint(const fs::path& checkpoint_dir, ModelProvenance
   auto params = model->named_parameters(/*recurse=*/true);
   for (const auto& [name, tensor] : ckpt.model) {
     auto* param = params.find(name);
-    if (param == nullptr) throw Error("checkpoint", checkpoint_dir.string() + ": unexpected tensor " + name);
+    if (param == nullptr)
+      throw Error("checkpoint", checkpoint_dir.string() + ": unexpected tensor " + name);
     if (param->sizes() != tensor.sizes())
       throw Error("checkpoint", checkpoint_dir.string() + ": shape mismatch for " + name);
     at::NoGradGuard no_grad;

@@ -12,10 +12,10 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "models/hf_checkpoint.h"
 #include "data/epoch_sampler.h"
 #include "data/sft_dataset.h"
 #include "models/gpt2.h"
+#include "models/hf_checkpoint.h"
 #include "models/lora.h"
 #include "models/pretrained.h"
 #include "models/tokenizer.h"
@@ -112,8 +112,8 @@ void SftStage::setup() {
   const GPT2Config config = model_config();
   if (tokenizer_->vocab_size() > config.vocab_size)
     throw Error("sft", "tokenizer " + r_.tokenizer.string() + " has " +
-                           std::to_string(tokenizer_->vocab_size()) + " tokens but the model only " +
-                           std::to_string(config.vocab_size));
+                           std::to_string(tokenizer_->vocab_size()) +
+                           " tokens but the model only " + std::to_string(config.vocab_size));
   const auto dtype = r_.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
   if (r_.model.init == ModelInit::kPretrained) {
     model_ = GPT2LMHead(config, /*init_weights=*/false);
@@ -138,7 +138,8 @@ void SftStage::setup() {
     if (p.requires_grad()) n_trainable += p.numel();
   }
   std::cerr << "[sft] model: " << config.n_layer << " layers, n_embd " << config.n_embd << ", "
-            << n_params << " parameters, " << n_trainable << " trainable (" << provenance_.dtype << ")\n";
+            << n_params << " parameters, " << n_trainable << " trainable (" << provenance_.dtype
+            << ")\n";
 
   // Data: a .jsonl is tokenized in memory, an .h5 store is read as imported.
   const auto encode = [this](const std::string& text) { return tokenizer_->encode(text); };
@@ -193,7 +194,8 @@ void SftStage::resume() {
   auto params = model_->named_parameters();
   for (const auto& [name, tensor] : ckpt.model) {
     auto* param = params.find(name);
-    if (!param) throw Error("sft", latest->string() + ": checkpoint tensor " + name + " is not in the model");
+    if (!param)
+      throw Error("sft", latest->string() + ": checkpoint tensor " + name + " is not in the model");
     at::NoGradGuard no_grad;
     param->copy_(tensor);
   }
@@ -210,7 +212,8 @@ std::vector<data::SftBatch> SftStage::next_step_batches() {
   std::vector<data::SftBatch> batches;
   for (int64_t i = 0; i < r_.train.grad_accum; ++i) {
     auto picks = sampler_->next_batch(r_.train.micro_batch_size);
-    for (auto& p : picks) p = train_indices_[p];
+    for (auto& p : picks)
+      p = train_indices_[p];
     batches.push_back(train_data_->collate(picks, collate_));
   }
   return batches;
@@ -237,13 +240,15 @@ void SftStage::train() {
       AutocastGuard autocast(r_.train.precision == Precision::kBf16Autocast);
       for (const auto& b : batches) {
         auto logits = model_->forward(b.input_ids, b.attention_mask);
-        auto loss = causal_lm_loss_sum(logits, b.labels) / static_cast<double>(std::max<int64_t>(1, loss_tokens));
+        auto loss = causal_lm_loss_sum(logits, b.labels) /
+                    static_cast<double>(std::max<int64_t>(1, loss_tokens));
         loss.backward();
         loss_sum += loss.item<double>();
       }
     }
-    const double norm = r_.optimizer.grad_clip > 0 ? clip_grad_norm_(trainable, r_.optimizer.grad_clip)
-                                                 : grad_norm(trainable);
+    const double norm = r_.optimizer.grad_clip > 0
+                            ? clip_grad_norm_(trainable, r_.optimizer.grad_clip)
+                            : grad_norm(trainable);
     const double lr = schedule_->lr_at(step_);
     optimizer_->step(lr);
     optimizer_->zero_grad();
@@ -253,14 +258,19 @@ void SftStage::train() {
     const bool log = last || step_ % r_.train.log_every == 0;
     progress.update(step_, tokens, loss_sum, lr, log);
     if (log) {
-      metrics_->log(step_, {{"loss", loss_sum}, {"lr", lr}, {"grad_norm", norm},
-                            {"tokens", tokens}, {"tokens_per_s", progress.tokens_per_second()}});
+      metrics_->log(step_, {{"loss", loss_sum},
+                            {"lr", lr},
+                            {"grad_norm", norm},
+                            {"tokens", tokens},
+                            {"tokens_per_s", progress.tokens_per_second()}});
     }
     if (r_.train.eval_every > 0 && step_ % r_.train.eval_every == 0 && !last) {
       const double eval_loss = evaluate();
-      if (!std::isnan(eval_loss)) std::cerr << "[sft] step " << step_ << " eval loss " << eval_loss << "\n";
+      if (!std::isnan(eval_loss))
+        std::cerr << "[sft] step " << step_ << " eval loss " << eval_loss << "\n";
     }
-    if (r_.train.checkpoint_every > 0 && step_ % r_.train.checkpoint_every == 0 && !last) save_checkpoint();
+    if (r_.train.checkpoint_every > 0 && step_ % r_.train.checkpoint_every == 0 && !last)
+      save_checkpoint();
   }
 }
 
@@ -276,7 +286,8 @@ double SftStage::evaluate() {
        start += B, ++batch) {
     const int64_t end = std::min<int64_t>(start + B, eval_indices_.size());
     std::vector<int64_t> picks(eval_indices_.begin() + start, eval_indices_.begin() + end);
-    auto b = eval_data_ ? eval_data_->collate(picks, collate_) : train_data_->collate(picks, collate_);
+    auto b =
+        eval_data_ ? eval_data_->collate(picks, collate_) : train_data_->collate(picks, collate_);
     auto logits = model_->forward(b.input_ids, b.attention_mask);
     nll += causal_lm_loss_sum(logits, b.labels).item<double>();
     count += data::count_loss_tokens(b);
@@ -301,7 +312,8 @@ void SftStage::save_checkpoint() {
   state.extra["model"] = provenance_to_json(provenance_);
   SaveCheckpointOptions options;
   options.keep_last = static_cast<int>(r_.train.keep_checkpoints);
-  const auto dir = tailor::save_checkpoint(run_dir_, tensors, optimizer_->export_state(), state, options);
+  const auto dir =
+      tailor::save_checkpoint(run_dir_, tensors, optimizer_->export_state(), state, options);
   last_checkpoint_step_ = step_;
   std::cerr << "[sft] checkpoint " << dir.string() << "\n";
 }
@@ -309,7 +321,8 @@ void SftStage::save_checkpoint() {
 void SftStage::finish() {
   if (last_checkpoint_step_ != step_) save_checkpoint();
   const double eval_loss = evaluate();
-  if (!std::isnan(eval_loss)) std::cerr << "[sft] final eval loss " << eval_loss << " (ppl " << std::exp(eval_loss) << ")\n";
+  if (!std::isnan(eval_loss))
+    std::cerr << "[sft] final eval loss " << eval_loss << " (ppl " << std::exp(eval_loss) << ")\n";
   std::cout << "run directory: " << run_dir_.string() << "\n"
             << "  recipe:      " << (run_dir_ / "recipe.yaml").string() << "\n"
             << "  metrics:     " << (run_dir_ / "metrics.jsonl").string() << "\n"
@@ -319,11 +332,15 @@ void SftStage::finish() {
     model_->eval();
     export_model(model_, provenance_, out, r_.export_.merge_lora);
     std::cout << "  export:      " << out.string() << " (Hugging Face format"
-              << (provenance_.lora && !r_.export_.merge_lora ? "; PEFT adapter in export/adapter" : "")
+              << (provenance_.lora && !r_.export_.merge_lora ? "; PEFT adapter in export/adapter"
+                                                             : "")
               << ")\n"
               << "score it:  ./build/tailor score --model " << out.string()
-              << (provenance_.lora && !r_.export_.merge_lora ? " --adapter " + (out / "adapter").string() : "")
-              << " --input " << (r_.data.eval.empty() ? r_.data.train : r_.data.eval).string() << "\n";
+              << (provenance_.lora && !r_.export_.merge_lora
+                      ? " --adapter " + (out / "adapter").string()
+                      : "")
+              << " --input " << (r_.data.eval.empty() ? r_.data.train : r_.data.eval).string()
+              << "\n";
   }
 }
 
