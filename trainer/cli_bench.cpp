@@ -3,7 +3,6 @@
 // Each configuration builds a randomly initialised model, runs warm-up steps, then times full
 // optimizer steps (forward, loss, backward, AdamW) on random tokens, and reports ms/step,
 // tokens/s and the peak resident memory of the configuration (VmHWM, reset between runs).
-#include <CLI/CLI.hpp>
 
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -17,6 +16,7 @@
 #include "models/gpt2.h"
 #include "models/lora.h"
 #include "trainer/adamw.h"
+#include "trainer/cli_args.h"
 #include "trainer/commands.h"
 #include "trainer/lm_loss.h"
 
@@ -125,14 +125,7 @@ int bench_command(const std::vector<std::string>& args) {
   app.add_option("--steps", steps, "timed steps");
   app.add_option("--config", only,
                  "run only these: fp32, bf16_autocast, bf16, lora_fp32, lora_bf16");
-  std::vector<const char*> argv;
-  for (const auto& a : args)
-    argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto code = parse_arguments(app, args)) return *code;
   if (B < 1 || T < 2 || steps < 1 || warmup < 0)
     throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1");
 

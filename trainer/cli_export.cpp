@@ -1,8 +1,8 @@
 // tailor export --checkpoint RUN_OR_CKPT_DIR --out DIR [--merge-lora]
-#include <CLI/CLI.hpp>
 
 #include <iostream>
 
+#include "trainer/cli_args.h"
 #include "trainer/commands.h"
 #include "trainer/model_checkpoint.h"
 
@@ -20,14 +20,7 @@ int export_command(const std::vector<std::string>& args) {
   app.add_option("--out", out, "output directory (replaced whole)")->required();
   app.add_flag("--merge-lora", merge,
                "merge LoRA factors into the weights instead of writing an adapter");
-  std::vector<const char*> argv;
-  for (const auto& a : args)
-    argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto code = parse_arguments(app, args)) return *code;
   const fs::path dir = resolve_checkpoint_dir(checkpoint);
   ModelProvenance provenance;
   GPT2LMHead model = model_from_checkpoint(dir, &provenance);

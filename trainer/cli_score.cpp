@@ -5,7 +5,6 @@
 // {"text": ...}, {"prompt": ..., "response": ...} (only response tokens scored; prompt and
 // response are tokenized separately and concatenated) or {"ids": [...]} (used as they are).
 // No BOS is added.
-#include <CLI/CLI.hpp>
 
 #include <fstream>
 #include <iomanip>
@@ -17,6 +16,7 @@
 #include "data/sft_dataset.h"
 #include "models/pretrained.h"
 #include "models/tokenizer.h"
+#include "trainer/cli_args.h"
 #include "trainer/commands.h"
 #include "trainer/lm_loss.h"
 
@@ -94,14 +94,7 @@ int score_command(const std::vector<std::string>& args) {
   app.add_option("--output", output, "output JSONL (default: stdout)");
   app.add_option("--dtype", dtype_name, "float32 | bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}));
-  std::vector<const char*> argv;
-  for (const auto& a : args)
-    argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto code = parse_arguments(app, args)) return *code;
 
   const auto dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
   GPT2LMHead model = load_gpt2_pretrained(model_dir, dtype);

@@ -144,6 +144,11 @@ void SftStage::setup() {
   // Data: a .jsonl is tokenized in memory, an .h5 store is read as imported.
   const auto encode = [this](const std::string& text) { return tokenizer_->encode(text); };
   train_data_ = data::SftDataset::load(r_.data.train, encode);
+  const bool want_text = r_.data.format == DataFormat::kText;
+  if (want_text != (train_data_->kind() == data::StoreKind::text))
+    throw Error("recipe", "data.format is " + to_string(r_.data.format) + " but " +
+                              r_.data.train.string() + " holds " +
+                              data::kind_name(train_data_->kind()) + " records");
   train_indices_.resize(train_data_->size());
   std::iota(train_indices_.begin(), train_indices_.end(), 0);
   if (!r_.data.eval.empty()) {
