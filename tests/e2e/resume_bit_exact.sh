@@ -7,8 +7,8 @@ tailor=$1
 cd "$2"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# Dropout on, so the RNG state must be restored too; fixed threads so float sums are repeatable.
-export OMP_NUM_THREADS=2
+# Dropout on, so the RNG state must be restored too; one fixed thread so float sums are repeatable.
+export OMP_NUM_THREADS=1
 args=(recipes/quickstart.yaml train.max_steps=120 train.checkpoint_every=10 train.keep_checkpoints=3
   model.dropout=0.1 lora.dropout=0.1 train.eval_every=0 export.enabled=false)
 
