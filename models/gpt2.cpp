@@ -9,20 +9,12 @@
 #include <torch/nn/init.h>
 
 #include "common/error.h"
+#include "common/shape_string.h"
 
 namespace tailor {
 namespace {
 
 const char* kScope = "gpt2";
-
-std::string shape_string(at::IntArrayRef shape) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    os << (i ? ", " : "") << shape[i];
-  os << "]";
-  return os.str();
-}
 
 bool is_lora_name(const std::string& name) {
   return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;

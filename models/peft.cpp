@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/shape_string.h"
 
 namespace tailor {
 namespace {
@@ -14,15 +15,6 @@ const char* kScope = "peft";
 
 [[noreturn]] void fail(const std::string& source, const std::string& message) {
   throw Error(kScope, source + ": " + message);
-}
-
-std::string shape_string(at::IntArrayRef shape) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    os << (i ? ", " : "") << shape[i];
-  os << "]";
-  return os.str();
 }
 
 std::string list_some(const std::vector<std::string>& names, size_t limit = 8) {

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/shape_string.h"
 
 namespace tailor {
 
@@ -13,14 +14,6 @@ namespace {
 
 bool needs_master(const at::Tensor& t) {
   return t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf;
-}
-
-std::string shape_string(at::IntArrayRef sizes) {
-  std::string s = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    s += (i ? ", " : "") + std::to_string(sizes[i]);
-  }
-  return s + "]";
 }
 
 // A view of `buffer` shaped like `like`, (re)allocating the flat buffer when it is too small or

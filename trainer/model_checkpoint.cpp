@@ -2,6 +2,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/shape_string.h"
 #include "models/peft.h"
 #include "models/pretrained.h"
 #include "models/tokenizer.h"
@@ -62,7 +63,9 @@ GPT2LMHead model_from_checkpoint(const fs::path& checkpoint_dir, ModelProvenance
     if (param == nullptr)
       throw Error("checkpoint", checkpoint_dir.string() + ": unexpected tensor " + name);
     if (param->sizes() != tensor.sizes())
-      throw Error("checkpoint", checkpoint_dir.string() + ": shape mismatch for " + name);
+      throw Error("checkpoint", checkpoint_dir.string() + ": " + name + " has shape " +
+                                    shape_string(tensor.sizes()) + ", the model expects " +
+                                    shape_string(param->sizes()));
     at::NoGradGuard no_grad;
     param->copy_(tensor);
   }
