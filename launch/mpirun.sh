@@ -19,7 +19,7 @@
 #                          CUDA_VISIBLE_DEVICES per rank).
 #   --exec PROGRAM         run PROGRAM instead of build/tailor of this repository.
 #   --threads T            OMP_NUM_THREADS per rank. Default: $OMP_NUM_THREADS when set, else
-#                          physical cores per node / ranks per node (at least 1).
+#                          physical cores of this machine / ranks per node (at least 1).
 #   --mpirun-arg ARG       pass ARG to mpirun as is (repeatable), e.g.
 #                          --mpirun-arg --mca --mpirun-arg btl_tcp_if_include --mpirun-arg eth0
 #   --dry-run              print the command and exit.
