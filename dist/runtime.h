@@ -24,6 +24,9 @@ struct LaunchInfo {
   int world_size = 1;
   int rank = 0;
   int local_rank = 0;  // from OMPI_COMM_WORLD_LOCAL_RANK / SLURM_LOCALID when present
+  // Which environment was recognised: "mpirun" (OMPI_COMM_WORLD_*), "pmix" (PMIX_RANK), "pmi"
+  // (PMI_SIZE/PMI_RANK), "srun" (SLURM_* inside a job step), or "" when none.
+  std::string launcher;
 };
 
 // Reads the environment only (never initializes MPI).
@@ -33,7 +36,9 @@ class Runtime {
  public:
   // Initializes MPI when launched under a process manager; a second Runtime is an error.
   Runtime(int* argc, char*** argv);
-  ~Runtime();  // MPI_Finalize (after a barrier) when MPI was initialized
+  // MPI_Finalize (after a barrier) when MPI was initialized; skipped while an exception is in
+  // flight, so that mpirun ends the job instead of ranks waiting in a collective forever.
+  ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 };

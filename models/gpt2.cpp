@@ -59,6 +59,16 @@ std::string list_some(const std::vector<std::string>& names, size_t limit = 8) {
 
 }  // namespace
 
+std::string gpt2_parameter_name(const std::string& key, bool tie_word_embeddings) {
+  std::string name = key;
+  if (name.rfind("transformer.", 0) != 0 && name.rfind("lm_head.", 0) != 0) {
+    name = "transformer." + name;
+  }
+  if (is_attention_buffer(name)) return "";
+  if (name == "lm_head.weight" && tie_word_embeddings) return "";
+  return name;
+}
+
 // ---------------------------------------------------------------------------------------------
 GPT2AttentionImpl::GPT2AttentionImpl(const GPT2Config& config, int64_t layer_idx)
     : n_head_(config.n_head),
@@ -198,8 +208,12 @@ at::Tensor GPT2ModelImpl::forward(const at::Tensor& input_ids, const at::Tensor&
     }
     blocked = blocked.logical_or(attention_mask.eq(0).view({B, 1, 1, T}));
   }
-  for (const auto& block : *h)
-    hidden = block->as<GPT2BlockImpl>()->forward(hidden, blocked);
+  for (size_t i = 0; i < h->size(); ++i) {
+    const int group = static_cast<int>(i) + 1;
+    if (hooks) hooks->enter(group, hidden);
+    hidden = (*h)[i]->as<GPT2BlockImpl>()->forward(hidden, blocked);
+    if (hooks) hooks->exit(group, hidden);
+  }
   return ln_f(hidden);
 }
 
@@ -244,7 +258,10 @@ at::ScalarType GPT2LMHeadImpl::dtype() const {
 at::Tensor GPT2LMHeadImpl::hidden_states(const at::Tensor& input_ids,
                                          const at::Tensor& attention_mask,
                                          const at::Tensor& position_ids) {
-  return transformer(input_ids, attention_mask, position_ids);
+  if (hooks_) hooks_->enter(0, input_ids);
+  at::Tensor hidden = transformer(input_ids, attention_mask, position_ids);
+  if (hooks_) hooks_->exit(0, hidden);
+  return hidden;
 }
 
 at::Tensor GPT2LMHeadImpl::lm_logits(const at::Tensor& hidden) {
@@ -254,7 +271,28 @@ at::Tensor GPT2LMHeadImpl::lm_logits(const at::Tensor& hidden) {
 
 at::Tensor GPT2LMHeadImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                    const at::Tensor& position_ids) {
-  return lm_logits(hidden_states(input_ids, attention_mask, position_ids));
+  if (hooks_) hooks_->enter(0, input_ids);
+  at::Tensor logits = lm_logits(transformer(input_ids, attention_mask, position_ids));
+  if (hooks_) hooks_->exit(0, logits);
+  return logits;
+}
+
+std::vector<std::vector<std::string>> GPT2LMHeadImpl::hook_groups() const {
+  std::vector<std::vector<std::string>> groups(static_cast<size_t>(config_.n_layer) + 1);
+  const std::string blocks = "transformer.h.";
+  for (const auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    size_t group = 0;
+    if (name.compare(0, blocks.size(), blocks) == 0)
+      group = std::stoul(name.substr(blocks.size(), name.find('.', blocks.size()))) + 1;
+    groups.at(group).push_back(name);
+  }
+  return groups;
+}
+
+void GPT2LMHeadImpl::set_forward_hooks(std::shared_ptr<ForwardHooks> hooks) {
+  hooks_ = hooks;
+  transformer->hooks = std::move(hooks);
 }
 
 void GPT2LMHeadImpl::load_hf_state_dict(const TensorMap& tensors, const std::string& source) {
@@ -272,12 +310,8 @@ void GPT2LMHeadImpl::load_hf_state_dict(const TensorMap& tensors, const std::str
   std::map<std::string, std::pair<std::string, at::Tensor>> matched;  // name -> (key, tensor)
   std::vector<std::string> unexpected;
   for (const auto& [key, tensor] : tensors) {
-    std::string name = key;
-    if (name.rfind("transformer.", 0) != 0 && name.rfind("lm_head.", 0) != 0) {
-      name = "transformer." + name;
-    }
-    if (is_attention_buffer(name)) continue;
-    if (name == "lm_head.weight" && config_.tie_word_embeddings) continue;
+    const std::string name = gpt2_parameter_name(key, config_.tie_word_embeddings);
+    if (name.empty()) continue;
     auto it = expected.find(name);
     if (it == expected.end()) {
       unexpected.push_back(key);

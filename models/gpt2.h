@@ -20,6 +20,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include "models/forward_hooks.h"
 #include "models/gpt2_config.h"
 #include "models/linear.h"
 #include "models/tensor_map.h"
@@ -83,6 +84,9 @@ class GPT2ModelImpl : public torch::nn::Module {
   torch::nn::ModuleList h{nullptr};   // GPT2Block x n_layer
   torch::nn::LayerNorm ln_f{nullptr};
 
+  // Block i is hook group i + 1 (see GPT2LMHeadImpl::hook_groups); null = no hooks.
+  std::shared_ptr<ForwardHooks> hooks;
+
  private:
   GPT2Config config_;
 };
@@ -124,6 +128,14 @@ class GPT2LMHeadImpl : public torch::nn::Module {
   // parameters, not copies. For a merged export, call merge_lora first.
   TensorMap hf_state_dict() const;
 
+  // Parameter groups for ForwardHooks: group 0 holds every parameter outside the blocks (wte, wpe,
+  // ln_f, an untied lm_head); group i + 1 holds block i's (transformer.h.i.*, LoRA factors
+  // included). Names are named_parameters() names; every parameter is in exactly one group.
+  std::vector<std::vector<std::string>> hook_groups() const;
+  // Installs (or with nullptr removes) hooks: forward() and hidden_states() call enter(0) first
+  // and exit(0) last, and each block is wrapped in enter(i + 1) / exit(i + 1).
+  void set_forward_hooks(std::shared_ptr<ForwardHooks> hooks);
+
   // HF's initialisation (see the constructor).
   void init_weights();
 
@@ -135,7 +147,13 @@ class GPT2LMHeadImpl : public torch::nn::Module {
 
  private:
   GPT2Config config_;
+  std::shared_ptr<ForwardHooks> hooks_;
 };
 TORCH_MODULE(GPT2LMHead);
+
+// The parameter a key of an HF GPT-2 state dict loads into, as load_hf_state_dict maps it
+// ("h.0.ln_1.weight" -> "transformer.h.0.ln_1.weight"), or "" for keys transformers ignores
+// (causal-mask buffers; lm_head.weight when the embeddings are tied).
+std::string gpt2_parameter_name(const std::string& key, bool tie_word_embeddings);
 
 }  // namespace tailor

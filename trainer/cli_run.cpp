@@ -14,6 +14,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "dist/runtime.h"
 #include "trainer/commands.h"
 #include "trainer/recipe.h"
 #include "trainer/stages.h"
@@ -68,6 +69,7 @@ int run_command(const std::vector<std::string>& args) {
   if (!stage.run) throw Error("run", "stage '" + stage.name + "' is not available in this build");
 
   const fs::path output_dir = config.get<std::string>("output_dir");
+  if (dist::world().rank() != 0) return stage.run(config);  // rank 0 speaks and writes for all
   write_resolved_recipe(config, output_dir);
   std::cout << "[run] stage " << stage.name << ", recipe hash " << config.hash() << ", resolved "
             << "recipe saved to " << (output_dir / "recipe.yaml").string() << "\n"

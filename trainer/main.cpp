@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "dist/runtime.h"
 #include "trainer/commands.h"
 
 namespace {
@@ -72,12 +73,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> args{"tailor " + name};
   for (int i = 2; i < argc; ++i)
     args.emplace_back(argv[i]);
+  // Under mpirun this initializes MPI; one process alone never touches MPI.
+  tailor::dist::Runtime runtime(&argc, &argv);
   try {
     return it->second.run(args);
-  } catch (const tailor::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
   } catch (const std::exception& e) {
+    // With several ranks, the others may be waiting in a collective: end them all.
+    if (tailor::dist::world().world_size() > 1) tailor::dist::abort_all(e.what());
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

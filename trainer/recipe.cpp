@@ -173,9 +173,16 @@ Schema<SftRecipe> build_sft_schema() {
       .default_value(8)
       .at_least(1);
   s.key(TAILOR_MEMBER(train.grad_accum))
-      .doc("micro-batches per optimizer step (batch = micro_batch_size * grad_accum)")
+      .doc("micro-batches per optimizer step on each rank (ignored when global_batch_size is set)")
       .default_value(1)
       .at_least(1);
+  s.key(TAILOR_MEMBER(train.global_batch_size))
+      .doc(
+          "examples per optimizer step over all ranks; 0 = micro_batch_size * grad_accum * "
+          "ranks. When set, grad_accum follows, so the run trains on the same batches at any "
+          "world size that divides it")
+      .default_value(0)
+      .at_least(0);
   s.choice(TAILOR_MEMBER(train.precision), kPrecisions)
       .doc("fp32 | bf16_autocast (fp32 weights) | bf16 (bf16 weights, fp32 master copies)")
       .default_value(Precision::kFp32);
@@ -202,6 +209,22 @@ Schema<SftRecipe> build_sft_schema() {
   s.key(TAILOR_MEMBER(train.resume))
       .doc("continue from the latest checkpoint in output_dir")
       .default_value(false);
+
+  s.section("dist", "data parallelism over the ranks of `mpirun -np N tailor run`");
+  s.key(TAILOR_MEMBER(dist.zero_stage))
+      .doc(
+          "ZeRO stage: 0 replicated, 1 shards optimizer state, 2 also gradients, 3 also "
+          "parameters")
+      .default_value(0)
+      .at_least(0)
+      .at_most(3);
+  s.choice(TAILOR_MEMBER(dist.backend), std::vector<std::string>{"auto", "mpi", "nccl", "single"})
+      .doc("collectives: auto (NCCL on GPUs, else MPI), mpi, nccl or single (one process)")
+      .default_value(std::string("auto"));
+  s.key(TAILOR_MEMBER(dist.bucket_mb))
+      .doc("MiB per gradient/parameter bucket at stages 0-2 (one collective per bucket)")
+      .default_value(25.0)
+      .above(0);
 #undef TAILOR_MEMBER
 
   // `export` is a C++ keyword, so its struct member is export_.
@@ -221,6 +244,13 @@ Schema<SftRecipe> build_sft_schema() {
 
 // Rules that span several keys; each names the key to change.
 void check_sft_rules(const ResolvedConfig& c) {
+  const int64_t global = c.get<int64_t>("train.global_batch_size");
+  const int64_t micro = c.get<int64_t>("train.micro_batch_size");
+  if (global > 0 && global % micro != 0) {
+    c.fail("train.global_batch_size", "expected a multiple of train.micro_batch_size (" +
+                                          std::to_string(micro) + "), got " +
+                                          std::to_string(global));
+  }
   const bool pretrained = c.get<std::string>("model.init") == "pretrained";
   if (pretrained && c.get<std::string>("model.path").empty()) {
     c.fail("model.path", "required when model.init is 'pretrained' (a HF checkpoint directory)");
@@ -328,6 +358,20 @@ SftRecipe sft_recipe_from_config(const ResolvedConfig& config) {
 
 ResolvedConfig sft_recipe_to_config(const SftRecipe& recipe) {
   return sft_recipe_schema().unbind(recipe, "(recipe)");
+}
+
+int64_t grad_accum_for_world(const SftRecipe& recipe, int world_size) {
+  const int64_t global = recipe.train.global_batch_size;
+  if (global == 0) return recipe.train.grad_accum;
+  const int64_t per_step = recipe.train.micro_batch_size * world_size;
+  if (global % per_step != 0) {
+    throw Error("recipe", "train.global_batch_size " + std::to_string(global) +
+                              " is not divisible by train.micro_batch_size " +
+                              std::to_string(recipe.train.micro_batch_size) + " x " +
+                              std::to_string(world_size) +
+                              " ranks; choose a world size or micro-batch size that divides it");
+  }
+  return global / per_step;
 }
 
 void check_sft_inputs(const SftRecipe& r) {

@@ -77,6 +77,7 @@ struct TrainSection {
   int64_t max_steps;
   int64_t micro_batch_size;
   int64_t grad_accum;
+  int64_t global_batch_size;  // 0 = micro_batch_size * grad_accum * world size
   Precision precision;
   int64_t log_every;
   int64_t eval_every;  // 0 = only at the end
@@ -84,6 +85,14 @@ struct TrainSection {
   int64_t checkpoint_every;  // 0 = only at the end
   int64_t keep_checkpoints;
   bool resume;
+};
+
+// Data parallelism over the ranks `mpirun -np N tailor run` starts (see docs/distributed.md).
+struct DistSection {
+  int64_t zero_stage;   // 0 = replicated, 1 = + sharded optimizer state, 2 = + sharded gradients,
+                        // 3 = + sharded parameters
+  std::string backend;  // auto | mpi | nccl | single
+  double bucket_mb;     // gradient / parameter bucket size for stages 0-2
 };
 
 struct ExportSection {
@@ -102,6 +111,7 @@ struct SftRecipe {
   OptimizerSection optimizer;
   ScheduleSection schedule;
   TrainSection train;
+  DistSection dist;
   ExportSection export_;  // the `export` section (a C++ keyword)
 };
 
@@ -121,6 +131,11 @@ SftRecipe load_sft_recipe(const std::filesystem::path& file,
 
 // Runs the cross-key rules on a resolved config and binds it into the struct.
 SftRecipe sft_recipe_from_config(const ResolvedConfig& config);
+// Micro-batches per optimizer step on each of `world_size` ranks: train.grad_accum, or when
+// train.global_batch_size is set, global / (micro_batch_size * world_size). Throws
+// Error("recipe", ...) naming the keys when the global batch does not divide.
+int64_t grad_accum_for_world(const SftRecipe& recipe, int world_size);
+
 // The resolved config of a recipe (for YAML output and hashing).
 ResolvedConfig sft_recipe_to_config(const SftRecipe& recipe);
 

@@ -5,8 +5,14 @@
 #include "trainer/recipe.h"
 
 namespace tailor {
+namespace dist {
+class Communicator;
+}
 
 // setup -> (resume) -> train -> final checkpoint, evaluation and export. Returns the exit code.
+// Runs on the ranks of dist::world() (one process unless started by mpirun).
 int run_sft_stage(const SftRecipe& recipe);
+// The same on the ranks of `comm` (tests run several in one process).
+int run_sft_stage(const SftRecipe& recipe, dist::Communicator& comm);
 
 }  // namespace tailor

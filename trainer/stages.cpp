@@ -21,7 +21,8 @@ const std::vector<Stage>& stages() {
       // is not available in this build.
       make_stage<SftRecipe>("sft", "supervised fine-tuning: causal LM loss on text or responses",
                             sft_recipe_schema(), resolve_sft_recipe, sft_recipe_from_config,
-                            check_sft_inputs, run_sft_stage),
+                            check_sft_inputs,
+                            [](const SftRecipe& recipe) { return run_sft_stage(recipe); }),
   };
   return table;
 }

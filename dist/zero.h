@@ -1,0 +1,111 @@
+// ZeRO data parallelism (Rajbhandari et al. 2019, "ZeRO: Memory Optimizations Toward Training
+// Trillion Parameter Models"), our own implementation over dist::Communicator.
+//
+// Parameters are packed into flat buffers ("flats"), each padded to a multiple of the world size
+// and split into world-size equal chunks; rank r owns chunk r of every flat. Stages:
+//   0  every rank holds everything; gradients are all-reduced bucket by bucket (each flat is a
+//      bucket of at most bucket_bytes) and every rank runs the whole AdamW update;
+//   1  the fp32 master weights and AdamW moments exist only for the owned chunks; gradients are
+//      reduce-scattered after the last micro-batch, each rank updates its chunk, and the
+//      parameters are all-gathered;
+//   2  as 1, but gradients are reduce-scattered bucket by bucket during backward (an autograd
+//      post-hook on each parameter's gradient accumulator) into a chunk-sized accumulator, so the
+//      full gradient never persists;
+//   3  as 2, and the parameters themselves (frozen ones included) live only as owned chunks: a
+//      flat per model hook group (models/forward_hooks.h; GPT-2: the embeddings + ln_f, and one
+//      per transformer block) is all-gathered just before its forward, freed after it, gathered
+//      again when backward reaches it and freed once its gradients are reduced.
+// Gradients are summed across ranks (the trainer normalizes the loss by the global token count).
+//
+// Per-rank model-state bytes then follow the paper's formulas (REFERENCE.md) with our byte sizes
+// (fp32: weights 4 + grads 4 + moments 8; bf16: 2 + 2 + master and moments 12), plus padding and,
+// at stage 3, the gathered groups; state_bytes() measures the tensors actually held. Traffic per
+// step (CommStats): 2Ψ for stages 0-2, 3Ψ for stage 3 (per micro-batch for gradient traffic).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "dist/communicator.h"
+#include "dist/sharded_checkpoint.h"
+#include "models/forward_hooks.h"
+#include "trainer/adamw.h"
+
+namespace tailor::dist {
+
+struct ZeroConfig {
+  int stage = 0;                             // 0..3
+  int64_t bucket_bytes = int64_t{25} << 20;  // stages 0-2: size of a gradient/parameter bucket
+  AdamWConfig adam;
+};
+
+struct ZeroParam {
+  std::string name;
+  at::Tensor param;   // the model's parameter; trainable when it requires grad
+  bool decay = true;  // weight decay applies (trainable parameters)
+};
+
+struct ModelStateBytes {
+  int64_t params = 0;     // parameter storage held (flats at stages 0-2, owned chunks at 3)
+  int64_t grads = 0;      // gradient storage held between micro-batches
+  int64_t optimizer = 0;  // fp32 master copies + AdamW moments
+  int64_t total() const { return params + grads + optimizer; }
+};
+
+class ZeroEngine : public ForwardHooks {
+ public:
+  // `params`: every parameter of the model (the engine takes over their storage). `groups`: the
+  // model's hook groups by parameter name (stage 3 needs them; stages 0-2 ignore them). After
+  // construction, at stage 3 the parameters are empty until a forward gathers them: install the
+  // engine as the model's ForwardHooks.
+  ZeroEngine(Communicator& comm, std::vector<ZeroParam> params,
+             const std::vector<std::vector<std::string>>& groups, ZeroConfig config);
+  ~ZeroEngine() override;
+  ZeroEngine(const ZeroEngine&) = delete;
+  ZeroEngine& operator=(const ZeroEngine&) = delete;
+
+  int stage() const;
+  int64_t step_count() const;
+  int64_t trainable_numel() const;  // Ψ: trainable parameters (unpadded)
+  int64_t frozen_numel() const;
+
+  // After each micro-batch's backward: stages 2-3 reduce what is still pending and (3) free every
+  // gathered group.
+  void after_backward();
+  // After the step's last micro-batch: finishes the gradient reduction (stage 0 all-reduce,
+  // stage 1 reduce-scatter) and returns the L2 norm of the summed gradient (all ranks agree).
+  double reduce_gradients();
+  // Multiplies the reduced gradients by `factor` (gradient clipping).
+  void scale_gradients(double factor);
+  // One AdamW step with learning rate `lr` on the owned chunks; stages 1-2 then all-gather the
+  // parameters. Weight decay as trainer/adamw.h.
+  void step(double lr);
+  // Zeroes the gradients for the next step.
+  void zero_grad();
+
+  // Checkpoint contents: parameters (trainable always, frozen when include_frozen) under their
+  // names and the AdamW state as AdamW::export_state() names it, so sharded and single-process
+  // checkpoints hold the same tensors. Each rank contributes its owned chunks.
+  std::vector<TensorInfo> checkpoint_tensors(bool include_frozen) const;
+  std::vector<ShardPiece> checkpoint_pieces(bool include_frozen) const;
+  // Restores parameters (frozen ones only when include_frozen) and optimizer state from any
+  // checkpoint the reader opens, whatever world size saved it.
+  void load_checkpoint(const ShardedCheckpointReader& reader, bool include_frozen);
+
+  ModelStateBytes state_bytes() const;
+
+  // ForwardHooks, used at stage 3.
+  void enter(int group, const at::Tensor& activation) override;
+  void exit(int group, const at::Tensor& activation) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tailor::dist
