@@ -43,6 +43,9 @@ class Communicator {
   // Rank among the processes on this host (chooses the GPU), and how many there are.
   virtual int local_rank() const = 0;
   virtual int local_size() const = 0;
+  // Where this backend's collectives expect tensors: CPU for single and mpi (single also takes
+  // tensors on any device), cuda:<local GPU> for nccl.
+  virtual at::Device device() const { return at::Device(at::kCPU); }
 
   // tensor <- sum over ranks of tensor, in place.
   virtual void all_reduce_sum(at::Tensor& tensor) = 0;

@@ -24,6 +24,9 @@ struct LaunchInfo {
   int world_size = 1;
   int rank = 0;
   int local_rank = 0;  // from OMPI_COMM_WORLD_LOCAL_RANK / SLURM_LOCALID when present
+  // Which environment was recognised: "mpirun" (OMPI_COMM_WORLD_*), "pmix" (PMIX_RANK), "pmi"
+  // (PMI_SIZE/PMI_RANK), "srun" (SLURM_* inside a job step), or "" when none.
+  std::string launcher;
 };
 
 // Reads the environment only (never initializes MPI).
