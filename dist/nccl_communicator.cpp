@@ -3,9 +3,10 @@
 // UNVERIFIED: written against the NCCL 2.x API (nccl.h: ncclGetUniqueId, ncclCommInitRank,
 // ncclAllReduce, ncclReduceScatter, ncclAllGather, ncclBroadcast, ncclCommDestroy,
 // ncclGetErrorString; ncclBfloat16 needs NCCL >= 2.10) and LibTorch's CUDA headers
-// (c10::cuda::device_count / set_device, at::cuda::getCurrentCUDAStream), but never compiled
-// or run: the machine it was written on has no CUDA. The first CUDA build must compile it and
-// run tests/mpi under mpirun on GPUs before it is trusted.
+// (c10::cuda::device_count / set_device, at::cuda::getCurrentCUDAStream). It was only
+// syntax-checked (g++ -fsyntax-only against LibTorch 1.13's CUDA headers and NCCL 2.28's nccl.h),
+// never linked or run: the machine it was written on has no GPU. The first CUDA build must run
+// tests/mpi under mpirun on GPUs before it is trusted.
 //
 // Bootstrap (REFERENCE.md "NCCL bootstrap over MPI"): every rank first reports whether it can
 // take part (a GPU for its local rank), so a rank without one makes every rank throw instead of

@@ -1,5 +1,6 @@
 // The single-process backend, bucketing, the MPI chunk plan and launch detection (no MPI needed:
 // this binary runs without mpirun, so world() is the single-process backend).
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -291,6 +292,34 @@ TEST(DeviceCommunicator, WithoutALauncherTheWorldIsOneProcess) {
     EXPECT_NE(std::string(error.what()).find("-DTAILOR_WITH_CUDA=ON"), std::string::npos);
   }
 #endif
+}
+
+TEST(Runtime, AbortAllPrintsRankAndExitsWithTheCode) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(abort_all("checkpoint missing", 3), ::testing::ExitedWithCode(3),
+              "\\[rank 0/1\\] error: checkpoint missing");
+}
+
+// Constructs two Runtimes; exits 7 when the second throws (it must), 0 otherwise.
+void construct_two_runtimes() {
+  int argc = 1;
+  char name[] = "tailor_tests";
+  char* args[] = {name, nullptr};
+  char** argv = args;
+  Runtime first(&argc, &argv);
+  try {
+    Runtime second(&argc, &argv);
+  } catch (const Error& error) {
+    std::fprintf(stderr, "%s\n", error.what());
+    std::exit(7);
+  }
+  std::exit(0);
+}
+
+TEST(Runtime, ASecondRuntimeIsAnError) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  // In a child process, so this process never has a Runtime.
+  EXPECT_EXIT(construct_two_runtimes(), ::testing::ExitedWithCode(7), "a second dist::Runtime");
 }
 
 }  // namespace
