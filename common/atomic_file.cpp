@@ -15,10 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path temp_sibling(const fs::path& path) {
-  return path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(getpid()));
-}
-
 // Flushes file contents to disk so the rename cannot expose an empty file after a power loss.
 void fsync_path(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -33,9 +29,27 @@ void ensure_parent(const fs::path& path) {
 
 }  // namespace
 
+fs::path temp_sibling_path(const fs::path& path) {
+  return path.parent_path() / ("." + path.filename().string() + ".tmp." + std::to_string(getpid()));
+}
+
+void replace_dir(const fs::path& tmp, const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir)) {
+    const fs::path old =
+        dir.parent_path() / ("." + dir.filename().string() + ".old." + std::to_string(getpid()));
+    fs::remove_all(old, ec);
+    fs::rename(dir, old);
+    fs::rename(tmp, dir);
+    fs::remove_all(old, ec);
+  } else {
+    fs::rename(tmp, dir);
+  }
+}
+
 void write_atomic_with(const fs::path& path, const std::function<void(const fs::path&)>& write) {
   ensure_parent(path);
-  const fs::path tmp = temp_sibling(path);
+  const fs::path tmp = temp_sibling_path(path);
   try {
     write(tmp);
     fsync_path(tmp);
@@ -59,7 +73,7 @@ void write_file_atomic(const fs::path& path, const std::string& contents) {
 
 void write_dir_atomic(const fs::path& dir, const std::function<void(const fs::path&)>& fill) {
   ensure_parent(dir);
-  const fs::path tmp = temp_sibling(dir);
+  const fs::path tmp = temp_sibling_path(dir);
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp);
@@ -69,15 +83,7 @@ void write_dir_atomic(const fs::path& dir, const std::function<void(const fs::pa
     fs::remove_all(tmp, ec);
     throw;
   }
-  if (fs::exists(dir)) {
-    const fs::path old = dir.parent_path() / ("." + dir.filename().string() + ".old." + std::to_string(getpid()));
-    fs::remove_all(old, ec);
-    fs::rename(dir, old);
-    fs::rename(tmp, dir);
-    fs::remove_all(old, ec);
-  } else {
-    fs::rename(tmp, dir);
-  }
+  replace_dir(tmp, dir);
 }
 
 std::string read_file(const fs::path& path) {

@@ -21,6 +21,15 @@ void write_atomic_with(const std::filesystem::path& path,
 void write_dir_atomic(const std::filesystem::path& dir,
                       const std::function<void(const std::filesystem::path&)>& fill);
 
+// The temporary sibling write_atomic_with uses, ".<name>.tmp.<pid>", for writers that stream into
+// a file themselves and rename it when complete (models/safetensors_stream.h).
+std::filesystem::path temp_sibling_path(const std::filesystem::path& path);
+
+// Moves a complete directory `tmp_dir` to `dir` as write_dir_atomic does: an existing `dir` is
+// moved aside and removed only after the rename succeeded (dist/sharded_checkpoint.h, whose
+// temporary directory is filled by several processes).
+void replace_dir(const std::filesystem::path& tmp_dir, const std::filesystem::path& dir);
+
 // Reads a whole file; throws tailor::Error("io", ...) naming the path if it cannot.
 std::string read_file(const std::filesystem::path& path);
 

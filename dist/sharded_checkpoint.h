@@ -31,6 +31,7 @@
 
 #include <ATen/Tensor.h>
 #include <c10/core/ScalarType.h>
+#include <nlohmann/json.hpp>
 
 #include "dist/communicator.h"
 #include "trainer/checkpoint.h"
@@ -101,5 +102,48 @@ class ShardedCheckpointReader {
 
 // Whether `checkpoint_dir` holds a manifest.json (sharded) rather than model.safetensors.
 bool is_sharded_checkpoint(const std::filesystem::path& checkpoint_dir);
+
+// ---- Building blocks of save_sharded_checkpoint ------------------------------------------------
+// The collective save is these steps with collectives in between; they are exposed so a test can
+// play ranks 0..N-1 in one process (and stop anywhere, as a killed job would).
+//
+//   rank 0:        tmp = prepare_sharded_temp_dir(run_dir, step)
+//   every rank r:  report_r = write_rank_shard(tmp, r, N, tensors, pieces_r, rng_r)
+//   rank 0:        commit_sharded_checkpoint(run_dir, tmp, tensors, {report_0, ...}, state)
+
+// run_dir/checkpoints/.tmp_step_<N>: named from the step alone, so every rank knows it.
+std::filesystem::path sharded_temp_dir(const std::filesystem::path& run_dir, int64_t step);
+
+// "shard_00001-of-00004.safetensors" (rank 1 of 4).
+std::string shard_file_name(int rank, int world_size);
+
+// Rank 0, first: removes leftovers of interrupted sharded saves (.tmp_step_* directories) and
+// creates an empty sharded_temp_dir(run_dir, step); returns it.
+std::filesystem::path prepare_sharded_temp_dir(const std::filesystem::path& run_dir, int64_t step);
+
+// Every rank: checks its pieces against the table (known tensor, same dtype, 1-D, inside the
+// tensor, no piece given twice), writes them as tmp_dir/shard_file_name(rank, world_size)
+// (atomically), and returns this rank's report for rank 0: a JSON string with the pieces
+// {tensor, offset, length}, `rng` and a digest of the table. Throws Error("checkpoint", ...).
+std::string write_rank_shard(const std::filesystem::path& tmp_dir, int rank, int world_size,
+                             const std::vector<TensorInfo>& tensors,
+                             const std::vector<ShardPiece>& pieces, const nlohmann::json& rng);
+
+// The report of a rank whose write_rank_shard threw, so rank 0 fails the save naming it.
+std::string failed_rank_report(int rank, const std::string& message);
+
+// Rank 0, last: validates the reports (one per rank, in rank order: no failed rank, the same
+// table everywhere, every shard file present, every element of every tensor covered exactly
+// once), then writes manifest.json and trainer_state.json (state.rng replaced by
+// {"ranks": [each report's rng]}) into tmp_dir, renames it to checkpoints/step_<state.step>
+// (replacing one of the same step), updates `latest` and prunes (publish_checkpoint). On a
+// validation error nothing is committed and Error("checkpoint", ...) names the tensor and the
+// elements missing or held twice (and by which ranks). Returns the checkpoint directory.
+std::filesystem::path commit_sharded_checkpoint(const std::filesystem::path& run_dir,
+                                                const std::filesystem::path& tmp_dir,
+                                                const std::vector<TensorInfo>& tensors,
+                                                const std::vector<std::string>& reports,
+                                                const TrainerState& state,
+                                                const SaveShardedOptions& options = {});
 
 }  // namespace tailor::dist

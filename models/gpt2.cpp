@@ -59,6 +59,16 @@ std::string list_some(const std::vector<std::string>& names, size_t limit = 8) {
 
 }  // namespace
 
+std::string gpt2_parameter_name(const std::string& key, bool tie_word_embeddings) {
+  std::string name = key;
+  if (name.rfind("transformer.", 0) != 0 && name.rfind("lm_head.", 0) != 0) {
+    name = "transformer." + name;
+  }
+  if (is_attention_buffer(name)) return "";
+  if (name == "lm_head.weight" && tie_word_embeddings) return "";
+  return name;
+}
+
 // ---------------------------------------------------------------------------------------------
 GPT2AttentionImpl::GPT2AttentionImpl(const GPT2Config& config, int64_t layer_idx)
     : n_head_(config.n_head),
@@ -272,12 +282,8 @@ void GPT2LMHeadImpl::load_hf_state_dict(const TensorMap& tensors, const std::str
   std::map<std::string, std::pair<std::string, at::Tensor>> matched;  // name -> (key, tensor)
   std::vector<std::string> unexpected;
   for (const auto& [key, tensor] : tensors) {
-    std::string name = key;
-    if (name.rfind("transformer.", 0) != 0 && name.rfind("lm_head.", 0) != 0) {
-      name = "transformer." + name;
-    }
-    if (is_attention_buffer(name)) continue;
-    if (name == "lm_head.weight" && config_.tie_word_embeddings) continue;
+    const std::string name = gpt2_parameter_name(key, config_.tie_word_embeddings);
+    if (name.empty()) continue;
     auto it = expected.find(name);
     if (it == expected.end()) {
       unexpected.push_back(key);

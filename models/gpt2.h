@@ -138,4 +138,9 @@ class GPT2LMHeadImpl : public torch::nn::Module {
 };
 TORCH_MODULE(GPT2LMHead);
 
+// The parameter a key of an HF GPT-2 state dict loads into, as load_hf_state_dict maps it
+// ("h.0.ln_1.weight" -> "transformer.h.0.ln_1.weight"), or "" for keys transformers ignores
+// (causal-mask buffers; lm_head.weight when the embeddings are tied).
+std::string gpt2_parameter_name(const std::string& key, bool tie_word_embeddings);
+
 }  // namespace tailor

@@ -153,6 +153,12 @@ at::Tensor CheckpointReader::tensor(const std::string& name) const {
   return it->second->tensor(name);
 }
 
+const safetensors::TensorInfo& CheckpointReader::info(const std::string& name) const {
+  auto it = impl_->owner.find(name);
+  if (it == impl_->owner.end()) throw Error("hf", "checkpoint has no tensor \"" + name + "\"");
+  return it->second->info(name);
+}
+
 TensorMap load_state_dict(const fs::path& dir, const std::string& basename) {
   CheckpointReader reader(dir, basename);
   TensorMap out;
@@ -161,47 +167,68 @@ TensorMap load_state_dict(const fs::path& dir, const std::string& basename) {
   return out;
 }
 
-void save_state_dict(const fs::path& dir, const TensorMap& tensors, uint64_t max_shard_bytes,
-                     const std::string& basename) {
+StateDictLayout plan_state_dict(const std::map<std::string, uint64_t>& bytes_by_name,
+                                uint64_t max_shard_bytes, const std::string& basename) {
   // Greedy packing in name order, as transformers' `shard_checkpoint`: open a new shard when the
   // next tensor would push the current one past the cap; an oversized tensor gets its own shard.
-  std::vector<TensorMap> shards(1);
+  StateDictLayout layout;
+  layout.files.emplace_back();
   uint64_t shard_bytes = 0;
-  uint64_t total_bytes = 0;
-  for (const auto& [name, tensor] : tensors) {
-    const uint64_t bytes = tensor.defined() ? tensor_bytes(tensor) : 0;
-    if (!shards.back().empty() && shard_bytes + bytes > max_shard_bytes) {
-      shards.emplace_back();
+  for (const auto& [name, bytes] : bytes_by_name) {
+    if (!layout.files.back().names.empty() && shard_bytes + bytes > max_shard_bytes) {
+      layout.files.emplace_back();
       shard_bytes = 0;
     }
-    shards.back().emplace(name, tensor);
+    layout.files.back().names.push_back(name);
     shard_bytes += bytes;
-    total_bytes += bytes;
+    layout.total_bytes += bytes;
   }
+  // Everything fits (or a lone tensor exceeds the cap): one file, no index, like transformers.
+  if (layout.files.size() == 1) {
+    layout.files[0].filename = single_file("", basename).string();
+  } else {
+    for (size_t i = 0; i < layout.files.size(); ++i)
+      layout.files[i].filename = shard_name(basename, i + 1, layout.files.size());
+  }
+  return layout;
+}
 
-  fs::create_directories(dir);
-  if (shards.size() == 1) {
-    // Everything fits (or a lone tensor exceeds the cap): one file, no index, like transformers.
-    safetensors::save(single_file(dir, basename), tensors);
+void finish_state_dict(const fs::path& dir, const StateDictLayout& layout,
+                       const std::string& basename) {
+  if (layout.files.size() == 1) {
     remove_file(index_file(dir, basename));
     remove_stale_shards(dir, basename, {});
     return;
   }
-
   json weight_map = json::object();
   std::set<std::string> written;
-  for (size_t i = 0; i < shards.size(); ++i) {
-    const std::string filename = shard_name(basename, i + 1, shards.size());
-    safetensors::save(dir / filename, shards[i]);
-    for (const auto& [name, tensor] : shards[i])
-      weight_map[name] = filename;
-    written.insert(filename);
+  for (const auto& file : layout.files) {
+    for (const auto& name : file.names)
+      weight_map[name] = file.filename;
+    written.insert(file.filename);
   }
-  const json index = {{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}};
+  const json index = {{"metadata", {{"total_size", layout.total_bytes}}},
+                      {"weight_map", weight_map}};
   // The index is written after its shards, so a reader never sees it point at missing files.
   write_file_atomic(index_file(dir, basename), index.dump(2) + "\n");
   remove_file(single_file(dir, basename));
   remove_stale_shards(dir, basename, written);
+}
+
+void save_state_dict(const fs::path& dir, const TensorMap& tensors, uint64_t max_shard_bytes,
+                     const std::string& basename) {
+  std::map<std::string, uint64_t> bytes_by_name;
+  for (const auto& [name, tensor] : tensors)
+    bytes_by_name[name] = tensor.defined() ? tensor_bytes(tensor) : 0;
+  const StateDictLayout layout = plan_state_dict(bytes_by_name, max_shard_bytes, basename);
+  fs::create_directories(dir);
+  for (const auto& file : layout.files) {
+    TensorMap part;
+    for (const auto& name : file.names)
+      part.emplace(name, tensors.at(name));
+    safetensors::save(dir / file.filename, part);
+  }
+  finish_state_dict(dir, layout, basename);
 }
 
 }  // namespace tailor::hf

@@ -5,10 +5,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "models/safetensors.h"
 #include "models/tensor_map.h"
 
 namespace tailor::hf {
@@ -23,6 +25,8 @@ class CheckpointReader {
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const;
   at::Tensor tensor(const std::string& name) const;
+  // dtype and shape without reading the data.
+  const safetensors::TensorInfo& info(const std::string& name) const;
 
  private:
   struct Impl;
@@ -38,5 +42,23 @@ TensorMap load_state_dict(const std::filesystem::path& dir, const std::string& b
 void save_state_dict(const std::filesystem::path& dir, const TensorMap& tensors,
                      uint64_t max_shard_bytes = 5'000'000'000ULL,
                      const std::string& basename = "model");
+
+// The file layout save_state_dict uses, for writers that stream tensors one at a time
+// (trainer/sharded_export.h): greedy packing in name order as transformers' `shard_checkpoint`.
+struct StateDictFile {
+  std::string filename;            // "model.safetensors" or "model-00001-of-00003.safetensors"
+  std::vector<std::string> names;  // sorted
+};
+struct StateDictLayout {
+  std::vector<StateDictFile> files;  // one file means no index
+  uint64_t total_bytes = 0;
+};
+StateDictLayout plan_state_dict(const std::map<std::string, uint64_t>& bytes_by_name,
+                                uint64_t max_shard_bytes = 5'000'000'000ULL,
+                                const std::string& basename = "model");
+// After every file of `layout` is written into `dir`: writes the index when there are several
+// files and removes files of the other layout (stale shards, index or single file).
+void finish_state_dict(const std::filesystem::path& dir, const StateDictLayout& layout,
+                       const std::string& basename = "model");
 
 }  // namespace tailor::hf

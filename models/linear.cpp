@@ -85,14 +85,28 @@ at::ScalarType compute_type(const at::Tensor& weight) {
   return weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// (B A)^T * s (Conv1D) or B A * s (Linear) in `dtype`: the delta in the base weight's layout.
+at::Tensor scaled_lora_delta(const at::Tensor& lora_A, const at::Tensor& lora_B, double scaling,
+                             WeightLayout layout, at::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  at::Tensor delta = at::mm(lora_B.to(dtype), lora_A.to(dtype));  // [out, in]
+  delta.mul_(scaling);
+  return layout == WeightLayout::kConv1D ? delta.t() : delta;
+}
+
 }  // namespace
+
+at::Tensor lora_merged_weight(const at::Tensor& weight, const at::Tensor& lora_A,
+                              const at::Tensor& lora_B, double scaling, WeightLayout layout) {
+  torch::NoGradGuard no_grad;
+  const auto compute = compute_type(weight);
+  return (weight.to(compute) + scaled_lora_delta(lora_A, lora_B, scaling, layout, compute))
+      .to(weight.scalar_type());
+}
 
 at::Tensor LinearImpl::scaled_delta(at::ScalarType dtype) const {
   if (!has_lora()) throw Error("lora", "LoRA delta requested on a layer without LoRA");
-  torch::NoGradGuard no_grad;
-  at::Tensor delta = at::mm(lora_B->weight.to(dtype), lora_A->weight.to(dtype));  // [out, in]
-  delta.mul_(lora_scaling_);
-  return layout_ == WeightLayout::kConv1D ? delta.t() : delta;
+  return scaled_lora_delta(lora_A->weight, lora_B->weight, lora_scaling_, layout_, dtype);
 }
 
 at::Tensor LinearImpl::lora_delta() const {
@@ -104,8 +118,7 @@ void LinearImpl::merge() {
   if (!adapter_enabled_) throw Error("lora", "merge() while adapters are disabled");
   if (merged_) return;
   torch::NoGradGuard no_grad;
-  const auto compute = compute_type(weight);
-  weight.copy_(weight.to(compute) + scaled_delta(compute));
+  weight.copy_(lora_merged_weight(weight, lora_A->weight, lora_B->weight, lora_scaling_, layout_));
   merged_ = true;
 }
 

@@ -85,4 +85,10 @@ class LinearImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
+// What LinearImpl::merge() leaves in the weight, for exporters that merge one module at a time
+// without a model: weight + (B A)^T * scaling (Conv1D) or B A * scaling (Linear), computed in at
+// least float32 and rounded to the weight's dtype. lora_A [r, in], lora_B [out, r].
+at::Tensor lora_merged_weight(const at::Tensor& weight, const at::Tensor& lora_A,
+                              const at::Tensor& lora_B, double scaling, WeightLayout layout);
+
 }  // namespace tailor

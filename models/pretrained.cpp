@@ -34,20 +34,28 @@ GPT2LMHead load_gpt2_pretrained(const fs::path& dir, c10::ScalarType dtype) {
   return model;
 }
 
+void save_gpt2_config(const fs::path& dir, GPT2Config config, c10::ScalarType dtype) {
+  config.torch_dtype = dtype == c10::ScalarType::BFloat16 ? "bfloat16" : "float32";
+  write_file_atomic(dir / "config.json", config.to_json().dump(2) + "\n");
+}
+
 void save_gpt2_pretrained(const fs::path& dir, const GPT2LMHead& model, uint64_t max_shard_bytes) {
   fs::create_directories(dir);
-  GPT2Config config = model->config();
-  config.torch_dtype = model->dtype() == c10::ScalarType::BFloat16 ? "bfloat16" : "float32";
-  write_file_atomic(dir / "config.json", config.to_json().dump(2) + "\n");
+  save_gpt2_config(dir, model->config(), model->dtype());
   hf::save_state_dict(dir, model->hf_state_dict(), max_shard_bytes);
+}
+
+void save_peft_adapter_config(const fs::path& dir, const LoraConfig& config,
+                              const std::string& base_model_name_or_path, bool fan_in_fan_out) {
+  fs::create_directories(dir);
+  const auto json = peft_adapter_config(config, base_model_name_or_path, fan_in_fan_out);
+  write_file_atomic(dir / "adapter_config.json", json.dump(2) + "\n");
 }
 
 void save_peft_adapter(const fs::path& dir, const torch::nn::Module& model,
                        const LoraConfig& config, const std::string& base_model_name_or_path,
                        bool fan_in_fan_out) {
-  fs::create_directories(dir);
-  const auto json = peft_adapter_config(config, base_model_name_or_path, fan_in_fan_out);
-  write_file_atomic(dir / "adapter_config.json", json.dump(2) + "\n");
+  save_peft_adapter_config(dir, config, base_model_name_or_path, fan_in_fan_out);
   safetensors::save(dir / "adapter_model.safetensors", peft_adapter_tensors(model));
 }
 

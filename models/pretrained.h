@@ -25,10 +25,17 @@ GPT2LMHead load_gpt2_pretrained(const std::filesystem::path& dir,
 void save_gpt2_pretrained(const std::filesystem::path& dir, const GPT2LMHead& model,
                           uint64_t max_shard_bytes = 5'000'000'000ULL);
 
+// Writes config.json for a model of `config` whose weights are `dtype` (its torch_dtype).
+void save_gpt2_config(const std::filesystem::path& dir, GPT2Config config, c10::ScalarType dtype);
+
 // Writes adapter_config.json and adapter_model.safetensors for the model's LoRA factors.
 void save_peft_adapter(const std::filesystem::path& dir, const torch::nn::Module& model,
                        const LoraConfig& config, const std::string& base_model_name_or_path,
                        bool fan_in_fan_out);
+
+// Writes only adapter_config.json (save_peft_adapter's first half, for streaming exporters).
+void save_peft_adapter_config(const std::filesystem::path& dir, const LoraConfig& config,
+                              const std::string& base_model_name_or_path, bool fan_in_fan_out);
 
 // Applies the adapter in `dir` to `model` (adds LoRA layers when the model has none) and returns
 // its configuration.

@@ -58,7 +58,7 @@ const DtypeSpec* find_dtype(const std::string& name) {
   return nullptr;
 }
 
-const char* dtype_name(at::ScalarType type) {
+const char* find_dtype_name(at::ScalarType type) {
   for (const auto& spec : dtype_table())
     if (spec.torch_type == type) return spec.name;
   return nullptr;
@@ -290,6 +290,10 @@ at::Tensor Reader::tensor(const std::string& name) const {
   return out;
 }
 
+const uint8_t* Reader::data(const std::string& name) const {
+  return impl_->data + info(name).begin;
+}
+
 const std::map<std::string, std::string>& Reader::metadata() const {
   return impl_->metadata;
 }
@@ -302,28 +306,48 @@ TensorMap load(const fs::path& file) {
   return out;
 }
 
-void save(const fs::path& file, const TensorMap& tensors,
-          const std::map<std::string, std::string>& metadata) {
+std::string dtype_name(at::ScalarType type) {
+  const char* name = find_dtype_name(type);
+  if (name == nullptr)
+    throw Error("safetensors",
+                std::string("dtype ") + c10::toString(type) + " has no safetensors name");
+  return name;
+}
+
+at::ScalarType scalar_type_of(const std::string& dtype) {
+  const DtypeSpec* spec = find_dtype(dtype);
+  if (spec == nullptr) throw Error("safetensors", "unknown dtype \"" + dtype + "\"");
+  if (!spec->torch_type)
+    throw Error("safetensors", "dtype " + dtype + " has no LibTorch 1.13 counterpart");
+  return *spec->torch_type;
+}
+
+std::string encode_header(const std::vector<HeaderEntry>& entries,
+                          const std::map<std::string, std::string>& metadata, const fs::path& file,
+                          std::vector<std::pair<uint64_t, uint64_t>>* offsets) {
   auto fail = [&](const std::string& what) {
     throw Error("safetensors", file.string() + ": " + what);
   };
-
-  // Header first: TensorMap iterates in name order, so data is laid out in name order too.
   json header = json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
+  if (offsets) offsets->clear();
   uint64_t offset = 0;
-  for (const auto& [name, tensor] : tensors) {
+  for (const auto& entry : entries) {
+    const std::string& name = entry.name;
     if (name == "__metadata__") fail("\"__metadata__\" is reserved and cannot name a tensor");
-    if (!tensor.defined()) fail("tensor \"" + name + "\" is undefined");
-    if (tensor.layout() != at::kStrided) fail("tensor \"" + name + "\" is not a dense tensor");
-    const char* dtype = dtype_name(tensor.scalar_type());
+    if (header.contains(name)) fail("tensor \"" + name + "\" is given twice");
+    const char* dtype = find_dtype_name(entry.dtype);
     if (dtype == nullptr)
       fail("tensor \"" + name + "\" has unsupported dtype " +
-           std::string(c10::toString(tensor.scalar_type())));
-    const uint64_t nbytes = static_cast<uint64_t>(tensor.numel()) * tensor.element_size();
-    header[name] = {{"dtype", dtype},
-                    {"shape", tensor.sizes().vec()},
-                    {"data_offsets", {offset, offset + nbytes}}};
+           std::string(c10::toString(entry.dtype)));
+    uint64_t nbytes = c10::elementSize(entry.dtype);
+    for (int64_t dim : entry.shape) {
+      if (dim < 0) fail("tensor \"" + name + "\" has a negative dimension");
+      nbytes *= static_cast<uint64_t>(dim);
+    }
+    header[name] = {
+        {"dtype", dtype}, {"shape", entry.shape}, {"data_offsets", {offset, offset + nbytes}}};
+    if (offsets) offsets->emplace_back(offset, offset + nbytes);
     offset += nbytes;
   }
   std::string header_text;
@@ -335,12 +359,29 @@ void save(const fs::path& file, const TensorMap& tensors,
   // Pad with spaces so the data buffer starts 8-byte aligned (as the reference writer does).
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
   const uint64_t header_size = header_text.size();
+  std::string out(reinterpret_cast<const char*>(&header_size), 8);  // u64 little-endian
+  return out + header_text;
+}
+
+void save(const fs::path& file, const TensorMap& tensors,
+          const std::map<std::string, std::string>& metadata) {
+  auto fail = [&](const std::string& what) {
+    throw Error("safetensors", file.string() + ": " + what);
+  };
+
+  // Header first: TensorMap iterates in name order, so data is laid out in name order too.
+  std::vector<HeaderEntry> entries;
+  for (const auto& [name, tensor] : tensors) {
+    if (!tensor.defined()) fail("tensor \"" + name + "\" is undefined");
+    if (tensor.layout() != at::kStrided) fail("tensor \"" + name + "\" is not a dense tensor");
+    entries.push_back({name, tensor.scalar_type(), tensor.sizes().vec()});
+  }
+  const std::string header = encode_header(entries, metadata, file);
 
   write_atomic_with(file, [&](const fs::path& tmp) {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) fail("cannot open " + tmp.string() + " for writing: " + std::strerror(errno));
-    out.write(reinterpret_cast<const char*>(&header_size), 8);  // u64 little-endian
-    out.write(header_text.data(), static_cast<std::streamsize>(header_text.size()));
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
     // One tensor at a time, so at most one extra contiguous CPU copy exists at any moment.
     for (const auto& [name, tensor] : tensors) {
       const at::Tensor cpu = tensor.detach().to(at::kCPU).contiguous();

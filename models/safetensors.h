@@ -11,7 +11,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <c10/core/ScalarType.h>
 
 #include "models/tensor_map.h"
 
@@ -42,12 +45,37 @@ class Reader {
   // LibTorch 1.13 lacks (U16 U32 U64 F8_E4M3 F8_E5M2) open fine but throw here; dtype names
   // outside the spec make the constructor throw, since their sizes cannot be validated.
   at::Tensor tensor(const std::string& name) const;
+  // The tensor's bytes inside the mapping (info(name).end - begin of them), valid while the
+  // Reader lives: for callers that copy only part of a tensor (sharded checkpoints).
+  const uint8_t* data(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The spec's name of a LibTorch dtype ("F32", "BF16", "I64", ...); throws
+// Error("safetensors", ...) for dtypes the writer does not support.
+std::string dtype_name(at::ScalarType type);
+// The LibTorch dtype of a spec name; throws for unknown names and for those LibTorch 1.13 lacks.
+at::ScalarType scalar_type_of(const std::string& dtype);
+
+// One tensor of a header, in the order its data is laid out.
+struct HeaderEntry {
+  std::string name;
+  at::ScalarType dtype = at::kFloat;
+  std::vector<int64_t> shape;
+};
+
+// Everything before the data buffer, byte for byte as save() writes it: u64 little-endian
+// length, the JSON header (keys sorted, as save() emits them), space-padded to a multiple of 8.
+// Data offsets follow the order of `entries` (save() passes them in name order). `offsets`, when
+// given, receives each entry's [begin, end) in the data buffer. `file` names errors.
+std::string encode_header(const std::vector<HeaderEntry>& entries,
+                          const std::map<std::string, std::string>& metadata,
+                          const std::filesystem::path& file,
+                          std::vector<std::pair<uint64_t, uint64_t>>* offsets = nullptr);
 
 // Reads every tensor of one file.
 TensorMap load(const std::filesystem::path& file);

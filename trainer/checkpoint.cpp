@@ -31,9 +31,12 @@ int64_t step_of(const std::string& name) {
   return std::stoll(m[1].str());
 }
 
+// Either layout: single-process (model + optimizer + state) or sharded (manifest + state; see
+// dist/sharded_checkpoint.h, whose shard files the manifest names).
 bool is_complete(const fs::path& dir) {
-  return fs::is_regular_file(dir / kModelFile) && fs::is_regular_file(dir / kOptimizerFile) &&
-         fs::is_regular_file(dir / kStateFile);
+  if (!fs::is_regular_file(dir / kStateFile)) return false;
+  return (fs::is_regular_file(dir / kModelFile) && fs::is_regular_file(dir / kOptimizerFile)) ||
+         fs::is_regular_file(dir / "manifest.json");
 }
 
 int64_t get_int(const nlohmann::json& json, const char* key, const std::string& source) {
@@ -116,21 +119,26 @@ fs::path save_checkpoint(const fs::path& run_dir, const TensorMap& model,
     // Last, so a directory without it is recognisably incomplete even outside write_dir_atomic.
     write_file_atomic(tmp / kStateFile, trainer_state_to_json(state).dump(2) + "\n");
   });
+  publish_checkpoint(run_dir, name, options.keep_last);
+  return dir;
+}
+
+void publish_checkpoint(const fs::path& run_dir, const std::string& name, int keep_last) {
+  const fs::path root = checkpoints_root(run_dir);
   write_file_atomic(root / kLatestFile, name + "\n");
 
   remove_stale_temporaries(root);
-  if (options.keep_last > 0) {
+  if (keep_last > 0) {
     std::vector<fs::path> others;
     for (const auto& p : list_checkpoints(run_dir)) {
       if (p.filename() != name) others.push_back(p);
     }
     // Newest first; the one just written always stays.
     std::reverse(others.begin(), others.end());
-    for (size_t i = static_cast<size_t>(options.keep_last) - 1; i < others.size(); ++i) {
+    for (size_t i = static_cast<size_t>(keep_last) - 1; i < others.size(); ++i) {
       fs::remove_all(others[i]);
     }
   }
-  return dir;
 }
 
 Checkpoint load_checkpoint(const fs::path& checkpoint_dir) {

@@ -62,10 +62,17 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, cons
                                       const TensorMap& optimizer, const TrainerState& state,
                                       const SaveCheckpointOptions& options = {});
 
+// The end of every save, single-process or sharded (dist/sharded_checkpoint.h): points `latest`
+// at the complete directory run_dir/checkpoints/<name>, then removes leftovers of dead saves and,
+// with keep_last > 0, all but the newest keep_last checkpoints (never <name> itself).
+void publish_checkpoint(const std::filesystem::path& run_dir, const std::string& name,
+                        int keep_last);
+
 // Reads a checkpoint directory; missing or corrupt files throw tailor::Error("checkpoint", ...).
 Checkpoint load_checkpoint(const std::filesystem::path& checkpoint_dir);
 
-// Complete checkpoint directories (all three files present) under run_dir/checkpoints, by
+// Complete checkpoint directories (all three files present, or trainer_state.json and the
+// manifest.json of a sharded checkpoint) under run_dir/checkpoints, by
 // ascending step. Temporary directories of interrupted saves are ignored.
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
 

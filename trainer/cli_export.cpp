@@ -2,9 +2,11 @@
 
 #include <iostream>
 
+#include "dist/sharded_checkpoint.h"
 #include "trainer/cli_args.h"
 #include "trainer/commands.h"
 #include "trainer/model_checkpoint.h"
+#include "trainer/sharded_export.h"
 
 namespace tailor::cli {
 namespace fs = std::filesystem;
@@ -23,9 +25,14 @@ int export_command(const std::vector<std::string>& args) {
   if (auto code = parse_arguments(app, args)) return *code;
   const fs::path dir = resolve_checkpoint_dir(checkpoint);
   ModelProvenance provenance;
-  GPT2LMHead model = model_from_checkpoint(dir, &provenance);
-  model->eval();
-  export_model(model, provenance, out, merge);
+  if (dist::is_sharded_checkpoint(dir)) {
+    // Saved by several ranks, possibly too large for one: stream it tensor by tensor.
+    export_checkpoint_streaming(dir, out, merge, &provenance);
+  } else {
+    GPT2LMHead model = model_from_checkpoint(dir, &provenance);
+    model->eval();
+    export_model(model, provenance, out, merge);
+  }
   std::cout << "exported " << dir.string() << " -> " << out.string();
   if (provenance.lora && !merge)
     std::cout << " (PEFT adapter in " << (out / "adapter").string() << ")";

@@ -3,6 +3,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/shape_string.h"
+#include "dist/sharded_checkpoint.h"
 #include "models/peft.h"
 #include "models/pretrained.h"
 #include "models/tokenizer.h"
@@ -44,8 +45,26 @@ fs::path resolve_checkpoint_dir(const fs::path& path) {
                             "directory with checkpoints/");
 }
 
+namespace {
+
+// A sharded checkpoint (dist/sharded_checkpoint.h) assembled into whole tensors: only the model
+// tensors are read, each once, so scoring and export of small models work on either layout.
+Checkpoint load_model_tensors(const fs::path& checkpoint_dir) {
+  if (!dist::is_sharded_checkpoint(checkpoint_dir)) return load_checkpoint(checkpoint_dir);
+  const dist::ShardedCheckpointReader reader(checkpoint_dir);
+  Checkpoint ckpt;
+  ckpt.dir = checkpoint_dir;
+  ckpt.state = reader.state();
+  for (const auto& info : reader.tensors()) {
+    if (info.kind == "model") ckpt.model.emplace(info.name, reader.read(info.name));
+  }
+  return ckpt;
+}
+
+}  // namespace
+
 GPT2LMHead model_from_checkpoint(const fs::path& checkpoint_dir, ModelProvenance* out) {
-  Checkpoint ckpt = load_checkpoint(checkpoint_dir);
+  Checkpoint ckpt = load_model_tensors(checkpoint_dir);
   const std::string source = (checkpoint_dir / "trainer_state.json").string();
   if (!ckpt.state.extra.contains("model"))
     throw Error("checkpoint", source + ": extra.model is missing");

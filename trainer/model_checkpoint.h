@@ -27,7 +27,8 @@ struct ModelProvenance {
 nlohmann::json provenance_to_json(const ModelProvenance& provenance);
 ModelProvenance provenance_from_json(const nlohmann::json& json, const std::string& source);
 
-// Rebuilds the trained model of a checkpoint directory (base weights + LoRA factors).
+// Rebuilds the trained model of a checkpoint directory (base weights + LoRA factors); either
+// layout, single-process or sharded (dist/sharded_checkpoint.h).
 GPT2LMHead model_from_checkpoint(const std::filesystem::path& checkpoint_dir,
                                  ModelProvenance* provenance = nullptr);
 
