@@ -85,6 +85,12 @@ struct Flat {
   }
 };
 
+// The elements of slot `s` inside [begin, begin + length), as [first, last); empty when last <=
+// first.
+std::pair<int64_t, int64_t> overlap(const Slot& s, int64_t begin, int64_t length) {
+  return {std::max(begin, s.offset), std::min(begin + length, s.offset + s.numel)};
+}
+
 struct Group {
   std::vector<int> flats;
   bool gathered = false;
@@ -140,8 +146,7 @@ struct ZeroEngine::Impl {
         std::tie(f.own_begin, f.own_len) = f.chunk_range(rank);
       }
       for (const auto& s : f.slots) {
-        const int64_t b = std::max(f.own_begin, s.offset);
-        const int64_t e = std::min(f.own_begin + f.own_len, s.offset + s.numel);
+        const auto [b, e] = overlap(s, f.own_begin, f.own_len);
         if (e > b) f.segments.push_back({b, e - b, params[s.param].decay});
       }
       const bool low_precision = f.dtype == at::kBFloat16 || f.dtype == at::kHalf;
@@ -428,20 +433,17 @@ void ZeroEngine::step(double lr) {
 }
 
 void ZeroEngine::Impl::update(Flat& f, double lr) {
-  Impl& m = *this;
-  {
-    at::Tensor low = m.weights_low(f);
-    const at::Tensor grad = m.owned_grad(f);
-    for (const auto& seg : f.segments) {
-      const int64_t at_ = seg.begin - f.own_begin;
-      at::Tensor w =
-          f.master.defined() ? f.master.narrow(0, at_, seg.length) : low.narrow(0, at_, seg.length);
-      at::Tensor m1 = f.exp_avg.narrow(0, at_, seg.length);
-      at::Tensor m2 = f.exp_avg_sq.narrow(0, at_, seg.length);
-      adamw_update_(w, grad.narrow(0, at_, seg.length), m1, m2, m.step, lr,
-                    seg.decay ? m.config.adam.weight_decay : 0.0, m.config.adam,
-                    f.master.defined() ? low.narrow(0, at_, seg.length) : at::Tensor(), &m.scratch);
-    }
+  at::Tensor low = weights_low(f);
+  const at::Tensor grad = owned_grad(f);
+  for (const auto& seg : f.segments) {
+    const int64_t i = seg.begin - f.own_begin;  // position in the owned range
+    at::Tensor w =
+        f.master.defined() ? f.master.narrow(0, i, seg.length) : low.narrow(0, i, seg.length);
+    at::Tensor m1 = f.exp_avg.narrow(0, i, seg.length);
+    at::Tensor m2 = f.exp_avg_sq.narrow(0, i, seg.length);
+    adamw_update_(w, grad.narrow(0, i, seg.length), m1, m2, step, lr,
+                  seg.decay ? config.adam.weight_decay : 0.0, config.adam,
+                  f.master.defined() ? low.narrow(0, i, seg.length) : at::Tensor(), &scratch);
   }
 }
 
@@ -473,8 +475,7 @@ std::vector<ShardPiece> ZeroEngine::checkpoint_pieces(bool include_frozen) const
     if (!f.trainable && !include_frozen) continue;
     const auto [chunk_begin, chunk_len] = f.chunk_range(m.rank);
     for (const auto& s : f.slots) {
-      const int64_t b = std::max(chunk_begin, s.offset);
-      const int64_t e = std::min(chunk_begin + chunk_len, s.offset + s.numel);
+      const auto [b, e] = overlap(s, chunk_begin, chunk_len);
       if (e <= b) continue;
       const std::string& name = m.params[s.param].name;
       const at::Tensor values = m.config.stage == 3 ? f.shard.narrow(0, b - m.rank * f.chunk, e - b)
@@ -512,8 +513,7 @@ void ZeroEngine::load_checkpoint(const ShardedCheckpointReader& reader, bool inc
       check(name, s.shape);
       if (m.config.stage == 3) {
         const auto [chunk_begin, chunk_len] = f.chunk_range(m.rank);
-        const int64_t b = std::max(chunk_begin, s.offset);
-        const int64_t e = std::min(chunk_begin + chunk_len, s.offset + s.numel);
+        const auto [b, e] = overlap(s, chunk_begin, chunk_len);
         if (e > b)
           f.shard.narrow(0, b - m.rank * f.chunk, e - b)
               .copy_(reader.read_range(name, b - s.offset, e - b));
@@ -521,8 +521,7 @@ void ZeroEngine::load_checkpoint(const ShardedCheckpointReader& reader, bool inc
         f.full.narrow(0, s.offset, s.numel).copy_(reader.read_range(name, 0, s.numel));
       }
       if (!f.trainable) continue;
-      const int64_t b = std::max(f.own_begin, s.offset);
-      const int64_t e = std::min(f.own_begin + f.own_len, s.offset + s.numel);
+      const auto [b, e] = overlap(s, f.own_begin, f.own_len);
       if (e <= b) continue;
       for (const char* suffix : {".exp_avg", ".exp_avg_sq"}) {
         check(name + suffix, s.shape);

@@ -92,10 +92,10 @@ class SftStage {
   bool stores_base() const { return !r_.lora.enabled || r_.model.init == ModelInit::kRandom; }
   void check_ranks_agree();
   void setup_engine();
-  void step_classic(const std::vector<data::SftBatch>& batches, double scale, double* loss_sum,
-                    double* norm);
-  void step_zero(const std::vector<data::SftBatch>& batches, double scale, double* loss_sum,
-                 double* norm);
+  // Forward/backward over a step's micro-batches, then one update: plain AdamW, or the ZeRO
+  // engine's reduction and sharded update.
+  void optimizer_step(const std::vector<data::SftBatch>& batches, double scale, double* loss_sum,
+                      double* norm);
   std::ostream& log() { return rank0_ ? std::cerr : null_; }
 
   const SftRecipe& r_;
@@ -325,44 +325,35 @@ std::vector<data::SftBatch> SftStage::next_step_batches() {
   return batches;
 }
 
-void SftStage::step_classic(const std::vector<data::SftBatch>& batches, double scale,
-                            double* loss_sum, double* norm) {
+void SftStage::optimizer_step(const std::vector<data::SftBatch>& batches, double scale,
+                              double* loss_sum, double* norm) {
   {
     AutocastGuard autocast(r_.train.precision == Precision::kBf16Autocast);
     for (const auto& b : batches) {
       auto loss =
           causal_lm_loss_sum(model_->forward(b.input_ids, b.attention_mask), b.labels) * scale;
       loss.backward();
+      if (engine_) engine_->after_backward();
       *loss_sum += loss.item<double>();
     }
   }
-  std::vector<at::Tensor> trainable;
-  for (const auto& p : model_->parameters())
-    if (p.requires_grad()) trainable.push_back(p);
-  *norm = r_.optimizer.grad_clip > 0 ? clip_grad_norm_(trainable, r_.optimizer.grad_clip)
-                                     : grad_norm(trainable);
-  optimizer_->step(schedule_->lr_at(step_));
-  optimizer_->zero_grad();
-}
-
-void SftStage::step_zero(const std::vector<data::SftBatch>& batches, double scale, double* loss_sum,
-                         double* norm) {
-  {
-    AutocastGuard autocast(r_.train.precision == Precision::kBf16Autocast);
-    for (const auto& b : batches) {
-      auto loss =
-          causal_lm_loss_sum(model_->forward(b.input_ids, b.attention_mask), b.labels) * scale;
-      loss.backward();
-      engine_->after_backward();
-      *loss_sum += loss.item<double>();
-    }
+  const double lr = schedule_->lr_at(step_);
+  if (!engine_) {
+    std::vector<at::Tensor> trainable;
+    for (const auto& p : model_->parameters())
+      if (p.requires_grad()) trainable.push_back(p);
+    *norm = r_.optimizer.grad_clip > 0 ? clip_grad_norm_(trainable, r_.optimizer.grad_clip)
+                                       : grad_norm(trainable);
+    optimizer_->step(lr);
+    optimizer_->zero_grad();
+    return;
   }
   *norm = engine_->reduce_gradients();
   if (r_.optimizer.grad_clip > 0 && std::isfinite(*norm)) {
     const double coef = r_.optimizer.grad_clip / (*norm + 1e-6);  // as clip_grad_norm_
     if (coef < 1.0) engine_->scale_gradients(coef);
   }
-  engine_->step(schedule_->lr_at(step_));
+  engine_->step(lr);
   engine_->zero_grad();
 }
 
@@ -385,11 +376,7 @@ void SftStage::train() {
     const double scale = 1.0 / std::max(1.0, loss_tokens);
     double loss_sum = 0, norm = 0;
     const double lr = schedule_->lr_at(step_);
-    if (engine_) {
-      step_zero(batches, scale, &loss_sum, &norm);
-    } else {
-      step_classic(batches, scale, &loss_sum, &norm);
-    }
+    optimizer_step(batches, scale, &loss_sum, &norm);
     if (comm_.world_size() > 1) {
       at::Tensor loss = at::full({1}, loss_sum, at::TensorOptions().dtype(at::kDouble));
       comm_.all_reduce_sum(loss);
