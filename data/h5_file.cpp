@@ -119,15 +119,18 @@ int64_t extent_1d(hid_t dset, const fs::path& file, const std::string& name) {
   return static_cast<int64_t>(dims[0]);
 }
 
-// Reads elements [start, start + count) of a 1-D numeric dataset, converting to `mem_type`
-// (HDF5 converts between integer widths and rejects non-integer classes).
+// Reads elements [start, start + count) of a 1-D numeric dataset of class `expected` (integer or
+// float), converting to `mem_type` (HDF5 converts between widths of the same class).
 template <typename T>
 std::vector<T> read_numeric(hid_t file_id, const fs::path& file, const std::string& name,
-                            hid_t mem_type, int64_t start, int64_t count) {
+                            hid_t mem_type, int64_t start, int64_t count,
+                            H5T_class_t expected = H5T_INTEGER) {
   Handle dset = open_dataset(file_id, file, name);
   Handle type(check_id(H5Dget_type(dset.get()), file, "cannot get type of " + name));
-  if (H5Tget_class(type.get()) != H5T_INTEGER) {
-    throw Error("hdf5", file.string() + ": dataset '" + name + "' is not an integer dataset");
+  if (H5Tget_class(type.get()) != expected) {
+    throw Error("hdf5", file.string() + ": dataset '" + name + "' is not " +
+                            (expected == H5T_FLOAT ? "a floating-point" : "an integer") +
+                            " dataset");
   }
   const int64_t n = extent_1d(dset.get(), file, name);
   if (count < 0) count = n - start;
@@ -261,6 +264,11 @@ void File::write_int64(const std::string& name, const std::vector<int64_t>& valu
   write_numeric(file_.get(), path_, name, values, H5T_STD_I64LE, H5T_NATIVE_INT64, layout);
 }
 
+void File::write_float32(const std::string& name, const std::vector<float>& values,
+                         const DatasetLayout& layout) {
+  write_numeric(file_.get(), path_, name, values, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, layout);
+}
+
 void File::write_strings(const std::string& name, const std::vector<std::string>& values) {
   std::vector<const char*> pointers;
   pointers.reserve(values.size());
@@ -294,6 +302,10 @@ std::vector<int32_t> File::read_int32(const std::string& name) const {
 
 std::vector<int64_t> File::read_int64(const std::string& name) const {
   return read_numeric<int64_t>(file_.get(), path_, name, H5T_NATIVE_INT64, 0, -1);
+}
+
+std::vector<float> File::read_float32(const std::string& name) const {
+  return read_numeric<float>(file_.get(), path_, name, H5T_NATIVE_FLOAT, 0, -1, H5T_FLOAT);
 }
 
 std::vector<int32_t> File::read_int32_range(const std::string& name, int64_t start,

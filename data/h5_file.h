@@ -68,14 +68,18 @@ class File {
   // True when `name` (possibly nested, "a/b/c") exists as a link.
   bool exists(const std::string& name) const;
 
-  // 1-D datasets, written whole and read whole or by element range [start, start + count).
+  // 1-D datasets (int32, int64, float32, UTF-8 strings), written whole and read whole or by element
+  // range [start, start + count).
   void write_int32(const std::string& name, const std::vector<int32_t>& values,
                    const DatasetLayout& layout = {});
   void write_int64(const std::string& name, const std::vector<int64_t>& values,
                    const DatasetLayout& layout = {});
+  void write_float32(const std::string& name, const std::vector<float>& values,
+                     const DatasetLayout& layout = {});
   void write_strings(const std::string& name, const std::vector<std::string>& values);
   std::vector<int32_t> read_int32(const std::string& name) const;
   std::vector<int64_t> read_int64(const std::string& name) const;
+  std::vector<float> read_float32(const std::string& name) const;  // float32 or float64 on disk
   std::vector<int32_t> read_int32_range(const std::string& name, int64_t start,
                                         int64_t count) const;
   std::vector<std::string> read_strings(const std::string& name) const;
