@@ -34,9 +34,13 @@ GPT2LMHead load_gpt2_pretrained(const fs::path& dir, c10::ScalarType dtype) {
   return model;
 }
 
-void save_gpt2_config(const fs::path& dir, GPT2Config config, c10::ScalarType dtype) {
+void save_gpt2_config(const fs::path& dir, GPT2Config config, c10::ScalarType dtype,
+                      const nlohmann::json& extra_fields) {
   config.torch_dtype = dtype == c10::ScalarType::BFloat16 ? "bfloat16" : "float32";
-  write_file_atomic(dir / "config.json", config.to_json().dump(2) + "\n");
+  nlohmann::json json = config.to_json();
+  if (!extra_fields.is_object()) throw Error("pretrained", "extra config fields must be an object");
+  json.update(extra_fields);
+  write_file_atomic(dir / "config.json", json.dump(2) + "\n");
 }
 
 void save_gpt2_pretrained(const fs::path& dir, const GPT2LMHead& model, uint64_t max_shard_bytes) {

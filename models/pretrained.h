@@ -9,6 +9,7 @@
 #include <string>
 
 #include <c10/core/ScalarType.h>
+#include <nlohmann/json.hpp>
 
 #include "models/gpt2.h"
 #include "models/lora.h"
@@ -26,7 +27,10 @@ void save_gpt2_pretrained(const std::filesystem::path& dir, const GPT2LMHead& mo
                           uint64_t max_shard_bytes = 5'000'000'000ULL);
 
 // Writes config.json for a model of `config` whose weights are `dtype` (its torch_dtype).
-void save_gpt2_config(const std::filesystem::path& dir, GPT2Config config, c10::ScalarType dtype);
+// `extra_fields` (a JSON object) are added to or replace the config's keys, e.g. the
+// architectures / id2label / pad_token_id of a sequence-classification export.
+void save_gpt2_config(const std::filesystem::path& dir, GPT2Config config, c10::ScalarType dtype,
+                      const nlohmann::json& extra_fields = nlohmann::json::object());
 
 // Writes adapter_config.json and adapter_model.safetensors for the model's LoRA factors.
 void save_peft_adapter(const std::filesystem::path& dir, const torch::nn::Module& model,
