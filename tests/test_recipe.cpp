@@ -317,9 +317,10 @@ TEST(RecipeErrors, BadEnumValueListsChoicesAndSuggests) {
   EXPECT_CONTAINS(resolve_error(std::string(kMinimal) + "schedule:\n  type: cosin\n"),
                   "recipes/test.yaml:6: schedule.type: expected one of cosine, linear, constant, "
                   "got \"cosin\"; did you mean 'cosine'?");
-  EXPECT_CONTAINS(resolve_error(std::string(kMinimal) + "model:\n  preset: gpt3\n"),
-                  "model.preset: expected one of gpt2-tiny, gpt2, gpt2-medium, gpt2-large, "
-                  "gpt2-xl, got \"gpt3\"");
+  EXPECT_CONTAINS(
+      resolve_error(std::string(kMinimal) + "model:\n  preset: gpt3\n"),
+      "model.preset: expected one of gpt2-tiny, gpt2-mini, gpt2, gpt2-medium, gpt2-large, "
+      "gpt2-xl, got \"gpt3\"");
 }
 
 TEST(RecipeErrors, TypesAreStrict) {
@@ -465,13 +466,15 @@ TEST(RecipeRules, CrossKeyMistakesNameTheKeyToChange) {
 
 TEST(RecipeStages, StageKeyChoosesTheSchema) {
   EXPECT_EQ(recipe_stage(kMinimal, kSource).name, "sft");
-  EXPECT_EQ(error_of([] { recipe_stage("output_dir: x\n", kSource); }),
-            "[recipe] recipes/test.yaml: stage: missing required key (what to run; one of sft)");
-  EXPECT_EQ(error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
-            "[recipe] recipes/test.yaml:2: stage: expected one of sft, got \"sfx\"; did you mean "
-            "'sft'?");
+  EXPECT_EQ(
+      error_of([] { recipe_stage("output_dir: x\n", kSource); }),
+      "[recipe] recipes/test.yaml: stage: missing required key (what to run; one of sft, reward)");
+  EXPECT_EQ(
+      error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
+      "[recipe] recipes/test.yaml:2: stage: expected one of sft, reward, got \"sfx\"; did you mean "
+      "'sft'?");
   EXPECT_CONTAINS(error_of([] { recipe_stage(kMinimal, kSource, {"stage=dpo"}); }),
-                  "[recipe] override 'stage=dpo': stage: expected one of sft, got \"dpo\"");
+                  "[recipe] override 'stage=dpo': stage: expected one of sft, reward, got \"dpo\"");
   EXPECT_EQ(find_stage("sft").schema, &sft_recipe_schema().spec());
 }
 

@@ -13,5 +13,6 @@ int score_command(const std::vector<std::string>& args);     // tailor score
 int export_command(const std::vector<std::string>& args);    // tailor export
 int data_command(const std::vector<std::string>& args);      // tailor data import ...
 int bench_command(const std::vector<std::string>& args);     // tailor bench
+int sweep_command(const std::vector<std::string>& args);     // tailor sweep RECIPE... --seeds
 
 }  // namespace tailor::cli

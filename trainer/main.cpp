@@ -32,6 +32,9 @@ const std::map<std::string, Subcommand>& subcommands() {
        {tailor::cli::export_command, "checkpoint -> Hugging Face directory / PEFT adapter"}},
       {"data", {tailor::cli::data_command, "import JSONL into an HDF5 store"}},
       {"bench", {tailor::cli::bench_command, "GPT-2 124M training-step benchmark"}},
+      {"sweep",
+       {tailor::cli::sweep_command,
+        "run recipes over seeds, print the accuracy/convergence table"}},
   };
   return table;
 }

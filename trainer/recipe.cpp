@@ -10,21 +10,16 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "trainer/recipe_sections.h"
 
 namespace tailor {
 namespace fs = std::filesystem;
 
 namespace {
 
-// Enum names: one table per enum, shared by the schema and to_string().
-const std::vector<std::pair<std::string, ModelInit>> kModelInits = {
-    {"random", ModelInit::kRandom}, {"pretrained", ModelInit::kPretrained}};
+// Enum names of the sft-only keys; shared ones are in trainer/recipe_sections.h.
 const std::vector<std::pair<std::string, DataFormat>> kDataFormats = {
     {"text", DataFormat::kText}, {"prompt_response", DataFormat::kPromptResponse}};
-const std::vector<std::pair<std::string, ScheduleType>> kScheduleTypes = {
-    {"cosine", ScheduleType::kCosine},
-    {"linear", ScheduleType::kLinear},
-    {"constant", ScheduleType::kConstant}};
 const std::vector<std::pair<std::string, Precision>> kPrecisions = {
     {"fp32", Precision::kFp32},
     {"bf16_autocast", Precision::kBf16Autocast},
@@ -37,18 +32,8 @@ const std::string& name_of(const std::vector<std::pair<std::string, E>>& table, 
   throw std::logic_error("enum value without a recipe name");
 }
 
-// GPT-2 sizes of models/ (HF's gpt2, gpt2-medium, ... plus a tiny one for tests and the
-// quickstart); the numbers live with the model builders.
-const std::vector<std::string> kModelPresets = {"gpt2-tiny", "gpt2", "gpt2-medium", "gpt2-large",
-                                                "gpt2-xl"};
-
 Schema<SftRecipe> build_sft_schema() {
   Schema<SftRecipe> s;
-  // Binds key "a.b" to member r.a.b: the key path and the member path are the same words.
-#define TAILOR_MEMBER(member)     \
-#member, [](auto& r) -> auto& { \
-    return r.member;              \
-  }
 
   s.choice(TAILOR_MEMBER(stage), std::vector<std::string>{"sft"})
       .doc("what to run: sft = supervised fine-tuning (causal LM loss)")
@@ -64,58 +49,8 @@ Schema<SftRecipe> build_sft_schema() {
       .doc("tokenizer directory: vocab.json + merges.txt, or tokenizer.json")
       .default_value(fs::path("assets/tokenizers/gpt2"));
 
-  s.section("model", "the network to train: GPT-2 from a preset (random init) or a HF checkpoint");
-  s.choice(TAILOR_MEMBER(model.init), kModelInits)
-      .doc("random: a fresh GPT-2 of the preset's size; pretrained: load model.path")
-      .default_value(ModelInit::kRandom);
-  s.key(TAILOR_MEMBER(model.path))
-      .doc("HF checkpoint directory (config.json + safetensors); needed for init: pretrained")
-      .default_value(fs::path());
-  s.choice(TAILOR_MEMBER(model.preset), kModelPresets)
-      .doc("GPT-2 size for init: random")
-      .default_value("gpt2-tiny");
-  s.key(TAILOR_MEMBER(model.n_layer))
-      .doc("transformer blocks; 0 = the preset's (init: random only)")
-      .default_value(0)
-      .at_least(0);
-  s.key(TAILOR_MEMBER(model.n_head))
-      .doc("attention heads; 0 = the preset's (init: random only)")
-      .default_value(0)
-      .at_least(0);
-  s.key(TAILOR_MEMBER(model.n_embd))
-      .doc("embedding width, a multiple of n_head; 0 = the preset's (init: random only)")
-      .default_value(0)
-      .at_least(0);
-  s.key(TAILOR_MEMBER(model.n_positions))
-      .doc("longest sequence the model accepts; 0 = the preset's (init: random only)")
-      .default_value(0)
-      .at_least(0);
-  s.key(TAILOR_MEMBER(model.dropout))
-      .doc("residual, embedding and attention dropout while training")
-      .default_value(0.0)
-      .at_least(0)
-      .below(1);
-
-  s.section("lora", "low-rank adapters (PEFT LoRA); disabled = full fine-tune");
-  s.key(TAILOR_MEMBER(lora.enabled))
-      .doc("train LoRA adapters on a frozen base instead of all weights")
-      .default_value(true);
-  s.key(TAILOR_MEMBER(lora.rank)).doc("adapter rank r").default_value(8).at_least(1);
-  s.key(TAILOR_MEMBER(lora.alpha))
-      .doc("scaling numerator: update = (alpha / r) * B A")
-      .default_value(16.0)
-      .above(0);
-  s.key(TAILOR_MEMBER(lora.dropout))
-      .doc("dropout on the adapter input")
-      .default_value(0.0)
-      .at_least(0)
-      .below(1);
-  s.key(TAILOR_MEMBER(lora.rslora))
-      .doc("rank-stabilized LoRA: scale alpha / sqrt(r) (Kalajdzievski 2023)")
-      .default_value(false);
-  s.key(TAILOR_MEMBER(lora.targets))
-      .doc("HF module names that get adapters")
-      .default_value({"c_attn", "c_proj", "c_fc"});
+  add_model_keys(s);
+  add_lora_keys(s);
 
   s.section("data", "training and evaluation data");
   s.key(TAILOR_MEMBER(data.train)).doc("training data: .jsonl or HDF5 store (.h5)").required();
@@ -135,36 +70,8 @@ Schema<SftRecipe> build_sft_schema() {
       .at_least(0)
       .below(1);
 
-  s.section("optimizer", "AdamW with decoupled weight decay (Loshchilov & Hutter 2019)");
-  s.key(TAILOR_MEMBER(optimizer.lr))
-      .doc("peak learning rate, reached after warmup")
-      .default_value(3.0e-4)
-      .above(0);
-  s.key(TAILOR_MEMBER(optimizer.weight_decay))
-      .doc("decoupled weight decay on matrices (not biases or norms)")
-      .default_value(0.01)
-      .at_least(0);
-  s.key(TAILOR_MEMBER(optimizer.beta1)).doc("Adam beta1").default_value(0.9).at_least(0).below(1);
-  s.key(TAILOR_MEMBER(optimizer.beta2)).doc("Adam beta2").default_value(0.999).at_least(0).below(1);
-  s.key(TAILOR_MEMBER(optimizer.eps)).doc("Adam epsilon").default_value(1.0e-8).above(0);
-  s.key(TAILOR_MEMBER(optimizer.grad_clip))
-      .doc("clip the global gradient L2 norm to this; 0 = off")
-      .default_value(1.0)
-      .at_least(0);
-
-  s.section("schedule", "learning-rate schedule: linear warmup, then decay");
-  s.choice(TAILOR_MEMBER(schedule.type), kScheduleTypes)
-      .doc("decay after warmup down to min_lr_ratio * lr at max_steps")
-      .default_value(ScheduleType::kCosine);
-  s.key(TAILOR_MEMBER(schedule.warmup_steps))
-      .doc("steps of linear warmup from 0 to lr")
-      .default_value(10)
-      .at_least(0);
-  s.key(TAILOR_MEMBER(schedule.min_lr_ratio))
-      .doc("final learning rate as a fraction of lr")
-      .default_value(0.0)
-      .at_least(0)
-      .at_most(1);
+  add_optimizer_keys(s);
+  add_schedule_keys(s);
 
   s.section("train", "the training loop");
   s.key(TAILOR_MEMBER(train.max_steps)).doc("optimizer steps").default_value(200).at_least(1);
@@ -225,7 +132,6 @@ Schema<SftRecipe> build_sft_schema() {
       .doc("MiB per gradient/parameter bucket at stages 0-2 (one collective per bucket)")
       .default_value(25.0)
       .above(0);
-#undef TAILOR_MEMBER
 
   // `export` is a C++ keyword, so its struct member is export_.
   s.section("export", "Hugging Face export at the end of the run, into output_dir/export");
@@ -251,25 +157,7 @@ void check_sft_rules(const ResolvedConfig& c) {
                                           std::to_string(micro) + "), got " +
                                           std::to_string(global));
   }
-  const bool pretrained = c.get<std::string>("model.init") == "pretrained";
-  if (pretrained && c.get<std::string>("model.path").empty()) {
-    c.fail("model.path", "required when model.init is 'pretrained' (a HF checkpoint directory)");
-  }
-  for (const char* key : {"model.n_layer", "model.n_head", "model.n_embd", "model.n_positions"}) {
-    if (pretrained && c.get<int64_t>(key) != 0) {
-      c.fail(key,
-             "only applies to model.init 'random' (a pretrained model keeps its config.json "
-             "shape); set it to 0");
-    }
-  }
-  const int64_t n_head = c.get<int64_t>("model.n_head"), n_embd = c.get<int64_t>("model.n_embd");
-  if (n_head > 0 && n_embd > 0 && n_embd % n_head != 0) {
-    c.fail("model.n_embd", "expected a multiple of model.n_head (" + std::to_string(n_head) +
-                               "), got " + std::to_string(n_embd));
-  }
-  if (c.get<bool>("lora.enabled") && c.get<std::vector<std::string>>("lora.targets").empty()) {
-    c.fail("lora.targets", "expected at least one module name when lora.enabled is true");
-  }
+  check_model_rules(c);
   if (c.get<bool>("export.merge_lora") && !c.get<bool>("lora.enabled")) {
     c.fail("export.merge_lora", "needs lora.enabled: true (there is no adapter to merge)");
   }
@@ -288,6 +176,30 @@ void check_sft_rules(const ResolvedConfig& c) {
       c.fail("data.eval_fraction",
              "must be 0 when data.eval is set (eval data comes from \"" + eval + "\")");
     }
+  }
+}
+
+}  // namespace
+
+void check_model_rules(const ResolvedConfig& c) {
+  const bool pretrained = c.get<std::string>("model.init") == "pretrained";
+  if (pretrained && c.get<std::string>("model.path").empty()) {
+    c.fail("model.path", "required when model.init is 'pretrained' (a HF checkpoint directory)");
+  }
+  for (const char* key : {"model.n_layer", "model.n_head", "model.n_embd", "model.n_positions"}) {
+    if (pretrained && c.get<int64_t>(key) != 0) {
+      c.fail(key,
+             "only applies to model.init 'random' (a pretrained model keeps its config.json "
+             "shape); set it to 0");
+    }
+  }
+  const int64_t n_head = c.get<int64_t>("model.n_head"), n_embd = c.get<int64_t>("model.n_embd");
+  if (n_head > 0 && n_embd > 0 && n_embd % n_head != 0) {
+    c.fail("model.n_embd", "expected a multiple of model.n_head (" + std::to_string(n_head) +
+                               "), got " + std::to_string(n_embd));
+  }
+  if (c.get<bool>("lora.enabled") && c.get<std::vector<std::string>>("lora.targets").empty()) {
+    c.fail("lora.targets", "expected at least one module name when lora.enabled is true");
   }
 }
 
@@ -323,10 +235,8 @@ void require_directory(const std::string& key, const fs::path& path,
   throw Error("recipe", key + ": " + path.string() + " has no " + expected);
 }
 
-}  // namespace
-
 const std::string& to_string(ModelInit v) {
-  return name_of(kModelInits, v);
+  return name_of(model_init_names(), v);
 }
 const std::string& to_string(DataFormat v) {
   return name_of(kDataFormats, v);
@@ -384,6 +294,12 @@ void check_sft_inputs(const SftRecipe& r) {
   if (fs::exists(r.output_dir) && !fs::is_directory(r.output_dir)) {
     throw Error("recipe",
                 "output_dir: " + r.output_dir.string() + " exists and is not a directory");
+  }
+  // Refused here, before anything is written, rather than failing inside the first collective.
+  if (r.dist.backend == "nccl") {
+    throw Error("recipe",
+                "dist.backend: nccl reduces CUDA tensors, but the sft stage trains on CPU; use "
+                "dist.backend: mpi (or auto, which picks MPI for CPU training)");
   }
 }
 

@@ -36,6 +36,7 @@
 #include "trainer/lr_schedule.h"
 #include "trainer/metrics.h"
 #include "trainer/model_checkpoint.h"
+#include "trainer/model_setup.h"
 #include "trainer/rng_state.h"
 #include "trainer/sharded_export.h"
 
@@ -120,20 +121,7 @@ class SftStage {
 };
 
 GPT2Config SftStage::model_config() const {
-  GPT2Config config;
-  if (r_.model.init == ModelInit::kPretrained) {
-    const fs::path path = r_.model.path / "config.json";
-    config = GPT2Config::from_json(nlohmann::json::parse(read_file(path)), path.string());
-  } else {
-    config = GPT2Config::preset(r_.model.preset);
-    if (r_.model.n_layer > 0) config.n_layer = r_.model.n_layer;
-    if (r_.model.n_head > 0) config.n_head = r_.model.n_head;
-    if (r_.model.n_embd > 0) config.n_embd = r_.model.n_embd;
-    if (r_.model.n_positions > 0) config.n_positions = r_.model.n_positions;
-  }
-  config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = r_.model.dropout;
-  config.validate("recipe model section");
-  return config;
+  return gpt2_config_for(r_.model);
 }
 
 void SftStage::check_ranks_agree() {
@@ -164,13 +152,7 @@ void SftStage::setup() {
                            std::to_string(tokenizer_->vocab_size()) +
                            " tokens but the model only " + std::to_string(config.vocab_size));
   const auto dtype = r_.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
-  if (r_.model.init == ModelInit::kPretrained) {
-    model_ = GPT2LMHead(config, /*init_weights=*/false);
-    model_->load_hf_state_dict(hf::load_state_dict(r_.model.path), r_.model.path.string());
-  } else {
-    model_ = GPT2LMHead(config);
-  }
-  model_->to(dtype);
+  model_ = build_gpt2(r_.model, config, dtype);
   provenance_.config = config;
   provenance_.dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
   provenance_.tokenizer = fs::absolute(r_.tokenizer);

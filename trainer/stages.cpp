@@ -1,6 +1,8 @@
 #include "trainer/stages.h"
 
 #include "common/error.h"
+#include "trainer/reward_recipe.h"
+#include "trainer/reward_stage.h"
 #include "trainer/sft_stage.h"
 
 namespace tailor {
@@ -23,6 +25,10 @@ const std::vector<Stage>& stages() {
                             sft_recipe_schema(), resolve_sft_recipe, sft_recipe_from_config,
                             check_sft_inputs,
                             [](const SftRecipe& recipe) { return run_sft_stage(recipe); }),
+      make_stage<RewardRecipe>(
+          "reward", "reward model on per-user preferences: Bradley-Terry or VPL (conditional VAE)",
+          reward_recipe_schema(), resolve_reward_recipe, reward_recipe_from_config,
+          check_reward_inputs, [](const RewardRecipe& recipe) { return run_reward_stage(recipe); }),
   };
   return table;
 }
