@@ -157,6 +157,39 @@ TEST(RewardStage, ManyUserSettingsAreAccepted) {
   }
 }
 
+TEST(RewardStage, RealPerUserPairsTrainWithTheirOwnUsers) {
+  InRepo in_repo;
+  const fs::path out = fs::temp_directory_path() / "tailor_test_rm_pairs";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  // Two users with opposite tastes on the same questions: "alice" prefers the long answer.
+  std::string lines;
+  for (int i = 0; i < 30; ++i) {
+    const std::string prompt = "Question number " + std::to_string(i) + "?";
+    const std::string longer = "A long and detailed answer about item " + std::to_string(i) + ".";
+    const std::string shorter = "Short " + std::to_string(i) + ".";
+    lines += nlohmann::json(
+                 {{"prompt", prompt}, {"chosen", longer}, {"rejected", shorter}, {"user", "alice"}})
+                 .dump() +
+             "\n";
+    lines += nlohmann::json(
+                 {{"prompt", prompt}, {"chosen", shorter}, {"rejected", longer}, {"user", "bob"}})
+                 .dump() +
+             "\n";
+  }
+  write_file_atomic(out / "pairs.jsonl", lines);
+  const RewardRecipe recipe =
+      tiny("vae", out / "run",
+           {"data.source=pairs", "data.path=" + (out / "pairs.jsonl").string(),
+            "users.kind=from_data", "export.enabled=false"});
+  ASSERT_EQ(run_reward_stage(recipe), 0);
+  const auto summary = nlohmann::json::parse(read_file(out / "run" / "summary.json"));
+  EXPECT_EQ(summary["users"], 2);
+  EXPECT_TRUE(summary["user_accuracy"].contains("alice"));
+  EXPECT_TRUE(summary["user_accuracy"].contains("bob"));
+  fs::remove_all(out);
+}
+
 TEST(RewardStage, RecipeMistakesNameTheKey) {
   InRepo in_repo;
   auto error_of = [](const std::vector<std::string>& overrides) {

@@ -1,13 +1,14 @@
 // tailor sweep RECIPE.yaml [RECIPE.yaml ...] [key=value ...] [--seeds 0,1,2] [--table FILE]
 //
 // Runs every recipe once per seed (as `tailor run RECIPE seed=S output_dir=OUT/seedS`, with
-// OUT the recipe's own output_dir), then reads each run's summary.json and prints the seed
-// report's table: held-out accuracy mean ± std over seeds, how many runs converged, the steps
-// and epochs they took to converge, and wall time. --table also writes it (Markdown) to FILE,
-// and OUT/sweep.json keeps the numbers of every run. A run that fails is reported in the table
-// and does not stop the others; the exit code is then 1.
+// OUT the recipe's own output_dir, or OUT/<recipe file stem> when recipes share one), then reads
+// each run's summary.json and prints the seed report's table: held-out accuracy mean ± std over
+// seeds, how many runs converged, the steps and epochs they took to converge, and wall time.
+// --table also writes it (Markdown) to FILE, and OUT/sweep.json keeps the numbers of every run. A
+// run that fails is reported in the table and does not stop the others; the exit code is then 1.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
@@ -106,11 +107,22 @@ int sweep_command(const std::vector<std::string>& args) {
   table << "| recipe | variant | accuracy (mean ± std) | converged | steps to converge | epochs to "
            "converge | wall time per run |\n|---|---|---|---|---|---|---|\n";
   bool all_ok = true;
+  // Validate every recipe before any seed runs. Recipes that share an output_dir (e.g. one
+  // output_dir=... override for all) each get a subdirectory named after the recipe file.
+  std::vector<fs::path> outs;
   for (const auto& recipe : recipes) {
-    // Validate first, so a bad recipe fails before any seed runs.
     const std::string text = read_file(recipe);
     const Stage& stage = recipe_stage(text, recipe, overrides);
-    const fs::path out = stage.resolve(text, recipe, overrides).get<std::string>("output_dir");
+    outs.push_back(stage.resolve(text, recipe, overrides).get<std::string>("output_dir"));
+  }
+  const std::vector<fs::path> given = outs;
+  for (size_t i = 0; i < recipes.size(); ++i) {
+    if (std::count(given.begin(), given.end(), given[i]) > 1)
+      outs[i] = given[i] / fs::path(recipes[i]).stem();
+  }
+  for (size_t r = 0; r < recipes.size(); ++r) {
+    const std::string& recipe = recipes[r];
+    const fs::path out = outs[r];
     nlohmann::json runs = nlohmann::json::array();
     std::vector<double> accuracy, steps, epochs, wall;
     int converged = 0, failed = 0;

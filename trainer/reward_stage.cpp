@@ -537,9 +537,8 @@ void RewardStage::finish() {
     std::cerr << "[reward] exported to " << out.string() << "\n";
   }
   std::cerr << "[reward] done: accuracy " << summary["accuracy"] << ", "
-            << (converged_step_
-                    ? "converged at step " + std::to_string(*converged_step_)
-                    : std::string("did not reach ") + std::to_string(r_.train.converge_accuracy))
+            << (converged_step_ ? "converged at step " + std::to_string(*converged_step_)
+                                : "did not reach " + summary["converge_accuracy"].dump())
             << ", " << format_duration(wall) << "; summary in "
             << (r_.output_dir / "summary.json").string() << "\n";
 }

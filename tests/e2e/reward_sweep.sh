@@ -20,14 +20,18 @@ grep -q "| rm_synth_bt.yaml | bt |" "$WORK/table.md" || { cat "$WORK/table.md"; 
 grep -q "| rm_synth_vae_adaptive.yaml | vae + adaptive |" "$WORK/table.md" ||
   { cat "$WORK/table.md"; echo "FAIL vae row"; exit 1; }
 grep -q "/2 |" "$WORK/table.md" || { echo "FAIL converged column"; exit 1; }
-for seed in 0 1; do
-  test -f "$WORK/sweep/seed$seed/summary.json" || { echo "FAIL no summary for seed $seed"; exit 1; }
+# Both recipes got output_dir=$WORK/sweep, so each runs in a subdirectory named after it.
+for recipe in rm_synth_bt rm_synth_vae_adaptive; do
+  for seed in 0 1; do
+    test -f "$WORK/sweep/$recipe/seed$seed/summary.json" ||
+      { echo "FAIL no summary for $recipe seed $seed"; exit 1; }
+  done
+  test -f "$WORK/sweep/$recipe/sweep.json" || { echo "FAIL no sweep.json for $recipe"; exit 1; }
 done
-test -f "$WORK/sweep/sweep.json" || { echo "FAIL no sweep.json"; exit 1; }
 echo "ok   sweep table"
 
 "$TAILOR" data synth --out "$WORK/synth.jsonl" --prompts 40 --seed 3 >/dev/null
-test "$(wc -l <"$WORK/synth.jsonl")" -eq 12 || { echo "FAIL synth line count"; exit 1; }
+test "$(wc -l <"$WORK/synth.jsonl")" -eq 40 || { echo "FAIL synth line count"; exit 1; }
 "$TAILOR" data import --input "$WORK/synth.jsonl" --out "$WORK/synth.h5" --format ultrafeedback \
   >/dev/null
 "$TAILOR" run recipes/rm_synth_bt.yaml "${TINY[@]}" data.source=ultrafeedback \
