@@ -5,31 +5,9 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/seeded_random.h"
 
 namespace tailor::data {
-
-namespace {
-
-// SplitMix64 finalizer (Steele, Lea & Flood 2014): spreads nearby inputs (epoch 0, 1, 2, ...)
-// into unrelated 64-bit seeds.
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-// Uniform integer in [0, bound) from raw engine output, rejecting the biased low range
-// ("debiased modulo", as in Lemire 2019 §2).
-uint64_t uniform_below(std::mt19937_64& engine, uint64_t bound) {
-  const uint64_t threshold = (0 - bound) % bound;  // 2^64 mod bound
-  while (true) {
-    const uint64_t r = engine();
-    if (r >= threshold) return r % bound;
-  }
-}
-
-}  // namespace
 
 EpochSampler::EpochSampler(int64_t n, uint64_t seed, bool shuffle)
     : n_(n), seed_(seed), shuffle_(shuffle) {

@@ -7,19 +7,11 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/seeded_random.h"
 
 namespace tailor {
 
 namespace {
-
-// SplitMix64 finalizer (Steele, Lea & Flood 2014): turns (seed, domain, index) into unrelated
-// 64-bit engine seeds.
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // Separate streams for the per-phase shuffles and the per-step tail draws.
 constexpr uint64_t kPhaseStream = 0x7068617365ULL;  // "phase"
@@ -28,15 +20,6 @@ constexpr uint64_t kTailStream = 0x7461696cULL;     // "tail"
 std::mt19937_64 engine_for(uint64_t seed, uint64_t stream, int64_t index) {
   return std::mt19937_64(
       splitmix64(splitmix64(splitmix64(seed) ^ stream) ^ static_cast<uint64_t>(index)));
-}
-
-// Uniform integer in [0, bound) from raw engine output (debiased modulo, Lemire 2019 §2).
-uint64_t uniform_below(std::mt19937_64& engine, uint64_t bound) {
-  const uint64_t threshold = (0 - bound) % bound;  // 2^64 mod bound
-  while (true) {
-    const uint64_t r = engine();
-    if (r >= threshold) return r % bound;
-  }
 }
 
 // Splits `total` into parts proportional to `weights` (sum > 0) by the largest-remainder

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/seeded_random.h"
 #include "common/shape_string.h"
 
 namespace tailor {
@@ -60,16 +61,6 @@ at::Tensor combine_rows(const at::Tensor& grads, const std::vector<double>& weig
     out.narrow(0, begin, len).copy_(w.mm(chunk).reshape({len}));
   }
   return out;
-}
-
-// Uniform integer in [0, bound) from raw engine output (debiased modulo, Lemire 2019 §2), so the
-// visiting order is the same with every standard library.
-uint64_t uniform_below(std::mt19937_64& engine, uint64_t bound) {
-  const uint64_t threshold = (0 - bound) % bound;  // 2^64 mod bound
-  while (true) {
-    const uint64_t r = engine();
-    if (r >= threshold) return r % bound;
-  }
 }
 
 // The two-task min-norm step (Sener & Koltun 2018, Algorithm 1): the weight c in [lo, hi] on v1
