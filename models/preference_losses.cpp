@@ -58,12 +58,13 @@ double kl_weight(const std::string& schedule, double beta, int64_t step, int64_t
   if (step < 0) throw Error("kl_weight", "negative step " + std::to_string(step));
   if (schedule == "constant") return beta;
   if (schedule != "linear" && schedule != "cosine") {
-    throw Error("recipe", "kl_schedule: expected \"constant\", \"linear\" or \"cosine\", got \"" +
-                              schedule + "\"");
+    throw Error("recipe",
+                "vae.kl_schedule: expected \"constant\", \"linear\" or \"cosine\", got \"" +
+                    schedule + "\"");
   }
   if (anneal_steps < 1) {
-    throw Error("recipe", "kl_anneal_steps: expected >= 1 for the " + schedule + " schedule, got " +
-                              std::to_string(anneal_steps));
+    throw Error("recipe", "vae.kl_anneal_steps: expected >= 1 for the " + schedule +
+                              " schedule, got " + std::to_string(anneal_steps));
   }
   const double progress =
       std::min(1.0, static_cast<double>(step) / static_cast<double>(anneal_steps));

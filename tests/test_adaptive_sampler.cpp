@@ -164,16 +164,16 @@ TEST(AdaptiveSampler, RejectsBadOptions) {
     change(o);
     return o;
   };
-  expect_recipe_error(with([](auto& o) { o.order = {}; }), "sampling.order");
-  expect_recipe_error(with([](auto& o) { o.order = {0, 0, 1}; }), "sampling.order");
-  expect_recipe_error(with([](auto& o) { o.order = {0, 3, 1}; }), "sampling.order");
-  expect_recipe_error(with([](auto& o) { o.order = {0, -1, 1}; }), "sampling.order");
-  expect_recipe_error(with([](auto& o) { o.ratio = {-1, 2, 4}; }), "sampling.ratio");
-  expect_recipe_error(with([](auto& o) { o.ratio = {0, 0, 0}; }), "sampling.ratio");
+  expect_recipe_error(with([](auto& o) { o.order = {}; }), "train.adaptive_order");
+  expect_recipe_error(with([](auto& o) { o.order = {0, 0, 1}; }), "train.adaptive_order");
+  expect_recipe_error(with([](auto& o) { o.order = {0, 3, 1}; }), "train.adaptive_order");
+  expect_recipe_error(with([](auto& o) { o.order = {0, -1, 1}; }), "train.adaptive_order");
+  expect_recipe_error(with([](auto& o) { o.ratio = {-1, 2, 4}; }), "train.adaptive_ratio");
+  expect_recipe_error(with([](auto& o) { o.ratio = {0, 0, 0}; }), "train.adaptive_ratio");
   // B weightless and no C in phase 0 to draw from instead.
-  expect_recipe_error(with([](auto& o) { o.ratio = {1, 0, 0}; }), "sampling.ratio");
-  expect_recipe_error(with([](auto& o) { o.steps_per_phase = 0; }), "sampling.steps_per_phase");
-  expect_recipe_error(with([](auto& o) { o.batch_size = 0; }), "sampling.batch_size");
+  expect_recipe_error(with([](auto& o) { o.ratio = {1, 0, 0}; }), "train.adaptive_ratio");
+  expect_recipe_error(with([](auto& o) { o.steps_per_phase = 0; }), "train.steps_per_phase");
+  expect_recipe_error(with([](auto& o) { o.batch_size = 0; }), "train.batch_size");
   // A weightless B still works when A and C carry weight: phase 0 draws only A, the last only C.
   AdaptiveSamplingOptions ok = three_users();
   ok.ratio = {1, 0, 1};

@@ -190,6 +190,24 @@ TEST(RewardStage, RealPerUserPairsTrainWithTheirOwnUsers) {
   fs::remove_all(out);
 }
 
+TEST(RewardStage, AdaptiveOrderChoosesWhichUserTrainsFirst) {
+  InRepo in_repo;
+  const fs::path out = fs::temp_directory_path() / "tailor_test_rm_order";
+  fs::remove_all(out);
+  ASSERT_EQ(run_reward_stage(tiny("vae_adaptive", out,
+                                  {"train.adaptive_order=[user1, user0]", "export.enabled=false"})),
+            0);
+  std::string message;
+  try {
+    run_reward_stage(tiny("vae_adaptive", out, {"train.adaptive_order=[user1, carol]"}));
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("train.adaptive_order: unknown user \"carol\""), std::string::npos)
+      << message;
+  fs::remove_all(out);
+}
+
 TEST(RewardStage, RecipeMistakesNameTheKey) {
   InRepo in_repo;
   auto error_of = [](const std::vector<std::string>& overrides) {

@@ -52,17 +52,17 @@ std::vector<int64_t> largest_remainder(int64_t total, const std::vector<int64_t>
 AdaptiveSampler::AdaptiveSampler(AdaptiveSamplingOptions options) : options_(std::move(options)) {
   const auto& order = options_.order;
   const auto n = static_cast<int64_t>(order.size());
-  if (n < 1) throw Error("recipe", "sampling.order: expected at least one user, got none");
+  if (n < 1) throw Error("recipe", "train.adaptive_order: expected at least one user, got none");
   position_.assign(static_cast<size_t>(n), -1);
   for (int64_t i = 0; i < n; ++i) {
     const int32_t user = order[static_cast<size_t>(i)];
     if (user < 0 || user >= n) {
-      throw Error("recipe", "sampling.order: expected a permutation of 0.." +
+      throw Error("recipe", "train.adaptive_order: expected a permutation of 0.." +
                                 std::to_string(n - 1) + ", got " + std::to_string(user) +
                                 " at position " + std::to_string(i));
     }
     if (position_[static_cast<size_t>(user)] >= 0) {
-      throw Error("recipe", "sampling.order: expected a permutation of 0.." +
+      throw Error("recipe", "train.adaptive_order: expected a permutation of 0.." +
                                 std::to_string(n - 1) + ", user " + std::to_string(user) +
                                 " appears twice (positions " +
                                 std::to_string(position_[static_cast<size_t>(user)]) + " and " +
@@ -77,35 +77,35 @@ AdaptiveSampler::AdaptiveSampler(AdaptiveSamplingOptions options) : options_(std
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   for (const int64_t x : r) {
     if (x < 0 || x > kMax / 4) {
-      throw Error("recipe",
-                  "sampling.ratio: expected three counts A:B:C in [0, 2^61), got " + ratio_text);
+      throw Error("recipe", "train.adaptive_ratio: expected three counts A:B:C in [0, 2^61), got " +
+                                ratio_text);
     }
   }
   const int64_t ratio_sum = r[0] + r[1] + r[2];
   if (ratio_sum == 0) {
     throw Error("recipe",
-                "sampling.ratio: expected at least one positive count, got " + ratio_text);
+                "train.adaptive_ratio: expected at least one positive count, got " + ratio_text);
   }
   // B is never empty; without B's share, phase 0 draws only from A and the last phase only from C.
   if (r[1] == 0 && (n == 1 || r[0] == 0 || r[2] == 0)) {
-    throw Error("recipe", "sampling.ratio: " + ratio_text +
+    throw Error("recipe", "train.adaptive_ratio: " + ratio_text +
                               " leaves a phase with nothing to sample (B has weight 0 and phase 0 "
                               "has no C, the last phase no A)");
   }
   if (options_.steps_per_phase < 1) {
-    throw Error("recipe", "sampling.steps_per_phase: expected >= 1, got " +
+    throw Error("recipe", "train.steps_per_phase: expected >= 1, got " +
                               std::to_string(options_.steps_per_phase));
   }
   if (options_.batch_size < 1) {
     throw Error("recipe",
-                "sampling.batch_size: expected >= 1, got " + std::to_string(options_.batch_size));
+                "train.batch_size: expected >= 1, got " + std::to_string(options_.batch_size));
   }
   // Keep samples-per-phase x ratio sum (the largest-remainder products) and the tail's first
   // step (n x steps_per_phase) within int64.
   if (options_.steps_per_phase > kMax / options_.batch_size ||
       options_.steps_per_phase * options_.batch_size > kMax / ratio_sum ||
       options_.steps_per_phase > kMax / n) {
-    throw Error("recipe", "sampling.steps_per_phase x sampling.batch_size x ratio: too large (" +
+    throw Error("recipe", "train.steps_per_phase x train.batch_size x ratio: too large (" +
                               std::to_string(options_.steps_per_phase) + " x " +
                               std::to_string(options_.batch_size) + " x " + ratio_text + ")");
   }

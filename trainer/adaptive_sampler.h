@@ -36,7 +36,7 @@ struct AdaptiveSamplingOptions {
 class AdaptiveSampler {
  public:
   // Validates the options; throws Error("recipe", ...) naming the offending field
-  // (sampling.order, sampling.ratio, sampling.steps_per_phase, sampling.batch_size).
+  // (train.adaptive_order, train.adaptive_ratio, train.steps_per_phase, train.batch_size).
   explicit AdaptiveSampler(AdaptiveSamplingOptions options);
 
   // The user index of each of the batch_size samples of `step` (>= 0). Builds and shuffles the

@@ -150,6 +150,11 @@ Schema<RewardRecipe> build_reward_schema() {
       .doc("steps of each adaptive phase (one per user); 0 = max_steps / users")
       .default_value(0)
       .at_least(0);
+  s.key(TAILOR_MEMBER(train.adaptive_order))
+      .doc(
+          "user names in the order they enter group B, e.g. [user1, user0]; [] = the data's "
+          "order (user0, user1, ...)")
+      .default_value(std::vector<std::string>{});
   s.choice(TAILOR_MEMBER(train.grad_surgery), Names{"none", "pcgrad", "mgda"})
       .doc("combine per-user gradients: none (sum), pcgrad (project conflicts), mgda (min-norm)")
       .default_value(std::string("none"));

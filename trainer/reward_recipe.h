@@ -57,11 +57,12 @@ struct VaeSection {
 
 struct RewardTrainSection {
   int64_t max_steps;
-  int64_t batch_size;                  // preference pairs per optimizer step
-  std::string sampling;                // uniform | adaptive
-  std::vector<double> adaptive_ratio;  // A : B : C samples per phase
-  int64_t steps_per_phase;             // 0 = max_steps / users
-  std::string grad_surgery;            // none | pcgrad | mgda
+  int64_t batch_size;                       // preference pairs per optimizer step
+  std::string sampling;                     // uniform | adaptive
+  std::vector<double> adaptive_ratio;       // A : B : C samples per phase
+  int64_t steps_per_phase;                  // 0 = max_steps / users
+  std::vector<std::string> adaptive_order;  // users in phase order; [] = data order
+  std::string grad_surgery;                 // none | pcgrad | mgda
   int64_t log_every;
   int64_t eval_every;           // 0 = only at the end
   int64_t eval_pairs_per_user;  // 0 = all

@@ -63,6 +63,13 @@ struct Padded {
   int64_t tokens = 0;
 };
 
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names)
+    out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 Padded pad(const std::vector<const std::vector<int32_t>*>& rows) {
   int64_t T = 1;
   for (const auto* r : rows)
@@ -216,6 +223,20 @@ void RewardStage::setup() {
     AdaptiveSamplingOptions options;
     options.order.resize(U);
     std::iota(options.order.begin(), options.order.end(), 0);
+    if (!r_.train.adaptive_order.empty()) {
+      // Names -> indices; the sampler itself checks that every user appears exactly once.
+      options.order.clear();
+      for (const auto& name : r_.train.adaptive_order) {
+        const auto it = std::find(data_.user_names.begin(), data_.user_names.end(), name);
+        if (it == data_.user_names.end())
+          throw Error("recipe", "train.adaptive_order: unknown user \"" + name +
+                                    "\" (users: " + join(data_.user_names) + ")");
+        options.order.push_back(static_cast<int32_t>(it - data_.user_names.begin()));
+      }
+      if (static_cast<int64_t>(options.order.size()) != U)
+        throw Error("recipe", "train.adaptive_order: expected all " + std::to_string(U) +
+                                  " users once (" + join(data_.user_names) + ")");
+    }
     for (int i = 0; i < 3; ++i)
       options.ratio[i] = static_cast<int64_t>(r_.train.adaptive_ratio[i]);
     options.steps_per_phase = r_.train.steps_per_phase > 0
