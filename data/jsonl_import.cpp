@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "data/jsonl_lines.h"
 
 namespace tailor::data {
 namespace fs = std::filesystem;
@@ -13,50 +14,7 @@ using nlohmann::json;
 
 namespace {
 
-// Reads a JSONL file line by line, keeping the 1-based line number for error messages.
-class LineReader {
- public:
-  explicit LineReader(const fs::path& path) : path_(path), in_(path, std::ios::binary) {
-    if (!in_) throw Error("data", path.string() + ": cannot open for reading");
-  }
-  // Next non-blank line (without a trailing '\r'); false at end of file.
-  bool next(std::string& line) {
-    while (std::getline(in_, line)) {
-      ++line_number_;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t\r\n\f\v") != std::string::npos) return true;
-    }
-    if (in_.bad())
-      throw Error("data",
-                  path_.string() + ": read error after line " + std::to_string(line_number_));
-    return false;
-  }
-  int64_t line_number() const { return line_number_; }
-  std::string where() const { return path_.string() + ":" + std::to_string(line_number_); }
-
- private:
-  fs::path path_;
-  std::ifstream in_;
-  int64_t line_number_ = 0;
-};
-
-json parse_object(const std::string& line, const LineReader& reader) {
-  json value;
-  try {
-    value = json::parse(line);
-  } catch (const json::parse_error& e) {
-    // e.what() is "[json.exception.parse_error.101] parse error at ..."; keep the readable part.
-    std::string what = e.what();
-    const size_t tag_end = what.find("] ");
-    if (tag_end != std::string::npos) what = what.substr(tag_end + 2);
-    throw Error("data", reader.where() + ": invalid JSON (" + what + ")");
-  }
-  if (!value.is_object()) {
-    throw Error("data",
-                reader.where() + ": expected a JSON object, got " + std::string(value.type_name()));
-  }
-  return value;
-}
+using LineReader = JsonlReader;
 
 std::optional<StoreKind> kind_from_keys(const json& object) {
   if (object.contains("chosen") && object.contains("rejected")) return StoreKind::pairs;
@@ -126,7 +84,7 @@ StoreKind detect_jsonl_kind(const fs::path& jsonl) {
   std::string line;
   if (!reader.next(line))
     throw Error("data", jsonl.string() + ": no records (the file is empty or blank)");
-  const json object = parse_object(line, reader);
+  const json object = reader.parse_object(line);
   if (auto kind = kind_from_keys(object)) return *kind;
   throw Error("data", reader.where() +
                           ": cannot tell the dataset kind; expected keys \"text\", or \"prompt\" + "
@@ -151,7 +109,7 @@ StoreData tokenize_jsonl(const fs::path& jsonl, std::optional<StoreKind> kind,
   std::string line;
   int64_t records = 0;
   while (reader.next(line)) {
-    const json object = parse_object(line, reader);
+    const json object = reader.parse_object(line);
     // Validate the whole record before appending anything, so fields stay aligned.
     std::vector<const std::string*> texts;
     for (const FieldSpec& spec : fields)

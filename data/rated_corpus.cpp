@@ -9,6 +9,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/h5_file.h"
+#include "data/jsonl_lines.h"
 
 namespace tailor::data {
 namespace fs = std::filesystem;
@@ -55,47 +56,7 @@ void RatedCorpus::validate() const {
 
 namespace {
 
-// Non-blank lines of a JSONL file with their 1-based numbers.
-class LineReader {
- public:
-  explicit LineReader(const fs::path& path) : path_(path), in_(path, std::ios::binary) {
-    if (!in_) throw Error("data", path.string() + ": cannot open for reading");
-  }
-  bool next(std::string& line) {
-    while (std::getline(in_, line)) {
-      ++line_number_;
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.find_first_not_of(" \t\r\n\f\v") != std::string::npos) return true;
-    }
-    if (in_.bad()) throw Error("data", where() + ": read error");
-    return false;
-  }
-  std::string where() const { return path_.string() + ":" + std::to_string(line_number_); }
-  // "<file>:<line>: <key>: <expected>"
-  [[noreturn]] void fail(const std::string& key, const std::string& expected) const {
-    throw Error("data", where() + ": " + key + ": " + expected);
-  }
-  json parse(const std::string& line) const {
-    json value;
-    try {
-      value = json::parse(line);
-    } catch (const json::parse_error& e) {
-      std::string what = e.what();  // "[json.exception.parse_error.101] parse error at ..."
-      const size_t tag_end = what.find("] ");
-      if (tag_end != std::string::npos) what = what.substr(tag_end + 2);
-      throw Error("data", where() + ": invalid JSON (" + what + ")");
-    }
-    if (!value.is_object()) {
-      throw Error("data", where() + ": expected a JSON object, got " + value.type_name());
-    }
-    return value;
-  }
-
- private:
-  fs::path path_;
-  std::ifstream in_;
-  int64_t line_number_ = 0;
-};
+using LineReader = JsonlReader;
 
 std::string type_of(const json& value) {
   return value.type_name();
@@ -172,7 +133,7 @@ PreferenceFormat detect_preference_format(const fs::path& jsonl) {
   std::string line;
   if (!reader.next(line))
     throw Error("data", jsonl.string() + ": no records (the file is empty or blank)");
-  const json object = reader.parse(line);
+  const json object = reader.parse_object(line);
   if (object.contains("completions")) return PreferenceFormat::ultrafeedback_raw;
   if (object.contains("score_chosen") || object.contains("score_rejected") ||
       (object.contains("chosen") && object["chosen"].is_array()))
@@ -192,7 +153,7 @@ RatedCorpus read_ultrafeedback_raw(const fs::path& jsonl) {
   LineReader reader(jsonl);
   std::string line;
   while (reader.next(line)) {
-    const json object = reader.parse(line);
+    const json object = reader.parse_object(line);
     const std::string& instruction = string_member(object, "instruction", "instruction", reader);
     const json& completions = member(object, "completions", "completions", reader);
     if (!completions.is_array() || completions.empty()) {
@@ -244,7 +205,7 @@ RatedCorpus read_ultrafeedback_binarized(const fs::path& jsonl) {
   LineReader reader(jsonl);
   std::string line;
   while (reader.next(line)) {
-    const json object = reader.parse(line);
+    const json object = reader.parse_object(line);
     const std::string& prompt = string_member(object, "prompt", "prompt", reader);
     const std::string& chosen = last_assistant(object, "chosen", reader);
     const std::string& rejected = last_assistant(object, "rejected", reader);
