@@ -22,7 +22,7 @@ void write_dir_atomic(const std::filesystem::path& dir,
                       const std::function<void(const std::filesystem::path&)>& fill);
 
 // The temporary sibling write_atomic_with uses, ".<name>.tmp.<pid>", for writers that stream into
-// a file themselves and rename it when complete (models/safetensors_stream.h).
+// a file themselves and rename it when complete (models/io/safetensors_stream.h).
 std::filesystem::path temp_sibling_path(const std::filesystem::path& path);
 
 // Moves a complete directory `tmp_dir` to `dir` as write_dir_atomic does: an existing `dir` is

@@ -17,7 +17,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/shape_string.h"
-#include "models/safetensors.h"
+#include "models/io/safetensors.h"
 
 namespace tailor::dist {
 namespace fs = std::filesystem;
@@ -249,7 +249,7 @@ fs::path commit_sharded_checkpoint(const fs::path& run_dir, const fs::path& tmp_
   TrainerState saved = state;
   saved.rng = json{{"ranks", rng_states}};
   write_file_atomic(tmp_dir / kManifestFile, manifest.dump(2) + "\n");
-  // Last, so a directory without it is recognisably incomplete (as in trainer/checkpoint.cpp).
+  // Last, so a directory without it is recognisably incomplete (as in trainer/run/checkpoint.cpp).
   write_file_atomic(tmp_dir / kStateFile, trainer_state_to_json(saved).dump(2) + "\n");
 
   const std::string name = checkpoint_dir_name(state.step);

@@ -14,10 +14,10 @@
 //
 // Atomicity: rank 0 creates a temporary directory, every rank writes its shard file into it
 // (each file atomically), a barrier, then rank 0 writes the manifest and trainer state, renames
-// the directory into place and updates `latest` (same protocol as trainer/checkpoint.h). A job
+// the directory into place and updates `latest` (same protocol as trainer/run/checkpoint.h). A job
 // killed at any point leaves the previous checkpoint loadable. Ranks must share the filesystem.
 //
-// The reader also opens the single-process layout of trainer/checkpoint.h (model.safetensors +
+// The reader also opens the single-process layout of trainer/run/checkpoint.h (model.safetensors +
 // optimizer.safetensors), as one shard holding every tensor whole, so a world-size-1 run can be
 // resumed on N ranks.
 #pragma once
@@ -34,12 +34,12 @@
 #include <nlohmann/json.hpp>
 
 #include "dist/communicator.h"
-#include "trainer/checkpoint.h"
+#include "trainer/run/checkpoint.h"
 
 namespace tailor::dist {
 
 // What a tensor is for: "model" (parameters, HF names) or "optimizer" (AdamW state names,
-// "<param>.exp_avg", ...; see trainer/adamw.h). Export reads only "model" tensors.
+// "<param>.exp_avg", ...; see trainer/optim/adamw.h). Export reads only "model" tensors.
 struct TensorInfo {
   std::string name;
   at::ScalarType dtype = at::kFloat;

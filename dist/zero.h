@@ -12,8 +12,8 @@
 //      post-hook on each parameter's gradient accumulator) into a chunk-sized accumulator, so the
 //      full gradient never persists;
 //   3  as 2, and the parameters themselves (frozen ones included) live only as owned chunks: a
-//      flat per model hook group (models/forward_hooks.h; GPT-2: the embeddings + ln_f, and one
-//      per transformer block) is all-gathered just before its forward, freed after it, gathered
+//      flat per model hook group (models/core/forward_hooks.h; GPT-2: the embeddings + ln_f, and
+//      one per transformer block) is all-gathered just before its forward, freed after it, gathered
 //      again when backward reaches it and freed once its gradients are reduced.
 // Gradients are summed across ranks (the trainer normalizes the loss by the global token count).
 //
@@ -33,8 +33,8 @@
 
 #include "dist/communicator.h"
 #include "dist/sharded_checkpoint.h"
-#include "models/forward_hooks.h"
-#include "trainer/adamw.h"
+#include "models/core/forward_hooks.h"
+#include "trainer/optim/adamw.h"
 
 namespace tailor::dist {
 
@@ -83,7 +83,7 @@ class ZeroEngine : public ForwardHooks {
   // Multiplies the reduced gradients by `factor` (gradient clipping).
   void scale_gradients(double factor);
   // One AdamW step with learning rate `lr` on the owned chunks; stages 1-2 then all-gather the
-  // parameters. Weight decay as trainer/adamw.h.
+  // parameters. Weight decay as trainer/optim/adamw.h.
   void step(double lr);
   // Zeroes the gradients for the next step.
   void zero_grad();

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "models/gpt2_config.h"
-#include "models/tensor_map.h"
+#include "models/core/tensor_map.h"
+#include "models/gpt2/gpt2_config.h"
 
 namespace tailor::reference {
 

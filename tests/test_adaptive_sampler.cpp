@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "trainer/adaptive_sampler.h"
+#include "data/sampling/adaptive_sampler.h"
 
 namespace {
 

@@ -10,11 +10,11 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "trainer/adamw.h"
-#include "trainer/checkpoint.h"
-#include "trainer/grad_clip.h"
-#include "trainer/lr_schedule.h"
-#include "trainer/rng_state.h"
+#include "trainer/optim/adamw.h"
+#include "trainer/optim/grad_clip.h"
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/run/checkpoint.h"
+#include "trainer/run/rng_state.h"
 
 namespace fs = std::filesystem;
 

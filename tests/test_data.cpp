@@ -15,11 +15,11 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "data/epoch_sampler.h"
-#include "data/h5_file.h"
-#include "data/jsonl_import.h"
-#include "data/sft_dataset.h"
-#include "data/store.h"
+#include "data/sampling/epoch_sampler.h"
+#include "data/sft/sft_dataset.h"
+#include "data/store/h5_file.h"
+#include "data/store/jsonl_import.h"
+#include "data/store/store.h"
 
 namespace fs = std::filesystem;
 using namespace tailor::data;

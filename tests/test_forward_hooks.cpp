@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "models/forward_hooks.h"
-#include "models/gpt2.h"
-#include "models/lora.h"
+#include "models/core/forward_hooks.h"
+#include "models/core/lora.h"
+#include "models/gpt2/gpt2.h"
 
 using namespace tailor;
 

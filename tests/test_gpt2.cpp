@@ -6,8 +6,8 @@
 
 #include "common/error.h"
 #include "gpt2_reference.h"
-#include "models/gpt2.h"
-#include "models/gpt2_config.h"
+#include "models/gpt2/gpt2.h"
+#include "models/gpt2/gpt2_config.h"
 
 namespace tailor {
 namespace {

@@ -9,10 +9,10 @@
 
 #include "common/error.h"
 #include "gpt2_reference.h"
-#include "models/gpt2.h"
-#include "models/linear.h"
-#include "models/lora.h"
-#include "models/peft.h"
+#include "models/core/linear.h"
+#include "models/core/lora.h"
+#include "models/gpt2/gpt2.h"
+#include "models/io/peft.h"
 
 namespace tailor {
 namespace {

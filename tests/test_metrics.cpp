@@ -9,7 +9,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "trainer/metrics.h"
+#include "trainer/run/metrics.h"
 
 namespace fs = std::filesystem;
 

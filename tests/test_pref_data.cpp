@@ -17,11 +17,11 @@
 #include <vector>
 
 #include "common/error.h"
-#include "data/h5_file.h"
-#include "data/rated_corpus.h"
-#include "data/simulated_users.h"
-#include "data/survey.h"
-#include "data/synthetic_prefs.h"
+#include "data/preferences/rated_corpus.h"
+#include "data/preferences/simulated_users.h"
+#include "data/preferences/survey.h"
+#include "data/preferences/synthetic_prefs.h"
+#include "data/store/h5_file.h"
 
 namespace fs = std::filesystem;
 using namespace tailor::data;

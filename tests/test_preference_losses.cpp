@@ -9,7 +9,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "models/preference_losses.h"
+#include "trainer/losses/preference_losses.h"
 
 namespace {
 

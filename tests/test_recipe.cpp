@@ -16,10 +16,10 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "trainer/commands.h"
-#include "trainer/recipe.h"
-#include "trainer/schema.h"
-#include "trainer/stages.h"
+#include "trainer/cli/commands.h"
+#include "trainer/recipe/recipe.h"
+#include "trainer/recipe/schema.h"
+#include "trainer/recipe/stages.h"
 
 namespace tailor {
 namespace {

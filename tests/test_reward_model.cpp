@@ -1,7 +1,7 @@
-// The reward model (models/reward_model.h) and its Hugging Face sequence-classification export
-// (models/reward_export.h): pooling at the last real token against unpadded runs and a float64
-// head product written here, export/import round trips (full, LoRA merged, LoRA + PEFT adapter),
-// the files' contents, load errors, and `tailor score` on a reward-model directory.
+// The reward model (models/heads/reward_model.h) and its Hugging Face sequence-classification
+// export (models/io/reward_export.h): pooling at the last real token against unpadded runs and a
+// float64 head product written here, export/import round trips (full, LoRA merged, LoRA + PEFT
+// adapter), the files' contents, load errors, and `tailor score` on a reward-model directory.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -15,15 +15,15 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "models/byte_level.h"
-#include "models/gpt2.h"
-#include "models/hf_checkpoint.h"
-#include "models/lora.h"
-#include "models/pretrained.h"
-#include "models/reward_export.h"
-#include "models/reward_model.h"
-#include "models/safetensors.h"
-#include "trainer/commands.h"
+#include "models/core/lora.h"
+#include "models/gpt2/gpt2.h"
+#include "models/heads/reward_model.h"
+#include "models/io/hf_checkpoint.h"
+#include "models/io/pretrained.h"
+#include "models/io/reward_export.h"
+#include "models/io/safetensors.h"
+#include "models/tokenizer/byte_level.h"
+#include "trainer/cli/commands.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -14,10 +14,10 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "models/reward_export.h"
-#include "models/reward_model.h"
-#include "trainer/reward_recipe.h"
-#include "trainer/reward_stage.h"
+#include "models/heads/reward_model.h"
+#include "models/io/reward_export.h"
+#include "trainer/stages/reward/reward_recipe.h"
+#include "trainer/stages/reward/reward_stage.h"
 
 namespace tailor {
 namespace {

@@ -15,8 +15,8 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "models/hf_checkpoint.h"
-#include "models/safetensors.h"
+#include "models/io/hf_checkpoint.h"
+#include "models/io/safetensors.h"
 
 namespace fs = std::filesystem;
 namespace st = tailor::safetensors;

@@ -12,11 +12,11 @@
 
 #include "common/atomic_file.h"
 #include "gpt2_reference.h"
-#include "models/gpt2.h"
-#include "models/hf_checkpoint.h"
-#include "models/lora.h"
-#include "models/pretrained.h"
-#include "models/safetensors.h"
+#include "models/core/lora.h"
+#include "models/gpt2/gpt2.h"
+#include "models/io/hf_checkpoint.h"
+#include "models/io/pretrained.h"
+#include "models/io/safetensors.h"
 
 namespace fs = std::filesystem;
 using tailor::GPT2Config;

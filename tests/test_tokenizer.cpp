@@ -18,9 +18,9 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "models/byte_level.h"
-#include "models/pretokenize.h"
-#include "models/tokenizer.h"
+#include "models/tokenizer/byte_level.h"
+#include "models/tokenizer/pretokenize.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

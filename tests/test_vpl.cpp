@@ -8,11 +8,11 @@
 
 #include <torch/torch.h>
 
-#include "models/gpt2.h"
-#include "models/lora.h"
-#include "models/preference_losses.h"
-#include "models/vpl.h"
-#include "trainer/vpl_export.h"
+#include "models/core/lora.h"
+#include "models/gpt2/gpt2.h"
+#include "models/heads/vpl.h"
+#include "trainer/losses/preference_losses.h"
+#include "trainer/stages/reward/vpl_export.h"
 
 namespace tailor {
 namespace {

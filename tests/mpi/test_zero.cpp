@@ -20,9 +20,9 @@
 #include "dist/communicator.h"
 #include "dist/runtime.h"
 #include "dist/sharded_checkpoint.h"
-#include "trainer/checkpoint.h"
-#include "trainer/recipe.h"
-#include "trainer/sft_stage.h"
+#include "trainer/recipe/recipe.h"
+#include "trainer/run/checkpoint.h"
+#include "trainer/stages/sft/sft_stage.h"
 
 namespace fs = std::filesystem;
 using namespace tailor;

@@ -1,0 +1,57 @@
+// JSONL -> tokenized records -> HDF5 store.
+//
+// One JSON object per line; blank lines are skipped; keys other than the ones below are
+// ignored (so richer exports such as UltraFeedback rows import as they are).
+//   text:             {"text": "..."}
+//   prompt_response:  {"prompt": "...", "response": "..."}      (loss later on response only)
+//   pairs:            {"prompt": "...", "chosen": "...", "rejected": "...", "user": "u1"?}
+// Every text value must be a non-empty string; "user" is optional and may be a string or an
+// integer (stored as its decimal string). Sequences are stored whole: truncation to a model's
+// context happens when batching (data/sft/sft_dataset.h), never at import.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/store/store.h"
+
+namespace tailor::data {
+
+// The tokenizer as a function (text -> ids), so tests can pass a trivial encoder; the CLI
+// passes tailor::Tokenizer::encode.
+using EncodeFn = std::function<std::vector<int32_t>(const std::string&)>;
+
+struct ImportOptions {
+  TokenizerIdentity tokenizer;  // recorded in the store's attributes
+  bool keep_text = true;        // also store the raw strings under /text/<key>
+  bool progress = false;        // print records/s to stderr every few seconds
+};
+
+struct ImportSummary {
+  StoreKind kind = StoreKind::text;
+  int64_t count = 0;   // records
+  int64_t tokens = 0;  // ids over all fields
+};
+
+// The kind a JSON line's keys imply: chosen + rejected -> pairs, else prompt + response ->
+// prompt_response, else text -> text. Reads the first non-blank line of `jsonl`; throws
+// naming file:line when it is not a JSON object or has none of these key sets.
+StoreKind detect_jsonl_kind(const std::filesystem::path& jsonl);
+
+// Parses and tokenizes every record of `jsonl` in memory (kind nullopt = detect_jsonl_kind).
+// Any malformed line throws Error("data", "<file>:<line>: <what was expected>"); a file
+// without records is an error too.
+StoreData tokenize_jsonl(const std::filesystem::path& jsonl, std::optional<StoreKind> kind,
+                         const EncodeFn& encode, const ImportOptions& options = {});
+
+// tokenize_jsonl + write_store(out_h5). Atomic: when anything fails, nothing is left at
+// `out_h5` (an existing store there stays untouched) and no temporary file remains.
+ImportSummary import_jsonl(const std::filesystem::path& jsonl, const std::filesystem::path& out_h5,
+                           std::optional<StoreKind> kind, const EncodeFn& encode,
+                           const ImportOptions& options = {});
+
+}  // namespace tailor::data

@@ -1,0 +1,355 @@
+#include "models/gpt2/gpt2.h"
+
+#include <cmath>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include <torch/nn/init.h>
+
+#include "common/error.h"
+#include "common/shape_string.h"
+
+namespace tailor {
+namespace {
+
+const char* kScope = "gpt2";
+
+bool is_lora_name(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+}
+
+// `transformer.h.<digits>.attn.bias` / `.attn.masked_bias`: causal-mask buffers in old checkpoints.
+bool is_attention_buffer(const std::string& name) {
+  const std::string prefix = "transformer.h.";
+  if (name.rfind(prefix, 0) != 0) return false;
+  size_t pos = prefix.size();
+  const size_t digits_begin = pos;
+  while (pos < name.size() && std::isdigit(static_cast<unsigned char>(name[pos])))
+    ++pos;
+  if (pos == digits_begin) return false;
+  const std::string rest = name.substr(pos);
+  return rest == ".attn.bias" || rest == ".attn.masked_bias";
+}
+
+// The value HF uses for masked attention scores: torch.finfo(dtype).min.
+double lowest_value(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kDouble:
+      return std::numeric_limits<double>::lowest();
+    case at::kFloat:
+      return std::numeric_limits<float>::lowest();
+    case at::kBFloat16:
+      return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
+    case at::kHalf:
+      return -65504.0;
+    default:
+      throw Error(kScope, std::string("unsupported model dtype ") + c10::toString(dtype));
+  }
+}
+
+std::string list_some(const std::vector<std::string>& names, size_t limit = 8) {
+  std::string text;
+  for (size_t i = 0; i < names.size() && i < limit; ++i)
+    text += (i ? ", " : "") + names[i];
+  if (names.size() > limit) text += ", ... (" + std::to_string(names.size()) + " in all)";
+  return text;
+}
+
+}  // namespace
+
+std::string gpt2_parameter_name(const std::string& key, bool tie_word_embeddings) {
+  std::string name = key;
+  if (name.rfind("transformer.", 0) != 0 && name.rfind("lm_head.", 0) != 0) {
+    name = "transformer." + name;
+  }
+  if (is_attention_buffer(name)) return "";
+  if (name == "lm_head.weight" && tie_word_embeddings) return "";
+  return name;
+}
+
+// ---------------------------------------------------------------------------------------------
+GPT2AttentionImpl::GPT2AttentionImpl(const GPT2Config& config, int64_t layer_idx)
+    : n_head_(config.n_head),
+      head_dim_(config.head_dim()),
+      attn_pdrop_(config.attn_pdrop),
+      resid_pdrop_(config.resid_pdrop) {
+  const int64_t C = config.n_embd;
+  c_attn = register_module("c_attn", Linear(C, 3 * C, WeightLayout::kConv1D, true));
+  c_proj = register_module("c_proj", Linear(C, C, WeightLayout::kConv1D, true));
+  // HF GPT2Attention._attn: scores / sqrt(D) if scale_attn_weights, / (layer_idx + 1) if
+  // scale_attn_by_inverse_layer_idx.
+  score_divisor_ = config.scale_attn_weights ? std::sqrt(static_cast<double>(head_dim_)) : 1.0;
+  if (config.scale_attn_by_inverse_layer_idx) score_divisor_ *= static_cast<double>(layer_idx + 1);
+}
+
+at::Tensor GPT2AttentionImpl::forward(const at::Tensor& x, const at::Tensor& blocked) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
+  // [B, T, 3C] -> [3, B, H, T, D]: one GEMM for q, k and v.
+  const at::Tensor qkv = c_attn(x).view({B, T, 3, n_head_, head_dim_}).permute({2, 0, 3, 1, 4});
+  const at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1));  // [B, H, T, T]
+  if (score_divisor_ != 1.0) scores = scores / score_divisor_;
+  scores = scores.masked_fill(blocked, lowest_value(scores.scalar_type()));
+  // Softmax accumulates in float32 for reduced-precision models (HF's eager path softmaxes in
+  // the model dtype; float32 accumulation is the more accurate choice and identical in float32).
+  at::Tensor probs = scores.scalar_type() == at::kBFloat16 || scores.scalar_type() == at::kHalf
+                         ? at::softmax(scores, -1, at::kFloat).to(scores.scalar_type())
+                         : at::softmax(scores, -1);
+  if (attn_pdrop_ > 0.0) probs = at::dropout(probs, attn_pdrop_, is_training());
+  const at::Tensor context = at::matmul(probs, v).transpose(1, 2).reshape({B, T, C});
+  at::Tensor out = c_proj(context);
+  if (resid_pdrop_ > 0.0) out = at::dropout(out, resid_pdrop_, is_training());
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+GPT2MLPImpl::GPT2MLPImpl(const GPT2Config& config)
+    : activation_(config.activation_function), resid_pdrop_(config.resid_pdrop) {
+  const int64_t C = config.n_embd, I = config.inner_dim();
+  c_fc = register_module("c_fc", Linear(C, I, WeightLayout::kConv1D, true));
+  c_proj = register_module("c_proj", Linear(I, C, WeightLayout::kConv1D, true));
+}
+
+at::Tensor GPT2MLPImpl::forward(const at::Tensor& x) {
+  at::Tensor hidden = c_fc(x);
+  // gelu_new (HF NewGELUActivation) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), which is
+  // torch's gelu(approximate="tanh").
+  if (activation_ == "gelu_new" || activation_ == "gelu_pytorch_tanh") {
+    hidden = at::gelu(hidden, "tanh");
+  } else if (activation_ == "gelu") {
+    hidden = at::gelu(hidden);
+  } else if (activation_ == "relu") {
+    hidden = at::relu(hidden);
+  } else {
+    throw Error(kScope, "activation_function: unsupported \"" + activation_ + "\"");
+  }
+  at::Tensor out = c_proj(hidden);
+  if (resid_pdrop_ > 0.0) out = at::dropout(out, resid_pdrop_, is_training());
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+GPT2BlockImpl::GPT2BlockImpl(const GPT2Config& config, int64_t layer_idx) {
+  const auto norm = torch::nn::LayerNormOptions({config.n_embd}).eps(config.layer_norm_epsilon);
+  ln_1 = register_module("ln_1", torch::nn::LayerNorm(norm));
+  attn = register_module("attn", GPT2Attention(config, layer_idx));
+  ln_2 = register_module("ln_2", torch::nn::LayerNorm(norm));
+  mlp = register_module("mlp", GPT2MLP(config));
+}
+
+at::Tensor GPT2BlockImpl::forward(const at::Tensor& x, const at::Tensor& blocked) {
+  at::Tensor hidden = x + attn(ln_1(x), blocked);
+  return hidden + mlp(ln_2(hidden));
+}
+
+// ---------------------------------------------------------------------------------------------
+GPT2ModelImpl::GPT2ModelImpl(const GPT2Config& config) : config_(config) {
+  wte = register_module(
+      "wte", torch::nn::Embedding(torch::nn::EmbeddingOptions(config.vocab_size, config.n_embd)));
+  wpe = register_module(
+      "wpe", torch::nn::Embedding(torch::nn::EmbeddingOptions(config.n_positions, config.n_embd)));
+  h = register_module("h", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.n_layer; ++i)
+    h->push_back(GPT2Block(config, i));
+  ln_f = register_module(
+      "ln_f", torch::nn::LayerNorm(
+                  torch::nn::LayerNormOptions({config.n_embd}).eps(config.layer_norm_epsilon)));
+}
+
+at::Tensor GPT2ModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                  const at::Tensor& position_ids) {
+  if (input_ids.dim() != 2 || !at::isIntegralType(input_ids.scalar_type(), false)) {
+    throw Error(kScope, "input_ids must be an integer tensor [B, T], got " +
+                            std::string(c10::toString(input_ids.scalar_type())) + " " +
+                            shape_string(input_ids.sizes()));
+  }
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  if (T > config_.n_positions) {
+    throw Error(kScope, "sequence length " + std::to_string(T) + " exceeds n_positions " +
+                            std::to_string(config_.n_positions));
+  }
+  const at::Tensor ids = input_ids.to(at::kLong);
+  if (ids.numel() > 0) {
+    // A clear message instead of embedding's bare index error.
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    if (lo < 0 || hi >= config_.vocab_size) {
+      throw Error(kScope, "token id " + std::to_string(lo < 0 ? lo : hi) +
+                              " is outside the vocabulary [0, " +
+                              std::to_string(config_.vocab_size) + ")");
+    }
+  }
+  at::Tensor positions;
+  if (position_ids.defined()) {
+    if (position_ids.sizes() != input_ids.sizes() &&
+        position_ids.sizes() != at::IntArrayRef{1, T}) {
+      throw Error(kScope, "position_ids shape " + shape_string(position_ids.sizes()) +
+                              " does not match input_ids " + shape_string(input_ids.sizes()));
+    }
+    positions = position_ids.to(at::kLong);
+    if (positions.numel() > 0 && (positions.min().item<int64_t>() < 0 ||
+                                  positions.max().item<int64_t>() >= config_.n_positions)) {
+      throw Error(kScope,
+                  "position_ids must lie in [0, " + std::to_string(config_.n_positions) + ")");
+    }
+  } else {
+    positions = at::arange(T, ids.options()).unsqueeze(0);  // [1, T]
+  }
+  at::Tensor hidden = wte(ids) + wpe(positions);  // [B, T, C]
+  if (config_.embd_pdrop > 0.0) hidden = at::dropout(hidden, config_.embd_pdrop, is_training());
+
+  // blocked [1 or B, 1, T, T]: key j is hidden from query i when j > i or j is padding.
+  at::Tensor blocked = at::ones({T, T}, ids.options().dtype(at::kBool)).triu(1).view({1, 1, T, T});
+  if (attention_mask.defined()) {
+    if (attention_mask.sizes() != input_ids.sizes()) {
+      throw Error(kScope, "attention_mask shape " + shape_string(attention_mask.sizes()) +
+                              " does not match input_ids " + shape_string(input_ids.sizes()));
+    }
+    blocked = blocked.logical_or(attention_mask.eq(0).view({B, 1, 1, T}));
+  }
+  for (size_t i = 0; i < h->size(); ++i) {
+    const int group = static_cast<int>(i) + 1;
+    if (hooks) hooks->enter(group, hidden);
+    hidden = (*h)[i]->as<GPT2BlockImpl>()->forward(hidden, blocked);
+    if (hooks) hooks->exit(group, hidden);
+  }
+  return ln_f(hidden);
+}
+
+// ---------------------------------------------------------------------------------------------
+GPT2LMHeadImpl::GPT2LMHeadImpl(const GPT2Config& config, bool init) : config_(config) {
+  config_.validate();
+  transformer = register_module("transformer", GPT2Model(config_));
+  if (!config_.tie_word_embeddings) {
+    lm_head = register_module(
+        "lm_head", Linear(config_.n_embd, config_.vocab_size, WeightLayout::kLinear, false));
+  }
+  if (init) init_weights();
+}
+
+void GPT2LMHeadImpl::init_weights() {
+  torch::NoGradGuard no_grad;
+  const double std = config_.initializer_range;
+  // GPT-2 paper §2.3 / HF: residual projections scaled by 1/sqrt(2 n_layer).
+  const double proj_std = std / std::sqrt(2.0 * static_cast<double>(config_.n_layer));
+  for (auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    at::Tensor& p = item.value();
+    if (is_lora_name(name)) continue;
+    const bool layer_norm = name.find(".ln_") != std::string::npos;
+    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    if (layer_norm) {
+      is_bias ? p.zero_() : p.fill_(1.0);
+    } else if (is_bias) {
+      p.zero_();
+    } else if (name.size() >= 13 && name.compare(name.size() - 13, 13, "c_proj.weight") == 0) {
+      p.normal_(0.0, proj_std);
+    } else {
+      p.normal_(0.0, std);
+    }
+  }
+}
+
+at::ScalarType GPT2LMHeadImpl::dtype() const {
+  return transformer->wte->weight.scalar_type();
+}
+
+at::Tensor GPT2LMHeadImpl::hidden_states(const at::Tensor& input_ids,
+                                         const at::Tensor& attention_mask,
+                                         const at::Tensor& position_ids) {
+  if (hooks_) hooks_->enter(0, input_ids);
+  at::Tensor hidden = transformer(input_ids, attention_mask, position_ids);
+  if (hooks_) hooks_->exit(0, hidden);
+  return hidden;
+}
+
+at::Tensor GPT2LMHeadImpl::lm_logits(const at::Tensor& hidden) {
+  if (lm_head) return lm_head(hidden);
+  return at::linear(hidden, transformer->wte->weight);  // tied: hidden wte^T, [B, T, V]
+}
+
+at::Tensor GPT2LMHeadImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                   const at::Tensor& position_ids) {
+  if (hooks_) hooks_->enter(0, input_ids);
+  at::Tensor logits = lm_logits(transformer(input_ids, attention_mask, position_ids));
+  if (hooks_) hooks_->exit(0, logits);
+  return logits;
+}
+
+std::vector<std::vector<std::string>> GPT2LMHeadImpl::hook_groups() const {
+  std::vector<std::vector<std::string>> groups(static_cast<size_t>(config_.n_layer) + 1);
+  const std::string blocks = "transformer.h.";
+  for (const auto& item : named_parameters()) {
+    const std::string& name = item.key();
+    size_t group = 0;
+    if (name.compare(0, blocks.size(), blocks) == 0)
+      group = std::stoul(name.substr(blocks.size(), name.find('.', blocks.size()))) + 1;
+    groups.at(group).push_back(name);
+  }
+  return groups;
+}
+
+void GPT2LMHeadImpl::set_forward_hooks(std::shared_ptr<ForwardHooks> hooks) {
+  hooks_ = hooks;
+  transformer->hooks = std::move(hooks);
+}
+
+void GPT2LMHeadImpl::load_hf_state_dict(const TensorMap& tensors, const std::string& source) {
+  for (const auto& item : named_modules()) {
+    if (auto* linear = item.value()->as<LinearImpl>(); linear && linear->merged()) {
+      throw Error(kScope, source + ": cannot load base weights into a model with merged LoRA (" +
+                              item.key() + "); unmerge first");
+    }
+  }
+  std::map<std::string, at::Tensor> expected;
+  for (const auto& item : named_parameters()) {
+    if (!is_lora_name(item.key())) expected.emplace(item.key(), item.value());
+  }
+  // Validate everything before copying anything, so a bad file leaves the model untouched.
+  std::map<std::string, std::pair<std::string, at::Tensor>> matched;  // name -> (key, tensor)
+  std::vector<std::string> unexpected;
+  for (const auto& [key, tensor] : tensors) {
+    const std::string name = gpt2_parameter_name(key, config_.tie_word_embeddings);
+    if (name.empty()) continue;
+    auto it = expected.find(name);
+    if (it == expected.end()) {
+      unexpected.push_back(key);
+      continue;
+    }
+    if (matched.count(name)) {
+      throw Error(kScope, source + ": " + name + " is given twice (as " + matched[name].first +
+                              " and " + key + ")");
+    }
+    if (!tensor.defined() || !at::isFloatingType(tensor.scalar_type())) {
+      throw Error(kScope, source + ": " + key + " must be a floating-point tensor");
+    }
+    if (tensor.sizes() != it->second.sizes()) {
+      throw Error(kScope, source + ": " + key + " has shape " + shape_string(tensor.sizes()) +
+                              ", the model expects " + shape_string(it->second.sizes()));
+    }
+    matched.emplace(name, std::make_pair(key, tensor));
+  }
+  if (!unexpected.empty()) {
+    throw Error(kScope, source + ": unexpected key(s) " + list_some(unexpected));
+  }
+  std::vector<std::string> missing;
+  for (const auto& entry : expected) {
+    if (!matched.count(entry.first)) missing.push_back(entry.first);
+  }
+  if (!missing.empty()) throw Error(kScope, source + ": missing key(s) " + list_some(missing));
+
+  torch::NoGradGuard no_grad;
+  for (auto& [name, parameter] : expected)
+    parameter.copy_(matched.at(name).second);
+}
+
+TensorMap GPT2LMHeadImpl::hf_state_dict() const {
+  TensorMap out;
+  for (const auto& item : named_parameters()) {
+    if (!is_lora_name(item.key())) out.emplace(item.key(), item.value().detach());
+  }
+  return out;
+}
+
+}  // namespace tailor

@@ -1,0 +1,249 @@
+// tailor score --model DIR [--adapter DIR] --input FILE.jsonl [--output FILE.jsonl]
+//
+// For each input line writes {"tokens": n, "nll": x}: x is the summed negative log-likelihood
+// (natural log, float64 accumulation) of tokens 2..n given their prefixes. Input lines are
+// {"text": ...}, {"prompt": ..., "response": ...} (only response tokens scored; prompt and
+// response are tokenized separately and concatenated) or {"ids": [...]} (used as they are).
+// No BOS is added.
+//
+// When --model is a reward-model directory (config.json architectures *ForSequenceClassification,
+// see models/io/reward_export.h), or with --reward, each line gets the reward head's K outputs
+// instead: {"text"}, {"prompt", "response"} or {"ids"} -> {"tokens": n, "reward": [K floats]};
+// {"prompt", "chosen", "rejected"} -> {"chosen": [...], "rejected": [...], "margin": r_c0 - r_r0}.
+// Prompt and response are tokenized separately and concatenated, as the reward stage does.
+
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "data/sft/sft_dataset.h"
+#include "models/io/pretrained.h"
+#include "models/io/reward_export.h"
+#include "models/tokenizer/tokenizer.h"
+#include "trainer/cli/cli_args.h"
+#include "trainer/cli/commands.h"
+#include "trainer/losses/lm_loss.h"
+
+namespace tailor::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ScoreInput {
+  std::vector<int64_t> ids;
+  int64_t first_scored = 1;  // index of the first token whose NLL counts
+};
+
+std::string location(const fs::path& file, int64_t line) {
+  return file.string() + ":" + std::to_string(line);
+}
+
+ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t line,
+                      const std::function<const Tokenizer&()>& tokenizer) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("score", location(file, line) + ": invalid JSON: " + e.what());
+  }
+  auto string_field = [&](const char* key) {
+    if (!j.at(key).is_string())
+      throw Error("score", location(file, line) + ": \"" + key + "\" must be a string");
+    return j.at(key).get<std::string>();
+  };
+  ScoreInput in;
+  if (!j.is_object()) throw Error("score", location(file, line) + ": expected a JSON object");
+  if (j.contains("ids")) {
+    if (!j.at("ids").is_array())
+      throw Error("score", location(file, line) + ": \"ids\" must be an array");
+    for (const auto& v : j.at("ids")) {
+      if (!v.is_number_integer())
+        throw Error("score", location(file, line) + ": \"ids\" must hold integers");
+      in.ids.push_back(v.get<int64_t>());
+    }
+  } else if (j.contains("text")) {
+    for (auto id : tokenizer().encode(string_field("text")))
+      in.ids.push_back(id);
+  } else if (j.contains("prompt") && j.contains("response")) {
+    for (auto id : tokenizer().encode(string_field("prompt")))
+      in.ids.push_back(id);
+    in.first_scored = std::max<int64_t>(1, static_cast<int64_t>(in.ids.size()));
+    for (auto id : tokenizer().encode(string_field("response")))
+      in.ids.push_back(id);
+  } else {
+    throw Error(
+        "score",
+        location(file, line) +
+            ": expected {\"text\": ...}, {\"prompt\": ..., \"response\": ...} or {\"ids\": [...]}");
+  }
+  return in;
+}
+
+// One reward-model input line: a single sequence, or a chosen/rejected pair sharing a prompt.
+struct RewardInput {
+  std::vector<int64_t> ids;               // single sequence
+  std::vector<int64_t> chosen, rejected;  // pair (ids empty)
+  bool pair = false;
+};
+
+RewardInput parse_reward_line(const std::string& text, const fs::path& file, int64_t line,
+                              const std::function<const Tokenizer&()>& tokenizer) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("score", location(file, line) + ": invalid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw Error("score", location(file, line) + ": expected a JSON object");
+  auto tokens = [&](const char* key) {
+    if (!j.at(key).is_string())
+      throw Error("score", location(file, line) + ": \"" + key + "\" must be a string");
+    std::vector<int64_t> ids;
+    for (auto id : tokenizer().encode(j.at(key).get<std::string>()))
+      ids.push_back(id);
+    return ids;
+  };
+  auto concat = [](std::vector<int64_t> a, const std::vector<int64_t>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  RewardInput in;
+  if (j.contains("prompt") && j.contains("chosen") && j.contains("rejected")) {
+    in.pair = true;
+    const auto prompt = tokens("prompt");
+    in.chosen = concat(prompt, tokens("chosen"));
+    in.rejected = concat(prompt, tokens("rejected"));
+  } else if (j.contains("ids") || j.contains("text") ||
+             (j.contains("prompt") && j.contains("response"))) {
+    in.ids = parse_line(text, file, line, tokenizer).ids;
+  } else {
+    throw Error("score", location(file, line) +
+                             ": expected {\"prompt\", \"chosen\", \"rejected\"}, {\"text\"}, "
+                             "{\"prompt\", \"response\"} or {\"ids\"}");
+  }
+  return in;
+}
+
+// Checks a sequence against the model's limits (what forward would reject less clearly).
+void check_ids(const std::vector<int64_t>& ids, int64_t vocab, int64_t max_len,
+               const fs::path& input, int64_t line) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  if (n > max_len)
+    throw Error("score", location(input, line) + ": " + std::to_string(n) +
+                             " tokens exceed the model's n_positions " + std::to_string(max_len));
+  for (auto id : ids)
+    if (id < 0 || id >= vocab)
+      throw Error("score", location(input, line) + ": token id " + std::to_string(id) +
+                               " outside the vocabulary [0, " + std::to_string(vocab) + ")");
+}
+
+// Rewards [K] of one unpadded sequence, as float64 values.
+std::vector<double> reward_of(RewardModel& model, const std::vector<int64_t>& ids,
+                              const fs::path& input, int64_t line) {
+  if (ids.empty()) throw Error("score", location(input, line) + ": no tokens to score");
+  const auto scores = model->forward(at::tensor(ids, at::kLong).unsqueeze(0)).to(at::kDouble);
+  const double* p = scores.data_ptr<double>();
+  return std::vector<double>(p, p + scores.numel());
+}
+
+}  // namespace
+
+int score_command(const std::vector<std::string>& args) {
+  CLI::App app{
+      "Summed negative log-likelihood of each JSONL line under a Hugging Face GPT-2 model, or its "
+      "rewards under a GPT-2 reward model (sequence-classification directory).",
+      args[0]};
+  fs::path model_dir, adapter_dir, tokenizer_dir, input, output;
+  std::string dtype_name = "float32";
+  app.add_option("--model", model_dir, "Hugging Face model directory (config.json + safetensors)")
+      ->required();
+  app.add_option("--adapter", adapter_dir, "PEFT LoRA adapter directory to apply");
+  app.add_option("--tokenizer", tokenizer_dir,
+                 "tokenizer directory (default: the model directory)");
+  app.add_option("--input", input,
+                 "JSONL: {\"text\"} | {\"prompt\",\"response\"} | {\"ids\"} per line; for a "
+                 "reward model also {\"prompt\",\"chosen\",\"rejected\"}")
+      ->required();
+  app.add_option("--output", output, "output JSONL (default: stdout)");
+  app.add_option("--dtype", dtype_name, "float32 | bfloat16")
+      ->check(CLI::IsMember({"float32", "bfloat16"}));
+  bool reward = false;
+  app.add_flag("--reward", reward,
+               "score with a reward model's head (the default when --model is a "
+               "*ForSequenceClassification directory)");
+  if (auto code = parse_arguments(app, args)) return *code;
+
+  const auto dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const bool reward_dir = is_reward_model_dir(model_dir);
+  if (reward && !reward_dir)
+    throw Error("score", (model_dir / "config.json").string() +
+                             ": --reward needs a *ForSequenceClassification model directory");
+
+  std::optional<Tokenizer> tokenizer;
+  auto get_tokenizer = [&]() -> const Tokenizer& {
+    if (!tokenizer)
+      tokenizer = Tokenizer::from_dir(tokenizer_dir.empty() ? model_dir : tokenizer_dir);
+    return *tokenizer;
+  };
+
+  std::ifstream in(input);
+  if (!in) throw Error("score", input.string() + ": cannot open");
+  std::ostringstream out;
+  out << std::setprecision(17);
+  at::NoGradGuard no_grad;
+  std::string text;
+  auto emit = [&](const nlohmann::json& j) {
+    out << j.dump() << "\n";
+    if (output.empty()) {
+      std::cout << out.str() << std::flush;
+      out.str("");
+    }
+  };
+
+  if (reward_dir) {
+    RewardModel model = load_reward_model(model_dir, adapter_dir, dtype);
+    model->eval();
+    const auto& config = model->backbone->config();
+    for (int64_t line = 1; std::getline(in, text); ++line) {
+      if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const RewardInput r = parse_reward_line(text, input, line, get_tokenizer);
+      for (const auto* ids : {&r.ids, &r.chosen, &r.rejected})
+        check_ids(*ids, config.vocab_size, config.n_positions, input, line);
+      if (r.pair) {
+        const auto chosen = reward_of(model, r.chosen, input, line);
+        const auto rejected = reward_of(model, r.rejected, input, line);
+        emit({{"chosen", chosen}, {"rejected", rejected}, {"margin", chosen[0] - rejected[0]}});
+      } else {
+        emit({{"tokens", r.ids.size()}, {"reward", reward_of(model, r.ids, input, line)}});
+      }
+    }
+    if (!output.empty()) write_file_atomic(output, out.str());
+    return 0;
+  }
+
+  GPT2LMHead model = load_gpt2_pretrained(model_dir, dtype);
+  if (!adapter_dir.empty()) load_peft_adapter(adapter_dir, *model);
+  model->eval();
+  const int64_t vocab = model->config().vocab_size, max_len = model->config().n_positions;
+  for (int64_t line = 1; std::getline(in, text); ++line) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    ScoreInput s = parse_line(text, input, line, get_tokenizer);
+    const int64_t n = static_cast<int64_t>(s.ids.size());
+    check_ids(s.ids, vocab, max_len, input, line);
+    double nll = 0;
+    if (n >= 2) {
+      auto ids = at::tensor(s.ids, at::kLong).unsqueeze(0);
+      auto labels = ids.clone();
+      labels.slice(1, 0, s.first_scored).fill_(data::kIgnoreIndex);
+      nll = sequence_nll(model->forward(ids), labels)[0];
+    }
+    emit({{"tokens", n}, {"nll", nll}});
+  }
+  if (!output.empty()) write_file_atomic(output, out.str());
+  return 0;
+}
+
+}  // namespace tailor::cli

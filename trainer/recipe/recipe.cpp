@@ -1,0 +1,328 @@
+#include "trainer/recipe/recipe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "trainer/recipe/recipe_sections.h"
+
+namespace tailor {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Enum names of the sft-only keys; shared ones are in trainer/recipe/recipe_sections.h.
+const std::vector<std::pair<std::string, DataFormat>> kDataFormats = {
+    {"text", DataFormat::kText}, {"prompt_response", DataFormat::kPromptResponse}};
+const std::vector<std::pair<std::string, Precision>> kPrecisions = {
+    {"fp32", Precision::kFp32},
+    {"bf16_autocast", Precision::kBf16Autocast},
+    {"bf16", Precision::kBf16}};
+
+template <class E>
+const std::string& name_of(const std::vector<std::pair<std::string, E>>& table, E value) {
+  for (const auto& [name, v] : table)
+    if (v == value) return name;
+  throw std::logic_error("enum value without a recipe name");
+}
+
+Schema<SftRecipe> build_sft_schema() {
+  Schema<SftRecipe> s;
+
+  s.choice(TAILOR_MEMBER(stage), std::vector<std::string>{"sft"})
+      .doc("what to run: sft = supervised fine-tuning (causal LM loss)")
+      .required();
+  s.key(TAILOR_MEMBER(seed))
+      .doc("seeds initialization, dropout and data order; same seed = same run")
+      .default_value(1234)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(output_dir))
+      .doc("run directory: recipe.yaml, metrics.jsonl, checkpoints/, export/")
+      .required();
+  s.key(TAILOR_MEMBER(tokenizer))
+      .doc("tokenizer directory: vocab.json + merges.txt, or tokenizer.json")
+      .default_value(fs::path("assets/tokenizers/gpt2"));
+
+  add_model_keys(s);
+  add_lora_keys(s);
+
+  s.section("data", "training and evaluation data");
+  s.key(TAILOR_MEMBER(data.train)).doc("training data: .jsonl or HDF5 store (.h5)").required();
+  s.key(TAILOR_MEMBER(data.eval))
+      .doc("evaluation data (.jsonl or .h5); \"\" = none or data.eval_fraction")
+      .default_value(fs::path());
+  s.choice(TAILOR_MEMBER(data.format), kDataFormats)
+      .doc("text: loss on all tokens of {text}; prompt_response: loss on {response} tokens only")
+      .default_value(DataFormat::kText);
+  s.key(TAILOR_MEMBER(data.max_length))
+      .doc("tokens per example; longer examples are truncated")
+      .default_value(128)
+      .at_least(2);
+  s.key(TAILOR_MEMBER(data.eval_fraction))
+      .doc("fraction of data.train held out for eval when data.eval is \"\"")
+      .default_value(0.0)
+      .at_least(0)
+      .below(1);
+
+  add_optimizer_keys(s);
+  add_schedule_keys(s);
+
+  s.section("train", "the training loop");
+  s.key(TAILOR_MEMBER(train.max_steps)).doc("optimizer steps").default_value(200).at_least(1);
+  s.key(TAILOR_MEMBER(train.micro_batch_size))
+      .doc("examples per forward/backward pass")
+      .default_value(8)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.grad_accum))
+      .doc("micro-batches per optimizer step on each rank (ignored when global_batch_size is set)")
+      .default_value(1)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.global_batch_size))
+      .doc(
+          "examples per optimizer step over all ranks; 0 = micro_batch_size * grad_accum * "
+          "ranks. When set, grad_accum follows, so the run trains on the same batches at any "
+          "world size that divides it")
+      .default_value(0)
+      .at_least(0);
+  s.choice(TAILOR_MEMBER(train.precision), kPrecisions)
+      .doc("fp32 | bf16_autocast (fp32 weights) | bf16 (bf16 weights, fp32 master copies)")
+      .default_value(Precision::kFp32);
+  s.key(TAILOR_MEMBER(train.log_every))
+      .doc("steps between progress lines and metrics.jsonl records")
+      .default_value(10)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.eval_every))
+      .doc("steps between evaluations; 0 = only at the end")
+      .default_value(50)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.eval_batches))
+      .doc("micro-batches per evaluation")
+      .default_value(8)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.checkpoint_every))
+      .doc("steps between checkpoints; 0 = only at the end")
+      .default_value(50)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.keep_checkpoints))
+      .doc("most recent checkpoints kept on disk")
+      .default_value(2)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.resume))
+      .doc("continue from the latest checkpoint in output_dir")
+      .default_value(false);
+
+  s.section("dist", "data parallelism over the ranks of `mpirun -np N tailor run`");
+  s.key(TAILOR_MEMBER(dist.zero_stage))
+      .doc(
+          "ZeRO stage: 0 replicated, 1 shards optimizer state, 2 also gradients, 3 also "
+          "parameters")
+      .default_value(0)
+      .at_least(0)
+      .at_most(3);
+  s.choice(TAILOR_MEMBER(dist.backend), std::vector<std::string>{"auto", "mpi", "nccl", "single"})
+      .doc("collectives: auto (NCCL on GPUs, else MPI), mpi, nccl or single (one process)")
+      .default_value(std::string("auto"));
+  s.key(TAILOR_MEMBER(dist.bucket_mb))
+      .doc("MiB per gradient/parameter bucket at stages 0-2 (one collective per bucket)")
+      .default_value(25.0)
+      .above(0);
+
+  // `export` is a C++ keyword, so its struct member is export_.
+  s.section("export", "Hugging Face export at the end of the run, into output_dir/export");
+  s.key(
+       "export.enabled", [](auto& r) -> auto& { return r.export_.enabled; })
+      .doc("write a HF model directory (and a PEFT adapter for LoRA runs)")
+      .default_value(true);
+  s.key(
+       "export.merge_lora", [](auto& r) -> auto& { return r.export_.merge_lora; })
+      .doc("export the merged model W + (alpha/r) B A instead of base + adapter")
+      .default_value(false);
+
+  s.spec().check_complete();
+  return s;
+}
+
+// Rules that span several keys; each names the key to change.
+void check_sft_rules(const ResolvedConfig& c) {
+  const int64_t global = c.get<int64_t>("train.global_batch_size");
+  const int64_t micro = c.get<int64_t>("train.micro_batch_size");
+  if (global > 0 && global % micro != 0) {
+    c.fail("train.global_batch_size", "expected a multiple of train.micro_batch_size (" +
+                                          std::to_string(micro) + "), got " +
+                                          std::to_string(global));
+  }
+  check_model_rules(c);
+  if (c.get<bool>("export.merge_lora") && !c.get<bool>("lora.enabled")) {
+    c.fail("export.merge_lora", "needs lora.enabled: true (there is no adapter to merge)");
+  }
+  const std::string train = c.get<std::string>("data.train");
+  const std::string ext = fs::path(train).extension().string();
+  if (ext != ".jsonl" && ext != ".h5") {
+    c.fail("data.train", "expected a .jsonl or .h5 file, got \"" + train + "\"");
+  }
+  const std::string eval = c.get<std::string>("data.eval");
+  if (!eval.empty()) {
+    const std::string eval_ext = fs::path(eval).extension().string();
+    if (eval_ext != ".jsonl" && eval_ext != ".h5") {
+      c.fail("data.eval", "expected a .jsonl or .h5 file or \"\", got \"" + eval + "\"");
+    }
+    if (c.get<double>("data.eval_fraction") != 0.0) {
+      c.fail("data.eval_fraction",
+             "must be 0 when data.eval is set (eval data comes from \"" + eval + "\")");
+    }
+  }
+}
+
+}  // namespace
+
+void check_model_rules(const ResolvedConfig& c) {
+  const bool pretrained = c.get<std::string>("model.init") == "pretrained";
+  if (pretrained && c.get<std::string>("model.path").empty()) {
+    c.fail("model.path", "required when model.init is 'pretrained' (a HF checkpoint directory)");
+  }
+  for (const char* key : {"model.n_layer", "model.n_head", "model.n_embd", "model.n_positions"}) {
+    if (pretrained && c.get<int64_t>(key) != 0) {
+      c.fail(key,
+             "only applies to model.init 'random' (a pretrained model keeps its config.json "
+             "shape); set it to 0");
+    }
+  }
+  const int64_t n_head = c.get<int64_t>("model.n_head"), n_embd = c.get<int64_t>("model.n_embd");
+  if (n_head > 0 && n_embd > 0 && n_embd % n_head != 0) {
+    c.fail("model.n_embd", "expected a multiple of model.n_head (" + std::to_string(n_head) +
+                               "), got " + std::to_string(n_embd));
+  }
+  if (c.get<bool>("lora.enabled") && c.get<std::vector<std::string>>("lora.targets").empty()) {
+    c.fail("lora.targets", "expected at least one module name when lora.enabled is true");
+  }
+}
+
+void require_file(const std::string& key, const fs::path& path) {
+  if (!fs::is_regular_file(path)) {
+    throw Error("recipe", key + ": file not found: " + path.string() + " (relative paths are " +
+                              "relative to the working directory " + fs::current_path().string() +
+                              ")");
+  }
+}
+
+void require_directory(const std::string& key, const fs::path& path,
+                       const std::vector<std::vector<std::string>>& one_of_file_sets) {
+  if (!fs::is_directory(path)) {
+    throw Error("recipe", key + ": directory not found: " + path.string() +
+                              " (relative paths are relative to the working directory " +
+                              fs::current_path().string() + ")");
+  }
+  std::vector<std::string> alternatives;
+  for (const auto& files : one_of_file_sets) {
+    bool all = true;
+    std::string names;
+    for (const auto& f : files) {
+      all = all && fs::is_regular_file(path / f);
+      names += (names.empty() ? "" : " + ") + f;
+    }
+    if (all) return;
+    alternatives.push_back(names);
+  }
+  std::string expected;
+  for (size_t i = 0; i < alternatives.size(); ++i)
+    expected += (i ? " or " : "") + alternatives[i];
+  throw Error("recipe", key + ": " + path.string() + " has no " + expected);
+}
+
+const std::string& to_string(ModelInit v) {
+  return name_of(model_init_names(), v);
+}
+const std::string& to_string(DataFormat v) {
+  return name_of(kDataFormats, v);
+}
+const std::string& to_string(Precision v) {
+  return name_of(kPrecisions, v);
+}
+
+const Schema<SftRecipe>& sft_recipe_schema() {
+  static const Schema<SftRecipe> schema = build_sft_schema();
+  return schema;
+}
+
+ResolvedConfig resolve_sft_recipe(const std::string& yaml_text, const std::string& source,
+                                  const std::vector<std::string>& overrides) {
+  ResolvedConfig config = resolve_config(sft_recipe_schema().spec(), yaml_text, source, overrides);
+  check_sft_rules(config);
+  return config;
+}
+
+SftRecipe load_sft_recipe(const fs::path& file, const std::vector<std::string>& overrides) {
+  return sft_recipe_from_config(resolve_sft_recipe(read_file(file), file.string(), overrides));
+}
+
+SftRecipe sft_recipe_from_config(const ResolvedConfig& config) {
+  check_sft_rules(config);
+  return sft_recipe_schema().bind(config);
+}
+
+ResolvedConfig sft_recipe_to_config(const SftRecipe& recipe) {
+  return sft_recipe_schema().unbind(recipe, "(recipe)");
+}
+
+int64_t grad_accum_for_world(const SftRecipe& recipe, int world_size) {
+  const int64_t global = recipe.train.global_batch_size;
+  if (global == 0) return recipe.train.grad_accum;
+  const int64_t per_step = recipe.train.micro_batch_size * world_size;
+  if (global % per_step != 0) {
+    throw Error("recipe", "train.global_batch_size " + std::to_string(global) +
+                              " is not divisible by train.micro_batch_size " +
+                              std::to_string(recipe.train.micro_batch_size) + " x " +
+                              std::to_string(world_size) +
+                              " ranks; choose a world size or micro-batch size that divides it");
+  }
+  return global / per_step;
+}
+
+void check_sft_inputs(const SftRecipe& r) {
+  require_file("data.train", r.data.train);
+  if (!r.data.eval.empty()) require_file("data.eval", r.data.eval);
+  require_directory("tokenizer", r.tokenizer, {{"vocab.json", "merges.txt"}, {"tokenizer.json"}});
+  if (r.model.init == ModelInit::kPretrained) {
+    require_directory("model.path", r.model.path, {{"config.json"}});
+  }
+  if (fs::exists(r.output_dir) && !fs::is_directory(r.output_dir)) {
+    throw Error("recipe",
+                "output_dir: " + r.output_dir.string() + " exists and is not a directory");
+  }
+  // Refused here, before anything is written, rather than failing inside the first collective.
+  if (r.dist.backend == "nccl") {
+    throw Error("recipe",
+                "dist.backend: nccl reduces CUDA tensors, but the sft stage trains on CPU; use "
+                "dist.backend: mpi (or auto, which picks MPI for CPU training)");
+  }
+}
+
+std::string resolved_recipe_yaml(const SftRecipe& recipe) {
+  return sft_recipe_to_config(recipe).to_yaml(/*with_docs=*/true);
+}
+
+std::string recipe_hash(const SftRecipe& recipe) {
+  return sft_recipe_to_config(recipe).hash();
+}
+
+void write_resolved_recipe(const ResolvedConfig& config, const fs::path& run_dir) {
+  const fs::path file = run_dir / "recipe.yaml";
+  const std::string header =
+      "# Resolved recipe (every key set; hash " + config.hash() + "), written by tailor run.\n" +
+      "# Repeat the run with: tailor run " + file.string() + "\n" +
+      "# Relative paths are relative to the directory the run was started from.\n";
+  fs::create_directories(run_dir);
+  write_file_atomic(file, header + config.to_yaml(/*with_docs=*/true));
+}
+
+void write_resolved_recipe(const SftRecipe& recipe, const fs::path& run_dir) {
+  write_resolved_recipe(sft_recipe_to_config(recipe), run_dir);
+}
+
+}  // namespace tailor

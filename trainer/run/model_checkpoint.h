@@ -1,0 +1,44 @@
+// What a training checkpoint records about its model, so that `tailor export` and resumed runs
+// can rebuild it without the recipe: the GPT-2 config, the LoRA config, where the frozen base
+// weights come from, and the tokenizer. Stored under "model" in trainer_state.json's `extra`.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "models/core/lora.h"
+#include "models/gpt2/gpt2.h"
+
+namespace tailor {
+
+struct ModelProvenance {
+  GPT2Config config;
+  std::optional<LoraConfig> lora;
+  // HF directory of the frozen base weights when the checkpoint holds only trainable tensors
+  // (LoRA on a pretrained base); empty when model.safetensors holds every weight.
+  std::filesystem::path base_model;
+  std::filesystem::path tokenizer;
+  std::string dtype;  // "float32" | "bfloat16"
+};
+
+nlohmann::json provenance_to_json(const ModelProvenance& provenance);
+ModelProvenance provenance_from_json(const nlohmann::json& json, const std::string& source);
+
+// Rebuilds the trained model of a checkpoint directory (base weights + LoRA factors); either
+// layout, single-process or sharded (dist/sharded_checkpoint.h).
+GPT2LMHead model_from_checkpoint(const std::filesystem::path& checkpoint_dir,
+                                 ModelProvenance* provenance = nullptr);
+
+// A run directory resolves to its latest checkpoint; a checkpoint directory to itself.
+std::filesystem::path resolve_checkpoint_dir(const std::filesystem::path& run_or_checkpoint);
+
+// Writes a Hugging Face export of a trained model into `out`: config.json, safetensors and
+// tokenizer files, plus for LoRA models either a PEFT adapter in out/adapter (the base stays
+// unmerged in out/) or, with `merge_lora`, the merged weights in out/ and no adapter.
+void export_model(GPT2LMHead& model, const ModelProvenance& provenance,
+                  const std::filesystem::path& out, bool merged);
+
+}  // namespace tailor

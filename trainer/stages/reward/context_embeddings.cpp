@@ -1,0 +1,108 @@
+#include "trainer/stages/reward/context_embeddings.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <ostream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "data/store/h5_file.h"
+#include "models/heads/vpl.h"
+
+namespace tailor {
+namespace fs = std::filesystem;
+
+namespace {
+std::string absolute_or_empty(const fs::path& p) {
+  return p.empty() ? std::string() : fs::absolute(p).string();
+}
+}  // namespace
+
+std::string context_cache_key(const RewardRecipe& r) {
+  // What shapes the embeddings; training keys (lr, steps, ...) do not.
+  std::ostringstream text;
+  text.precision(17);
+  const auto& m = r.model;
+  text << "model " << static_cast<int>(m.init) << ' ' << absolute_or_empty(m.path) << ' '
+       << m.preset << ' ' << m.n_layer << ' ' << m.n_head << ' ' << m.n_embd << ' ' << m.n_positions
+       << " seed " << (m.init == ModelInit::kRandom ? r.seed : 0) << " tokenizer "
+       << absolute_or_empty(r.tokenizer) << " data " << r.data.source << ' '
+       << absolute_or_empty(r.data.path) << ' ' << r.data.synthetic_prompts << ' '
+       << r.data.synthetic_seed << ' ' << r.data.max_prompts << ' ' << r.data.max_length << ' '
+       << r.data.eval_fraction << " users " << r.users.kind << ' ' << r.users.count << ' '
+       << r.users.label << ' ' << r.users.temperature << ' ' << r.users.conflict_only << ' '
+       << r.users.seed << " survey " << r.vae.survey_size << ' ' << r.vae.survey_selection;
+  if (!r.data.path.empty() && fs::exists(r.data.path))
+    text << ' ' << fs::file_size(r.data.path) << ' '
+         << fs::last_write_time(r.data.path).time_since_epoch().count();
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a 64
+  for (unsigned char c : text.str())
+    h = (h ^ c) * 1099511628211ULL;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+at::Tensor context_embeddings(GPT2LMHead& model, const std::vector<std::vector<int32_t>>& sequences,
+                              const std::vector<int64_t>& needed, const fs::path& cache_file,
+                              const std::string& key, std::ostream& log) {
+  const int64_t R = static_cast<int64_t>(sequences.size()), E = model->config().n_embd;
+  if (fs::exists(cache_file)) {
+    const auto file = h5::File::open_read_only(cache_file);
+    if (file.has_attribute("key") && file.string_attribute("key") == key &&
+        file.int_attribute("rows") == R && file.int_attribute("dim") == E) {
+      auto values = file.read_float32("embeddings");
+      log << "[reward] context embeddings: " << needed.size() << " read from "
+          << cache_file.string() << "\n";
+      return at::tensor(values, at::kFloat).view({R, E});
+    }
+  }
+  at::Tensor out = at::zeros({R, E}, at::kFloat);
+  const bool was_training = model->is_training();
+  model->eval();
+  {
+    torch::NoGradGuard no_grad;
+    constexpr size_t kChunk = 64;
+    for (size_t i = 0; i < needed.size(); i += kChunk) {
+      const size_t n = std::min(kChunk, needed.size() - i);
+      int64_t T = 1;
+      for (size_t j = 0; j < n; ++j)
+        T = std::max<int64_t>(T, static_cast<int64_t>(sequences[needed[i + j]].size()));
+      at::Tensor ids = at::zeros({static_cast<int64_t>(n), T}, at::kLong);
+      at::Tensor mask = at::zeros_like(ids);
+      auto ids_a = ids.accessor<int64_t, 2>();
+      auto mask_a = mask.accessor<int64_t, 2>();
+      for (size_t j = 0; j < n; ++j) {
+        const auto& s = sequences[needed[i + j]];
+        for (size_t t = 0; t < s.size(); ++t) {
+          ids_a[j][t] = s[t];
+          mask_a[j][t] = 1;
+        }
+      }
+      const at::Tensor e = last_token_features(model->hidden_states(ids, mask), mask);
+      out.index_copy_(0,
+                      at::tensor(std::vector<int64_t>(needed.begin() + i, needed.begin() + i + n)),
+                      e.to(at::kFloat));
+    }
+  }
+  if (was_training) model->train();
+  fs::create_directories(cache_file.parent_path());
+  write_atomic_with(cache_file, [&](const fs::path& tmp) {
+    auto file = h5::File::create(tmp);
+    file.set_attribute("key", key);
+    file.set_attribute("rows", R);
+    file.set_attribute("dim", E);
+    const at::Tensor flat = out.contiguous().view(-1);
+    file.write_float32("embeddings", std::vector<float>(flat.data_ptr<float>(),
+                                                        flat.data_ptr<float>() + flat.numel()));
+    file.close();
+  });
+  log << "[reward] context embeddings: " << needed.size() << " responses embedded by the frozen "
+      << "encoder, cached in " << cache_file.string() << "\n";
+  return out;
+}
+
+}  // namespace tailor

@@ -1,0 +1,31 @@
+// VPL's context encoder: the frozen initial backbone's embedding (last real token's final hidden
+// state) of every response a survey answer uses, computed once per run and cached in HDF5 so a
+// rerun with the same model, data and survey skips the work.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "models/gpt2/gpt2.h"
+#include "trainer/stages/reward/reward_recipe.h"
+
+namespace tailor {
+
+// Everything the cached embeddings depend on (model section and seed for a random init, data,
+// users, survey), as a hash string stored in the cache file.
+std::string context_cache_key(const RewardRecipe& recipe);
+
+// [sequences.size(), n_embd] float32: rows `needed` hold the embeddings, the others zeros.
+// Reads `cache_file` when it exists with the same key and shape; otherwise computes them with
+// `model` in eval mode without gradients and writes the cache (atomically).
+at::Tensor context_embeddings(GPT2LMHead& model, const std::vector<std::vector<int32_t>>& sequences,
+                              const std::vector<int64_t>& needed,
+                              const std::filesystem::path& cache_file, const std::string& key,
+                              std::ostream& log);
+
+}  // namespace tailor

@@ -1,0 +1,260 @@
+#include "trainer/stages/reward/reward_recipe.h"
+
+#include <cmath>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "trainer/recipe/recipe_sections.h"
+
+namespace tailor {
+namespace fs = std::filesystem;
+namespace {
+
+using Names = std::vector<std::string>;
+
+Schema<RewardRecipe> build_reward_schema() {
+  Schema<RewardRecipe> s;
+  s.choice(TAILOR_MEMBER(stage), Names{"reward"})
+      .doc("what to run: reward = reward model on per-user preferences (Bradley-Terry or VPL)")
+      .required();
+  s.key(TAILOR_MEMBER(seed))
+      .doc("seeds initialization, dropout, data order and contexts; same seed = same run")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(output_dir))
+      .doc("run directory: recipe.yaml, metrics.jsonl, summary.json, export/")
+      .required();
+  s.key(TAILOR_MEMBER(tokenizer))
+      .doc("tokenizer directory: vocab.json + merges.txt, or tokenizer.json")
+      .default_value(fs::path("assets/tokenizers/gpt2"));
+  add_model_keys(s);
+  add_lora_keys(s);
+
+  s.section("data", "preference data: rated responses (simulated users) or per-user pairs");
+  s.choice(TAILOR_MEMBER(data.source), Names{"synthetic", "ultrafeedback", "pairs"})
+      .doc(
+          "synthetic: the bundled generated benchmark (UltraFeedback schema); ultrafeedback: "
+          "data.path in the raw or binarized JSONL shape, or a rated .h5 from `tailor data "
+          "import`; pairs: {prompt, chosen, rejected, user} JSONL with real per-user labels")
+      .default_value(std::string("synthetic"));
+  s.key(TAILOR_MEMBER(data.path))
+      .doc("input file for data.source ultrafeedback or pairs")
+      .default_value(fs::path());
+  s.key(TAILOR_MEMBER(data.synthetic_prompts))
+      .doc("prompts the synthetic benchmark generates (4 responses each)")
+      .default_value(600)
+      .at_least(4);
+  s.key(TAILOR_MEMBER(data.synthetic_seed))
+      .doc("seed of the synthetic benchmark; fixed so every training seed sees the same data")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(data.max_prompts))
+      .doc("use a seeded subset of this many prompts; 0 = all")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(data.max_length))
+      .doc("tokens of prompt + response; longer sequences keep their last tokens")
+      .default_value(128)
+      .at_least(2);
+  s.key(TAILOR_MEMBER(data.eval_fraction))
+      .doc("fraction of prompts held out for evaluation (never trained on or surveyed)")
+      .default_value(0.2)
+      .above(0)
+      .below(1);
+
+  s.section("users", "who prefers what: simulated users on the aspect simplex, or the data's");
+  s.choice(TAILOR_MEMBER(users.kind),
+           Names{"two_conflict", "uniform", "random", "clustered", "from_data"})
+      .doc(
+          "two_conflict: helpfulness-only vs honesty-only; random: Dirichlet(1) users + the "
+          "uniform one; clustered: the seed report's three clusters + uniform; uniform: one "
+          "user; from_data: the `user` field of data.source pairs")
+      .default_value(std::string("two_conflict"));
+  s.key(TAILOR_MEMBER(users.count)).doc("simulated users").default_value(2).at_least(1);
+  s.choice(TAILOR_MEMBER(users.label), Names{"argmax", "bradley_terry"})
+      .doc("argmax: the higher weighted rating wins (ties dropped); bradley_terry: sampled")
+      .default_value(std::string("argmax"));
+  s.key(TAILOR_MEMBER(users.temperature))
+      .doc("temperature of bradley_terry labels: P(a > b) = sigmoid((s_a - s_b) / T)")
+      .default_value(1.0)
+      .above(0);
+  s.key(TAILOR_MEMBER(users.conflict_only))
+      .doc("keep only pairs on which the users disagree (the seed report's conflict setting)")
+      .default_value(true);
+  s.key(TAILOR_MEMBER(users.seed))
+      .doc("seed of user weights and sampled labels (fixed across training seeds)")
+      .default_value(0)
+      .at_least(0);
+
+  s.section("reward", "which reward model");
+  s.choice(TAILOR_MEMBER(reward.kind), Names{"bt", "vae"})
+      .doc("bt: one Bradley-Terry reward for everyone; vae: VPL conditional VAE (per-user z)")
+      .default_value(std::string("vae"));
+
+  s.section("vae", "VPL: context encoder, latent, decoder and their losses (reward.kind vae)");
+  s.key(TAILOR_MEMBER(vae.latent_dim)).doc("latent width L").default_value(512).at_least(1);
+  s.key(TAILOR_MEMBER(vae.hidden_dim))
+      .doc("hidden width of the pair encoder and decoder MLPs")
+      .default_value(512)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(vae.context_size))
+      .doc("context pairs per query, drawn from the user's survey answers")
+      .default_value(8)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(vae.survey_size))
+      .doc("shared survey questions every user answers (the context pool)")
+      .default_value(100)
+      .at_least(1);
+  s.choice(TAILOR_MEMBER(vae.survey_selection), Names{"random", "info_gain"})
+      .doc("how survey questions are chosen: random, or greedy information gain over users")
+      .default_value(std::string("random"));
+  s.key(TAILOR_MEMBER(vae.kl_beta))
+      .doc("weight of KL(q(z | context) || N(0, I))")
+      .default_value(1.0e-4)
+      .at_least(0);
+  s.choice(TAILOR_MEMBER(vae.kl_schedule), Names{"constant", "linear", "cosine"})
+      .doc("KL weight ramp from 0 to kl_beta over kl_anneal_steps (constant = no ramp)")
+      .default_value(std::string("cosine"));
+  s.key(TAILOR_MEMBER(vae.kl_anneal_steps))
+      .doc("steps of the KL ramp; 0 = train.max_steps")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(vae.contrastive))
+      .doc("coefficient of the contrastive loss on latent means (0.5 in the seed report); 0 = off")
+      .default_value(0.0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(vae.logvar_clamp))
+      .doc("clamp the log-variance to [-c, c] (1 in the reference code); 0 = no clamp")
+      .default_value(1.0)
+      .at_least(0);
+
+  add_optimizer_keys(s);
+  add_schedule_keys(s);
+
+  s.section("train", "the training loop");
+  s.key(TAILOR_MEMBER(train.max_steps)).doc("optimizer steps").default_value(500).at_least(1);
+  s.key(TAILOR_MEMBER(train.batch_size))
+      .doc("preference pairs per optimizer step")
+      .default_value(32)
+      .at_least(1);
+  s.choice(TAILOR_MEMBER(train.sampling), Names{"uniform", "adaptive"})
+      .doc(
+          "uniform: pairs in shuffled epochs; adaptive: continual sampling, one user at a time "
+          "in training with A:B:C = to-train : training : finished")
+      .default_value(std::string("uniform"));
+  s.key(TAILOR_MEMBER(train.adaptive_ratio))
+      .doc("samples from groups A : B : C in each adaptive phase (whole numbers)")
+      .default_value(std::vector<double>{1, 2, 4})
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.steps_per_phase))
+      .doc("steps of each adaptive phase (one per user); 0 = max_steps / users")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.adaptive_order))
+      .doc(
+          "user names in the order they enter group B, e.g. [user1, user0]; [] = the data's "
+          "order (user0, user1, ...)")
+      .default_value(std::vector<std::string>{});
+  s.choice(TAILOR_MEMBER(train.grad_surgery), Names{"none", "pcgrad", "mgda"})
+      .doc("combine per-user gradients: none (sum), pcgrad (project conflicts), mgda (min-norm)")
+      .default_value(std::string("none"));
+  s.key(TAILOR_MEMBER(train.log_every))
+      .doc("steps between progress lines and metrics.jsonl records")
+      .default_value(10)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.eval_every))
+      .doc("steps between per-user evaluations; 0 = only at the end")
+      .default_value(25)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.eval_pairs_per_user))
+      .doc("held-out pairs evaluated per user; 0 = all")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.converge_accuracy))
+      .doc("held-out accuracy at which a run counts as converged (summary.json, tailor sweep)")
+      .default_value(0.85)
+      .above(0)
+      .at_most(1);
+
+  s.section("export", "Hugging Face export at the end of the run, into output_dir/export");
+  s.key(
+       "export.enabled", [](auto& r) -> auto& { return r.export_.enabled; })
+      .doc(
+          "bt: a GPT2ForSequenceClassification directory; vae: the backbone plus the VPL heads "
+          "(vpl_heads.safetensors)")
+      .default_value(true);
+  s.key(
+       "export.merge_lora", [](auto& r) -> auto& { return r.export_.merge_lora; })
+      .doc("export the merged model instead of base + PEFT adapter")
+      .default_value(false);
+  s.spec().check_complete();
+  return s;
+}
+
+void check_reward_rules(const ResolvedConfig& c) {
+  check_model_rules(c);
+  const std::string source = c.get<std::string>("data.source");
+  const std::string path = c.get<std::string>("data.path");
+  if (source != "synthetic" && path.empty())
+    c.fail("data.path", "required when data.source is '" + source + "'");
+  const std::string users = c.get<std::string>("users.kind");
+  if ((users == "from_data") != (source == "pairs"))
+    c.fail("users.kind",
+           users == "from_data"
+               ? "from_data needs data.source: pairs (labels with a user field)"
+               : "data.source pairs carries its own users; set users.kind: from_data");
+  const int64_t count = c.get<int64_t>("users.count");
+  if (users == "two_conflict" && count != 2)
+    c.fail("users.count", "two_conflict has exactly 2 users, got " + std::to_string(count));
+  if (c.get<bool>("users.conflict_only") && users != "from_data" && count < 2)
+    c.fail("users.conflict_only", "needs at least 2 users to disagree; set it to false");
+  if (users == "uniform" && count != 1)
+    c.fail("users.count", "uniform is a single user, got " + std::to_string(count));
+  const auto ratio = c.get<std::vector<double>>("train.adaptive_ratio");
+  bool positive = false;
+  for (double r : ratio) {
+    if (r != std::floor(r)) c.fail("train.adaptive_ratio", "expected whole numbers");
+    positive = positive || r > 0;
+  }
+  if (ratio.size() != 3 || !positive)
+    c.fail("train.adaptive_ratio", "expected three whole numbers [A, B, C], not all 0");
+  if (c.get<bool>("export.merge_lora") && !c.get<bool>("lora.enabled"))
+    c.fail("export.merge_lora", "needs lora.enabled: true (there is no adapter to merge)");
+}
+
+}  // namespace
+
+const Schema<RewardRecipe>& reward_recipe_schema() {
+  static const Schema<RewardRecipe> schema = build_reward_schema();
+  return schema;
+}
+
+ResolvedConfig resolve_reward_recipe(const std::string& yaml_text, const std::string& source,
+                                     const std::vector<std::string>& overrides) {
+  ResolvedConfig config =
+      resolve_config(reward_recipe_schema().spec(), yaml_text, source, overrides);
+  check_reward_rules(config);
+  return config;
+}
+
+RewardRecipe reward_recipe_from_config(const ResolvedConfig& config) {
+  check_reward_rules(config);
+  return reward_recipe_schema().bind(config);
+}
+
+RewardRecipe load_reward_recipe(const fs::path& file, const std::vector<std::string>& overrides) {
+  return reward_recipe_from_config(
+      resolve_reward_recipe(read_file(file), file.string(), overrides));
+}
+
+void check_reward_inputs(const RewardRecipe& r) {
+  if (r.data.source != "synthetic") require_file("data.path", r.data.path);
+  require_directory("tokenizer", r.tokenizer, {{"vocab.json", "merges.txt"}, {"tokenizer.json"}});
+  if (r.model.init == ModelInit::kPretrained)
+    require_directory("model.path", r.model.path, {{"config.json"}});
+  if (fs::exists(r.output_dir) && !fs::is_directory(r.output_dir))
+    throw Error("recipe",
+                "output_dir: " + r.output_dir.string() + " exists and is not a directory");
+}
+
+}  // namespace tailor

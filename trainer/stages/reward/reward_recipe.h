@@ -1,0 +1,97 @@
+// The reward-model recipe (stage: reward): a Bradley–Terry reward model or the VPL conditional VAE
+// reward model, trained on preferences of several (real or simulated) users. recipes/rm_*.yaml
+// are complete, commented examples; `tailor run --help` lists every key.
+//
+// Data flows: data.source gives responses with per-aspect ratings (synthetic benchmark or
+// UltraFeedback) or per-user labelled pairs; users.* turns ratings into simulated users and their
+// labels; a survey of shared questions gives each user's context pairs (vae.*); train.* chooses
+// sampling and gradient surgery.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "trainer/recipe/recipe.h"
+#include "trainer/recipe/schema.h"
+
+namespace tailor {
+
+struct RewardDataSection {
+  std::string source;  // synthetic | ultrafeedback | pairs
+  std::filesystem::path
+      path;                   // ultrafeedback: JSONL (raw or binarized) or rated .h5; pairs: .jsonl
+  int64_t synthetic_prompts;  // synthetic: prompts to generate
+  int64_t synthetic_seed;     // synthetic: generator seed (the benchmark stays fixed across seeds)
+  int64_t max_prompts;        // 0 = all; otherwise a seeded subset of the prompts
+  int64_t max_length;         // tokens of prompt + response; longer ones keep their end
+  double eval_fraction;       // prompts held out for evaluation
+};
+
+struct UsersSection {
+  std::string kind;    // two_conflict | uniform | random | clustered | from_data
+  int64_t count;       // users to simulate
+  std::string label;   // argmax | bradley_terry
+  double temperature;  // bradley_terry label temperature
+  bool conflict_only;  // keep only pairs the users disagree on
+  int64_t seed;        // user weights and sampled labels (fixed across training seeds)
+};
+
+struct RewardMethodSection {
+  std::string kind;  // bt | vae
+};
+
+struct VaeSection {
+  int64_t latent_dim;
+  int64_t hidden_dim;
+  int64_t context_size;          // C context pairs per query
+  int64_t survey_size;           // shared survey questions (per-user context pool)
+  std::string survey_selection;  // random | info_gain
+  double kl_beta;
+  std::string kl_schedule;  // constant | linear | cosine
+  int64_t kl_anneal_steps;  // 0 = train.max_steps
+  double contrastive;       // coefficient of the contrastive latent loss; 0 = off
+  double logvar_clamp;
+};
+
+struct RewardTrainSection {
+  int64_t max_steps;
+  int64_t batch_size;                       // preference pairs per optimizer step
+  std::string sampling;                     // uniform | adaptive
+  std::vector<double> adaptive_ratio;       // A : B : C samples per phase
+  int64_t steps_per_phase;                  // 0 = max_steps / users
+  std::vector<std::string> adaptive_order;  // users in phase order; [] = data order
+  std::string grad_surgery;                 // none | pcgrad | mgda
+  int64_t log_every;
+  int64_t eval_every;           // 0 = only at the end
+  int64_t eval_pairs_per_user;  // 0 = all
+  double converge_accuracy;     // eval accuracy that counts as converged
+};
+
+struct RewardRecipe {
+  std::string stage;  // "reward"
+  int64_t seed;
+  std::filesystem::path output_dir;
+  std::filesystem::path tokenizer;
+  ModelSection model;
+  LoraSection lora;
+  RewardDataSection data;
+  UsersSection users;
+  RewardMethodSection reward;
+  VaeSection vae;
+  OptimizerSection optimizer;
+  ScheduleSection schedule;
+  RewardTrainSection train;
+  ExportSection export_;
+};
+
+const Schema<RewardRecipe>& reward_recipe_schema();
+ResolvedConfig resolve_reward_recipe(const std::string& yaml_text, const std::string& source,
+                                     const std::vector<std::string>& overrides = {});
+RewardRecipe reward_recipe_from_config(const ResolvedConfig& config);
+RewardRecipe load_reward_recipe(const std::filesystem::path& file,
+                                const std::vector<std::string>& overrides = {});
+void check_reward_inputs(const RewardRecipe& recipe);
+
+}  // namespace tailor

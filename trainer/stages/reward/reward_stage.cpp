@@ -1,0 +1,573 @@
+// The reward stage, top to bottom: setup() prepares data, model and optimizer from the recipe;
+// train() runs optimizer steps; evaluate() measures every user on held-out pairs; finish()
+// writes summary.json and the export.
+//
+// One step: draw batch_size (user, chosen, rejected) examples (uniform epochs, or the adaptive
+// A:B:C schedule), score both responses and take the Bradley–Terry loss on the margin. For VPL
+// each example also gets context_size of its user's survey answers, whose frozen-encoder
+// embeddings (computed once before training) the VAE encodes into q(z | context); the reward is
+// decoded from the trainable backbone's embedding of the response and z, and the loss adds
+// beta_t * KL(q || N(0, I)) and optionally the contrastive term on the latent means. With
+// gradient surgery every user in the batch gets their own backward pass, and the per-user
+// gradients are combined by PCGrad or MGDA before the update.
+#include "trainer/stages/reward/reward_stage.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "data/sampling/adaptive_sampler.h"
+#include "data/sampling/epoch_sampler.h"
+#include "models/core/lora.h"
+#include "models/gpt2/gpt2.h"
+#include "models/heads/reward_model.h"
+#include "models/heads/vpl.h"
+#include "models/io/hf_checkpoint.h"
+#include "models/io/pretrained.h"
+#include "models/io/reward_export.h"
+#include "models/tokenizer/tokenizer.h"
+#include "trainer/losses/preference_losses.h"
+#include "trainer/losses/preference_metrics.h"
+#include "trainer/optim/adamw.h"
+#include "trainer/optim/grad_clip.h"
+#include "trainer/optim/grad_surgery.h"
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/run/metrics.h"
+#include "trainer/run/model_setup.h"
+#include "trainer/stages/reward/context_embeddings.h"
+#include "trainer/stages/reward/reward_data.h"
+#include "trainer/stages/reward/vpl_export.h"
+
+namespace tailor {
+namespace fs = std::filesystem;
+namespace {
+
+// Scores of one batch of examples.
+struct Scores {
+  at::Tensor chosen, rejected;  // [B]
+  at::Tensor mean, logvar;      // [B, L] (VPL only)
+};
+
+// Right-padded ids and mask of `rows` sequences, plus the tokens they hold.
+struct Padded {
+  at::Tensor ids, mask;  // [N, T]
+  int64_t tokens = 0;
+};
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names)
+    out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+Padded pad(const std::vector<const std::vector<int32_t>*>& rows) {
+  int64_t T = 1;
+  for (const auto* r : rows)
+    T = std::max<int64_t>(T, static_cast<int64_t>(r->size()));
+  const int64_t N = static_cast<int64_t>(rows.size());
+  Padded out;
+  out.ids = at::zeros({N, T}, at::kLong);
+  out.mask = at::zeros({N, T}, at::kLong);
+  auto ids = out.ids.accessor<int64_t, 2>();
+  auto mask = out.mask.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < N; ++i) {
+    const auto& r = *rows[i];
+    for (size_t t = 0; t < r.size(); ++t) {
+      ids[i][t] = r[t];
+      mask[i][t] = 1;
+    }
+    out.tokens += static_cast<int64_t>(r.size());
+  }
+  return out;
+}
+
+class RewardStage {
+ public:
+  explicit RewardStage(const RewardRecipe& recipe) : r_(recipe) {}
+  int run() {
+    setup();
+    train();
+    finish();
+    return 0;
+  }
+
+ private:
+  bool vae() const { return r_.reward.kind == "vae"; }
+  void setup();
+  void train();
+  void finish();
+  std::vector<PreferenceExample> next_batch();
+  // [B, C, 2, E] frozen-encoder embeddings of each example's context pairs, drawn from `rng`.
+  at::Tensor contexts(const std::vector<PreferenceExample>& batch, std::mt19937_64& rng) const;
+  // Rewards of chosen and rejected; `training` samples z, otherwise z = mean.
+  Scores score(const std::vector<PreferenceExample>& batch, const at::Tensor& context,
+               bool training, int64_t* tokens = nullptr);
+  // Per-example loss terms -> the gradient in the trainable parameters' .grad().
+  void backward(const std::vector<PreferenceExample>& batch, const Scores& s, double kl_weight,
+                nlohmann::json& record);
+  // Per-user held-out metrics into metrics.jsonl; with `predictions`, one JSON line per pair.
+  nlohmann::json evaluate(std::string* predictions = nullptr);
+  std::vector<at::Tensor> trainable() const;
+
+  RewardRecipe r_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  RewardData data_;
+  GPT2Config config_;
+  GPT2LMHead backbone_{nullptr};
+  std::optional<LoraConfig> lora_;
+  RewardModel bt_{nullptr};  // reward.kind bt
+  VplHeads heads_{nullptr};  // reward.kind vae
+  at::Tensor embeddings_;    // [responses, E] frozen-encoder embeddings (VPL), zero rows unused
+  std::vector<std::pair<std::string, at::Tensor>> params_;
+  std::optional<AdamW> optimizer_;
+  std::optional<LrSchedule> schedule_;
+  std::optional<MetricsWriter> metrics_;
+  std::optional<data::EpochSampler> uniform_;
+  std::optional<AdaptiveSampler> adaptive_;
+  std::vector<std::vector<int64_t>> train_of_user_;  // adaptive: each user's examples
+  std::vector<int64_t> cursor_of_user_;
+  std::mt19937_64 rng_;
+  int64_t step_ = 0;
+  double start_time_ = 0;
+  // Convergence: first evaluation at or above train.converge_accuracy.
+  std::optional<int64_t> converged_step_;
+  nlohmann::json last_eval_;
+  std::vector<nlohmann::json> curve_;
+};
+
+std::vector<at::Tensor> RewardStage::trainable() const {
+  std::vector<at::Tensor> out;
+  for (const auto& [name, p] : params_)
+    out.push_back(p);
+  return out;
+}
+
+void RewardStage::setup() {
+  start_time_ = steady_clock_seconds();
+  fs::create_directories(r_.output_dir);
+  torch::manual_seed(static_cast<uint64_t>(r_.seed));
+  rng_.seed(static_cast<uint64_t>(r_.seed) * 0x9e3779b97f4a7c15ULL + 1);
+  tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_dir(r_.tokenizer));
+  const auto encode = [this](const std::string& text) { return tokenizer_->encode(text); };
+  data_ = prepare_reward_data(r_, encode, std::cerr);
+
+  config_ = gpt2_config_for(r_.model);
+  if (r_.data.max_length > config_.n_positions)
+    throw Error("recipe", "data.max_length " + std::to_string(r_.data.max_length) +
+                              " exceeds the model's n_positions " +
+                              std::to_string(config_.n_positions));
+  backbone_ = build_gpt2(r_.model, config_, at::kFloat);
+
+  if (vae()) {
+    // VPL's context encoder is the frozen initial backbone: embed every response a survey answer
+    // uses once, before any weight changes (cached in output_dir/cache).
+    std::vector<int64_t> needed;
+    for (const auto& pool : data_.context_pool)
+      for (const auto& [c, rj] : pool)
+        needed.insert(needed.end(), {c, rj});
+    std::sort(needed.begin(), needed.end());
+    needed.erase(std::unique(needed.begin(), needed.end()), needed.end());
+    embeddings_ = context_embeddings(backbone_, data_.sequences, needed,
+                                     r_.output_dir / "cache" / "context_embeddings.h5",
+                                     context_cache_key(r_), std::cerr);
+  }
+  if (r_.lora.enabled) {
+    lora_ =
+        LoraConfig{r_.lora.rank, r_.lora.alpha, r_.lora.dropout, r_.lora.rslora, r_.lora.targets};
+    apply_lora(*backbone_, *lora_);  // freezes the base; the heads built below stay trainable
+  }
+  if (vae()) {
+    VplConfig vc;
+    vc.embed_dim = config_.n_embd;
+    vc.hidden_dim = r_.vae.hidden_dim;
+    vc.latent_dim = r_.vae.latent_dim;
+    vc.logvar_clamp = r_.vae.logvar_clamp;
+    heads_ = VplHeads(vc);
+    for (const auto& item : backbone_->named_parameters())
+      if (item.value().requires_grad()) params_.emplace_back(item.key(), item.value());
+    for (const auto& item : heads_->named_parameters())
+      params_.emplace_back("vpl." + item.key(), item.value());
+  } else {
+    bt_ = RewardModel(backbone_, 1);
+    for (const auto& item : bt_->named_parameters())
+      if (item.value().requires_grad()) params_.emplace_back(item.key(), item.value());
+  }
+  int64_t n_trainable = 0;
+  for (const auto& [name, p] : params_)
+    n_trainable += p.numel();
+
+  optimizer_.emplace(AdamWConfig{r_.optimizer.beta1, r_.optimizer.beta2, r_.optimizer.eps,
+                                 r_.optimizer.weight_decay});
+  for (const auto& [name, p] : params_)
+    optimizer_->add_param(name, p, decays_by_default(p));
+  ScheduleConfig schedule;
+  schedule.type = r_.schedule.type;
+  schedule.warmup_steps = std::min(r_.schedule.warmup_steps, r_.train.max_steps);
+  schedule.total_steps = r_.train.max_steps;
+  schedule.min_lr_ratio = r_.schedule.min_lr_ratio;
+  schedule.base_lr = r_.optimizer.lr;
+  schedule_.emplace(schedule);
+
+  const int64_t U = data_.num_users();
+  if (r_.train.sampling == "adaptive") {
+    AdaptiveSamplingOptions options;
+    options.order.resize(U);
+    std::iota(options.order.begin(), options.order.end(), 0);
+    if (!r_.train.adaptive_order.empty()) {
+      // Names -> indices; the sampler itself checks that every user appears exactly once.
+      options.order.clear();
+      for (const auto& name : r_.train.adaptive_order) {
+        const auto it = std::find(data_.user_names.begin(), data_.user_names.end(), name);
+        if (it == data_.user_names.end())
+          throw Error("recipe", "train.adaptive_order: unknown user \"" + name +
+                                    "\" (users: " + join(data_.user_names) + ")");
+        options.order.push_back(static_cast<int32_t>(it - data_.user_names.begin()));
+      }
+      if (static_cast<int64_t>(options.order.size()) != U)
+        throw Error("recipe", "train.adaptive_order: expected all " + std::to_string(U) +
+                                  " users once (" + join(data_.user_names) + ")");
+    }
+    for (int i = 0; i < 3; ++i)
+      options.ratio[i] = static_cast<int64_t>(r_.train.adaptive_ratio[i]);
+    options.steps_per_phase = r_.train.steps_per_phase > 0
+                                  ? r_.train.steps_per_phase
+                                  : std::max<int64_t>(1, r_.train.max_steps / U);
+    options.batch_size = r_.train.batch_size;
+    options.seed = static_cast<uint64_t>(r_.seed);
+    adaptive_.emplace(options);
+    train_of_user_.resize(U);
+    for (size_t i = 0; i < data_.train.size(); ++i)
+      train_of_user_[data_.train[i].user].push_back(static_cast<int64_t>(i));
+    cursor_of_user_.assign(U, 0);
+    for (int64_t u = 0; u < U; ++u)
+      if (train_of_user_[u].empty())
+        throw Error("data", "user " + data_.user_names[u] +
+                                " has no training pairs; adaptive sampling needs every user");
+  } else {
+    uniform_.emplace(static_cast<int64_t>(data_.train.size()), static_cast<uint64_t>(r_.seed));
+  }
+  metrics_.emplace(r_.output_dir / "metrics.jsonl");
+  std::cerr << "[reward] " << (vae() ? "VPL conditional VAE" : "Bradley-Terry") << " reward model, "
+            << config_.n_layer << " layers, n_embd " << config_.n_embd << ", " << n_trainable
+            << " trainable parameters" << (r_.lora.enabled ? " (LoRA)" : "") << "; sampling "
+            << r_.train.sampling << ", grad_surgery " << r_.train.grad_surgery << "\n";
+}
+
+std::vector<PreferenceExample> RewardStage::next_batch() {
+  std::vector<PreferenceExample> batch;
+  if (uniform_) {
+    for (int64_t i : uniform_->next_batch(r_.train.batch_size))
+      batch.push_back(data_.train[i]);
+    return batch;
+  }
+  // Adaptive: the schedule picks the user of each slot; each user's examples are visited in
+  // reshuffled passes.
+  for (int32_t u : adaptive_->users_for_step(step_)) {
+    auto& mine = train_of_user_[u];
+    int64_t& cursor = cursor_of_user_[u];
+    if (cursor % static_cast<int64_t>(mine.size()) == 0) {
+      for (int64_t i = static_cast<int64_t>(mine.size()) - 1; i > 0; --i)
+        std::swap(mine[i], mine[rng_() % (i + 1)]);
+    }
+    batch.push_back(data_.train[mine[cursor % static_cast<int64_t>(mine.size())]]);
+    ++cursor;
+  }
+  return batch;
+}
+
+at::Tensor RewardStage::contexts(const std::vector<PreferenceExample>& batch,
+                                 std::mt19937_64& rng) const {
+  const int64_t B = static_cast<int64_t>(batch.size()), C = r_.vae.context_size;
+  std::vector<int64_t> rows;
+  rows.reserve(B * C * 2);
+  for (const auto& ex : batch) {
+    const auto& pool = data_.context_pool[ex.user];
+    const int64_t n = static_cast<int64_t>(pool.size());
+    // C distinct answers when the pool has them (partial Fisher-Yates), else with repetition.
+    std::vector<int64_t> pick(n);
+    std::iota(pick.begin(), pick.end(), 0);
+    for (int64_t c = 0; c < C; ++c) {
+      int64_t j;
+      if (c < n) {
+        std::swap(pick[c], pick[c + rng() % (n - c)]);
+        j = pick[c];
+      } else {
+        j = pick[rng() % n];
+      }
+      rows.push_back(pool[j].first);
+      rows.push_back(pool[j].second);
+    }
+  }
+  return embeddings_.index_select(0, at::tensor(rows, at::kLong)).view({B, C, 2, -1});
+}
+
+Scores RewardStage::score(const std::vector<PreferenceExample>& batch, const at::Tensor& context,
+                          bool training, int64_t* tokens) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  std::vector<const std::vector<int32_t>*> rows;
+  for (const auto& ex : batch)
+    rows.push_back(&data_.sequences[ex.chosen]);
+  for (const auto& ex : batch)
+    rows.push_back(&data_.sequences[ex.rejected]);
+  const Padded p = pad(rows);
+  if (tokens) *tokens += p.tokens;
+  Scores s;
+  at::Tensor rewards;
+  if (vae()) {
+    const auto e = last_token_features(backbone_->hidden_states(p.ids, p.mask), p.mask);  // [2B, E]
+    std::tie(s.mean, s.logvar) = heads_->encode(context);
+    const auto z = training ? sample_latent(s.mean, s.logvar) : s.mean;
+    rewards = heads_->decode(e, at::cat({z, z}, 0));
+  } else {
+    rewards = bt_->forward(p.ids, p.mask).select(1, 0);
+  }
+  s.chosen = rewards.slice(0, 0, B);
+  s.rejected = rewards.slice(0, B, 2 * B);
+  return s;
+}
+
+void RewardStage::backward(const std::vector<PreferenceExample>& batch, const Scores& s,
+                           double kl_weight, nlohmann::json& record) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  // Per-example loss: -log sigmoid(margin) + beta_t KL.
+  at::Tensor per_example = at::softplus(s.rejected - s.chosen);
+  at::Tensor kl;
+  if (vae()) {
+    kl = kl_to_standard_normal(s.mean, s.logvar);
+    per_example = per_example + kl_weight * kl;
+    record["kl"] = kl.mean().item<double>();
+  }
+  at::Tensor users = at::empty({B}, at::kLong);
+  for (int64_t i = 0; i < B; ++i)
+    users[i] = batch[i].user;
+  at::Tensor contrastive;
+  if (vae() && r_.vae.contrastive > 0) {
+    contrastive = contrastive_latent_loss(s.mean, users);
+    record["contrastive"] = contrastive.item<double>();
+  }
+  record["bt_loss"] = at::softplus(s.rejected - s.chosen).mean().item<double>();
+  record["batch_accuracy"] = (s.chosen > s.rejected).to(at::kDouble).mean().item<double>();
+
+  if (r_.train.grad_surgery == "none") {
+    at::Tensor loss = per_example.mean();
+    if (contrastive.defined()) loss = loss + r_.vae.contrastive * contrastive;
+    record["loss"] = loss.item<double>();
+    loss.backward();
+    return;
+  }
+  // One backward per user present: task t's gradient is that of its mean per-example loss.
+  std::vector<int32_t> present;
+  for (const auto& ex : batch)
+    present.push_back(ex.user);
+  std::sort(present.begin(), present.end());
+  present.erase(std::unique(present.begin(), present.end()), present.end());
+  const auto params = trainable();
+  std::vector<at::Tensor> grads;
+  double loss_sum = 0;
+  for (size_t t = 0; t < present.size(); ++t) {
+    const at::Tensor loss_u = per_example.masked_select(users == present[t]).mean();
+    loss_sum += loss_u.item<double>();
+    optimizer_->zero_grad();
+    loss_u.backward({}, /*retain_graph=*/t + 1 < present.size() || contrastive.defined());
+    grads.push_back(flatten_grads(params));
+  }
+  const at::Tensor G = at::stack(grads);  // [T, P]
+  const double T = static_cast<double>(present.size());
+  at::Tensor combined;
+  if (r_.train.grad_surgery == "pcgrad") {
+    combined = pcgrad(G, rng_, "mean");
+  } else {
+    const auto alpha = mgda_weights(G);
+    combined = mgda_combine(G, alpha) / T;  // mean scale, like pcgrad's
+    double min_alpha = 1;
+    for (double a : alpha)
+      min_alpha = std::min(min_alpha, a);
+    record["mgda_min_weight"] = min_alpha;
+  }
+  optimizer_->zero_grad();
+  assign_flat_grad(params, combined);
+  double loss = loss_sum / T;
+  // The contrastive term couples users, so it is added after surgery, not split by user.
+  if (contrastive.defined()) {
+    (r_.vae.contrastive * contrastive).backward();
+    loss += r_.vae.contrastive * contrastive.item<double>();
+  }
+  record["loss"] = loss;
+}
+
+void RewardStage::train() {
+  if (bt_) bt_->train();
+  backbone_->train();
+  if (heads_) heads_->train();
+  ProgressLine progress({r_.train.max_steps, 0, 10.0, 20}, std::cerr);
+  const int64_t anneal = r_.vae.kl_anneal_steps > 0 ? r_.vae.kl_anneal_steps : r_.train.max_steps;
+  const auto params = trainable();
+  while (step_ < r_.train.max_steps) {
+    const auto batch = next_batch();
+    std::mt19937_64 context_rng(static_cast<uint64_t>(r_.seed) * 1000003ULL + step_);
+    const at::Tensor context = vae() ? contexts(batch, context_rng) : at::Tensor();
+    const double lr = schedule_->lr_at(step_);
+    const double beta = kl_weight(r_.vae.kl_schedule, r_.vae.kl_beta, step_, anneal);
+    int64_t tokens = 0;
+    nlohmann::json record;
+    optimizer_->zero_grad();
+    const Scores s = score(batch, context, /*training=*/true, &tokens);
+    backward(batch, s, beta, record);
+    const double norm = r_.optimizer.grad_clip > 0 ? clip_grad_norm_(params, r_.optimizer.grad_clip)
+                                                   : grad_norm(params);
+    optimizer_->step(lr);
+    ++step_;
+
+    const bool last = step_ == r_.train.max_steps;
+    const bool log_now = last || step_ % r_.train.log_every == 0;
+    progress.update(step_, tokens, record["loss"].get<double>(), lr, log_now);
+    if (log_now) {
+      record["lr"] = lr;
+      record["grad_norm"] = norm;
+      record["kl_weight"] = beta;
+      record["tokens_per_s"] = progress.tokens_per_second();
+      if (adaptive_) record["phase"] = adaptive_->phase_of_step(step_ - 1);
+      metrics_->log(step_, record);
+    }
+    if (r_.train.eval_every > 0 && step_ % r_.train.eval_every == 0 && !last) evaluate();
+  }
+}
+
+nlohmann::json RewardStage::evaluate(std::string* predictions) {
+  if (bt_) bt_->eval();
+  backbone_->eval();
+  if (heads_) heads_->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t U = data_.num_users();
+  // Per user: the first eval_pairs_per_user of its held-out pairs, fixed contexts per pair.
+  std::vector<std::vector<PreferenceExample>> of_user(U);
+  for (const auto& ex : data_.eval) {
+    auto& mine = of_user[ex.user];
+    if (r_.train.eval_pairs_per_user == 0 ||
+        static_cast<int64_t>(mine.size()) < r_.train.eval_pairs_per_user)
+      mine.push_back(ex);
+  }
+  std::mt19937_64 context_rng(0xe7a1ULL);  // the same contexts at every evaluation
+  nlohmann::json record;
+  std::vector<double> all;
+  double accuracy_sum = 0;
+  int64_t users_seen = 0;
+  constexpr size_t kChunk = 64;
+  for (int64_t u = 0; u < U; ++u) {
+    std::vector<double> margins;
+    for (size_t i = 0; i < of_user[u].size(); i += kChunk) {
+      const std::vector<PreferenceExample> chunk(
+          of_user[u].begin() + i, of_user[u].begin() + std::min(i + kChunk, of_user[u].size()));
+      const at::Tensor context = vae() ? contexts(chunk, context_rng) : at::Tensor();
+      const Scores s = score(chunk, context, /*training=*/false);
+      const at::Tensor d = (s.chosen - s.rejected).to(at::kDouble).contiguous();
+      for (size_t j = 0; predictions && j < chunk.size(); ++j) {
+        *predictions += nlohmann::json({{"user", data_.user_names[u]},
+                                        {"chosen_ids", data_.sequences[chunk[j].chosen]},
+                                        {"rejected_ids", data_.sequences[chunk[j].rejected]},
+                                        {"reward_chosen", s.chosen[j].item<double>()},
+                                        {"reward_rejected", s.rejected[j].item<double>()}})
+                            .dump() +
+                        "\n";
+      }
+      margins.insert(margins.end(), d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
+    }
+    if (margins.empty()) continue;
+    const PairMetrics m = pair_metrics(margins);
+    const std::string prefix = "eval/" + data_.user_names[u] + "/";
+    record[prefix + "accuracy"] = m.accuracy;
+    record[prefix + "auc"] = m.auc;
+    record[prefix + "loss"] = m.loss;
+    accuracy_sum += m.accuracy;
+    ++users_seen;
+    all.insert(all.end(), margins.begin(), margins.end());
+  }
+  const PairMetrics m = pair_metrics(all);
+  record["eval/accuracy"] = m.accuracy;
+  record["eval/auc"] = m.auc;
+  record["eval/loss"] = m.loss;
+  record["eval/pairs"] = m.count;
+  record["eval/mean_user_accuracy"] = accuracy_sum / std::max<int64_t>(1, users_seen);
+  record["epoch"] = static_cast<double>(step_ * r_.train.batch_size) / data_.train.size();
+  metrics_->log(step_, record);
+  std::cerr << "[reward] step " << step_ << " eval accuracy " << m.accuracy << " auc " << m.auc
+            << " loss " << m.loss << " (" << m.count << " pairs)\n";
+  if (!converged_step_ && m.accuracy >= r_.train.converge_accuracy) converged_step_ = step_;
+  last_eval_ = record;
+  curve_.push_back({{"step", step_}, {"accuracy", m.accuracy}});
+  if (bt_) bt_->train();
+  backbone_->train();
+  if (heads_) heads_->train();
+  return record;
+}
+
+void RewardStage::finish() {
+  std::string predictions;
+  const nlohmann::json final_eval = evaluate(&predictions);
+  write_file_atomic(r_.output_dir / "eval_predictions.jsonl", predictions);
+  const double wall = steady_clock_seconds() - start_time_;
+  const double pairs = static_cast<double>(data_.train.size());
+  nlohmann::json summary = {
+      {"stage", "reward"},
+      {"reward_kind", r_.reward.kind},
+      {"sampling", r_.train.sampling},
+      {"grad_surgery", r_.train.grad_surgery},
+      {"contrastive", r_.vae.contrastive},
+      {"seed", r_.seed},
+      {"users", data_.num_users()},
+      {"train_pairs", data_.train.size()},
+      {"eval_pairs", final_eval["eval/pairs"]},
+      {"steps", step_},
+      {"epochs", step_ * r_.train.batch_size / pairs},
+      {"accuracy", final_eval["eval/accuracy"]},
+      {"auc", final_eval["eval/auc"]},
+      {"loss", final_eval["eval/loss"]},
+      {"mean_user_accuracy", final_eval["eval/mean_user_accuracy"]},
+      {"converge_accuracy", r_.train.converge_accuracy},
+      {"converged", converged_step_.has_value()},
+      {"converge_step", converged_step_ ? nlohmann::json(*converged_step_) : nlohmann::json()},
+      {"converge_epoch", converged_step_
+                             ? nlohmann::json(*converged_step_ * r_.train.batch_size / pairs)
+                             : nlohmann::json()},
+      {"wall_seconds", wall},
+      {"eval_curve", curve_}};
+  nlohmann::json per_user;
+  for (const auto& name : data_.user_names)
+    if (final_eval.contains("eval/" + name + "/accuracy"))
+      per_user[name] = final_eval["eval/" + name + "/accuracy"];
+  summary["user_accuracy"] = per_user;
+  write_file_atomic(r_.output_dir / "summary.json", summary.dump(2) + "\n");
+
+  if (r_.export_.enabled) {
+    const fs::path out = r_.output_dir / "export";
+    if (bt_) {
+      save_reward_model(out, bt_, r_.export_.merge_lora, r_.tokenizer);
+    } else {
+      save_vpl_export(out, backbone_, heads_, lora_, r_.export_.merge_lora, r_.tokenizer);
+    }
+    std::cerr << "[reward] exported to " << out.string() << "\n";
+  }
+  std::cerr << "[reward] done: accuracy " << summary["accuracy"] << ", "
+            << (converged_step_ ? "converged at step " + std::to_string(*converged_step_)
+                                : "did not reach " + summary["converge_accuracy"].dump())
+            << ", " << format_duration(wall) << "; summary in "
+            << (r_.output_dir / "summary.json").string() << "\n";
+}
+
+}  // namespace
+
+int run_reward_stage(const RewardRecipe& recipe) {
+  return RewardStage(recipe).run();
+}
+
+}  // namespace tailor

@@ -1,0 +1,16 @@
+// The reward stage (stage: reward): a Bradley–Terry reward model or the VPL conditional VAE
+// reward model trained on the preferences of several users, with uniform or adaptive continual
+// sampling, optional per-user gradient surgery (PCGrad, MGDA) and a contrastive latent loss.
+// Per-user held-out accuracy, AUC and loss go to metrics.jsonl every train.eval_every steps;
+// summary.json holds the final numbers and when the run converged (read by `tailor sweep`);
+// eval_predictions.jsonl the rewards of every held-out pair; export/ the trained model.
+#pragma once
+
+#include "trainer/stages/reward/reward_recipe.h"
+
+namespace tailor {
+
+// Returns the exit code.
+int run_reward_stage(const RewardRecipe& recipe);
+
+}  // namespace tailor
