@@ -416,5 +416,73 @@ TEST(GPT2ConfigPresets, HaveReleasedSizes) {
             std::string::npos);
 }
 
+// Decoding with the KV cache: a left-padded batch prefilled, then fed one token per step with the
+// mask growing by one column and position ids cumsum(mask) - 1 (as HF's generate passes them),
+// gives at every real position the float64 reference's logits for the whole sequence at once.
+TEST(GPT2KvCache, StepwiseDecodingMatchesFloat64ReferenceOnLeftPaddedBatch) {
+  const GPT2Config config = small_config(2, 2, 16, 50);
+  const TensorMap weights = reference::random_hf_weights(config, 5);
+  GPT2LMHead model(config);
+  model->load_hf_state_dict(weights);
+  model->eval();
+  const int64_t B = 2, T = 9, prefill = 4;
+  // Row 0 has 3 padding positions on the left, row 1 none.
+  const std::vector<int64_t> mask = {0, 0, 0, 1, 1, 1, 1, 1, 1,  //
+                                     1, 1, 1, 1, 1, 1, 1, 1, 1};
+  std::vector<int64_t> positions(B * T);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t seen = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      seen += mask[b * T + t];
+      positions[b * T + t] = std::max<int64_t>(seen - 1, 0);
+    }
+  }
+  const auto ids = random_ids(B * T, config.vocab_size, 21);
+  const auto expected = reference::gpt2_logits(config, weights, ids, B, T, mask, positions);
+
+  const at::Tensor all_ids = as_tensor(ids, B, T), all_mask = as_tensor(mask, B, T),
+                   all_positions = as_tensor(positions, B, T);
+  torch::NoGradGuard no_grad;
+  KvCache cache(config.n_layer);
+  std::vector<at::Tensor> pieces = {model->forward(all_ids.narrow(1, 0, prefill),
+                                                   all_mask.narrow(1, 0, prefill),
+                                                   all_positions.narrow(1, 0, prefill), &cache)};
+  EXPECT_EQ(cache.length(), prefill);
+  for (int64_t t = prefill; t < T; ++t) {
+    pieces.push_back(model->forward(all_ids.narrow(1, t, 1), all_mask.narrow(1, 0, t + 1),
+                                    all_positions.narrow(1, t, 1), &cache));
+  }
+  EXPECT_EQ(cache.length(), T);
+  const auto actual = to_doubles(at::cat(pieces, 1));
+  const int64_t V = config.vocab_size;
+  double worst = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < T; ++t) {
+      if (mask[b * T + t] == 0) continue;  // outputs at padding carry no meaning
+      const size_t at = static_cast<size_t>((b * T + t) * V);
+      const std::vector<double> a(actual.begin() + at, actual.begin() + at + V);
+      const std::vector<double> e(expected.begin() + at, expected.begin() + at + V);
+      worst = std::max(worst, relative_error(a, e));
+    }
+  }
+  EXPECT_LT(worst, 1e-5);
+}
+
+TEST(GPT2KvCache, MaskMustCoverCachedPositions) {
+  GPT2LMHead model(small_config(2, 2, 16, 50));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  KvCache cache(2);
+  model->forward(torch::ones({1, 3}, torch::kLong), {}, {}, &cache);
+  const std::string message = error_of([&] {
+    model->forward(torch::ones({1, 1}, torch::kLong), torch::ones({1, 1}, torch::kLong), {},
+                   &cache);
+  });
+  EXPECT_NE(message.find("attention_mask shape [1, 1] does not match input_ids [1, 1] plus 3 "
+                         "cached positions"),
+            std::string::npos)
+      << message;
+}
+
 }  // namespace
 }  // namespace tailor

@@ -44,7 +44,7 @@ GPT2Config tiny_config(int64_t vocab = 61) {
 
 RewardModel tiny_reward_model(int64_t num_labels, uint64_t seed, int64_t vocab = 61) {
   torch::manual_seed(seed);
-  RewardModel model(GPT2LMHead(tiny_config(vocab)), num_labels);
+  RewardModel model(GPT2LMHead(tiny_config(vocab)).ptr(), num_labels);
   model->init_head(0.5);  // larger than HF's 0.02 so rewards differ clearly between inputs
   model->eval();
   return model;
@@ -186,7 +186,7 @@ TEST(RewardModel, ParametersReadLikeHfSequenceClassification) {
   const auto lora = lora_parameters(*model);
   EXPECT_NE(lora.find("transformer.h.0.attn.c_attn.lora_A.weight"), nullptr);
   EXPECT_TRUE(model->score->weight.requires_grad());  // the head trains with LoRA (PEFT SEQ_CLS)
-  EXPECT_FALSE(model->backbone->transformer->wte->weight.requires_grad());
+  EXPECT_FALSE(model->backbone->token_embedding_weight().requires_grad());
 }
 
 // Full model: save -> load gives bitwise-identical rewards; the files are what transformers'
@@ -233,7 +233,7 @@ TEST(RewardExport, FullModelRoundTripAndFiles) {
     EXPECT_TRUE(fs::exists(dir / "rm" / file)) << file;
 
   // A causal-LM directory is not a reward-model directory.
-  save_gpt2_pretrained(dir / "lm", model->backbone);
+  save_pretrained(dir / "lm", *model->backbone);
   EXPECT_FALSE(is_reward_model_dir(dir / "lm"));
   EXPECT_FALSE(is_reward_model_dir(dir / "nothing"));
   fs::remove_all(dir);
@@ -403,7 +403,7 @@ TEST(RewardScoreCli, RewardsPairsAndLmScoringUnchanged) {
   EXPECT_NEAR(lines[2]["margin"].get<double>(), chosen[0] - rejected[0], 1e-6);
 
   // A causal-LM directory still gets NLL scores; --reward on it is refused.
-  save_gpt2_pretrained(dir / "lm", model->backbone);
+  save_pretrained(dir / "lm", *model->backbone);
   write_file_atomic(dir / "in.jsonl", "{\"prompt\": \"ab\", \"response\": \"cd\"}\n");
   ASSERT_EQ(cli::score_command({"tailor score", "--model", (dir / "lm").string(), "--tokenizer",
                                 tok.string(), "--input", (dir / "in.jsonl").string(), "--output",

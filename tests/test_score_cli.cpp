@@ -175,7 +175,7 @@ TEST(ScoreCliAdapter, PeftAdapterEqualsHandMergedWeights) {
     for (auto& item : tailor::lora_parameters(*model))
       item.value().normal_(0, 0.3);
   }
-  tailor::save_gpt2_pretrained(dir / "base", model);
+  tailor::save_pretrained(dir / "base", *model);
   tailor::write_file_atomic(dir / "base" / "config.json", config.to_json().dump(2));
   tailor::save_peft_adapter(dir / "adapter", *model, lora, "../base", /*fan_in_fan_out=*/true);
 

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "dist/sharded_checkpoint.h"
 #include "models/core/lora.h"
+#include "models/gpt2/gpt2.h"
 #include "models/io/hf_checkpoint.h"
 #include "models/io/pretrained.h"
 #include "models/io/safetensors.h"
@@ -672,7 +673,7 @@ TEST_P(ShardedExport, EqualsExportOfTheModelInMemory) {
   tailor::GPT2LMHead model = make_model(small_config(), lora, c.dtype);
 
   tailor::ModelProvenance p;
-  p.config = small_config();
+  p.config = small_config().to_json();
   p.lora = lora;
   p.tokenizer = kTokenizer;
   p.dtype = c.dtype == at::kBFloat16 ? "bfloat16" : "float32";
@@ -687,7 +688,7 @@ TEST_P(ShardedExport, EqualsExportOfTheModelInMemory) {
       for (auto& item : model->named_parameters())
         if (!item.value().requires_grad()) item.value().copy_(base->named_parameters()[item.key()]);
     }
-    tailor::save_gpt2_pretrained(root / "base", base);
+    tailor::save_pretrained(root / "base", *base);
     p.base_model = root / "base";
   }
   const fs::path ckpt = save_model_sharded(root / "run", stored, p);
@@ -696,7 +697,7 @@ TEST_P(ShardedExport, EqualsExportOfTheModelInMemory) {
   TensorMap trained;
   for (const auto& item : model->named_parameters())
     trained[item.key()] = item.value().detach().clone();
-  tailor::export_model(model, p, root / "reference", c.merged);
+  tailor::export_model(*model, p, root / "reference", c.merged);
   tailor::ModelProvenance got;
   tailor::export_checkpoint_streaming(ckpt, root / "streamed", c.merged, &got);
   expect_same_tree(root / "reference", root / "streamed");
@@ -704,7 +705,7 @@ TEST_P(ShardedExport, EqualsExportOfTheModelInMemory) {
   EXPECT_EQ(fs::exists(root / "streamed" / "adapter"), c.lora && !c.merged);
 
   // model_from_checkpoint assembles the same model from the shards.
-  tailor::GPT2LMHead rebuilt = tailor::model_from_checkpoint(ckpt);
+  tailor::CausalLM rebuilt = tailor::model_from_checkpoint(ckpt);
   for (const auto& item : rebuilt->named_parameters())
     EXPECT_TRUE(at::equal(item.value(), trained.at(item.key()))) << item.key();
   EXPECT_EQ(rebuilt->named_parameters().size(), trained.size());
@@ -724,7 +725,7 @@ TEST(ShardedExportLayout, ShardsAndIndexAsSaveStateDict) {
   const fs::path root = fresh_dir("export_sharded_files");
   tailor::GPT2LMHead model = make_model(small_config(), std::nullopt, at::kFloat);
   tailor::ModelProvenance p;
-  p.config = small_config();
+  p.config = small_config().to_json();
   p.tokenizer = kTokenizer;
   p.dtype = "float32";
   TensorMap stored;
@@ -747,7 +748,7 @@ TEST(ShardedExportLayout, CliExportsShardedCheckpointOfRunDirectory) {
   const fs::path root = fresh_dir("export_cli");
   tailor::GPT2LMHead model = make_model(small_config(), small_lora(), at::kFloat);
   tailor::ModelProvenance p;
-  p.config = small_config();
+  p.config = small_config().to_json();
   p.lora = small_lora();
   p.tokenizer = kTokenizer;
   p.dtype = "float32";
@@ -758,7 +759,7 @@ TEST(ShardedExportLayout, CliExportsShardedCheckpointOfRunDirectory) {
   ASSERT_EQ(tailor::cli::export_command({"export", "--checkpoint", (root / "run").string(), "--out",
                                          (root / "out").string(), "--merge-lora"}),
             0);
-  tailor::export_model(model, p, root / "reference", /*merged=*/true);
+  tailor::export_model(*model, p, root / "reference", /*merged=*/true);
   expect_same_tree(root / "reference", root / "out");
 }
 
@@ -766,8 +767,8 @@ TEST(ShardedExportLayout, RefusesCheckpointThatDoesNotMatchItsProvenance) {
   const fs::path root = fresh_dir("export_mismatch");
   tailor::GPT2LMHead model = make_model(small_config(), std::nullopt, at::kFloat);
   tailor::ModelProvenance p;
-  p.config = small_config();
-  p.config.n_embd = 16;  // the recorded config disagrees with the stored weights
+  p.config = small_config().to_json();
+  p.config["n_embd"] = 16;  // the recorded config disagrees with the stored weights
   p.tokenizer = kTokenizer;
   p.dtype = "float32";
   TensorMap stored;
@@ -782,7 +783,7 @@ TEST(ShardedExportLayout, RefusesCheckpointThatDoesNotMatchItsProvenance) {
   EXPECT_FALSE(fs::exists(root / "out"));
 
   stored.erase("transformer.ln_f.bias");
-  p.config.n_embd = 8;
+  p.config["n_embd"] = 8;
   const fs::path missing = save_model_sharded(root / "run2", stored, p);
   EXPECT_NE(error_of([&] {
               tailor::export_checkpoint_streaming(missing, root / "out", false);

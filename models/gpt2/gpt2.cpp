@@ -4,12 +4,14 @@
 #include <limits>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <vector>
 
 #include <torch/nn/init.h>
 
 #include "common/error.h"
 #include "common/shape_string.h"
+#include "models/core/attention_mask.h"
 
 namespace tailor {
 namespace {
@@ -31,22 +33,6 @@ bool is_attention_buffer(const std::string& name) {
   if (pos == digits_begin) return false;
   const std::string rest = name.substr(pos);
   return rest == ".attn.bias" || rest == ".attn.masked_bias";
-}
-
-// The value HF uses for masked attention scores: torch.finfo(dtype).min.
-double lowest_value(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kDouble:
-      return std::numeric_limits<double>::lowest();
-    case at::kFloat:
-      return std::numeric_limits<float>::lowest();
-    case at::kBFloat16:
-      return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
-    case at::kHalf:
-      return -65504.0;
-    default:
-      throw Error(kScope, std::string("unsupported model dtype ") + c10::toString(dtype));
-  }
 }
 
 std::string list_some(const std::vector<std::string>& names, size_t limit = 8) {
@@ -74,7 +60,8 @@ GPT2AttentionImpl::GPT2AttentionImpl(const GPT2Config& config, int64_t layer_idx
     : n_head_(config.n_head),
       head_dim_(config.head_dim()),
       attn_pdrop_(config.attn_pdrop),
-      resid_pdrop_(config.resid_pdrop) {
+      resid_pdrop_(config.resid_pdrop),
+      layer_idx_(layer_idx) {
   const int64_t C = config.n_embd;
   c_attn = register_module("c_attn", Linear(C, 3 * C, WeightLayout::kConv1D, true));
   c_proj = register_module("c_proj", Linear(C, C, WeightLayout::kConv1D, true));
@@ -84,12 +71,15 @@ GPT2AttentionImpl::GPT2AttentionImpl(const GPT2Config& config, int64_t layer_idx
   if (config.scale_attn_by_inverse_layer_idx) score_divisor_ *= static_cast<double>(layer_idx + 1);
 }
 
-at::Tensor GPT2AttentionImpl::forward(const at::Tensor& x, const at::Tensor& blocked) {
+at::Tensor GPT2AttentionImpl::forward(const at::Tensor& x, const at::Tensor& blocked,
+                                      KvCache* cache) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
   // [B, T, 3C] -> [3, B, H, T, D]: one GEMM for q, k and v.
   const at::Tensor qkv = c_attn(x).view({B, T, 3, n_head_, head_dim_}).permute({2, 0, 3, 1, 4});
-  const at::Tensor q = qkv[0], k = qkv[1], v = qkv[2];
-  at::Tensor scores = at::matmul(q, k.transpose(-2, -1));  // [B, H, T, T]
+  const at::Tensor q = qkv[0];
+  at::Tensor k = qkv[1], v = qkv[2];
+  if (cache) std::tie(k, v) = cache->append(layer_idx_, k, v);  // [B, H, S, D]
+  at::Tensor scores = at::matmul(q, k.transpose(-2, -1));       // [B, H, T, S]
   if (score_divisor_ != 1.0) scores = scores / score_divisor_;
   scores = scores.masked_fill(blocked, lowest_value(scores.scalar_type()));
   // Softmax accumulates in float32 for reduced-precision models (HF's eager path softmaxes in
@@ -139,8 +129,8 @@ GPT2BlockImpl::GPT2BlockImpl(const GPT2Config& config, int64_t layer_idx) {
   mlp = register_module("mlp", GPT2MLP(config));
 }
 
-at::Tensor GPT2BlockImpl::forward(const at::Tensor& x, const at::Tensor& blocked) {
-  at::Tensor hidden = x + attn(ln_1(x), blocked);
+at::Tensor GPT2BlockImpl::forward(const at::Tensor& x, const at::Tensor& blocked, KvCache* cache) {
+  at::Tensor hidden = x + attn(ln_1(x), blocked, cache);
   return hidden + mlp(ln_2(hidden));
 }
 
@@ -159,59 +149,30 @@ GPT2ModelImpl::GPT2ModelImpl(const GPT2Config& config) : config_(config) {
 }
 
 at::Tensor GPT2ModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                                  const at::Tensor& position_ids) {
-  if (input_ids.dim() != 2 || !at::isIntegralType(input_ids.scalar_type(), false)) {
-    throw Error(kScope, "input_ids must be an integer tensor [B, T], got " +
-                            std::string(c10::toString(input_ids.scalar_type())) + " " +
-                            shape_string(input_ids.sizes()));
-  }
-  const int64_t B = input_ids.size(0), T = input_ids.size(1);
-  if (T > config_.n_positions) {
-    throw Error(kScope, "sequence length " + std::to_string(T) + " exceeds n_positions " +
+                                  const at::Tensor& position_ids, KvCache* cache) {
+  const int64_t P = cache ? cache->length() : 0;
+  check_lm_inputs(kScope, input_ids, attention_mask, position_ids, P, config_.vocab_size);
+  const int64_t T = input_ids.size(1);
+  if (P + T > config_.n_positions) {
+    throw Error(kScope, "sequence length " + std::to_string(P + T) + " exceeds n_positions " +
                             std::to_string(config_.n_positions));
   }
   const at::Tensor ids = input_ids.to(at::kLong);
-  if (ids.numel() > 0) {
-    // A clear message instead of embedding's bare index error.
-    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
-    if (lo < 0 || hi >= config_.vocab_size) {
-      throw Error(kScope, "token id " + std::to_string(lo < 0 ? lo : hi) +
-                              " is outside the vocabulary [0, " +
-                              std::to_string(config_.vocab_size) + ")");
-    }
-  }
-  at::Tensor positions;
-  if (position_ids.defined()) {
-    if (position_ids.sizes() != input_ids.sizes() &&
-        position_ids.sizes() != at::IntArrayRef{1, T}) {
-      throw Error(kScope, "position_ids shape " + shape_string(position_ids.sizes()) +
-                              " does not match input_ids " + shape_string(input_ids.sizes()));
-    }
-    positions = position_ids.to(at::kLong);
-    if (positions.numel() > 0 && (positions.min().item<int64_t>() < 0 ||
-                                  positions.max().item<int64_t>() >= config_.n_positions)) {
-      throw Error(kScope,
-                  "position_ids must lie in [0, " + std::to_string(config_.n_positions) + ")");
-    }
-  } else {
-    positions = at::arange(T, ids.options()).unsqueeze(0);  // [1, T]
+  at::Tensor positions = position_ids.defined() ? position_ids.to(at::kLong)
+                                                : default_position_ids(T, P, ids.device());
+  if (positions.numel() > 0 && (positions.min().item<int64_t>() < 0 ||
+                                positions.max().item<int64_t>() >= config_.n_positions)) {
+    throw Error(kScope,
+                "position_ids must lie in [0, " + std::to_string(config_.n_positions) + ")");
   }
   at::Tensor hidden = wte(ids) + wpe(positions);  // [B, T, C]
   if (config_.embd_pdrop > 0.0) hidden = at::dropout(hidden, config_.embd_pdrop, is_training());
 
-  // blocked [1 or B, 1, T, T]: key j is hidden from query i when j > i or j is padding.
-  at::Tensor blocked = at::ones({T, T}, ids.options().dtype(at::kBool)).triu(1).view({1, 1, T, T});
-  if (attention_mask.defined()) {
-    if (attention_mask.sizes() != input_ids.sizes()) {
-      throw Error(kScope, "attention_mask shape " + shape_string(attention_mask.sizes()) +
-                              " does not match input_ids " + shape_string(input_ids.sizes()));
-    }
-    blocked = blocked.logical_or(attention_mask.eq(0).view({B, 1, 1, T}));
-  }
+  const at::Tensor blocked = blocked_keys(attention_mask, T, P, std::nullopt, ids.device());
   for (size_t i = 0; i < h->size(); ++i) {
     const int group = static_cast<int>(i) + 1;
     if (hooks) hooks->enter(group, hidden);
-    hidden = (*h)[i]->as<GPT2BlockImpl>()->forward(hidden, blocked);
+    hidden = (*h)[i]->as<GPT2BlockImpl>()->forward(hidden, blocked, cache);
     if (hooks) hooks->exit(group, hidden);
   }
   return ln_f(hidden);
@@ -251,15 +212,11 @@ void GPT2LMHeadImpl::init_weights() {
   }
 }
 
-at::ScalarType GPT2LMHeadImpl::dtype() const {
-  return transformer->wte->weight.scalar_type();
-}
-
 at::Tensor GPT2LMHeadImpl::hidden_states(const at::Tensor& input_ids,
                                          const at::Tensor& attention_mask,
-                                         const at::Tensor& position_ids) {
+                                         const at::Tensor& position_ids, KvCache* cache) {
   if (hooks_) hooks_->enter(0, input_ids);
-  at::Tensor hidden = transformer(input_ids, attention_mask, position_ids);
+  at::Tensor hidden = transformer(input_ids, attention_mask, position_ids, cache);
   if (hooks_) hooks_->exit(0, hidden);
   return hidden;
 }
@@ -270,9 +227,9 @@ at::Tensor GPT2LMHeadImpl::lm_logits(const at::Tensor& hidden) {
 }
 
 at::Tensor GPT2LMHeadImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                                   const at::Tensor& position_ids) {
+                                   const at::Tensor& position_ids, KvCache* cache) {
   if (hooks_) hooks_->enter(0, input_ids);
-  at::Tensor logits = lm_logits(transformer(input_ids, attention_mask, position_ids));
+  at::Tensor logits = lm_logits(transformer(input_ids, attention_mask, position_ids, cache));
   if (hooks_) hooks_->exit(0, logits);
   return logits;
 }
@@ -310,7 +267,7 @@ void GPT2LMHeadImpl::load_hf_state_dict(const TensorMap& tensors, const std::str
   std::map<std::string, std::pair<std::string, at::Tensor>> matched;  // name -> (key, tensor)
   std::vector<std::string> unexpected;
   for (const auto& [key, tensor] : tensors) {
-    const std::string name = gpt2_parameter_name(key, config_.tie_word_embeddings);
+    const std::string name = hf_parameter_name(key);
     if (name.empty()) continue;
     auto it = expected.find(name);
     if (it == expected.end()) {
@@ -342,6 +299,20 @@ void GPT2LMHeadImpl::load_hf_state_dict(const TensorMap& tensors, const std::str
   torch::NoGradGuard no_grad;
   for (auto& [name, parameter] : expected)
     parameter.copy_(matched.at(name).second);
+}
+
+std::string GPT2LMHeadImpl::hf_parameter_name(const std::string& key) const {
+  return gpt2_parameter_name(key, config_.tie_word_embeddings);
+}
+
+nlohmann::json GPT2LMHeadImpl::hf_config(at::ScalarType dtype) const {
+  GPT2Config config = config_;
+  config.torch_dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
+  return config.to_json();
+}
+
+std::vector<std::string> GPT2LMHeadImpl::lora_target_names() const {
+  return {"c_attn", "c_proj", "c_fc"};
 }
 
 TensorMap GPT2LMHeadImpl::hf_state_dict() const {

@@ -20,9 +20,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
-#include "models/core/forward_hooks.h"
+#include "models/core/causal_lm.h"
 #include "models/core/linear.h"
-#include "models/core/tensor_map.h"
 #include "models/gpt2/gpt2_config.h"
 
 namespace tailor {
@@ -30,8 +29,10 @@ namespace tailor {
 class GPT2AttentionImpl : public torch::nn::Module {
  public:
   GPT2AttentionImpl(const GPT2Config& config, int64_t layer_idx);
-  // x [B, T, C]; allowed [B or 1, 1, T, T] bool (true = may attend) -> [B, T, C]
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& allowed);
+  // x [B, T, C]; blocked [B or 1, 1, T, S] bool (true = key hidden from the query,
+  // models/core/attention_mask.h); with a cache, this layer's keys/values are appended to it and
+  // attention covers the P cached positions too (S = P + T). -> [B, T, C]
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& blocked, KvCache* cache = nullptr);
 
   Linear c_attn{nullptr};  // C -> 3C, output split q | k | v
   Linear c_proj{nullptr};  // C -> C
@@ -42,6 +43,7 @@ class GPT2AttentionImpl : public torch::nn::Module {
   double score_divisor_;  // sqrt(D) (and * (layer_idx + 1) when configured)
   double attn_pdrop_;
   double resid_pdrop_;
+  int64_t layer_idx_;
 };
 TORCH_MODULE(GPT2Attention);
 
@@ -62,7 +64,8 @@ TORCH_MODULE(GPT2MLP);
 class GPT2BlockImpl : public torch::nn::Module {
  public:
   GPT2BlockImpl(const GPT2Config& config, int64_t layer_idx);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& allowed);  // pre-LN residual block
+  // pre-LN residual block; see GPT2AttentionImpl::forward.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& blocked, KvCache* cache = nullptr);
 
   torch::nn::LayerNorm ln_1{nullptr};
   GPT2Attention attn{nullptr};
@@ -75,9 +78,9 @@ TORCH_MODULE(GPT2Block);
 class GPT2ModelImpl : public torch::nn::Module {
  public:
   explicit GPT2ModelImpl(const GPT2Config& config);
-  // See GPT2LMHeadImpl::hidden_states.
+  // See CausalLMImpl::hidden_states.
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                     const at::Tensor& position_ids);
+                     const at::Tensor& position_ids, KvCache* cache = nullptr);
 
   torch::nn::Embedding wte{nullptr};  // [V, C]
   torch::nn::Embedding wpe{nullptr};  // [n_positions, C]
@@ -92,7 +95,7 @@ class GPT2ModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(GPT2Model);
 
-class GPT2LMHeadImpl : public torch::nn::Module {
+class GPT2LMHeadImpl : public CausalLMImpl {
  public:
   // With init_weights, parameters get HF's GPT2PreTrainedModel._init_weights values, drawn from
   // torch's default generator (seed with torch::manual_seed): weights N(0, initializer_range),
@@ -100,47 +103,53 @@ class GPT2LMHeadImpl : public torch::nn::Module {
   // it they are left unset (for loading a checkpoint right after).
   explicit GPT2LMHeadImpl(const GPT2Config& config, bool init_weights = true);
 
-  // input_ids [B, T] integer ids; attention_mask [B, T] (1 = real token, 0 = padding; optional);
-  // position_ids [B, T] (optional; default 0..T-1 in every row, as GPT2Model.forward uses).
-  // Returns logits [B, T, V] in the model's dtype. Masked keys get the dtype's lowest value
-  // before the softmax, as HF does, so a query whose every key is masked (a left-padding
-  // position) attends uniformly to all T keys; outputs at padding positions carry no meaning.
-  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {},
-                     const at::Tensor& position_ids = {});
+  // CausalLMImpl. input_ids, attention_mask, position_ids and cache as CausalLMImpl::
+  // hidden_states describes. Masked keys get the dtype's lowest value before the softmax, as HF
+  // does, so a query whose every key is masked (a left-padding position) attends uniformly to
+  // all keys; outputs at padding positions carry no meaning. position_ids must lie in
+  // [0, n_positions).
+  std::string model_type() const override { return "gpt2"; }
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  int64_t hidden_size() const override { return config_.n_embd; }
+  int64_t num_layers() const override { return config_.n_layer; }
+  int64_t max_positions() const override { return config_.n_positions; }
+  std::optional<int64_t> bos_token_id() const override { return config_.bos_token_id; }
+  std::optional<int64_t> eos_token_id() const override { return config_.eos_token_id; }
+  std::optional<int64_t> pad_token_id() const override { return std::nullopt; }
 
+  at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {},
+                     const at::Tensor& position_ids = {}, KvCache* cache = nullptr) override;
   // The final LayerNorm's output (ln_f) [B, T, C], e.g. for reward heads.
   at::Tensor hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask = {},
-                           const at::Tensor& position_ids = {});
-
+                           const at::Tensor& position_ids = {}, KvCache* cache = nullptr) override;
   // hidden [B, T, C] -> logits [B, T, V] (tied: hidden wte^T).
-  at::Tensor lm_logits(const at::Tensor& hidden);
-
-  // Loads HF weights. Keys may or may not carry the `transformer.` prefix; the causal-mask
-  // buffers `h.N.attn.bias` / `h.N.attn.masked_bias` are ignored, and so is `lm_head.weight` when
-  // the embeddings are tied (transformers re-ties it to wte and ignores the stored copy).
-  // Tensors are converted to the model's dtype. Missing keys, unexpected keys and shape
-  // mismatches throw Error("gpt2", "<source>: ...") naming the key (and both shapes). LoRA
-  // tensors are not part of a base state dict; loading into a merged model is refused.
-  void load_hf_state_dict(const TensorMap& tensors, const std::string& source = "state dict");
-
-  // The base weights under HF names with the `transformer.` prefix, as save_pretrained writes
-  // them (no lm_head.weight when tied, no LoRA tensors). Tensors are detached views of the
-  // parameters, not copies. For a merged export, call merge_lora first.
-  TensorMap hf_state_dict() const;
+  at::Tensor lm_logits(const at::Tensor& hidden) override;
+  at::Tensor token_embedding_weight() const override { return transformer->wte->weight; }
+  torch::nn::ModuleList blocks() const override { return transformer->h; }
 
   // Parameter groups for ForwardHooks: group 0 holds every parameter outside the blocks (wte, wpe,
   // ln_f, an untied lm_head); group i + 1 holds block i's (transformer.h.i.*, LoRA factors
-  // included). Names are named_parameters() names; every parameter is in exactly one group.
-  std::vector<std::vector<std::string>> hook_groups() const;
-  // Installs (or with nullptr removes) hooks: forward() and hidden_states() call enter(0) first
-  // and exit(0) last, and each block is wrapped in enter(i + 1) / exit(i + 1).
-  void set_forward_hooks(std::shared_ptr<ForwardHooks> hooks);
+  // included).
+  std::vector<std::vector<std::string>> hook_groups() const override;
+  void set_forward_hooks(std::shared_ptr<ForwardHooks> hooks) override;
+
+  // Keys may or may not carry the `transformer.` prefix; the causal-mask buffers
+  // `h.N.attn.bias` / `h.N.attn.masked_bias` are ignored, and so is `lm_head.weight` when the
+  // embeddings are tied (transformers re-ties it to wte and ignores the stored copy).
+  std::string hf_parameter_name(const std::string& key) const override;
+  // Errors are Error("gpt2", "<source>: ...").
+  void load_hf_state_dict(const TensorMap& tensors,
+                          const std::string& source = "state dict") override;
+  // Under HF names with the `transformer.` prefix, as save_pretrained writes them.
+  TensorMap hf_state_dict() const override;
+  nlohmann::json hf_config(at::ScalarType dtype) const override;
+  WeightLayout linear_layout() const override { return WeightLayout::kConv1D; }
+  std::vector<std::string> lora_target_names() const override;
 
   // HF's initialisation (see the constructor).
-  void init_weights();
+  void init_weights() override;
 
   const GPT2Config& config() const { return config_; }
-  at::ScalarType dtype() const;
 
   GPT2Model transformer{nullptr};
   Linear lm_head{nullptr};  // only when tie_word_embeddings is false: [V, C] (nn.Linear layout)

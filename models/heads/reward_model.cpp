@@ -10,17 +10,18 @@ const char* kScope = "reward_model";
 
 }  // namespace
 
-RewardModelImpl::RewardModelImpl(GPT2LMHead backbone_model, int64_t num_labels)
+RewardModelImpl::RewardModelImpl(CausalLM backbone_model, int64_t num_labels)
     : backbone(std::move(backbone_model)) {
   if (!backbone) throw Error(kScope, "the backbone is null");
   if (num_labels < 1) {
     throw Error(kScope, "num_labels must be at least 1, got " + std::to_string(num_labels));
   }
-  register_module("transformer", backbone->transformer);
-  const int64_t C = backbone->config().n_embd;
+  const auto [name, base] = backbone->base_model();
+  register_module(name, base);
+  const int64_t C = backbone->hidden_size();
   score = register_module("score",
                           torch::nn::Linear(torch::nn::LinearOptions(C, num_labels).bias(false)));
-  const at::Tensor& wte = backbone->transformer->wte->weight;
+  const at::Tensor wte = backbone->token_embedding_weight();
   score->to(wte.device(), wte.scalar_type());
   init_head();
   if (!backbone->is_training()) Module::train(false);
@@ -36,7 +37,7 @@ void RewardModelImpl::init_head(double std) {
 }
 
 void RewardModelImpl::init_head() {
-  init_head(backbone->config().initializer_range);
+  init_head(backbone->initializer_range());
 }
 
 void RewardModelImpl::train(bool on) {

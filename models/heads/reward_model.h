@@ -5,12 +5,13 @@
 //
 // Dimensions: B batch, T sequence length, C = n_embd, K = num_labels.
 //
-// named_parameters() read like HF's GPT2ForSequenceClassification: transformer.wte.weight, ...,
-// transformer.h.{i}.attn.c_attn.weight, ..., transformer.ln_f.*, score.weight [K, C]. The
-// backbone's `transformer` is registered directly (not as "backbone.transformer"), so LoRA
-// factors read transformer.h.0.attn.c_attn.lora_A.weight as in a PEFT SEQ_CLS adapter. The
-// backbone's LM head is unused and not registered (an untied lm_head is neither moved by to()
-// nor listed in parameters()).
+// named_parameters() read like HF's GPT2ForSequenceClassification (transformer.wte.weight, ...,
+// transformer.h.{i}.attn.c_attn.weight, ..., score.weight [K, C]) or
+// MistralForSequenceClassification (model.embed_tokens.weight, ..., score.weight): the
+// backbone's base model (CausalLMImpl::base_model) is registered directly, not as
+// "backbone.transformer", so LoRA factors read transformer.h.0.attn.c_attn.lora_A.weight as in a
+// PEFT SEQ_CLS adapter. The backbone's LM head is unused and not registered (an untied lm_head
+// is neither moved by to() nor listed in parameters()).
 #pragma once
 
 #include <cstdint>
@@ -22,8 +23,8 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "models/core/causal_lm.h"
 #include "models/core/lora.h"
-#include "models/gpt2/gpt2.h"
 
 namespace tailor {
 
@@ -32,11 +33,11 @@ class RewardModelImpl : public torch::nn::Module {
   // The head is created in the backbone's dtype and device and initialised as HF's
   // _init_weights does for nn.Linear: N(0, initializer_range), drawn from torch's default
   // generator (seed with torch::manual_seed).
-  RewardModelImpl(GPT2LMHead backbone, int64_t num_labels);
+  RewardModelImpl(CausalLM backbone, int64_t num_labels);
 
   // input_ids [B, T]; attention_mask [B, T] (1 real, 0 pad; RIGHT padding, every row >= 1 real
   // token; undefined = no padding) -> rewards [B, K] in the model's dtype. Position ids are
-  // 0..T-1 as in GPT2Model, so right padding leaves the real tokens' computation unchanged.
+  // 0..T-1 as in HF, so right padding leaves the real tokens' computation unchanged.
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& attention_mask = {});
 
   // The hidden state at each row's last real token, [B, C], for heads other than `score`.
@@ -51,7 +52,7 @@ class RewardModelImpl : public torch::nn::Module {
   // Keeps the (unregistered) backbone's training flag in step with its transformer.
   void train(bool on = true) override;
 
-  GPT2LMHead backbone;
+  CausalLM backbone;
   torch::nn::Linear score{nullptr};  // weight [K, C], no bias
 };
 TORCH_MODULE(RewardModel);

@@ -153,10 +153,36 @@ at::Tensor CheckpointReader::tensor(const std::string& name) const {
   return it->second->tensor(name);
 }
 
+const uint8_t* CheckpointReader::data(const std::string& name) const {
+  auto it = impl_->owner.find(name);
+  if (it == impl_->owner.end()) throw Error("hf", "checkpoint has no tensor \"" + name + "\"");
+  return it->second->data(name);
+}
+
 const safetensors::TensorInfo& CheckpointReader::info(const std::string& name) const {
   auto it = impl_->owner.find(name);
   if (it == impl_->owner.end()) throw Error("hf", "checkpoint has no tensor \"" + name + "\"");
   return it->second->info(name);
+}
+
+TensorMap map_state_dict(const fs::path& dir, const std::string& basename) {
+  auto reader = std::make_shared<CheckpointReader>(dir, basename);
+  TensorMap out;
+  for (const auto& name : reader->names()) {
+    const safetensors::TensorInfo& info = reader->info(name);
+    const at::ScalarType dtype = safetensors::scalar_type_of(info.dtype);
+    const uint8_t* bytes = reader->data(name);
+    const uint64_t nbytes = info.end - info.begin;
+    if (nbytes == 0 || reinterpret_cast<uintptr_t>(bytes) % c10::elementSize(dtype) != 0) {
+      out.emplace(name, reader->tensor(name));
+      continue;
+    }
+    // The deleter holds the reader, so the mapping outlives every view of it.
+    out.emplace(name, at::from_blob(
+                          const_cast<uint8_t*>(bytes), info.shape, [reader](void*) {},
+                          at::TensorOptions().dtype(dtype)));
+  }
+  return out;
 }
 
 TensorMap load_state_dict(const fs::path& dir, const std::string& basename) {

@@ -7,6 +7,8 @@
 #include "models/io/hf_checkpoint.h"
 #include "models/io/peft.h"
 #include "models/io/safetensors.h"
+#include "models/registry.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace tailor {
 namespace fs = std::filesystem;
@@ -24,29 +26,47 @@ nlohmann::json read_json(const fs::path& path, const std::string& scope) {
 
 }  // namespace
 
-GPT2LMHead load_gpt2_pretrained(const fs::path& dir, c10::ScalarType dtype) {
+nlohmann::json read_model_config(const fs::path& dir) {
+  return read_json(dir / "config.json", "pretrained");
+}
+
+CausalLM load_pretrained(const fs::path& dir, c10::ScalarType dtype) {
   const fs::path config_path = dir / "config.json";
-  GPT2Config config =
-      GPT2Config::from_json(read_json(config_path, "pretrained"), config_path.string());
-  GPT2LMHead model(config, /*init_weights=*/false);
+  CausalLM model = causal_lm_from_config(read_model_config(dir), config_path.string(),
+                                         /*init_weights=*/false);
+  // Converted to `dtype` before loading, so that a bf16 model never exists in float32 (the
+  // float32 parameters were never written and cost no memory), and read from the mapped files.
   model->to(dtype);
-  model->load_hf_state_dict(hf::load_state_dict(dir), dir.string());
+  model->load_hf_state_dict(hf::map_state_dict(dir), dir.string());
   return model;
 }
 
-void save_gpt2_config(const fs::path& dir, GPT2Config config, c10::ScalarType dtype,
-                      const nlohmann::json& extra_fields) {
-  config.torch_dtype = dtype == c10::ScalarType::BFloat16 ? "bfloat16" : "float32";
-  nlohmann::json json = config.to_json();
+void save_model_config(const fs::path& dir, nlohmann::json config, c10::ScalarType dtype,
+                       const nlohmann::json& extra_fields) {
   if (!extra_fields.is_object()) throw Error("pretrained", "extra config fields must be an object");
-  json.update(extra_fields);
-  write_file_atomic(dir / "config.json", json.dump(2) + "\n");
+  config["torch_dtype"] = dtype == c10::ScalarType::BFloat16 ? "bfloat16" : "float32";
+  config.update(extra_fields);
+  fs::create_directories(dir);
+  write_file_atomic(dir / "config.json", config.dump(2) + "\n");
 }
 
-void save_gpt2_pretrained(const fs::path& dir, const GPT2LMHead& model, uint64_t max_shard_bytes) {
+void save_pretrained(const fs::path& dir, const CausalLMImpl& model, uint64_t max_shard_bytes) {
   fs::create_directories(dir);
-  save_gpt2_config(dir, model->config(), model->dtype());
-  hf::save_state_dict(dir, model->hf_state_dict(), max_shard_bytes);
+  save_model_config(dir, model.hf_config(model.dtype()), model.dtype());
+  hf::save_state_dict(dir, model.hf_state_dict(), max_shard_bytes);
+}
+
+void save_tokenizer_files(const fs::path& tokenizer_dir, const fs::path& out) {
+  if (!fs::exists(tokenizer_dir / "tokenizer.json")) {
+    Tokenizer::from_dir(tokenizer_dir).save(out);
+    return;
+  }
+  Tokenizer::from_dir(tokenizer_dir);  // refuse a tokenizer tailor cannot read before copying it
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+    if (fs::exists(tokenizer_dir / name)) {
+      write_file_atomic(out / name, read_file(tokenizer_dir / name));
+    }
+  }
 }
 
 void save_peft_adapter_config(const fs::path& dir, const LoraConfig& config,

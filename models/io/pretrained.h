@@ -1,7 +1,7 @@
-// Hugging Face directories on disk: a GPT-2 model directory (config.json + safetensors, single
-// or sharded, + tokenizer files) and a PEFT adapter directory (adapter_config.json +
-// adapter_model.safetensors). The in-memory mappings live in gpt2.h and peft.h; this file only
-// joins them to the files.
+// Hugging Face directories on disk: a model directory (config.json + safetensors, single or
+// sharded, + tokenizer files) for any causal LM of models/registry.h, and a PEFT adapter directory
+// (adapter_config.json + adapter_model.safetensors). The in-memory mappings live in the models
+// and in peft.h; this file only joins them to the files.
 #pragma once
 
 #include <cstdint>
@@ -11,26 +11,37 @@
 #include <c10/core/ScalarType.h>
 #include <nlohmann/json.hpp>
 
+#include "models/core/causal_lm.h"
 #include "models/core/lora.h"
-#include "models/gpt2/gpt2.h"
 
 namespace tailor {
 
-// Reads config.json and the weights of a GPT-2 model directory into a new model of `dtype`.
-GPT2LMHead load_gpt2_pretrained(const std::filesystem::path& dir,
-                                c10::ScalarType dtype = c10::ScalarType::Float);
+// DIR/config.json, parsed; errors name the file.
+nlohmann::json read_model_config(const std::filesystem::path& dir);
+
+// Reads config.json (its model_type picks the family) and the weights (any floating dtype on
+// disk) of a model directory into a new model of `dtype`.
+CausalLM load_pretrained(const std::filesystem::path& dir,
+                         c10::ScalarType dtype = c10::ScalarType::Float);
 
 // Writes config.json and the base weights (model.safetensors, or shards + index above
 // `max_shard_bytes`), each file atomically. LoRA factors are not written: merge first for a
 // merged export, or save the adapter separately.
-void save_gpt2_pretrained(const std::filesystem::path& dir, const GPT2LMHead& model,
-                          uint64_t max_shard_bytes = 5'000'000'000ULL);
+void save_pretrained(const std::filesystem::path& dir, const CausalLMImpl& model,
+                     uint64_t max_shard_bytes = 5'000'000'000ULL);
 
-// Writes config.json for a model of `config` whose weights are `dtype` (its torch_dtype).
-// `extra_fields` (a JSON object) are added to or replace the config's keys, e.g. the
-// architectures / id2label / pad_token_id of a sequence-classification export.
-void save_gpt2_config(const std::filesystem::path& dir, GPT2Config config, c10::ScalarType dtype,
-                      const nlohmann::json& extra_fields = nlohmann::json::object());
+// Writes config.json: `config` (a model's hf_config) with torch_dtype set for weights of `dtype`
+// and `extra_fields` (a JSON object) added or replacing keys, e.g. the architectures / id2label /
+// pad_token_id of a sequence-classification export.
+void save_model_config(const std::filesystem::path& dir, nlohmann::json config,
+                       c10::ScalarType dtype,
+                       const nlohmann::json& extra_fields = nlohmann::json::object());
+
+// Copies the tokenizer of `tokenizer_dir` into `out`: a tokenizer.json directory's files as they
+// are (tokenizer.json, tokenizer_config.json, special_tokens_map.json), or vocab.json +
+// merges.txt + tokenizer_config.json (Tokenizer::save) otherwise.
+void save_tokenizer_files(const std::filesystem::path& tokenizer_dir,
+                          const std::filesystem::path& out);
 
 // Writes adapter_config.json and adapter_model.safetensors for the model's LoRA factors.
 void save_peft_adapter(const std::filesystem::path& dir, const torch::nn::Module& model,

@@ -14,6 +14,7 @@
 #include "models/io/peft.h"
 #include "models/io/pretrained.h"
 #include "models/io/safetensors.h"
+#include "models/registry.h"
 #include "models/tokenizer/tokenizer.h"
 
 namespace tailor {
@@ -53,13 +54,16 @@ std::string suffix(const std::string& path, int count) {
 
 // config.json fields of transformers' PretrainedConfig for K labels: id2label keys are strings
 // (JSON), label2id values are ints.
-nlohmann::json classification_fields(int64_t num_labels, int64_t pad_token_id) {
+nlohmann::json classification_fields(const std::string& model_type, int64_t num_labels,
+                                     int64_t pad_token_id) {
+  // GPT2ForSequenceClassification, MistralForSequenceClassification.
+  const std::string family = model_type == "gpt2" ? "GPT2" : "Mistral";
   nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
   for (int64_t k = 0; k < num_labels; ++k) {
     id2label[std::to_string(k)] = "LABEL_" + std::to_string(k);
     label2id["LABEL_" + std::to_string(k)] = k;
   }
-  return {{"architectures", {"GPT2ForSequenceClassification"}},
+  return {{"architectures", {family + "ForSequenceClassification"}},
           {"id2label", id2label},
           {"label2id", label2id},
           {"num_labels", num_labels},
@@ -91,7 +95,7 @@ fs::path weights_file(const fs::path& dir) {
 
 void check_score_shape(const at::Tensor& weight, const RewardModel& model, const std::string& key,
                        const fs::path& file, const fs::path& config_file) {
-  const std::vector<int64_t> expected{model->num_labels(), model->backbone->config().n_embd};
+  const std::vector<int64_t> expected{model->num_labels(), model->backbone->hidden_size()};
   if (weight.sizes() != at::IntArrayRef(expected)) {
     throw Error(kScope, file.string() + ": " + key + " has shape " + shape_string(weight.sizes()) +
                             ", expected " + shape_string(expected) +
@@ -103,8 +107,9 @@ void check_score_shape(const at::Tensor& weight, const RewardModel& model, const
 
 void write_adapter(const fs::path& dir, const RewardModel& model) {
   fs::create_directories(dir);
-  nlohmann::json config = peft_adapter_config(lora_config_of(*model), "..",
-                                              /*fan_in_fan_out=*/true, "SEQ_CLS");
+  const bool conv1d = model->backbone->linear_layout() == WeightLayout::kConv1D;
+  nlohmann::json config =
+      peft_adapter_config(lora_config_of(*model), "..", /*fan_in_fan_out=*/conv1d, "SEQ_CLS");
   config["modules_to_save"] = {"score"};
   write_file_atomic(dir / "adapter_config.json", config.dump(2) + "\n");
   TensorMap tensors = peft_adapter_tensors(*model);
@@ -195,10 +200,14 @@ void save_reward_model(const fs::path& dir, RewardModel& model, bool merged,
                        const fs::path& tokenizer_dir, int64_t pad_token_id) {
   write_dir_atomic(dir, [&](const fs::path& tmp) {
     const bool lora = has_lora(*model);
-    const GPT2LMHead& backbone = model->backbone;
-    save_gpt2_config(tmp, backbone->config(), backbone->dtype(),
-                     classification_fields(model->num_labels(), pad_token_id));
-    TensorMap tensors = backbone->hf_state_dict();
+    const CausalLMImpl& backbone = *model->backbone;
+    if (pad_token_id < 0) {
+      pad_token_id = backbone.pad_token_id().value_or(backbone.eos_token_id().value_or(0));
+    }
+    save_model_config(
+        tmp, backbone.hf_config(backbone.dtype()), backbone.dtype(),
+        classification_fields(backbone.model_type(), model->num_labels(), pad_token_id));
+    TensorMap tensors = backbone.hf_state_dict();
     tensors.erase("lm_head.weight");  // an untied LM head is no part of the classifier
     tensors.emplace(kScoreKey, model->score->weight.detach());
     if (lora && merged) {
@@ -214,7 +223,7 @@ void save_reward_model(const fs::path& dir, RewardModel& model, bool merged,
     }
     hf::save_state_dict(tmp, tensors);
     if (lora && !merged) write_adapter(tmp / "adapter", model);
-    if (!tokenizer_dir.empty()) Tokenizer::from_dir(tokenizer_dir).save(tmp);
+    if (!tokenizer_dir.empty()) save_tokenizer_files(tokenizer_dir, tmp);
   });
 }
 
@@ -222,10 +231,10 @@ RewardModel load_reward_model(const fs::path& dir, const fs::path& adapter_dir,
                               c10::ScalarType dtype) {
   const fs::path config_path = dir / "config.json";
   const nlohmann::json json = read_json(config_path);
-  GPT2Config config = GPT2Config::from_json(json, config_path.string());
   const int64_t num_labels = num_labels_of(json, config_path);
-  config.tie_word_embeddings = true;  // no LM head to load
-  GPT2LMHead backbone(config, /*init_weights=*/false);
+  nlohmann::json config = json;
+  config["tie_word_embeddings"] = true;  // no LM head to load
+  CausalLM backbone = causal_lm_from_config(config, config_path.string(), /*init_weights=*/false);
   backbone->to(dtype);
   RewardModel model(backbone, num_labels);
 

@@ -13,12 +13,14 @@
 
 namespace tailor {
 
-// Writes a GPT2ForSequenceClassification directory `dir`, atomically (write_dir_atomic):
-// - config.json: the GPT-2 config (save_gpt2_config) plus "architectures":
+// Writes a GPT2ForSequenceClassification / MistralForSequenceClassification directory `dir`,
+// atomically (write_dir_atomic):
+// - config.json: the backbone's config (save_model_config) plus "architectures":
 //   ["GPT2ForSequenceClassification"], "id2label" {"0": "LABEL_0", ...} / "label2id" as
-//   transformers writes them, "num_labels", and "pad_token_id" (GPT-2 has no pad token;
-//   transformers needs one to find each row's last token, and with 50256 = <|endoftext|> it finds
-//   the same token as our attention-mask pooling whenever the text itself holds no <|endoftext|>);
+//   transformers writes them, "num_labels", and "pad_token_id" (GPT-2 and Mistral have no pad
+//   token; transformers needs one to find each row's last token, and with EOS (GPT-2: 50256 =
+//   <|endoftext|>) it finds the same token as our attention-mask pooling whenever the text itself
+//   holds no EOS). pad_token_id < 0 means the backbone's pad_token_id, else its eos_token_id;
 // - model.safetensors: transformer.* (no lm_head) + score.weight [K, C];
 // - the tokenizer files of `tokenizer_dir` when non-empty (loaded and re-saved, as export_model).
 // With LoRA present: merged = true writes base weights with the adapters folded in (merged copies
@@ -31,8 +33,7 @@ namespace tailor {
 // dropout, alpha = scaling * rank, the shortest target names that select exactly the wrapped
 // layers).
 void save_reward_model(const std::filesystem::path& dir, RewardModel& model, bool merged,
-                       const std::filesystem::path& tokenizer_dir = {},
-                       int64_t pad_token_id = 50256);
+                       const std::filesystem::path& tokenizer_dir = {}, int64_t pad_token_id = -1);
 
 // Loads what save_reward_model writes, and HF-written GPT2ForSequenceClassification directories
 // (backbone keys with or without the "transformer." prefix, single file or sharded). num_labels

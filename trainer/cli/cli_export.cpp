@@ -29,9 +29,9 @@ int export_command(const std::vector<std::string>& args) {
     // Saved by several ranks, possibly too large for one: stream it tensor by tensor.
     export_checkpoint_streaming(dir, out, merge, &provenance);
   } else {
-    GPT2LMHead model = model_from_checkpoint(dir, &provenance);
+    CausalLM model = model_from_checkpoint(dir, &provenance);
     model->eval();
-    export_model(model, provenance, out, merge);
+    export_model(*model, provenance, out, merge);
   }
   std::cout << "exported " << dir.string() << " -> " << out.string();
   if (provenance.lora && !merge)

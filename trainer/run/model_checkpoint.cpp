@@ -6,6 +6,7 @@
 #include "dist/sharded_checkpoint.h"
 #include "models/io/peft.h"
 #include "models/io/pretrained.h"
+#include "models/registry.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainer/run/checkpoint.h"
 
@@ -14,8 +15,10 @@ namespace fs = std::filesystem;
 
 nlohmann::json provenance_to_json(const ModelProvenance& p) {
   nlohmann::json j;
-  j["config"] = p.config.to_json();
-  j["lora"] = p.lora ? peft_adapter_config(*p.lora, p.base_model.string(), true) : nlohmann::json();
+  j["config"] = p.config;
+  j["lora"] = p.lora ? peft_adapter_config(*p.lora, p.base_model.string(),
+                                           p.config.value("model_type", "") == "gpt2")
+                     : nlohmann::json();
   j["base_model"] = p.base_model.string();
   j["tokenizer"] = p.tokenizer.string();
   j["dtype"] = p.dtype;
@@ -28,7 +31,10 @@ ModelProvenance provenance_from_json(const nlohmann::json& j, const std::string&
       throw Error("checkpoint", source + ": extra.model." + key + " is missing");
   }
   ModelProvenance p;
-  p.config = GPT2Config::from_json(j.at("config"), source + " (extra.model.config)");
+  p.config = j.at("config");
+  // Checkpoints written before Mistral recorded GPT-2 configs without model_type.
+  if (p.config.is_object() && !p.config.contains("model_type")) p.config["model_type"] = "gpt2";
+  causal_lm_from_config(p.config, source + " (extra.model.config)", /*init_weights=*/false);
   if (!j.at("lora").is_null())
     p.lora = lora_config_from_peft(j.at("lora"), source + " (extra.model.lora)");
   p.base_model = j.at("base_model").get<std::string>();
@@ -63,7 +69,7 @@ Checkpoint load_model_tensors(const fs::path& checkpoint_dir) {
 
 }  // namespace
 
-GPT2LMHead model_from_checkpoint(const fs::path& checkpoint_dir, ModelProvenance* out) {
+CausalLM model_from_checkpoint(const fs::path& checkpoint_dir, ModelProvenance* out) {
   Checkpoint ckpt = load_model_tensors(checkpoint_dir);
   const std::string source = (checkpoint_dir / "trainer_state.json").string();
   if (!ckpt.state.extra.contains("model"))
@@ -71,8 +77,9 @@ GPT2LMHead model_from_checkpoint(const fs::path& checkpoint_dir, ModelProvenance
   ModelProvenance p = provenance_from_json(ckpt.state.extra.at("model"), source);
   const auto dtype = p.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
 
-  GPT2LMHead model = p.base_model.empty() ? GPT2LMHead(p.config, /*init_weights=*/false)
-                                          : load_gpt2_pretrained(p.base_model, dtype);
+  CausalLM model = p.base_model.empty()
+                       ? causal_lm_from_config(p.config, source, /*init_weights=*/false)
+                       : load_pretrained(p.base_model, dtype);
   model->to(dtype);
   if (p.lora) apply_lora(*model, *p.lora);
   // model.safetensors holds every tensor (base stored) or the LoRA factors only.
@@ -96,18 +103,19 @@ GPT2LMHead model_from_checkpoint(const fs::path& checkpoint_dir, ModelProvenance
   return model;
 }
 
-void export_model(GPT2LMHead& model, const ModelProvenance& p, const fs::path& out, bool merged) {
+void export_model(CausalLMImpl& model, const ModelProvenance& p, const fs::path& out, bool merged) {
   // Build the whole export in a temporary directory and rename it into place.
   write_dir_atomic(out, [&](const fs::path& tmp) {
-    const bool lora = has_lora(*model);
-    if (lora && merged) merge_lora(*model);
-    save_gpt2_pretrained(tmp, model);
-    if (lora && merged) unmerge_lora(*model);
+    const bool lora = has_lora(model);
+    if (lora && merged) merge_lora(model);
+    save_pretrained(tmp, model);
+    if (lora && merged) unmerge_lora(model);
     if (lora && !merged) {
       const std::string base = p.base_model.empty() ? ".." : p.base_model.string();
-      save_peft_adapter(tmp / "adapter", *model, *p.lora, base, /*fan_in_fan_out=*/true);
+      save_peft_adapter(tmp / "adapter", model, *p.lora, base,
+                        /*fan_in_fan_out=*/model.linear_layout() == WeightLayout::kConv1D);
     }
-    Tokenizer::from_dir(p.tokenizer).save(tmp);
+    save_tokenizer_files(p.tokenizer, tmp);
   });
 }
 

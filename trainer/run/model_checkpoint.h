@@ -1,6 +1,6 @@
 // What a training checkpoint records about its model, so that `tailor export` and resumed runs
-// can rebuild it without the recipe: the GPT-2 config, the LoRA config, where the frozen base
-// weights come from, and the tokenizer. Stored under "model" in trainer_state.json's `extra`.
+// can rebuild it without the recipe: the model's config.json, the LoRA config, where the frozen
+// base weights come from, and the tokenizer. Stored under "model" in trainer_state.json's `extra`.
 #pragma once
 
 #include <filesystem>
@@ -9,13 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/core/causal_lm.h"
 #include "models/core/lora.h"
-#include "models/gpt2/gpt2.h"
 
 namespace tailor {
 
 struct ModelProvenance {
-  GPT2Config config;
+  nlohmann::json config;  // the model's config.json (model_type picks the family)
   std::optional<LoraConfig> lora;
   // HF directory of the frozen base weights when the checkpoint holds only trainable tensors
   // (LoRA on a pretrained base); empty when model.safetensors holds every weight.
@@ -29,8 +29,8 @@ ModelProvenance provenance_from_json(const nlohmann::json& json, const std::stri
 
 // Rebuilds the trained model of a checkpoint directory (base weights + LoRA factors); either
 // layout, single-process or sharded (dist/sharded_checkpoint.h).
-GPT2LMHead model_from_checkpoint(const std::filesystem::path& checkpoint_dir,
-                                 ModelProvenance* provenance = nullptr);
+CausalLM model_from_checkpoint(const std::filesystem::path& checkpoint_dir,
+                               ModelProvenance* provenance = nullptr);
 
 // A run directory resolves to its latest checkpoint; a checkpoint directory to itself.
 std::filesystem::path resolve_checkpoint_dir(const std::filesystem::path& run_or_checkpoint);
@@ -38,7 +38,7 @@ std::filesystem::path resolve_checkpoint_dir(const std::filesystem::path& run_or
 // Writes a Hugging Face export of a trained model into `out`: config.json, safetensors and
 // tokenizer files, plus for LoRA models either a PEFT adapter in out/adapter (the base stays
 // unmerged in out/) or, with `merge_lora`, the merged weights in out/ and no adapter.
-void export_model(GPT2LMHead& model, const ModelProvenance& provenance,
+void export_model(CausalLMImpl& model, const ModelProvenance& provenance,
                   const std::filesystem::path& out, bool merged);
 
 }  // namespace tailor

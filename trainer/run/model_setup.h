@@ -2,19 +2,23 @@
 #pragma once
 
 #include <c10/core/ScalarType.h>
+#include <nlohmann/json.hpp>
 
-#include "models/gpt2/gpt2.h"
-#include "models/gpt2/gpt2_config.h"
+#include "models/core/causal_lm.h"
 #include "trainer/recipe/recipe.h"
 
 namespace tailor {
 
-// init: random -> the preset with the n_* overrides; init: pretrained -> model.path/config.json.
-// Dropout comes from model.dropout either way. Validated (Error names "recipe model section").
-GPT2Config gpt2_config_for(const ModelSection& model);
+// The config.json of the model to build: init: random -> the preset with the n_* overrides
+// (n_layer, n_head, n_embd, n_positions; for Mistral they set num_hidden_layers,
+// num_attention_heads, hidden_size, max_position_embeddings); init: pretrained ->
+// model.path/config.json. Dropout comes from model.dropout either way (GPT-2: resid, embd and
+// attn dropout; Mistral: attention_dropout). Errors name "recipe model section" or the file.
+nlohmann::json model_config_for(const ModelSection& model);
 
-// A GPT-2 of that config in `dtype`: HF's initialisation drawn from torch's default generator
+// A model of that config in `dtype`: HF's initialisation drawn from torch's default generator
 // (seed it first) for init: random, the weights in model.path for init: pretrained.
-GPT2LMHead build_gpt2(const ModelSection& model, const GPT2Config& config, c10::ScalarType dtype);
+CausalLM build_model(const ModelSection& model, const nlohmann::json& config,
+                     c10::ScalarType dtype);
 
 }  // namespace tailor

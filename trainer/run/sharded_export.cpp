@@ -16,11 +16,11 @@
 #include "dist/sharded_checkpoint.h"
 #include "models/core/linear.h"
 #include "models/core/lora.h"
-#include "models/gpt2/gpt2.h"
 #include "models/io/hf_checkpoint.h"
 #include "models/io/peft.h"
 #include "models/io/pretrained.h"
 #include "models/io/safetensors_stream.h"
+#include "models/registry.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainer/run/rng_state.h"
 
@@ -42,53 +42,33 @@ struct ModelLayout {
   std::map<std::string, std::vector<int64_t>> base;  // hf_state_dict(): name -> shape
   std::map<std::string, std::vector<int64_t>> lora;  // lora_parameters(): name -> shape
   std::map<std::string, LoraModule> lora_by_weight;  // "<module>.weight" -> module
+  CausalLM model;  // built from the config, weights never written (HF names, config.json)
 };
 
-// Built from a miniature of the model whose every dimension is a distinct marker, so each
-// parameter's full shape follows by substitution: names depend only on n_layer, the tied
-// embeddings and the LoRA targets, and every GPT-2 dimension is one of V, P, C, 3C, I or r.
-ModelLayout describe_model(const GPT2Config& config, const std::optional<LoraConfig>& lora) {
-  const int64_t V = 11, P = 13, C = 17, I = 19, R = 23;
-  const std::map<int64_t, int64_t> full = {{V, config.vocab_size},  {P, config.n_positions},
-                                           {C, config.n_embd},      {3 * C, 3 * config.n_embd},
-                                           {I, config.inner_dim()}, {R, lora ? lora->rank : 0}};
-  GPT2Config mini = config;
-  mini.vocab_size = V;
-  mini.n_positions = P;
-  mini.n_embd = C;
-  mini.n_head = 1;
-  mini.n_inner = I;
-  // apply_lora draws lora_A from torch's default generator: leave the caller's stream untouched.
+// Read off the model built from its config without loading weights: linear weights are
+// allocated with torch::empty and never written, so the OS maps no memory for them (only the
+// embedding tables and norms, which torch's constructors initialise, are touched).
+ModelLayout describe_model(const nlohmann::json& config, const std::string& source,
+                           const std::optional<LoraConfig>& lora) {
+  // Construction and apply_lora draw from torch's default generator: leave the caller's stream
+  // untouched.
   const at::Tensor rng = get_torch_cpu_rng_state();
-  GPT2LMHead model(mini, /*init_weights=*/false);
+  CausalLM model;
   try {
-    if (lora) {
-      LoraConfig marked = *lora;
-      marked.rank = R;
-      apply_lora(*model, marked);
-    }
+    model = causal_lm_from_config(config, source, /*init_weights=*/false);
+    if (lora) apply_lora(*model, *lora);
   } catch (...) {
     set_torch_cpu_rng_state(rng);
     throw;
   }
   set_torch_cpu_rng_state(rng);
 
-  auto full_shape = [&](const std::string& name, c10::IntArrayRef mini_shape) {
-    std::vector<int64_t> shape;
-    for (int64_t d : mini_shape) {
-      auto it = full.find(d);
-      if (it == full.end())
-        throw Error(kScope, "internal: " + name + " has an unexpected dimension " +
-                                std::to_string(d) + " in the miniature model");
-      shape.push_back(it->second);
-    }
-    return shape;
-  };
   ModelLayout layout;
+  layout.model = model;
   for (const auto& [name, tensor] : model->hf_state_dict())
-    layout.base[name] = full_shape(name, tensor.sizes());
+    layout.base[name] = tensor.sizes().vec();
   for (const auto& item : lora_parameters(*model))
-    layout.lora[item.key()] = full_shape(item.key(), item.value().sizes());
+    layout.lora[item.key()] = item.value().sizes().vec();
   for (const auto& item : model->named_modules("", /*include_self=*/false)) {
     const auto* linear = item.value()->as<LinearImpl>();
     if (linear && linear->has_lora())
@@ -103,7 +83,7 @@ ModelLayout describe_model(const GPT2Config& config, const std::optional<LoraCon
 class TensorSource {
  public:
   TensorSource(const dist::ShardedCheckpointReader& checkpoint, const fs::path& base_model,
-               const GPT2Config& config, const ModelLayout& layout, at::ScalarType dtype)
+               const CausalLMImpl& model, const ModelLayout& layout, at::ScalarType dtype)
       : checkpoint_(checkpoint), dtype_(dtype) {
     const std::string where = checkpoint.dir().string();
     for (const auto& info : checkpoint.tensors()) {
@@ -124,7 +104,7 @@ class TensorSource {
     if (!base_model.empty()) {
       base_ = std::make_unique<hf::CheckpointReader>(base_model);
       for (const auto& key : base_->names()) {
-        const std::string name = gpt2_parameter_name(key, config.tie_word_embeddings);
+        const std::string name = model.hf_parameter_name(key);
         if (name.empty()) continue;
         auto it = layout.base.find(name);
         if (it == layout.base.end())
@@ -188,25 +168,17 @@ void export_checkpoint_streaming(const fs::path& checkpoint_dir, const fs::path&
   const at::ScalarType dtype = p.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
 
   // The model model_from_checkpoint would build: the base directory's config when the base
-  // weights come from there (load_gpt2_pretrained), the recorded one otherwise.
-  GPT2Config config = p.config;
-  if (!p.base_model.empty()) {
-    const fs::path config_path = p.base_model / "config.json";
-    nlohmann::json json;
-    try {
-      json = nlohmann::json::parse(read_file(config_path));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("pretrained", config_path.string() + ": invalid JSON: " + e.what());
-    }
-    config = GPT2Config::from_json(json, config_path.string());
-  }
-  const ModelLayout layout = describe_model(config, p.lora);
-  const TensorSource tensors(checkpoint, p.base_model, config, layout, dtype);
+  // weights come from there (load_pretrained), the recorded one otherwise.
+  const nlohmann::json config = p.base_model.empty() ? p.config : read_model_config(p.base_model);
+  const std::string config_source =
+      p.base_model.empty() ? source : (p.base_model / "config.json").string();
+  const ModelLayout layout = describe_model(config, config_source, p.lora);
+  const TensorSource tensors(checkpoint, p.base_model, *layout.model, layout, dtype);
   const bool lora = p.lora.has_value();
   const double scaling = lora ? p.lora->scaling() : 0.0;
 
   write_dir_atomic(out, [&](const fs::path& tmp) {
-    save_gpt2_config(tmp, config, dtype);
+    save_model_config(tmp, layout.model->hf_config(dtype), dtype);
 
     // Base (or merged) weights, laid out exactly as hf::save_state_dict lays them out.
     std::map<std::string, uint64_t> bytes;
@@ -239,7 +211,9 @@ void export_checkpoint_streaming(const fs::path& checkpoint_dir, const fs::path&
       // As save_peft_adapter: PEFT names, base path ".." when the base is stored in out/.
       const fs::path adapter = tmp / "adapter";
       const std::string base = p.base_model.empty() ? ".." : p.base_model.string();
-      save_peft_adapter_config(adapter, *p.lora, base, /*fan_in_fan_out=*/true);
+      save_peft_adapter_config(
+          adapter, *p.lora, base,
+          /*fan_in_fan_out=*/layout.model->linear_layout() == WeightLayout::kConv1D);
       std::vector<std::string> names;
       for (const auto& [name, shape] : layout.lora)
         names.push_back(name);
@@ -249,7 +223,7 @@ void export_checkpoint_streaming(const fs::path& checkpoint_dir, const fs::path&
         writer.write(kPeftPrefix + name, tensors.load(name));
       writer.finish();
     }
-    Tokenizer::from_dir(p.tokenizer).save(tmp);
+    save_tokenizer_files(p.tokenizer, tmp);
   });
   if (provenance) *provenance = p;
 }

@@ -1,0 +1,48 @@
+#include "models/registry.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "models/gpt2/gpt2.h"
+#include "models/mistral/mistral.h"
+
+namespace tailor {
+
+CausalLM causal_lm_from_config(const nlohmann::json& config, const std::string& source,
+                               bool init_weights) {
+  if (!config.is_object()) throw Error("model", source + ": expected a JSON object");
+  const auto type = config.find("model_type");
+  if (type == config.end() || !type->is_string()) {
+    throw Error("model", source + ": model_type: missing (expected \"gpt2\" or \"mistral\")");
+  }
+  const std::string model_type = type->get<std::string>();
+  if (model_type == "gpt2") {
+    return std::make_shared<GPT2LMHeadImpl>(GPT2Config::from_json(config, source), init_weights);
+  }
+  if (model_type == "mistral") {
+    return std::make_shared<MistralForCausalLMImpl>(MistralConfig::from_json(config, source),
+                                                    init_weights);
+  }
+  throw Error("model", source + ": model_type: unsupported \"" + model_type +
+                           "\" (tailor has gpt2 and mistral)");
+}
+
+nlohmann::json preset_config(const std::string& name) {
+  for (const auto& preset : GPT2Config::preset_names())
+    if (preset == name) return GPT2Config::preset(name).to_json();
+  for (const auto& preset : MistralConfig::preset_names())
+    if (preset == name) return MistralConfig::preset(name).to_json();
+  std::string names;
+  for (const auto& preset : preset_names())
+    names += (names.empty() ? "" : ", ") + preset;
+  throw Error("model", "unknown preset \"" + name + "\" (expected one of " + names + ")");
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names = GPT2Config::preset_names();
+  for (const auto& name : MistralConfig::preset_names())
+    names.push_back(name);
+  return names;
+}
+
+}  // namespace tailor
