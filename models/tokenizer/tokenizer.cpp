@@ -1,6 +1,9 @@
-// GPT-2 byte-level BPE. Encoding: text -> pre-tokens (models/tokenizer/pretokenize.h) -> bytes ->
-// BPE merges -> ids; decoding maps ids back to bytes. Behaviour follows openai/gpt-2 encoder.py and
-// Hugging Face tokenizers (BPE model + ByteLevel pre-tokenizer/decoder).
+// BPE tokenizer. Encoding: added tokens are cut out of the raw text, each remaining piece is
+// normalized, normalized added tokens are cut out, the pre-tokenizer splits the rest, BPE merges
+// each word, and the post-processor adds its special tokens; decoding maps ids back to token
+// strings and runs the decoder chain. Behaviour follows openai/gpt-2 encoder.py for GPT-2 and
+// Hugging Face tokenizers (TokenizerImpl::encode_single_sequence, AddedVocabulary, BPE) for
+// tokenizer.json files; the string stages are in models/tokenizer/pipeline.cpp.
 #include "models/tokenizer/tokenizer.h"
 
 #include <array>
@@ -16,20 +19,26 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "models/tokenizer/byte_level.h"
+#include "models/tokenizer/pipeline.h"
 #include "models/tokenizer/pretokenize.h"
+#include "models/tokenizer/tokenizer_json.h"
+#include "models/tokenizer/tokenizer_spec.h"
 
 namespace tailor {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using tokenizer::AddedToken;
+using tokenizer::DecoderStep;
+using tokenizer::PreTokenizerKind;
+using tokenizer::TokenizerSpec;
 
 namespace {
 
-constexpr const char* kEndOfText = "<|endoftext|>";
-constexpr int64_t kDefaultModelMaxLength = 1024;  // GPT-2's context length
-// Pre-tokens whose BPE result is remembered; like HF tokenizers' BPE cache, new entries are
-// simply not stored once it is full, which keeps memory bounded on endless streams.
+// Words whose BPE result is remembered: like HF tokenizers' BPE cache, only words shorter than
+// 256 bytes, and new entries are simply not stored once it is full, which keeps memory bounded.
 constexpr size_t kCacheCapacity = 1 << 16;
+constexpr size_t kCacheMaxWordBytes = 256;
 
 Error tokenizer_error(const std::string& message) {
   return Error("tokenizer", message);
@@ -39,227 +48,10 @@ uint64_t pair_key(int32_t left, int32_t right) {
   return (uint64_t(uint32_t(left)) << 32) | uint32_t(right);
 }
 
-json parse_json_file(const fs::path& path) {
-  const std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw tokenizer_error(path.string() + ": invalid JSON: " + e.what());
-  }
-}
-
-std::string json_type(const json& j) {
-  return j.type_name();
-}
-
-// A token that is matched in raw text before pre-tokenization (HF "added tokens").
-struct AddedToken {
-  std::string content;
-  int32_t id;
-  bool special;  // special tokens are matched only with allow_special
-};
-
 struct MergeRule {
   int32_t rank;
   int32_t merged_id;
 };
-
-// What a tokenizer is made of, as read from disk, before the lookup tables are built.
-struct TokenizerSpec {
-  std::unordered_map<std::string, int32_t> vocab;           // byte-symbol spelling -> id
-  std::vector<std::pair<std::string, std::string>> merges;  // rank order
-  std::vector<std::string> merge_where;  // "merges.txt:7" per merge, for error messages
-  std::vector<AddedToken> added;
-  int64_t model_max_length = kDefaultModelMaxLength;
-  std::string eos_token = kEndOfText;
-};
-
-int32_t parse_id(const json& value, const std::string& where) {
-  if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > INT32_MAX)
-    throw tokenizer_error(where + ": expected a non-negative integer token id, got " +
-                          value.dump());
-  return value.get<int32_t>();
-}
-
-void read_vocab_object(const json& vocab, const std::string& where, TokenizerSpec& spec) {
-  if (!vocab.is_object())
-    throw tokenizer_error(where + ": expected an object {token: id}, got " + json_type(vocab));
-  spec.vocab.reserve(vocab.size());
-  for (const auto& [token, id] : vocab.items())
-    spec.vocab.emplace(token, parse_id(id, where + " key \"" + token + "\""));
-}
-
-// Splits "a b" into its two tokens (HF and OpenAI both split merges on a single space).
-bool split_merge(std::string_view line, std::pair<std::string, std::string>& merge) {
-  const size_t space = line.find(' ');
-  if (space == std::string_view::npos || space == 0 || space + 1 == line.size() ||
-      line.find(' ', space + 1) != std::string_view::npos)
-    return false;
-  merge = {std::string(line.substr(0, space)), std::string(line.substr(space + 1))};
-  return true;
-}
-
-void read_merges_txt(const fs::path& path, TokenizerSpec& spec) {
-  const std::string text = read_file(path);
-  std::vector<std::string_view> lines;
-  for (size_t pos = 0; pos <= text.size();) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);  // CRLF files
-    lines.push_back(line);
-    pos = end + 1;
-  }
-  while (!lines.empty() && lines.back().empty())
-    lines.pop_back();  // trailing blank lines
-  for (size_t i = 0; i < lines.size(); ++i) {
-    const std::string where = path.string() + ":" + std::to_string(i + 1);
-    if (i == 0 && lines[i].substr(0, 8) == "#version") continue;
-    std::pair<std::string, std::string> merge;
-    if (!split_merge(lines[i], merge))
-      throw tokenizer_error(where + ": expected two tokens separated by one space, got \"" +
-                            std::string(lines[i]) + "\"");
-    spec.merges.push_back(std::move(merge));
-    spec.merge_where.push_back(where);
-  }
-}
-
-AddedToken read_added_token(const json& entry, const std::string& where, int32_t id) {
-  if (!entry.is_object()) throw tokenizer_error(where + ": expected an object");
-  if (!entry.contains("content") || !entry["content"].is_string())
-    throw tokenizer_error(where + ".content: expected a string");
-  const json special = entry.value("special", json(false));
-  if (!special.is_boolean()) throw tokenizer_error(where + ".special: expected true or false");
-  return {entry["content"].get<std::string>(), id, special.get<bool>()};
-}
-
-// tokenizer_config.json (optional next to vocab.json/merges.txt or tokenizer.json): the context
-// length, the end-of-text token and added tokens as HF's `added_tokens_decoder` lists them.
-void read_tokenizer_config(const fs::path& path, TokenizerSpec& spec) {
-  const json config = parse_json_file(path);
-  const std::string file = path.string();
-  if (!config.is_object()) throw tokenizer_error(file + ": expected a JSON object");
-  if (config.contains("model_max_length")) {
-    const json& m = config["model_max_length"];
-    if (!m.is_number() || m.get<double>() < 1)
-      throw tokenizer_error(file + ": model_max_length: expected a positive number, got " +
-                            m.dump());
-    // HF writes 1e30 for "no limit".
-    spec.model_max_length =
-        m.get<double>() >= 9.2e18 ? INT64_MAX : static_cast<int64_t>(m.get<double>());
-  }
-  if (config.contains("eos_token") && !config["eos_token"].is_null()) {
-    const json& eos = config["eos_token"];
-    if (eos.is_string()) {
-      spec.eos_token = eos.get<std::string>();
-    } else if (eos.is_object() && eos.contains("content") && eos["content"].is_string()) {
-      spec.eos_token = eos["content"].get<std::string>();
-    } else {
-      throw tokenizer_error(file + ": eos_token: expected a string or {\"content\": ...}");
-    }
-  }
-  if (config.contains("added_tokens_decoder")) {
-    const json& decoder = config["added_tokens_decoder"];
-    if (!decoder.is_object())
-      throw tokenizer_error(file + ": added_tokens_decoder: expected an object {id: token}");
-    for (const auto& [key, entry] : decoder.items()) {
-      const std::string where = file + ": added_tokens_decoder." + key;
-      int64_t id = -1;
-      try {
-        size_t used = 0;
-        id = std::stoll(key, &used);
-        if (used != key.size()) id = -1;
-      } catch (const std::exception&) {
-      }
-      if (id < 0 || id > INT32_MAX)
-        throw tokenizer_error(where + ": expected a non-negative integer id as the key");
-      spec.added.push_back(read_added_token(entry, where, int32_t(id)));
-    }
-  }
-}
-
-// Accepts GPT-2's pre-tokenizer: ByteLevel (add_prefix_space false, use_regex true), alone or
-// as the only member of a Sequence. Anything else would split text differently, so refuse it.
-void check_byte_level(const json& pre, const std::string& where) {
-  if (!pre.is_object() || !pre.contains("type") || !pre["type"].is_string())
-    throw tokenizer_error(where + ": expected a ByteLevel pre-tokenizer, got " + pre.dump());
-  const std::string type = pre["type"].get<std::string>();
-  if (type == "Sequence") {
-    const json& members = pre.value("pretokenizers", json());
-    if (!members.is_array() || members.empty())
-      throw tokenizer_error(where + ".pretokenizers: expected a non-empty array");
-    for (size_t i = 0; i < members.size(); ++i)
-      check_byte_level(members[i], where + ".pretokenizers[" + std::to_string(i) + "]");
-    return;
-  }
-  if (type != "ByteLevel")
-    throw tokenizer_error(where + ": pre-tokenizer type \"" + type +
-                          "\" is not supported (only GPT-2's ByteLevel)");
-  if (pre.value("add_prefix_space", json(false)) != json(false))
-    throw tokenizer_error(where + ".add_prefix_space: only false is supported (GPT-2)");
-  if (pre.value("use_regex", json(true)) != json(true))
-    throw tokenizer_error(where + ".use_regex: only true is supported (GPT-2)");
-}
-
-void read_tokenizer_json(const fs::path& path, TokenizerSpec& spec) {
-  const json root = parse_json_file(path);
-  const std::string file = path.string();
-  if (!root.is_object()) throw tokenizer_error(file + ": expected a JSON object");
-  if (root.contains("normalizer") && !root["normalizer"].is_null())
-    throw tokenizer_error(file + ": normalizer: expected null (GPT-2 has none), got " +
-                          root["normalizer"].dump().substr(0, 200));
-  if (!root.contains("pre_tokenizer"))
-    throw tokenizer_error(file + ": pre_tokenizer: missing (expected ByteLevel)");
-  check_byte_level(root["pre_tokenizer"], file + ": pre_tokenizer");
-
-  if (!root.contains("model") || !root["model"].is_object())
-    throw tokenizer_error(file + ": model: expected an object");
-  const json& model = root["model"];
-  if (model.contains("type") && model["type"] != json("BPE"))
-    throw tokenizer_error(file + ": model.type: expected \"BPE\", got " + model["type"].dump());
-  for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    if (model.contains(key) && !model[key].is_null() && model[key] != json(""))
-      throw tokenizer_error(file + ": model." + key + ": only null or \"\" is supported (GPT-2)");
-  }
-  if (model.contains("dropout") && !model["dropout"].is_null() && model["dropout"] != json(0.0))
-    throw tokenizer_error(file + ": model.dropout: only null is supported");
-  if (model.value("ignore_merges", json(false)) != json(false))
-    throw tokenizer_error(file + ": model.ignore_merges: only false is supported (GPT-2)");
-
-  if (!model.contains("vocab")) throw tokenizer_error(file + ": model.vocab: missing");
-  read_vocab_object(model["vocab"], file + ": model.vocab", spec);
-  if (!model.contains("merges") || !model["merges"].is_array())
-    throw tokenizer_error(file + ": model.merges: expected an array");
-  const json& merges = model["merges"];
-  spec.merges.reserve(merges.size());
-  for (size_t i = 0; i < merges.size(); ++i) {
-    const std::string where = file + ": model.merges[" + std::to_string(i) + "]";
-    const json& m = merges[i];
-    std::pair<std::string, std::string> merge;
-    bool ok = false;
-    if (m.is_string()) {
-      ok = split_merge(m.get_ref<const std::string&>(), merge);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      merge = {m[0].get<std::string>(), m[1].get<std::string>()};
-      ok = !merge.first.empty() && !merge.second.empty();
-    }
-    if (!ok) throw tokenizer_error(where + ": expected \"a b\" or [\"a\", \"b\"], got " + m.dump());
-    spec.merges.push_back(std::move(merge));
-    spec.merge_where.push_back(where);
-  }
-
-  if (root.contains("added_tokens") && !root["added_tokens"].is_null()) {
-    const json& added = root["added_tokens"];
-    if (!added.is_array()) throw tokenizer_error(file + ": added_tokens: expected an array");
-    for (size_t i = 0; i < added.size(); ++i) {
-      const std::string where = file + ": added_tokens[" + std::to_string(i) + "]";
-      if (!added[i].is_object() || !added[i].contains("id"))
-        throw tokenizer_error(where + ".id: missing");
-      spec.added.push_back(
-          read_added_token(added[i], where, parse_id(added[i]["id"], where + ".id")));
-    }
-  }
-}
 
 }  // namespace
 
@@ -267,23 +59,46 @@ struct Tokenizer::Impl {
   TokenizerSpec spec;
 
   // Lookup tables built from `spec` by build().
+  bool byte_level = true;  // words are byte strings spelled with the bytes_to_unicode table
   std::unordered_map<uint64_t, MergeRule> merge_rules;  // (left id, right id) -> rule
-  std::array<int32_t, 256> byte_ids{};                  // id of each single-byte token
-  std::vector<std::string> id_token;                    // vocab.json spelling per id
-  std::vector<std::string> id_bytes;                    // decoded bytes per id
+  // Byte-level: id of each byte's symbol. Otherwise: id of each <0xNN> token, -1 if absent.
+  std::array<int32_t, 256> byte_ids{};
+  std::unordered_map<char32_t, int32_t> char_ids;  // not byte-level: one-character tokens
+  std::vector<std::string> id_token;               // model spelling or added content per id
+  std::vector<std::string> id_bytes;               // byte-level decoding, per id
   std::vector<bool> id_assigned;
+  std::vector<bool> id_special;
+  bool byte_level_decoder = true;                  // the decoder is exactly ByteLevel: use id_bytes
+  tokenizer::AddedTokenMatcher raw_tokens;         // added tokens with normalized=false
+  tokenizer::AddedTokenMatcher normalized_tokens;  // normalized=true, matched after normalizing
+  std::vector<int32_t> prefix, suffix;             // the post-processor's ids
+  int32_t unk_model = -1;                          // model.unk_token's id
   int32_t eos = -1;
+  std::optional<int32_t> bos, pad, unk;
 
   mutable std::mutex cache_mutex;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
   void build(const std::string& where);
-  void encode_ordinary(std::string_view text, std::vector<int32_t>& ids) const;
-  void encode_piece(std::string_view piece, std::vector<int32_t>& ids) const;
-  std::vector<int32_t> bpe(std::string_view piece) const;
+  int32_t token_id(const std::string& token) const;
+  std::vector<int32_t> bpe(std::vector<int32_t> symbols) const;
+  std::vector<int32_t> initial_symbols(std::string_view word) const;
+  void encode_word(std::string_view word, std::vector<int32_t>& ids) const;
+  void encode_pretokenized(std::string_view piece, bool first, std::vector<int32_t>& ids) const;
+  std::vector<int32_t> encode(std::string_view text, bool allow_special) const;
 };
 
+// The id of a token by its text: added tokens first, then the model vocabulary; -1 if absent.
+int32_t Tokenizer::Impl::token_id(const std::string& token) const {
+  for (const AddedToken& t : spec.added)
+    if (t.content == token) return t.id;
+  auto it = spec.vocab.find(token);
+  return it == spec.vocab.end() ? -1 : it->second;
+}
+
 void Tokenizer::Impl::build(const std::string& where) {
+  byte_level = spec.pre_tokenizer == PreTokenizerKind::kByteLevel;
+
   int64_t size = 0;
   for (const auto& [token, id] : spec.vocab)
     size = std::max<int64_t>(size, int64_t(id) + 1);
@@ -292,6 +107,7 @@ void Tokenizer::Impl::build(const std::string& where) {
   id_token.assign(size, "");
   id_bytes.assign(size, "");
   id_assigned.assign(size, false);
+  id_special.assign(size, false);
   for (const auto& [token, id] : spec.vocab) {
     if (id_assigned[id])
       throw tokenizer_error(where + ": id " + std::to_string(id) + " is assigned to both \"" +
@@ -300,11 +116,27 @@ void Tokenizer::Impl::build(const std::string& where) {
     id_token[id] = token;
     // HF's ByteLevel decoder: a token with a character outside the byte table is emitted as its
     // own UTF-8 text.
-    id_bytes[id] = byte_level::symbols_to_bytes(token).value_or(token);
+    if (byte_level) id_bytes[id] = byte_level::symbols_to_bytes(token).value_or(token);
   }
 
-  // Added tokens: drop repeats (GPT-2's <|endoftext|> may arrive from vocab.json and from
-  // tokenizer_config.json); the same content must not carry two ids.
+  // tokenizer_config.json's special tokens become special added tokens (transformers adds
+  // them to the backend tokenizer), unless they already are added tokens.
+  for (const std::optional<std::string>& name :
+       {std::optional<std::string>(spec.eos_token), spec.bos_token, spec.pad_token,
+        spec.config_unk_token}) {
+    if (!name || spec.tokenizer_config_text.empty()) continue;
+    bool present = false;
+    for (const AddedToken& t : spec.added)
+      present = present || t.content == *name;
+    auto it = spec.vocab.find(*name);
+    if (!present && it != spec.vocab.end())
+      spec.added.push_back({*name, it->second, true, false, false, false, false});
+  }
+
+  // Added tokens: a later entry with the same content and id replaces an earlier one (GPT-2's
+  // <|endoftext|> may arrive from vocab.json and from tokenizer_config.json; transformers
+  // re-adds tokens of added_tokens_decoder with their flags); the same content must not carry
+  // two ids, nor two contents one id.
   std::vector<AddedToken> added;
   for (const AddedToken& t : spec.added) {
     bool repeat = false;
@@ -314,7 +146,7 @@ void Tokenizer::Impl::build(const std::string& where) {
         throw tokenizer_error(where + ": added token \"" + t.content + "\" (id " +
                               std::to_string(t.id) + ") conflicts with \"" + seen.content +
                               "\" (id " + std::to_string(seen.id) + ")");
-      seen.special = seen.special || t.special;
+      seen = t;
       repeat = true;
     }
     if (repeat) continue;
@@ -332,18 +164,48 @@ void Tokenizer::Impl::build(const std::string& where) {
     added.push_back(t);
   }
   spec.added = std::move(added);
-
-  for (int b = 0; b < 256; ++b) {
-    const std::string symbol = byte_level::bytes_to_symbols(std::string(1, char(b)));
-    auto it = spec.vocab.find(symbol);
-    if (it == spec.vocab.end()) {
-      char hex[8];
-      std::snprintf(hex, sizeof(hex), "0x%02X", b);
-      throw tokenizer_error(where + ": vocabulary lacks \"" + symbol +
-                            "\", the byte-level symbol for byte " + hex +
-                            " (not a byte-level BPE vocabulary?)");
+  std::vector<AddedToken> raw, normalized;
+  std::vector<std::string> raw_patterns, normalized_patterns;
+  for (const AddedToken& t : spec.added) {
+    id_special[t.id] = t.special;
+    if (t.normalized) {
+      // HF matches a normalized token by its normalized content.
+      normalized_patterns.push_back(tokenizer::normalize(spec.normalizers, t.content));
+      normalized.push_back(t);
+    } else {
+      raw_patterns.push_back(t.content);
+      raw.push_back(t);
     }
-    byte_ids[b] = it->second;
+  }
+  raw_tokens = tokenizer::AddedTokenMatcher(std::move(raw), std::move(raw_patterns));
+  normalized_tokens =
+      tokenizer::AddedTokenMatcher(std::move(normalized), std::move(normalized_patterns));
+
+  if (byte_level) {
+    for (int b = 0; b < 256; ++b) {
+      const std::string symbol = byte_level::bytes_to_symbols(std::string(1, char(b)));
+      auto it = spec.vocab.find(symbol);
+      if (it == spec.vocab.end())
+        throw tokenizer_error(where + ": vocabulary lacks \"" + symbol +
+                              "\", the byte-level symbol for byte " +
+                              tokenizer::byte_fallback_token(uint8_t(b)).substr(1, 4) +
+                              " (not a byte-level BPE vocabulary?)");
+      byte_ids[b] = it->second;
+    }
+  } else {
+    for (int b = 0; b < 256; ++b) {
+      auto it = spec.vocab.find(tokenizer::byte_fallback_token(uint8_t(b)));
+      byte_ids[b] = it == spec.vocab.end() ? -1 : it->second;
+    }
+    for (const auto& [token, id] : spec.vocab) {
+      char32_t cp = 0;
+      if (!token.empty() && byte_level::decode_utf8(token, 0, cp) == token.size())
+        char_ids.emplace(cp, id);
+    }
+  }
+  if (spec.unk_token) {
+    auto it = spec.vocab.find(*spec.unk_token);
+    if (it != spec.vocab.end()) unk_model = it->second;
   }
 
   merge_rules.reserve(spec.merges.size());
@@ -363,19 +225,58 @@ void Tokenizer::Impl::build(const std::string& where) {
     merge_rules[pair_key(a, b)] = {int32_t(rank), merged};
   }
 
-  for (const AddedToken& t : spec.added)
-    if (t.content == spec.eos_token) eos = t.id;
-  if (eos < 0) {
-    auto it = spec.vocab.find(spec.eos_token);
-    if (it != spec.vocab.end()) eos = it->second;
+  eos = token_id(spec.eos_token);
+  const auto optional_id = [&](const std::optional<std::string>& token) {
+    std::optional<int32_t> id;
+    if (token && token_id(*token) >= 0) id = token_id(*token);
+    return id;
+  };
+  bos = optional_id(spec.bos_token);
+  pad = optional_id(spec.pad_token);
+  unk = optional_id(spec.config_unk_token);
+
+  // Post-processor. LlamaTokenizerFast replaces tokenizer.json's with "<s> $A" or "$A </s>"
+  // etc. from add_bos_token (default true) and add_eos_token (default false).
+  const bool llama =
+      spec.tokenizer_class == "LlamaTokenizer" || spec.tokenizer_class == "LlamaTokenizerFast";
+  if (llama && !spec.tokenizer_json_path.empty()) {
+    prefix.clear();
+    suffix.clear();
+    if (spec.add_bos_token.value_or(true)) {
+      if (!bos)
+        throw tokenizer_error(where +
+                              ": add_bos_token is true but bos_token is not in the "
+                              "vocabulary");
+      prefix.push_back(*bos);
+    }
+    if (spec.add_eos_token.value_or(false)) {
+      if (eos < 0)
+        throw tokenizer_error(where + ": add_eos_token is true but eos_token \"" + spec.eos_token +
+                              "\" is not in the vocabulary");
+      suffix.push_back(eos);
+    }
+  } else {
+    prefix = spec.template_prefix;
+    suffix = spec.template_suffix;
   }
+  for (int32_t id : prefix)
+    if (id >= int64_t(id_assigned.size()) || !id_assigned[id])
+      throw tokenizer_error(where + ": post_processor adds id " + std::to_string(id) +
+                            ", which is not in the vocabulary");
+  for (int32_t id : suffix)
+    if (id >= int64_t(id_assigned.size()) || !id_assigned[id])
+      throw tokenizer_error(where + ": post_processor adds id " + std::to_string(id) +
+                            ", which is not in the vocabulary");
+
+  byte_level_decoder = byte_level && spec.decoder && spec.decoder->size() == 1 &&
+                       spec.decoder->front().kind == DecoderStep::Kind::kByteLevel;
 }
 
-// BPE over the bytes of one pre-token: repeatedly merge the adjacent pair with the lowest rank
-// (openai/gpt-2 encoder.py `bpe`). A min-heap of candidate pairs ordered by (rank, position)
-// makes this O(n log n) instead of O(n^2), as in HF tokenizers' Word::merge_all; with
+// BPE over a word's initial symbols: repeatedly merge the adjacent pair with the lowest rank,
+// the leftmost among equals (openai/gpt-2 encoder.py `bpe`, HF Word::merge_all). A min-heap of
+// candidate pairs ordered by (rank, position) makes this O(n log n) instead of O(n^2); with
 // well-formed merges (a merged token only appears in later merges) the result is identical.
-std::vector<int32_t> Tokenizer::Impl::bpe(std::string_view piece) const {
+std::vector<int32_t> Tokenizer::Impl::bpe(std::vector<int32_t> ids) const {
   struct Symbol {
     int32_t id;
     int32_t prev, next;  // neighbours in the linked list, -1 at the ends
@@ -387,11 +288,11 @@ std::vector<int32_t> Tokenizer::Impl::bpe(std::string_view piece) const {
       return rank != o.rank ? rank > o.rank : pos > o.pos;
     }
   };
-  const int32_t n = int32_t(piece.size());
+  const int32_t n = int32_t(ids.size());
+  if (n < 2) return ids;
   std::vector<Symbol> symbols(n);
   for (int32_t i = 0; i < n; ++i)
-    symbols[i] = {byte_ids[static_cast<unsigned char>(piece[i])], i - 1, i + 1 < n ? i + 1 : -1,
-                  true};
+    symbols[i] = {ids[i], i - 1, i + 1 < n ? i + 1 : -1, true};
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> heap;
   const auto push_pair = [&](int32_t left) {
     const int32_t right = symbols[left].next;
@@ -417,19 +318,85 @@ std::vector<int32_t> Tokenizer::Impl::bpe(std::string_view piece) const {
     if (left.prev >= 0) push_pair(left.prev);
     push_pair(top.pos);
   }
-  std::vector<int32_t> ids;
-  for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = symbols[i].next)
+  ids.clear();
+  for (int32_t i = 0; i >= 0; i = symbols[i].next)
     ids.push_back(symbols[i].id);
   return ids;
 }
 
-void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int32_t>& ids) const {
-  if (piece.size() == 1) {
-    ids.push_back(byte_ids[static_cast<unsigned char>(piece[0])]);
+// A word's symbols before merging. Byte-level: one per byte. Otherwise HF BPE::merge_word: one
+// per character in the vocabulary; an unknown character becomes its UTF-8 bytes as <0xNN>
+// tokens (byte_fallback, when all of them exist), else the unk token (consecutive ones fused
+// with fuse_unk), else nothing. A byte that is not well-formed UTF-8 counts as a character.
+std::vector<int32_t> Tokenizer::Impl::initial_symbols(std::string_view word) const {
+  std::vector<int32_t> ids;
+  ids.reserve(word.size());
+  if (byte_level) {
+    for (char c : word)
+      ids.push_back(byte_ids[static_cast<unsigned char>(c)]);
+    return ids;
+  }
+  bool pending_unk = false;
+  for (size_t pos = 0; pos < word.size();) {
+    char32_t cp = 0;
+    size_t len = byte_level::decode_utf8(word, pos, cp);
+    const bool valid = len > 0;
+    if (!valid) len = 1;
+    const std::string_view unit = word.substr(pos, len);
+    pos += len;
+    if (valid) {
+      auto it = char_ids.find(cp);
+      if (it != char_ids.end()) {
+        if (pending_unk) ids.push_back(unk_model);
+        pending_unk = false;
+        ids.push_back(it->second);
+        continue;
+      }
+    }
+    if (spec.byte_fallback) {
+      bool all = true;
+      for (char c : unit)
+        all = all && byte_ids[static_cast<unsigned char>(c)] >= 0;
+      if (all) {
+        // HF leaves a pending unk after these bytes; emitting it first keeps the text order
+        // (only reachable with a vocabulary that lacks some <0xNN> tokens).
+        if (pending_unk) ids.push_back(unk_model);
+        pending_unk = false;
+        for (char c : unit)
+          ids.push_back(byte_ids[static_cast<unsigned char>(c)]);
+        continue;
+      }
+    }
+    if (!spec.unk_token) continue;  // HF drops the character
+    if (unk_model < 0)
+      throw tokenizer_error(
+          "encode: unk_token \"" + *spec.unk_token + "\" is not in the vocabulary (needed for " +
+          json(std::string(unit)).dump(-1, ' ', true, json::error_handler_t::replace) + ")");
+    if (pending_unk && !spec.fuse_unk) ids.push_back(unk_model);
+    pending_unk = true;
+  }
+  if (pending_unk) ids.push_back(unk_model);
+  return ids;
+}
+
+// One pre-tokenized word through the BPE model (HF BPE::tokenize, with its cache).
+void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& ids) const {
+  if (word.empty()) return;
+  if (byte_level && word.size() == 1) {
+    ids.push_back(byte_ids[static_cast<unsigned char>(word[0])]);
     return;
   }
-  std::string key(piece);
-  {
+  if (spec.ignore_merges) {
+    auto it = spec.vocab.find(byte_level ? byte_level::bytes_to_symbols(word) : std::string(word));
+    if (it != spec.vocab.end()) {
+      ids.push_back(it->second);
+      return;
+    }
+  }
+  const bool cacheable = word.size() < kCacheMaxWordBytes;
+  std::string key;
+  if (cacheable) {
+    key.assign(word);
     std::lock_guard<std::mutex> lock(cache_mutex);
     auto it = cache.find(key);
     if (it != cache.end()) {
@@ -437,15 +404,62 @@ void Tokenizer::Impl::encode_piece(std::string_view piece, std::vector<int32_t>&
       return;
     }
   }
-  std::vector<int32_t> result = bpe(piece);
+  std::vector<int32_t> result = bpe(initial_symbols(word));
   ids.insert(ids.end(), result.begin(), result.end());
+  if (!cacheable) return;
   std::lock_guard<std::mutex> lock(cache_mutex);
   if (cache.size() < kCacheCapacity) cache.emplace(std::move(key), std::move(result));
 }
 
-void Tokenizer::Impl::encode_ordinary(std::string_view text, std::vector<int32_t>& ids) const {
-  for (std::string_view piece : gpt2_pretokenize(text))
-    encode_piece(piece, ids);
+// A normalized piece through the pre-tokenizer and the model. `first`: the piece starts the
+// input (Metaspace's prepend_scheme "first").
+void Tokenizer::Impl::encode_pretokenized(std::string_view piece, bool first,
+                                          std::vector<int32_t>& ids) const {
+  switch (spec.pre_tokenizer) {
+    case PreTokenizerKind::kNone:
+      encode_word(piece, ids);
+      break;
+    case PreTokenizerKind::kByteLevel:
+      for (std::string_view word : gpt2_pretokenize(piece))
+        encode_word(word, ids);
+      break;
+    case PreTokenizerKind::kMetaspace:
+      for (const std::string& word : tokenizer::metaspace_pretokenize(piece, spec.metaspace, first))
+        encode_word(word, ids);
+      break;
+  }
+}
+
+// HF AddedVocabulary::extract_and_normalize, then pre-tokenizer and model per piece.
+std::vector<int32_t> Tokenizer::Impl::encode(std::string_view text, bool allow_special) const {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 1);
+  for (const tokenizer::Split& split : raw_tokens.split(text, allow_special)) {
+    if (split.id >= 0) {
+      ids.push_back(split.id);
+      continue;
+    }
+    const std::string_view raw = text.substr(split.begin, split.end - split.begin);
+    std::string normalized_storage;
+    std::string_view normalized = raw;
+    if (!spec.normalizers.empty()) {
+      normalized_storage = tokenizer::normalize(spec.normalizers, raw);
+      normalized = normalized_storage;
+    }
+    if (normalized_tokens.empty()) {
+      if (!normalized.empty()) encode_pretokenized(normalized, split.begin == 0, ids);
+      continue;
+    }
+    for (const tokenizer::Split& sub : normalized_tokens.split(normalized, allow_special)) {
+      if (sub.id >= 0) {
+        ids.push_back(sub.id);
+      } else {
+        encode_pretokenized(normalized.substr(sub.begin, sub.end - sub.begin),
+                            split.begin == 0 && sub.begin == 0, ids);
+      }
+    }
+  }
+  return ids;
 }
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -457,70 +471,66 @@ Tokenizer Tokenizer::from_dir(const fs::path& dir) {
   auto impl = std::make_unique<Impl>();
   TokenizerSpec& spec = impl->spec;
   if (fs::exists(dir / "tokenizer.json")) {
-    read_tokenizer_json(dir / "tokenizer.json", spec);
+    tokenizer::read_tokenizer_json(dir / "tokenizer.json", spec);
   } else if (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt")) {
-    read_vocab_object(parse_json_file(dir / "vocab.json"), (dir / "vocab.json").string(), spec);
-    read_merges_txt(dir / "merges.txt", spec);
-    // GPT2Tokenizer treats <|endoftext|> as special (its bos/eos/unk token).
-    auto eot = spec.vocab.find(kEndOfText);
-    if (eot != spec.vocab.end()) spec.added.push_back({kEndOfText, eot->second, true});
+    tokenizer::read_vocab_json(dir / "vocab.json", spec);
+    tokenizer::read_merges_txt(dir / "merges.txt", spec);
+    // GPT2Tokenizer: <|endoftext|> is its bos, eos and unk token, and special.
+    spec.bos_token = spec.config_unk_token = tokenizer::kEndOfText;
+    auto eot = spec.vocab.find(tokenizer::kEndOfText);
+    if (eot != spec.vocab.end())
+      spec.added.push_back({tokenizer::kEndOfText, eot->second, true, false, false, false, false});
   } else {
     throw tokenizer_error(dir.string() + ": expected tokenizer.json, or vocab.json and merges.txt");
   }
   if (fs::exists(dir / "tokenizer_config.json"))
-    read_tokenizer_config(dir / "tokenizer_config.json", spec);
+    tokenizer::read_tokenizer_config(dir / "tokenizer_config.json", spec);
   impl->build(dir.string());
   return Tokenizer(std::move(impl));
 }
 
 std::vector<int32_t> Tokenizer::encode(const std::string& text, bool allow_special) const {
-  std::vector<int32_t> ids;
-  ids.reserve(text.size() / 3 + 1);
-  // Added tokens are cut out of the raw text first (HF AddedVocabulary): leftmost match wins,
-  // the longest one among matches at the same position.
-  std::vector<const AddedToken*> active;
-  for (const AddedToken& t : impl_->spec.added)
-    if (!t.content.empty() && (allow_special || !t.special)) active.push_back(&t);
-  std::vector<size_t> next(active.size());  // next occurrence of each at or after `pos`
-  for (size_t k = 0; k < active.size(); ++k)
-    next[k] = text.find(active[k]->content);
-  size_t pos = 0;
-  while (!active.empty()) {
-    size_t best_pos = std::string::npos;
-    const AddedToken* best = nullptr;
-    for (size_t k = 0; k < active.size(); ++k) {
-      if (next[k] != std::string::npos && next[k] < pos)
-        next[k] = text.find(active[k]->content, pos);
-      if (next[k] != std::string::npos &&
-          (next[k] < best_pos ||
-           (next[k] == best_pos && active[k]->content.size() > best->content.size()))) {
-        best_pos = next[k];
-        best = active[k];
-      }
-    }
-    if (!best) break;
-    impl_->encode_ordinary(std::string_view(text).substr(pos, best_pos - pos), ids);
-    ids.push_back(best->id);
-    pos = best_pos + best->content.size();
+  return impl_->encode(text, allow_special);
+}
+
+std::vector<int32_t> Tokenizer::encode_hf(const std::string& text, bool add_special_tokens) const {
+  std::vector<int32_t> ids = impl_->encode(text, /*allow_special=*/true);
+  if (add_special_tokens) {
+    ids.insert(ids.begin(), impl_->prefix.begin(), impl_->prefix.end());
+    ids.insert(ids.end(), impl_->suffix.begin(), impl_->suffix.end());
   }
-  impl_->encode_ordinary(std::string_view(text).substr(pos), ids);
   return ids;
 }
 
-std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  std::string text;
-  for (int32_t id : ids) {
-    if (id < 0 || id >= int64_t(impl_->id_bytes.size()) || !impl_->id_assigned[id])
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
+  const Impl& impl = *impl_;
+  for (int32_t id : ids)
+    if (id < 0 || id >= int64_t(impl.id_token.size()) || !impl.id_assigned[id])
       throw tokenizer_error("decode: token id " + std::to_string(id) +
                             " is not in the vocabulary (size " + std::to_string(vocab_size()) +
                             ")");
-    text += impl_->id_bytes[id];
+  const auto keep = [&](int32_t id) { return !skip_special_tokens || !impl.id_special[id]; };
+  if (impl.byte_level_decoder) {
+    std::string text;
+    for (int32_t id : ids)
+      if (keep(id)) text += impl.id_bytes[id];
+    return text;
   }
-  return text;
+  std::vector<std::string> tokens;
+  tokens.reserve(ids.size());
+  for (int32_t id : ids)
+    if (keep(id)) tokens.push_back(impl.id_token[id]);
+  if (!impl.spec.decoder) {  // HF without a decoder: the tokens joined by spaces
+    std::string text;
+    for (size_t i = 0; i < tokens.size(); ++i)
+      text += (i > 0 ? " " : "") + tokens[i];
+    return text;
+  }
+  return tokenizer::run_decoders(*impl.spec.decoder, std::move(tokens));
 }
 
 int64_t Tokenizer::vocab_size() const {
-  return int64_t(impl_->id_bytes.size());
+  return int64_t(impl_->id_token.size());
 }
 
 int32_t Tokenizer::eos_id() const {
@@ -530,8 +540,53 @@ int32_t Tokenizer::eos_id() const {
   return impl_->eos;
 }
 
+std::optional<int32_t> Tokenizer::bos_id() const {
+  return impl_->bos;
+}
+
+std::optional<int32_t> Tokenizer::pad_id() const {
+  return impl_->pad;
+}
+
+std::optional<int32_t> Tokenizer::unk_id() const {
+  return impl_->unk;
+}
+
+const std::vector<int32_t>& Tokenizer::special_prefix() const {
+  return impl_->prefix;
+}
+
+const std::vector<int32_t>& Tokenizer::special_suffix() const {
+  return impl_->suffix;
+}
+
 void Tokenizer::save(const fs::path& dir) const {
   const Impl& impl = *impl_;
+  const TokenizerSpec& spec = impl.spec;
+  nlohmann::ordered_json special_map = nlohmann::ordered_json::object();
+  const auto add_special = [&](const char* key, const std::optional<std::string>& token) {
+    if (token && impl.token_id(*token) >= 0) special_map[key] = *token;
+  };
+
+  if (!spec.tokenizer_json_path.empty()) {
+    write_file_atomic(dir / "tokenizer.json", spec.tokenizer_json_text);
+    std::string config = spec.tokenizer_config_text;
+    if (config.empty()) {
+      nlohmann::ordered_json c = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                                  {"model_max_length", spec.model_max_length},
+                                  {"clean_up_tokenization_spaces", false}};
+      if (impl.eos >= 0) c["eos_token"] = spec.eos_token;
+      config = c.dump(2) + "\n";
+    }
+    write_file_atomic(dir / "tokenizer_config.json", config);
+    add_special("bos_token", spec.bos_token);
+    add_special("eos_token", spec.eos_token);
+    add_special("unk_token", spec.config_unk_token);
+    add_special("pad_token", spec.pad_token);
+    write_file_atomic(dir / "special_tokens_map.json", special_map.dump(2) + "\n");
+    return;
+  }
+
   // vocab.json in id order; added tokens that are not in the model vocabulary are listed too so
   // that GPT2Tokenizer (which reads added_tokens_decoder below) finds every id.
   // Written by hand: nlohmann::ordered_json inserts in linear time, quadratic for 50k tokens.
@@ -545,20 +600,20 @@ void Tokenizer::save(const fs::path& dir) const {
   write_file_atomic(dir / "vocab.json", vocab + "\n");
 
   std::string merges = "#version: 0.2\n";
-  for (const auto& [left, right] : impl.spec.merges)
+  for (const auto& [left, right] : spec.merges)
     merges += left + " " + right + "\n";
   write_file_atomic(dir / "merges.txt", merges);
 
-  const std::string eos = impl.spec.eos_token;
+  const std::string eos = spec.eos_token;
   nlohmann::ordered_json added = nlohmann::ordered_json::object();
-  for (const AddedToken& t : impl.spec.added) {
-    added[std::to_string(t.id)] = {{"content", t.content},     {"lstrip", false},
-                                   {"normalized", !t.special}, {"rstrip", false},
-                                   {"single_word", false},     {"special", t.special}};
+  for (const AddedToken& t : spec.added) {
+    added[std::to_string(t.id)] = {{"content", t.content},         {"lstrip", t.lstrip},
+                                   {"normalized", t.normalized},   {"rstrip", t.rstrip},
+                                   {"single_word", t.single_word}, {"special", t.special}};
   }
   // clean_up_tokenization_spaces false keeps HF's decode exact (no " ." -> "." rewriting).
   nlohmann::ordered_json config = {{"tokenizer_class", "GPT2Tokenizer"},
-                                   {"model_max_length", impl.spec.model_max_length},
+                                   {"model_max_length", spec.model_max_length},
                                    {"bos_token", eos},
                                    {"eos_token", eos},
                                    {"unk_token", eos},

@@ -1,17 +1,24 @@
-// `tailor tokenize`: text <-> GPT-2 token ids, one JSON value per line so it composes with
-// shell pipelines and JSONL tooling.
+// `tailor tokenize`: text <-> token ids, one JSON value per line so it composes with shell
+// pipelines and JSONL tooling. Encoding gives what Hugging Face's `tokenizer(text)["input_ids"]`
+// gives: special tokens written in the text ("<|endoftext|>", "<s>") are recognised, and the
+// tokenizer's post-processor adds its special tokens (GPT-2: none; Mistral/Llama: <s> first).
 //
-//   tailor tokenize --tokenizer DIR --text "Hello world"              -> [15496, 995]
+//   tailor tokenize --tokenizer DIR --text "Hello world"              -> [15496, 995] (GPT-2)
+//   tailor tokenize --tokenizer MISTRAL --text "Hello world"          -> [1, 22557, 1526]
+//   tailor tokenize --tokenizer MISTRAL --no-special-tokens --text "Hello world" -> [22557, 1526]
 //   tailor tokenize --tokenizer DIR --input lines.txt                 -> one array per line
 //   tailor tokenize --tokenizer DIR --decode --text "[15496, 995]"    -> Hello world (raw)
 //   tailor tokenize --tokenizer DIR --decode --input ids.jsonl        -> one JSON string per line
 //
+// --no-special-tokens leaves out the post-processor's tokens (HF add_special_tokens=False);
+// --split-special-tokens encodes special-token text as plain text (HF split_special_tokens=True);
+// --decode --skip-special-tokens drops special tokens (HF skip_special_tokens=True).
 // Formats (stable): an id array is printed as "[" ids joined by ", " "]" (json.dumps style),
 // followed by a newline. --input splits its file (or stdin for "-") on '\n'; the newline is not
-// part of the line, a '\r' before it is (CRLF files keep their "\r" -> id 201); a final line
-// without '\n' still counts. Decoding --text prints the bytes exactly, with no newline added.
-// Decoding --input prints JSON strings so newlines survive; byte sequences that are not valid
-// UTF-8 (ids that split a character) become U+FFFD there.
+// part of the line, a '\r' before it is (CRLF files keep their "\r" -> GPT-2 id 201); a final
+// line without '\n' still counts. Decoding --text prints the bytes exactly, with no newline
+// added. Decoding --input prints JSON strings so newlines survive; byte sequences that are not
+// valid UTF-8 (ids that split a character) become U+FFFD there.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -70,9 +77,9 @@ std::vector<int32_t> parse_ids(const std::string& line, const std::string& where
 }
 
 std::string decode_at(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
-                      const std::string& where) {
+                      bool skip_special, const std::string& where) {
   try {
-    return tokenizer.decode(ids);
+    return tokenizer.decode(ids, skip_special);
   } catch (const Error& e) {
     throw Error("tokenize", where + ": " + e.what());
   }
@@ -85,12 +92,15 @@ void write_out(const std::string& s) {
 }  // namespace
 
 int tokenize_command(const std::vector<std::string>& args) {
-  CLI::App app{"Encode text to GPT-2 token ids (a JSON array per line) or decode ids to text.",
-               args.empty() ? "tailor tokenize" : args[0]};
+  CLI::App app{
+      "Encode text to token ids (a JSON array per line), as Hugging Face's "
+      "tokenizer(text)[\"input_ids\"] does, or decode ids to text.",
+      args.empty() ? "tailor tokenize" : args[0]};
   std::string tokenizer_dir, text, input;
-  bool decode = false, allow_special = false;
+  bool decode = false, no_special = false, split_special = false, skip_special = false;
   app.add_option("--tokenizer", tokenizer_dir,
-                 "directory with tokenizer.json, or vocab.json + merges.txt")
+                 "directory with tokenizer.json, or vocab.json + merges.txt "
+                 "(+ tokenizer_config.json)")
       ->required();
   auto* source = app.add_option_group("source", "exactly one of --text / --input");
   source->add_option("--text", text,
@@ -101,9 +111,17 @@ int tokenize_command(const std::vector<std::string>& args) {
                      "string");
   source->require_option(1);
   app.add_flag("--decode", decode, "ids -> text instead of text -> ids");
-  app.add_flag("--allow-special", allow_special,
-               "recognise special tokens such as <|endoftext|> in the text (otherwise they are "
-               "encoded as plain text)");
+  auto* no_special_flag = app.add_flag(
+      "--no-special-tokens", no_special,
+      "leave out the special tokens the tokenizer's post-processor adds (Mistral's <s>; GPT-2 "
+      "adds none), as HF add_special_tokens=False");
+  auto* split_flag =
+      app.add_flag("--split-special-tokens", split_special,
+                   "encode special-token text such as <s> or <|endoftext|> as plain text (HF "
+                   "split_special_tokens=True); by default it becomes the special token");
+  auto* skip_flag =
+      app.add_flag("--skip-special-tokens", skip_special,
+                   "with --decode: drop special tokens (HF skip_special_tokens=True)");
   app.footer(
       "Id arrays print as [15496, 995]. --input lines exclude the '\\n' but keep a '\\r'.\n"
       "Decoded JSON strings replace bytes that are not valid UTF-8 with U+FFFD.");
@@ -116,14 +134,34 @@ int tokenize_command(const std::vector<std::string>& args) {
     return app.exit(e) == 0 ? 0 : 2;
   }
 
+  if (decode && (*no_special_flag || *split_flag)) {
+    std::fprintf(stderr,
+                 "tailor tokenize: --no-special-tokens and --split-special-tokens "
+                 "apply to encoding, not to --decode\n");
+    return 2;
+  }
+  if (!decode && *skip_flag) {
+    std::fprintf(stderr, "tailor tokenize: --skip-special-tokens applies to --decode only\n");
+    return 2;
+  }
+
   const Tokenizer tokenizer = Tokenizer::from_dir(tokenizer_dir);
   const bool from_text = !source->get_option("--text")->empty();
+  const auto encode = [&](const std::string& s) {
+    std::vector<int32_t> ids = tokenizer.encode(s, /*allow_special=*/!split_special);
+    if (!no_special) {
+      ids.insert(ids.begin(), tokenizer.special_prefix().begin(), tokenizer.special_prefix().end());
+      ids.insert(ids.end(), tokenizer.special_suffix().begin(), tokenizer.special_suffix().end());
+    }
+    return ids;
+  };
 
   if (from_text) {
     if (decode) {
-      write_out(decode_at(tokenizer, parse_ids(text, "--text", tokenizer.vocab_size()), "--text"));
+      write_out(decode_at(tokenizer, parse_ids(text, "--text", tokenizer.vocab_size()),
+                          skip_special, "--text"));
     } else {
-      write_out(format_ids(tokenizer.encode(text, allow_special)) + "\n");
+      write_out(format_ids(encode(text)) + "\n");
     }
     std::fflush(stdout);
     return 0;
@@ -147,10 +185,10 @@ int tokenize_command(const std::vector<std::string>& args) {
     if (decode) {
       const std::string where = name + ":" + std::to_string(line_number);
       const std::string decoded =
-          decode_at(tokenizer, parse_ids(line, where, tokenizer.vocab_size()), where);
+          decode_at(tokenizer, parse_ids(line, where, tokenizer.vocab_size()), skip_special, where);
       out += nlohmann::json(decoded).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     } else {
-      out += format_ids(tokenizer.encode(line, allow_special));
+      out += format_ids(encode(line));
     }
     out += '\n';
     if (out.size() > (1 << 20)) {
