@@ -10,6 +10,7 @@ namespace tailor::cli {
 int run_command(const std::vector<std::string>& args);       // tailor run RECIPE [k=v ...]
 int tokenize_command(const std::vector<std::string>& args);  // tailor tokenize
 int score_command(const std::vector<std::string>& args);     // tailor score
+int generate_command(const std::vector<std::string>& args);  // tailor generate
 int export_command(const std::vector<std::string>& args);    // tailor export
 int data_command(const std::vector<std::string>& args);      // tailor data import ...
 int bench_command(const std::vector<std::string>& args);     // tailor bench

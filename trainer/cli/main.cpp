@@ -28,6 +28,7 @@ const std::map<std::string, Subcommand>& subcommands() {
       {"run", {tailor::cli::run_command, "run a recipe: tailor run RECIPE.yaml [key=value ...]"}},
       {"tokenize", {tailor::cli::tokenize_command, "text <-> GPT-2 token ids as JSON"}},
       {"score", {tailor::cli::score_command, "summed negative log-likelihood per JSONL line"}},
+      {"generate", {tailor::cli::generate_command, "text generation with a KV cache"}},
       {"export",
        {tailor::cli::export_command, "checkpoint -> Hugging Face directory / PEFT adapter"}},
       {"data", {tailor::cli::data_command, "import JSONL into an HDF5 store"}},
