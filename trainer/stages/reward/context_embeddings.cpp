@@ -46,10 +46,12 @@ std::string context_cache_key(const RewardRecipe& r) {
   return buf;
 }
 
-at::Tensor context_embeddings(GPT2LMHead& model, const std::vector<std::vector<int32_t>>& sequences,
+at::Tensor context_embeddings(CausalLMImpl& model,
+                              const std::vector<std::vector<int32_t>>& sequences,
                               const std::vector<int64_t>& needed, const fs::path& cache_file,
-                              const std::string& key, std::ostream& log) {
-  const int64_t R = static_cast<int64_t>(sequences.size()), E = model->config().n_embd;
+                              const std::string& key, std::ostream& log, bool* cache_hit) {
+  const int64_t R = static_cast<int64_t>(sequences.size()), E = model.hidden_size();
+  if (cache_hit) *cache_hit = false;
   if (fs::exists(cache_file)) {
     const auto file = h5::File::open_read_only(cache_file);
     if (file.has_attribute("key") && file.string_attribute("key") == key &&
@@ -57,12 +59,13 @@ at::Tensor context_embeddings(GPT2LMHead& model, const std::vector<std::vector<i
       auto values = file.read_float32("embeddings");
       log << "[reward] context embeddings: " << needed.size() << " read from "
           << cache_file.string() << "\n";
+      if (cache_hit) *cache_hit = true;
       return at::tensor(values, at::kFloat).view({R, E});
     }
   }
   at::Tensor out = at::zeros({R, E}, at::kFloat);
-  const bool was_training = model->is_training();
-  model->eval();
+  const bool was_training = model.is_training();
+  model.eval();
   {
     torch::NoGradGuard no_grad;
     constexpr size_t kChunk = 64;
@@ -82,13 +85,13 @@ at::Tensor context_embeddings(GPT2LMHead& model, const std::vector<std::vector<i
           mask_a[j][t] = 1;
         }
       }
-      const at::Tensor e = last_token_features(model->hidden_states(ids, mask), mask);
+      const at::Tensor e = last_token_features(model.hidden_states(ids, mask), mask);
       out.index_copy_(0,
                       at::tensor(std::vector<int64_t>(needed.begin() + i, needed.begin() + i + n)),
                       e.to(at::kFloat));
     }
   }
-  if (was_training) model->train();
+  if (was_training) model.train();
   fs::create_directories(cache_file.parent_path());
   write_atomic_with(cache_file, [&](const fs::path& tmp) {
     auto file = h5::File::create(tmp);

@@ -11,7 +11,7 @@
 
 #include <ATen/ATen.h>
 
-#include "models/gpt2/gpt2.h"
+#include "models/core/causal_lm.h"
 #include "trainer/stages/reward/reward_recipe.h"
 
 namespace tailor {
@@ -21,11 +21,13 @@ namespace tailor {
 std::string context_cache_key(const RewardRecipe& recipe);
 
 // [sequences.size(), n_embd] float32: rows `needed` hold the embeddings, the others zeros.
-// Reads `cache_file` when it exists with the same key and shape; otherwise computes them with
-// `model` in eval mode without gradients and writes the cache (atomically).
-at::Tensor context_embeddings(GPT2LMHead& model, const std::vector<std::vector<int32_t>>& sequences,
+// Reads `cache_file` when it exists with the same key and shape (the model is not run; the
+// file's values are returned as stored); otherwise computes them with `model` in eval mode
+// without gradients and writes the cache (atomically). `cache_hit`, when given, says which.
+at::Tensor context_embeddings(CausalLMImpl& model,
+                              const std::vector<std::vector<int32_t>>& sequences,
                               const std::vector<int64_t>& needed,
                               const std::filesystem::path& cache_file, const std::string& key,
-                              std::ostream& log);
+                              std::ostream& log, bool* cache_hit = nullptr);
 
 }  // namespace tailor

@@ -81,7 +81,7 @@ data::RatedCorpus subset_prompts(const data::RatedCorpus& corpus, int64_t max_pr
   return out;
 }
 
-RewardData from_rated(const RewardRecipe& r, const data::EncodeFn& encode, std::ostream& log) {
+RewardData from_rated(const RewardRecipe& r, const data::FieldEncodeFn& encode, std::ostream& log) {
   const uint64_t fixed_seed = static_cast<uint64_t>(r.users.seed);
   const auto corpus = subset_prompts(load_corpus(r), r.data.max_prompts, fixed_seed ^ kSplitSalt);
   const auto users =
@@ -134,11 +134,12 @@ RewardData from_rated(const RewardRecipe& r, const data::EncodeFn& encode, std::
   // Token sequences of every response: prompt ids ++ response ids, as `tailor score` builds them.
   std::vector<std::vector<int32_t>> prompt_ids(corpus.prompts.size());
   for (size_t p = 0; p < corpus.prompts.size(); ++p)
-    prompt_ids[p] = encode(corpus.prompts[p]);
+    prompt_ids[p] = encode("prompt", corpus.prompts[p]);
   out.sequences.reserve(corpus.responses.size());
   for (size_t i = 0; i < corpus.responses.size(); ++i)
     out.sequences.push_back(join_truncated(prompt_ids[corpus.response_prompt[i]],
-                                           encode(corpus.responses[i]), r.data.max_length));
+                                           encode("response", corpus.responses[i]),
+                                           r.data.max_length));
   log << "[reward] data: " << corpus.prompts.size() << " prompts, " << corpus.responses.size()
       << " responses (" << corpus.source << "); " << U << " users (" << r.users.kind << "), "
       << out.train.size() << " train / " << out.eval.size() << " eval pairs; survey of "
@@ -146,11 +147,13 @@ RewardData from_rated(const RewardRecipe& r, const data::EncodeFn& encode, std::
   return out;
 }
 
-RewardData from_pairs(const RewardRecipe& r, const data::EncodeFn& encode, std::ostream& log) {
+RewardData from_pairs(const RewardRecipe& r, const data::FieldEncodeFn& encode, std::ostream& log) {
+  data::ImportOptions options;
+  options.encode_field = encode;
   const auto store = r.data.path.extension() == ".h5"
                          ? data::Store::open(r.data.path)
                          : data::Store::from_data(data::tokenize_jsonl(
-                               r.data.path, data::StoreKind::pairs, encode, {}));
+                               r.data.path, data::StoreKind::pairs, {}, options));
   if (store.kind() != data::StoreKind::pairs)
     throw Error("recipe", "data.path: " + r.data.path.string() + " holds " +
                               data::kind_name(store.kind()) + " records, expected pairs");
@@ -199,7 +202,7 @@ RewardData from_pairs(const RewardRecipe& r, const data::EncodeFn& encode, std::
 
 }  // namespace
 
-RewardData prepare_reward_data(const RewardRecipe& r, const data::EncodeFn& encode,
+RewardData prepare_reward_data(const RewardRecipe& r, const data::FieldEncodeFn& encode,
                                std::ostream& log) {
   RewardData out =
       r.data.source == "pairs" ? from_pairs(r, encode, log) : from_rated(r, encode, log);

@@ -42,7 +42,9 @@ struct RewardData {
 // Reads or generates the data the recipe names and prepares it as above; prints a summary to
 // `log`. Sequences longer than data.max_length keep their last tokens (the response's end, where
 // last-token pooling reads). Throws Error naming the recipe key or file when something is empty.
-RewardData prepare_reward_data(const RewardRecipe& recipe, const data::EncodeFn& encode,
+// `encode` gets each text with its field: "prompt", "response", or the pairs file's "chosen" /
+// "rejected" (trainer/stages/prompt_format.h: BOS on the prompt, responses as continuations).
+RewardData prepare_reward_data(const RewardRecipe& recipe, const data::FieldEncodeFn& encode,
                                std::ostream& log);
 
 }  // namespace tailor

@@ -9,7 +9,8 @@
 // decoded from the trainable backbone's embedding of the response and z, and the loss adds
 // beta_t * KL(q || N(0, I)) and optionally the contrastive term on the latent means. With
 // gradient surgery every user in the batch gets their own backward pass, and the per-user
-// gradients are combined by PCGrad or MGDA before the update.
+// gradients are combined by PCGrad or MGDA before the update. The loss and gradient of a step are
+// reward_step_backward() (reward_step.h), the VPL rewards vpl_scores().
 #include "trainer/stages/reward/reward_stage.h"
 
 #include <algorithm>
@@ -28,7 +29,6 @@
 #include "data/sampling/adaptive_sampler.h"
 #include "data/sampling/epoch_sampler.h"
 #include "models/core/lora.h"
-#include "models/gpt2/gpt2.h"
 #include "models/heads/reward_model.h"
 #include "models/heads/vpl.h"
 #include "models/io/hf_checkpoint.h"
@@ -39,23 +39,18 @@
 #include "trainer/losses/preference_metrics.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/grad_clip.h"
-#include "trainer/optim/grad_surgery.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/run/metrics.h"
 #include "trainer/run/model_setup.h"
+#include "trainer/stages/prompt_format.h"
 #include "trainer/stages/reward/context_embeddings.h"
 #include "trainer/stages/reward/reward_data.h"
+#include "trainer/stages/reward/reward_step.h"
 #include "trainer/stages/reward/vpl_export.h"
 
 namespace tailor {
 namespace fs = std::filesystem;
 namespace {
-
-// Scores of one batch of examples.
-struct Scores {
-  at::Tensor chosen, rejected;  // [B]
-  at::Tensor mean, logvar;      // [B, L] (VPL only)
-};
 
 // Right-padded ids and mask of `rows` sequences, plus the tokens they hold.
 struct Padded {
@@ -110,11 +105,8 @@ class RewardStage {
   // [B, C, 2, E] frozen-encoder embeddings of each example's context pairs, drawn from `rng`.
   at::Tensor contexts(const std::vector<PreferenceExample>& batch, std::mt19937_64& rng) const;
   // Rewards of chosen and rejected; `training` samples z, otherwise z = mean.
-  Scores score(const std::vector<PreferenceExample>& batch, const at::Tensor& context,
-               bool training, int64_t* tokens = nullptr);
-  // Per-example loss terms -> the gradient in the trainable parameters' .grad().
-  void backward(const std::vector<PreferenceExample>& batch, const Scores& s, double kl_weight,
-                nlohmann::json& record);
+  RewardScores score(const std::vector<PreferenceExample>& batch, const at::Tensor& context,
+                     bool training, int64_t* tokens = nullptr);
   // Per-user held-out metrics into metrics.jsonl; with `predictions`, one JSON line per pair.
   nlohmann::json evaluate(std::string* predictions = nullptr);
   std::vector<at::Tensor> trainable() const;
@@ -122,8 +114,7 @@ class RewardStage {
   RewardRecipe r_;
   std::unique_ptr<Tokenizer> tokenizer_;
   RewardData data_;
-  GPT2Config config_;
-  GPT2LMHead backbone_{nullptr};
+  CausalLM backbone_;
   std::optional<LoraConfig> lora_;
   RewardModel bt_{nullptr};  // reward.kind bt
   VplHeads heads_{nullptr};  // reward.kind vae
@@ -136,6 +127,9 @@ class RewardStage {
   std::optional<AdaptiveSampler> adaptive_;
   std::vector<std::vector<int64_t>> train_of_user_;  // adaptive: each user's examples
   std::vector<int64_t> cursor_of_user_;
+  // adaptive: examples drawn per [phase][user], phase n (= users) the uniform tail
+  std::vector<std::vector<int64_t>> phase_samples_;
+  bool context_cache_hit_ = false;  // VPL: the context embeddings were read from the cache
   std::mt19937_64 rng_;
   int64_t step_ = 0;
   double start_time_ = 0;
@@ -158,15 +152,16 @@ void RewardStage::setup() {
   torch::manual_seed(static_cast<uint64_t>(r_.seed));
   rng_.seed(static_cast<uint64_t>(r_.seed) * 0x9e3779b97f4a7c15ULL + 1);
   tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::from_dir(r_.tokenizer));
-  const auto encode = [this](const std::string& text) { return tokenizer_->encode(text); };
+  const auto encode = [this](const std::string& field, const std::string& text) {
+    return encode_sft_field(*tokenizer_, PromptTemplate::kPlain, field, text);
+  };
   data_ = prepare_reward_data(r_, encode, std::cerr);
 
-  config_ = gpt2_config_for(r_.model);
-  if (r_.data.max_length > config_.n_positions)
+  backbone_ = build_model(r_.model, model_config_for(r_.model), at::kFloat);
+  if (r_.data.max_length > backbone_->max_positions())
     throw Error("recipe", "data.max_length " + std::to_string(r_.data.max_length) +
                               " exceeds the model's n_positions " +
-                              std::to_string(config_.n_positions));
-  backbone_ = build_gpt2(r_.model, config_, at::kFloat);
+                              std::to_string(backbone_->max_positions()));
 
   if (vae()) {
     // VPL's context encoder is the frozen initial backbone: embed every response a survey answer
@@ -177,9 +172,9 @@ void RewardStage::setup() {
         needed.insert(needed.end(), {c, rj});
     std::sort(needed.begin(), needed.end());
     needed.erase(std::unique(needed.begin(), needed.end()), needed.end());
-    embeddings_ = context_embeddings(backbone_, data_.sequences, needed,
+    embeddings_ = context_embeddings(*backbone_, data_.sequences, needed,
                                      r_.output_dir / "cache" / "context_embeddings.h5",
-                                     context_cache_key(r_), std::cerr);
+                                     context_cache_key(r_), std::cerr, &context_cache_hit_);
   }
   if (r_.lora.enabled) {
     lora_ =
@@ -188,7 +183,7 @@ void RewardStage::setup() {
   }
   if (vae()) {
     VplConfig vc;
-    vc.embed_dim = config_.n_embd;
+    vc.embed_dim = backbone_->hidden_size();
     vc.hidden_dim = r_.vae.hidden_dim;
     vc.latent_dim = r_.vae.latent_dim;
     vc.logvar_clamp = r_.vae.logvar_clamp;
@@ -249,6 +244,7 @@ void RewardStage::setup() {
     for (size_t i = 0; i < data_.train.size(); ++i)
       train_of_user_[data_.train[i].user].push_back(static_cast<int64_t>(i));
     cursor_of_user_.assign(U, 0);
+    phase_samples_.assign(U + 1, std::vector<int64_t>(U, 0));
     for (int64_t u = 0; u < U; ++u)
       if (train_of_user_[u].empty())
         throw Error("data", "user " + data_.user_names[u] +
@@ -258,9 +254,10 @@ void RewardStage::setup() {
   }
   metrics_.emplace(r_.output_dir / "metrics.jsonl");
   std::cerr << "[reward] " << (vae() ? "VPL conditional VAE" : "Bradley-Terry") << " reward model, "
-            << config_.n_layer << " layers, n_embd " << config_.n_embd << ", " << n_trainable
-            << " trainable parameters" << (r_.lora.enabled ? " (LoRA)" : "") << "; sampling "
-            << r_.train.sampling << ", grad_surgery " << r_.train.grad_surgery << "\n";
+            << backbone_->num_layers() << " layers, hidden size " << backbone_->hidden_size()
+            << ", " << n_trainable << " trainable parameters" << (r_.lora.enabled ? " (LoRA)" : "")
+            << "; sampling " << r_.train.sampling << ", grad_surgery " << r_.train.grad_surgery
+            << "\n";
 }
 
 std::vector<PreferenceExample> RewardStage::next_batch() {
@@ -311,8 +308,8 @@ at::Tensor RewardStage::contexts(const std::vector<PreferenceExample>& batch,
   return embeddings_.index_select(0, at::tensor(rows, at::kLong)).view({B, C, 2, -1});
 }
 
-Scores RewardStage::score(const std::vector<PreferenceExample>& batch, const at::Tensor& context,
-                          bool training, int64_t* tokens) {
+RewardScores RewardStage::score(const std::vector<PreferenceExample>& batch,
+                                const at::Tensor& context, bool training, int64_t* tokens) {
   const int64_t B = static_cast<int64_t>(batch.size());
   std::vector<const std::vector<int32_t>*> rows;
   for (const auto& ex : batch)
@@ -321,88 +318,17 @@ Scores RewardStage::score(const std::vector<PreferenceExample>& batch, const at:
     rows.push_back(&data_.sequences[ex.rejected]);
   const Padded p = pad(rows);
   if (tokens) *tokens += p.tokens;
-  Scores s;
-  at::Tensor rewards;
   if (vae()) {
     const auto e = last_token_features(backbone_->hidden_states(p.ids, p.mask), p.mask);  // [2B, E]
-    std::tie(s.mean, s.logvar) = heads_->encode(context);
-    const auto z = training ? sample_latent(s.mean, s.logvar) : s.mean;
-    rewards = heads_->decode(e, at::cat({z, z}, 0));
-  } else {
-    rewards = bt_->forward(p.ids, p.mask).select(1, 0);
+    // eps ~ N(0, I) from torch's default generator, drawn after the backbone's forward.
+    const at::Tensor eps = training ? at::randn({B, r_.vae.latent_dim}, e.options()) : at::Tensor();
+    return vpl_scores(heads_, e, context, eps);
   }
+  const at::Tensor rewards = bt_->forward(p.ids, p.mask).select(1, 0);
+  RewardScores s;
   s.chosen = rewards.slice(0, 0, B);
   s.rejected = rewards.slice(0, B, 2 * B);
   return s;
-}
-
-void RewardStage::backward(const std::vector<PreferenceExample>& batch, const Scores& s,
-                           double kl_weight, nlohmann::json& record) {
-  const int64_t B = static_cast<int64_t>(batch.size());
-  // Per-example loss: -log sigmoid(margin) + beta_t KL.
-  at::Tensor per_example = at::softplus(s.rejected - s.chosen);
-  at::Tensor kl;
-  if (vae()) {
-    kl = kl_to_standard_normal(s.mean, s.logvar);
-    per_example = per_example + kl_weight * kl;
-    record["kl"] = kl.mean().item<double>();
-  }
-  at::Tensor users = at::empty({B}, at::kLong);
-  for (int64_t i = 0; i < B; ++i)
-    users[i] = batch[i].user;
-  at::Tensor contrastive;
-  if (vae() && r_.vae.contrastive > 0) {
-    contrastive = contrastive_latent_loss(s.mean, users);
-    record["contrastive"] = contrastive.item<double>();
-  }
-  record["bt_loss"] = at::softplus(s.rejected - s.chosen).mean().item<double>();
-  record["batch_accuracy"] = (s.chosen > s.rejected).to(at::kDouble).mean().item<double>();
-
-  if (r_.train.grad_surgery == "none") {
-    at::Tensor loss = per_example.mean();
-    if (contrastive.defined()) loss = loss + r_.vae.contrastive * contrastive;
-    record["loss"] = loss.item<double>();
-    loss.backward();
-    return;
-  }
-  // One backward per user present: task t's gradient is that of its mean per-example loss.
-  std::vector<int32_t> present;
-  for (const auto& ex : batch)
-    present.push_back(ex.user);
-  std::sort(present.begin(), present.end());
-  present.erase(std::unique(present.begin(), present.end()), present.end());
-  const auto params = trainable();
-  std::vector<at::Tensor> grads;
-  double loss_sum = 0;
-  for (size_t t = 0; t < present.size(); ++t) {
-    const at::Tensor loss_u = per_example.masked_select(users == present[t]).mean();
-    loss_sum += loss_u.item<double>();
-    optimizer_->zero_grad();
-    loss_u.backward({}, /*retain_graph=*/t + 1 < present.size() || contrastive.defined());
-    grads.push_back(flatten_grads(params));
-  }
-  const at::Tensor G = at::stack(grads);  // [T, P]
-  const double T = static_cast<double>(present.size());
-  at::Tensor combined;
-  if (r_.train.grad_surgery == "pcgrad") {
-    combined = pcgrad(G, rng_, "mean");
-  } else {
-    const auto alpha = mgda_weights(G);
-    combined = mgda_combine(G, alpha) / T;  // mean scale, like pcgrad's
-    double min_alpha = 1;
-    for (double a : alpha)
-      min_alpha = std::min(min_alpha, a);
-    record["mgda_min_weight"] = min_alpha;
-  }
-  optimizer_->zero_grad();
-  assign_flat_grad(params, combined);
-  double loss = loss_sum / T;
-  // The contrastive term couples users, so it is added after surgery, not split by user.
-  if (contrastive.defined()) {
-    (r_.vae.contrastive * contrastive).backward();
-    loss += r_.vae.contrastive * contrastive.item<double>();
-  }
-  record["loss"] = loss;
 }
 
 void RewardStage::train() {
@@ -419,10 +345,18 @@ void RewardStage::train() {
     const double lr = schedule_->lr_at(step_);
     const double beta = kl_weight(r_.vae.kl_schedule, r_.vae.kl_beta, step_, anneal);
     int64_t tokens = 0;
-    nlohmann::json record;
     optimizer_->zero_grad();
-    const Scores s = score(batch, context, /*training=*/true, &tokens);
-    backward(batch, s, beta, record);
+    const RewardScores s = score(batch, context, /*training=*/true, &tokens);
+    std::vector<int32_t> users;
+    for (const auto& ex : batch)
+      users.push_back(ex.user);
+    if (adaptive_) {
+      auto& drawn = phase_samples_[adaptive_->phase_of_step(step_)];
+      for (int32_t u : users)
+        ++drawn[u];
+    }
+    const RewardLossOptions loss_options{vae(), beta, r_.vae.contrastive, r_.train.grad_surgery};
+    nlohmann::json record = reward_step_backward(s, users, params, loss_options, rng_);
     const double norm = r_.optimizer.grad_clip > 0 ? clip_grad_norm_(params, r_.optimizer.grad_clip)
                                                    : grad_norm(params);
     optimizer_->step(lr);
@@ -469,7 +403,7 @@ nlohmann::json RewardStage::evaluate(std::string* predictions) {
       const std::vector<PreferenceExample> chunk(
           of_user[u].begin() + i, of_user[u].begin() + std::min(i + kChunk, of_user[u].size()));
       const at::Tensor context = vae() ? contexts(chunk, context_rng) : at::Tensor();
-      const Scores s = score(chunk, context, /*training=*/false);
+      const RewardScores s = score(chunk, context, /*training=*/false);
       const at::Tensor d = (s.chosen - s.rejected).to(at::kDouble).contiguous();
       for (size_t j = 0; predictions && j < chunk.size(); ++j) {
         *predictions += nlohmann::json({{"user", data_.user_names[u]},
@@ -546,6 +480,27 @@ void RewardStage::finish() {
     if (final_eval.contains("eval/" + name + "/accuracy"))
       per_user[name] = final_eval["eval/" + name + "/accuracy"];
   summary["user_accuracy"] = per_user;
+  if (vae()) summary["context_cache"] = context_cache_hit_ ? "hit" : "computed";
+  if (adaptive_) {
+    // What the run drew: per phase, its group-B user and the examples of each user.
+    nlohmann::json phases = nlohmann::json::array();
+    for (size_t phase = 0; phase < phase_samples_.size(); ++phase) {
+      const int64_t drawn =
+          std::accumulate(phase_samples_[phase].begin(), phase_samples_[phase].end(), int64_t{0});
+      if (drawn == 0) continue;
+      nlohmann::json samples;
+      for (size_t u = 0; u < phase_samples_[phase].size(); ++u)
+        samples[data_.user_names[u]] = phase_samples_[phase][u];
+      const int64_t n = static_cast<int64_t>(phase_samples_.size()) - 1;
+      phases.push_back(
+          {{"phase", phase},
+           {"group_b", static_cast<int64_t>(phase) < n
+                           ? nlohmann::json(data_.user_names[adaptive_->options().order[phase]])
+                           : nlohmann::json()},
+           {"samples", samples}});
+    }
+    summary["adaptive_phases"] = phases;
+  }
   write_file_atomic(r_.output_dir / "summary.json", summary.dump(2) + "\n");
 
   if (r_.export_.enabled) {
@@ -553,7 +508,7 @@ void RewardStage::finish() {
     if (bt_) {
       save_reward_model(out, bt_, r_.export_.merge_lora, r_.tokenizer);
     } else {
-      save_vpl_export(out, backbone_, heads_, lora_, r_.export_.merge_lora, r_.tokenizer);
+      save_vpl_export(out, *backbone_, heads_, lora_, r_.export_.merge_lora, r_.tokenizer);
     }
     std::cerr << "[reward] exported to " << out.string() << "\n";
   }

@@ -2,7 +2,9 @@
 // reward model trained on the preferences of several users, with uniform or adaptive continual
 // sampling, optional per-user gradient surgery (PCGrad, MGDA) and a contrastive latent loss.
 // Per-user held-out accuracy, AUC and loss go to metrics.jsonl every train.eval_every steps;
-// summary.json holds the final numbers and when the run converged (read by `tailor sweep`);
+// summary.json holds the final numbers and when the run converged (read by `tailor sweep`), for
+// VPL whether the context embeddings were read from the cache (`context_cache`: hit | computed),
+// for adaptive sampling the examples drawn per user in each phase (`adaptive_phases`);
 // eval_predictions.jsonl the rewards of every held-out pair; export/ the trained model.
 #pragma once
 

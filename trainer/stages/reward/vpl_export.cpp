@@ -12,11 +12,11 @@
 namespace tailor {
 namespace fs = std::filesystem;
 
-void save_vpl_export(const fs::path& out, GPT2LMHead& backbone, VplHeads& heads,
+void save_vpl_export(const fs::path& out, CausalLMImpl& backbone, VplHeads& heads,
                      const std::optional<LoraConfig>& lora, bool merged,
                      const fs::path& tokenizer_dir) {
   ModelProvenance provenance;
-  provenance.config = backbone->config();
+  provenance.config = backbone.hf_config(backbone.dtype());
   provenance.tokenizer = tokenizer_dir;
   provenance.dtype = "float32";
   provenance.lora = lora;
@@ -36,7 +36,7 @@ void save_vpl_export(const fs::path& out, GPT2LMHead& backbone, VplHeads& heads,
   });
 }
 
-std::pair<GPT2LMHead, VplHeads> load_vpl_export(const fs::path& dir) {
+std::pair<CausalLM, VplHeads> load_vpl_export(const fs::path& dir) {
   const fs::path config_file = dir / "vpl_config.json";
   if (!fs::is_regular_file(config_file))
     throw Error("vpl", dir.string() + ": no vpl_config.json (not a VPL export)");
@@ -59,7 +59,7 @@ std::pair<GPT2LMHead, VplHeads> load_vpl_export(const fs::path& dir) {
                              std::to_string(item.value().numel()));
     item.value().copy_(it->second);
   }
-  GPT2LMHead backbone = load_gpt2_pretrained(dir / "backbone");
+  CausalLM backbone = load_pretrained(dir / "backbone");
   if (fs::is_directory(dir / "backbone" / "adapter"))
     load_peft_adapter(dir / "backbone" / "adapter", *backbone);
   return {backbone, heads};

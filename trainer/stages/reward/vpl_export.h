@@ -1,4 +1,4 @@
-// Export of a trained VPL reward model: out/backbone is a Hugging Face GPT-2 directory (with a
+// Export of a trained VPL reward model: out/backbone is a Hugging Face model directory (with a
 // PEFT adapter in out/backbone/adapter for LoRA runs unless merged, as
 // trainer/run/model_checkpoint.h exports), out/vpl_heads.safetensors the pair encoder, sequence
 // encoder and decoder weights under their module names (pair_encoder.0.weight, q.weight, ...,
@@ -9,17 +9,17 @@
 #include <optional>
 #include <utility>
 
+#include "models/core/causal_lm.h"
 #include "models/core/lora.h"
-#include "models/gpt2/gpt2.h"
 #include "models/heads/vpl.h"
 
 namespace tailor {
 
 // `lora`: the adapter config the backbone was trained with (nullopt = full fine-tune).
-void save_vpl_export(const std::filesystem::path& out, GPT2LMHead& backbone, VplHeads& heads,
+void save_vpl_export(const std::filesystem::path& out, CausalLMImpl& backbone, VplHeads& heads,
                      const std::optional<LoraConfig>& lora, bool merged,
                      const std::filesystem::path& tokenizer_dir);
 
-std::pair<GPT2LMHead, VplHeads> load_vpl_export(const std::filesystem::path& dir);
+std::pair<CausalLM, VplHeads> load_vpl_export(const std::filesystem::path& dir);
 
 }  // namespace tailor
