@@ -242,7 +242,8 @@ TEST(RecipeLoad, QuickstartRecipeIsValidAndSetsEveryKey) {
   EXPECT_EQ(r.data.train, fs::path("assets/datasets/quickstart/train.jsonl"));
   EXPECT_EQ(r.data.eval, fs::path("assets/datasets/quickstart/eval.jsonl"));
   EXPECT_EQ(r.output_dir, fs::path("runs/quickstart"));
-  EXPECT_TRUE(r.lora.enabled);
+  EXPECT_FALSE(r.lora.enabled);       // trains a random GPT-2 from scratch (full fine-tune)
+  EXPECT_EQ(r.samples.prompts, 100);  // ends with greedy answers and their exact-match rate
   // A complete, documented example: every key of the schema is written out in the file.
   const YAML::Node doc = YAML::LoadFile(file.string());
   for (const auto& key : sft_recipe_schema().spec().keys()) {

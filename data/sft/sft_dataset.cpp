@@ -23,15 +23,19 @@ SftDataset SftDataset::open(const fs::path& h5) {
 }
 
 SftDataset SftDataset::from_jsonl(const fs::path& jsonl, const EncodeFn& encode,
-                                  std::optional<StoreKind> kind) {
+                                  std::optional<StoreKind> kind,
+                                  const FieldEncodeFn& encode_field) {
   ImportOptions options;
   options.keep_text = false;  // only the ids are trained on
+  options.encode_field = encode_field;
   return SftDataset(Store::from_data(tokenize_jsonl(jsonl, kind, encode, options)));
 }
 
-SftDataset SftDataset::load(const fs::path& file, const EncodeFn& encode) {
+SftDataset SftDataset::load(const fs::path& file, const EncodeFn& encode,
+                            const FieldEncodeFn& encode_field) {
   const std::string ext = file.extension().string();
-  if (ext == ".jsonl" || ext == ".json") return from_jsonl(file, encode);
+  if (ext == ".jsonl" || ext == ".json")
+    return from_jsonl(file, encode, std::nullopt, encode_field);
   return open(file);
 }
 

@@ -51,9 +51,12 @@ class SftDataset {
   static SftDataset open(const std::filesystem::path& h5);
   // Tokenizes a JSONL file in memory (kind nullopt = detect from the first line).
   static SftDataset from_jsonl(const std::filesystem::path& jsonl, const EncodeFn& encode,
-                               std::optional<StoreKind> kind = std::nullopt);
-  // from_jsonl for *.jsonl / *.json files, open() for anything else.
-  static SftDataset load(const std::filesystem::path& file, const EncodeFn& encode);
+                               std::optional<StoreKind> kind = std::nullopt,
+                               const FieldEncodeFn& encode_field = {});
+  // from_jsonl for *.jsonl / *.json files, open() for anything else. `encode_field`, when set,
+  // encodes each JSON field by its key (see ImportOptions).
+  static SftDataset load(const std::filesystem::path& file, const EncodeFn& encode,
+                         const FieldEncodeFn& encode_field = {});
   explicit SftDataset(Store store);
 
   int64_t size() const { return store_.count(); }

@@ -130,7 +130,8 @@ StoreData tokenize_jsonl(const fs::path& jsonl, std::optional<StoreKind> kind,
     }
     std::vector<std::vector<int32_t>> ids;
     for (size_t f = 0; f < fields.size(); ++f) {
-      ids.push_back(encode(*texts[f]));
+      ids.push_back(options.encode_field ? options.encode_field(fields[f].json_key, *texts[f])
+                                         : encode(*texts[f]));
       if (ids.back().empty()) {
         throw Error("data",
                     reader.where() + ": \"" + fields[f].json_key + "\" encodes to no tokens");

@@ -25,7 +25,12 @@ namespace tailor::data {
 // passes tailor::Tokenizer::encode.
 using EncodeFn = std::function<std::vector<int32_t>(const std::string&)>;
 
+// Field-aware encoding: (json key, text) -> ids, for formats that treat a prompt differently from
+// a response (BOS and a chat template on the prompt only).
+using FieldEncodeFn = std::function<std::vector<int32_t>(const std::string&, const std::string&)>;
+
 struct ImportOptions {
+  FieldEncodeFn encode_field;   // when set, used instead of the EncodeFn
   TokenizerIdentity tokenizer;  // recorded in the store's attributes
   bool keep_text = true;        // also store the raw strings under /text/<key>
   bool progress = false;        // print records/s to stderr every few seconds

@@ -8,8 +8,9 @@ cd "$2"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$tailor" run recipes/quickstart.yaml output_dir="$work/run" train.max_steps=12 \
-  train.checkpoint_every=6 train.eval_every=6 train.log_every=3 > "$work/run.log" 2>&1 ||
+"$tailor" run recipes/quickstart.yaml output_dir="$work/run" train.max_steps=12 lora.enabled=true \
+  optimizer.lr=1.0e-2 train.checkpoint_every=6 train.eval_every=6 train.log_every=3 samples.prompts=4 \
+  > "$work/run.log" 2>&1 ||
   { cat "$work/run.log"; exit 1; }
 for f in recipe.yaml metrics.jsonl export/config.json export/model.safetensors export/vocab.json \
   export/merges.txt export/adapter/adapter_config.json export/adapter/adapter_model.safetensors; do
@@ -17,6 +18,10 @@ for f in recipe.yaml metrics.jsonl export/config.json export/model.safetensors e
 done
 grep -q '"fan_in_fan_out": true' "$work/run/export/adapter/adapter_config.json"
 grep -q '"eval_loss"' "$work/run/metrics.jsonl"
+# The end-of-run samples: 4 greedy answers and the exact-match rate, also in metrics.jsonl.
+[ "$(wc -l < "$work/run/samples.jsonl")" -eq 4 ] || { echo "samples.jsonl must hold 4 lines"; exit 1; }
+grep -q 'exact match: [0-9]*/4 ' "$work/run.log" || { echo "no exact-match line"; exit 1; }
+grep -q '"samples/exact_match"' "$work/run/metrics.jsonl"
 
 head -n 20 assets/datasets/quickstart/eval.jsonl > "$work/in.jsonl"
 "$tailor" score --model "$work/run/export" --adapter "$work/run/export/adapter" \

@@ -4,7 +4,8 @@
 // (natural log, float64 accumulation) of tokens 2..n given their prefixes. Input lines are
 // {"text": ...}, {"prompt": ..., "response": ...} (only response tokens scored; prompt and
 // response are tokenized separately and concatenated) or {"ids": [...]} (used as they are).
-// No BOS is added.
+// Text gets the special tokens the tokenizer's post-processor adds (Mistral: <s> first; GPT-2:
+// none), as training does (trainer/stages/prompt_format.h).
 //
 // When --model is a reward-model directory (config.json architectures *ForSequenceClassification,
 // see models/io/reward_export.h), or with --reward, each line gets the reward head's K outputs
@@ -26,6 +27,7 @@
 #include "trainer/cli/cli_args.h"
 #include "trainer/cli/commands.h"
 #include "trainer/losses/lm_loss.h"
+#include "trainer/stages/prompt_format.h"
 
 namespace tailor::cli {
 namespace fs = std::filesystem;
@@ -65,13 +67,16 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
       in.ids.push_back(v.get<int64_t>());
     }
   } else if (j.contains("text")) {
-    for (auto id : tokenizer().encode(string_field("text")))
+    for (auto id :
+         encode_sft_field(tokenizer(), PromptTemplate::kPlain, "text", string_field("text")))
       in.ids.push_back(id);
   } else if (j.contains("prompt") && j.contains("response")) {
-    for (auto id : tokenizer().encode(string_field("prompt")))
+    for (auto id :
+         encode_sft_field(tokenizer(), PromptTemplate::kPlain, "prompt", string_field("prompt")))
       in.ids.push_back(id);
     in.first_scored = std::max<int64_t>(1, static_cast<int64_t>(in.ids.size()));
-    for (auto id : tokenizer().encode(string_field("response")))
+    for (auto id : encode_sft_field(tokenizer(), PromptTemplate::kPlain, "response",
+                                    string_field("response")))
       in.ids.push_back(id);
   } else {
     throw Error(
@@ -102,7 +107,8 @@ RewardInput parse_reward_line(const std::string& text, const fs::path& file, int
     if (!j.at(key).is_string())
       throw Error("score", location(file, line) + ": \"" + key + "\" must be a string");
     std::vector<int64_t> ids;
-    for (auto id : tokenizer().encode(j.at(key).get<std::string>()))
+    for (auto id :
+         encode_sft_field(tokenizer(), PromptTemplate::kPlain, key, j.at(key).get<std::string>()))
       ids.push_back(id);
     return ids;
   };
@@ -206,12 +212,12 @@ int score_command(const std::vector<std::string>& args) {
   if (reward_dir) {
     RewardModel model = load_reward_model(model_dir, adapter_dir, dtype);
     model->eval();
-    const auto& config = model->backbone->config();
+    const CausalLMImpl& backbone = *model->backbone;
     for (int64_t line = 1; std::getline(in, text); ++line) {
       if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
       const RewardInput r = parse_reward_line(text, input, line, get_tokenizer);
       for (const auto* ids : {&r.ids, &r.chosen, &r.rejected})
-        check_ids(*ids, config.vocab_size, config.n_positions, input, line);
+        check_ids(*ids, backbone.vocab_size(), backbone.max_positions(), input, line);
       if (r.pair) {
         const auto chosen = reward_of(model, r.chosen, input, line);
         const auto rejected = reward_of(model, r.rejected, input, line);
@@ -224,10 +230,10 @@ int score_command(const std::vector<std::string>& args) {
     return 0;
   }
 
-  GPT2LMHead model = load_gpt2_pretrained(model_dir, dtype);
+  CausalLM model = load_pretrained(model_dir, dtype);
   if (!adapter_dir.empty()) load_peft_adapter(adapter_dir, *model);
   model->eval();
-  const int64_t vocab = model->config().vocab_size, max_len = model->config().n_positions;
+  const int64_t vocab = model->vocab_size(), max_len = model->max_positions();
   for (int64_t line = 1; std::getline(in, text); ++line) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     ScoreInput s = parse_line(text, input, line, get_tokenizer);

@@ -20,6 +20,8 @@ namespace {
 // Enum names of the sft-only keys; shared ones are in trainer/recipe/recipe_sections.h.
 const std::vector<std::pair<std::string, DataFormat>> kDataFormats = {
     {"text", DataFormat::kText}, {"prompt_response", DataFormat::kPromptResponse}};
+const std::vector<std::pair<std::string, PromptTemplate>> kPromptTemplates = {
+    {"plain", PromptTemplate::kPlain}, {"mistral_instruct", PromptTemplate::kMistralInstruct}};
 const std::vector<std::pair<std::string, Precision>> kPrecisions = {
     {"fp32", Precision::kFp32},
     {"bf16_autocast", Precision::kBf16Autocast},
@@ -60,6 +62,12 @@ Schema<SftRecipe> build_sft_schema() {
   s.choice(TAILOR_MEMBER(data.format), kDataFormats)
       .doc("text: loss on all tokens of {text}; prompt_response: loss on {response} tokens only")
       .default_value(DataFormat::kText);
+  s.choice(
+       "data.template", [](auto& r) -> auto& { return r.data.prompt_template; }, kPromptTemplates)
+      .doc(
+          "plain: text as written (BOS first when the tokenizer adds one); mistral_instruct: "
+          "<s>[INST] prompt [/INST] response</s>, Mistral-7B-Instruct's chat format")
+      .default_value(PromptTemplate::kPlain);
   s.key(TAILOR_MEMBER(data.max_length))
       .doc("tokens per example; longer examples are truncated")
       .default_value(128)
@@ -134,6 +142,22 @@ Schema<SftRecipe> build_sft_schema() {
       .above(0);
 
   // `export` is a C++ keyword, so its struct member is export_.
+  s.section("samples",
+            "greedy completions of eval prompts after training (prompt_response data), with the "
+            "exact-match rate against the references, in output_dir/samples.jsonl");
+  s.key(TAILOR_MEMBER(samples.prompts))
+      .doc("eval prompts to complete (the first N of the eval data); 0 = none")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(samples.max_new_tokens))
+      .doc("tokens generated per prompt at most (generation stops at EOS)")
+      .default_value(48)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(samples.show))
+      .doc("completions printed next to their references")
+      .default_value(5)
+      .at_least(0);
+
   s.section("export", "Hugging Face export at the end of the run, into output_dir/export");
   s.key(
        "export.enabled", [](auto& r) -> auto& { return r.export_.enabled; })
@@ -240,6 +264,9 @@ const std::string& to_string(ModelInit v) {
 }
 const std::string& to_string(DataFormat v) {
   return name_of(kDataFormats, v);
+}
+const std::string& to_string(PromptTemplate v) {
+  return name_of(kPromptTemplates, v);
 }
 const std::string& to_string(Precision v) {
   return name_of(kPrecisions, v);

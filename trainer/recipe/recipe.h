@@ -19,6 +19,9 @@ namespace tailor {
 
 enum class ModelInit { kRandom, kPretrained };
 enum class DataFormat { kText, kPromptResponse };
+// How a prompt becomes model input (trainer/stages/prompt_format.h): plain = as written;
+// mistral_instruct = "[INST] prompt [/INST]" as Mistral-7B-Instruct's chat template writes it.
+enum class PromptTemplate { kPlain, kMistralInstruct };
 // fp32: everything float32. bf16_autocast: float32 weights, matmuls in bfloat16.
 // bf16: bfloat16 weights with float32 master copies in the optimizer.
 enum class Precision { kFp32, kBf16Autocast, kBf16 };
@@ -26,6 +29,7 @@ enum class Precision { kFp32, kBf16Autocast, kBf16 };
 // Recipe names of the enums ("random", "prompt_response", "bf16_autocast", ...).
 const std::string& to_string(ModelInit v);
 const std::string& to_string(DataFormat v);
+const std::string& to_string(PromptTemplate v);
 const std::string& to_string(Precision v);
 
 // No member initializers on purpose: defaults live in the schema only. Use load_sft_recipe() or
@@ -54,6 +58,7 @@ struct DataSection {
   std::filesystem::path train;  // .jsonl or .h5
   std::filesystem::path eval;   // "" = none
   DataFormat format;
+  PromptTemplate prompt_template;  // recipe key data.template
   int64_t max_length;
   double eval_fraction;  // held out of train when there is no eval file
 };
@@ -100,6 +105,13 @@ struct ExportSection {
   bool merge_lora;
 };
 
+// Greedy completions of eval prompts at the end of a run, next to their references.
+struct SamplesSection {
+  int64_t prompts;         // eval prompts to complete; 0 = none
+  int64_t max_new_tokens;  // per completion
+  int64_t show;            // printed to stdout; all go to output_dir/samples.jsonl
+};
+
 struct SftRecipe {
   std::string stage;  // "sft"
   int64_t seed;
@@ -112,6 +124,7 @@ struct SftRecipe {
   ScheduleSection schedule;
   TrainSection train;
   DistSection dist;
+  SamplesSection samples;
   ExportSection export_;  // the `export` section (a C++ keyword)
 };
 

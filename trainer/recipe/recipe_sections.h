@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/registry.h"
 #include "trainer/recipe/recipe.h"
 #include "trainer/recipe/schema.h"
 
@@ -26,11 +27,10 @@ inline const std::vector<std::pair<std::string, ScheduleType>>& schedule_type_na
       {"constant", ScheduleType::kConstant}};
   return table;
 }
-// GPT-2 sizes of models/ (HF's gpt2, gpt2-medium, ... plus tiny ones for tests and the
-// quickstart); the numbers live with the model builders.
+// Model presets of models/registry.h (GPT-2: gpt2-tiny ... gpt2-xl; Mistral: mistral-tiny,
+// mistral-7b); the numbers live with the model builders.
 inline const std::vector<std::string>& model_preset_names() {
-  static const std::vector<std::string> names = {"gpt2-tiny",   "gpt2-mini",  "gpt2",
-                                                 "gpt2-medium", "gpt2-large", "gpt2-xl"};
+  static const std::vector<std::string> names = preset_names();
   return names;
 }
 
@@ -43,34 +43,36 @@ inline const std::vector<std::string>& model_preset_names() {
 // model.*: ModelSection.
 template <class R>
 void add_model_keys(Schema<R>& s) {
-  s.section("model", "the network to train: GPT-2 from a preset (random init) or a HF checkpoint");
+  s.section("model",
+            "the network to train: a preset (random init) or a HF checkpoint directory whose "
+            "config.json model_type is gpt2 or mistral");
   s.choice(TAILOR_MEMBER(model.init), model_init_names())
-      .doc("random: a fresh GPT-2 of the preset's size; pretrained: load model.path")
+      .doc("random: a fresh model of the preset's size; pretrained: load model.path")
       .default_value(ModelInit::kRandom);
   s.key(TAILOR_MEMBER(model.path))
       .doc("HF checkpoint directory (config.json + safetensors); needed for init: pretrained")
       .default_value(std::filesystem::path());
   s.choice(TAILOR_MEMBER(model.preset), model_preset_names())
-      .doc("GPT-2 size for init: random")
+      .doc("architecture and size for init: random")
       .default_value("gpt2-tiny");
   s.key(TAILOR_MEMBER(model.n_layer))
-      .doc("transformer blocks; 0 = the preset's (init: random only)")
+      .doc("transformer blocks (Mistral: num_hidden_layers); 0 = the preset's (init: random only)")
       .default_value(0)
       .at_least(0);
   s.key(TAILOR_MEMBER(model.n_head))
-      .doc("attention heads; 0 = the preset's (init: random only)")
+      .doc("attention heads (Mistral: num_attention_heads); 0 = the preset's (init: random only)")
       .default_value(0)
       .at_least(0);
   s.key(TAILOR_MEMBER(model.n_embd))
-      .doc("embedding width, a multiple of n_head; 0 = the preset's (init: random only)")
+      .doc("hidden width, a multiple of n_head (Mistral: hidden_size); 0 = the preset's")
       .default_value(0)
       .at_least(0);
   s.key(TAILOR_MEMBER(model.n_positions))
-      .doc("longest sequence the model accepts; 0 = the preset's (init: random only)")
+      .doc("longest sequence (Mistral: max_position_embeddings); 0 = the preset's")
       .default_value(0)
       .at_least(0);
   s.key(TAILOR_MEMBER(model.dropout))
-      .doc("residual, embedding and attention dropout while training")
+      .doc("dropout while training (GPT-2: residual, embedding, attention; Mistral: attention)")
       .default_value(0.0)
       .at_least(0)
       .below(1);

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <iomanip>
 #include <iostream>
 #include <numeric>
 
@@ -25,7 +26,6 @@
 #include "dist/sharded_checkpoint.h"
 #include "dist/zero.h"
 #include "models/core/lora.h"
-#include "models/gpt2/gpt2.h"
 #include "models/io/hf_checkpoint.h"
 #include "models/io/pretrained.h"
 #include "models/tokenizer/tokenizer.h"
@@ -39,6 +39,8 @@
 #include "trainer/run/model_setup.h"
 #include "trainer/run/rng_state.h"
 #include "trainer/run/sharded_export.h"
+#include "trainer/stages/prompt_format.h"
+#include "trainer/stages/sft/samples.h"
 
 namespace tailor {
 namespace fs = std::filesystem;
@@ -86,12 +88,12 @@ class SftStage {
   void finish();
 
  private:
-  GPT2Config model_config() const;
   std::vector<data::SftBatch> next_step_batches();
   double evaluate();
   void save_checkpoint();
   bool stores_base() const { return !r_.lora.enabled || r_.model.init == ModelInit::kRandom; }
   void check_ranks_agree();
+  void write_samples_if_asked();
   void setup_engine();
   // Forward/backward over a step's micro-batches, then one update: plain AdamW, or the ZeRO
   // engine's reduction and sharded update.
@@ -107,7 +109,7 @@ class SftStage {
   std::unique_ptr<dist::ZeroEngine> engine_;  // the distributed path; null = plain AdamW
   fs::path run_dir_;
   std::optional<Tokenizer> tokenizer_;
-  GPT2LMHead model_{nullptr};
+  CausalLM model_;
   ModelProvenance provenance_;
   std::optional<data::SftDataset> train_data_, eval_data_;
   std::vector<int64_t> train_indices_, eval_indices_;  // into the datasets above
@@ -119,10 +121,6 @@ class SftStage {
   int64_t step_ = 0;
   int64_t last_checkpoint_step_ = -1;
 };
-
-GPT2Config SftStage::model_config() const {
-  return gpt2_config_for(r_.model);
-}
 
 void SftStage::check_ranks_agree() {
   const auto hashes = comm_.all_gather_strings(recipe_hash(r_));
@@ -146,13 +144,13 @@ void SftStage::setup() {
   tokenizer_ = Tokenizer::from_dir(r_.tokenizer);
 
   // Model: HF init from the seed, or pretrained weights; then LoRA (its A init also from the seed).
-  const GPT2Config config = model_config();
-  if (tokenizer_->vocab_size() > config.vocab_size)
+  const auto dtype = r_.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
+  const nlohmann::json config = model_config_for(r_.model);
+  model_ = build_model(r_.model, config, dtype);
+  if (tokenizer_->vocab_size() > model_->vocab_size())
     throw Error("sft", "tokenizer " + r_.tokenizer.string() + " has " +
                            std::to_string(tokenizer_->vocab_size()) +
-                           " tokens but the model only " + std::to_string(config.vocab_size));
-  const auto dtype = r_.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
-  model_ = build_gpt2(r_.model, config, dtype);
+                           " tokens but the model only " + std::to_string(model_->vocab_size()));
   provenance_.config = config;
   provenance_.dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
   provenance_.tokenizer = fs::absolute(r_.tokenizer);
@@ -168,13 +166,17 @@ void SftStage::setup() {
     n_params += p.numel();
     if (p.requires_grad()) n_trainable += p.numel();
   }
-  log() << "[sft] model: " << config.n_layer << " layers, n_embd " << config.n_embd << ", "
-        << n_params << " parameters, " << n_trainable << " trainable (" << provenance_.dtype
-        << ")\n";
+  log() << "[sft] model: " << model_->model_type() << ", " << model_->num_layers()
+        << " layers, hidden size " << model_->hidden_size() << ", " << n_params << " parameters, "
+        << n_trainable << " trainable (" << provenance_.dtype << ")\n";
 
   // Data: a .jsonl is tokenized in memory, an .h5 store is read as imported.
+  // (JSONL prompts get the tokenizer's BOS and data.template, trainer/stages/prompt_format.h)
   const auto encode = [this](const std::string& text) { return tokenizer_->encode(text); };
-  train_data_ = data::SftDataset::load(r_.data.train, encode);
+  const auto encode_field = [this](const std::string& field, const std::string& text) {
+    return encode_sft_field(*tokenizer_, r_.data.prompt_template, field, text);
+  };
+  train_data_ = data::SftDataset::load(r_.data.train, encode, encode_field);
   const bool want_text = r_.data.format == DataFormat::kText;
   if (want_text != (train_data_->kind() == data::StoreKind::text))
     throw Error("recipe", "data.format is " + to_string(r_.data.format) + " but " +
@@ -183,7 +185,7 @@ void SftStage::setup() {
   train_indices_.resize(train_data_->size());
   std::iota(train_indices_.begin(), train_indices_.end(), 0);
   if (!r_.data.eval.empty()) {
-    eval_data_ = data::SftDataset::load(r_.data.eval, encode);
+    eval_data_ = data::SftDataset::load(r_.data.eval, encode, encode_field);
     eval_indices_.resize(eval_data_->size());
     std::iota(eval_indices_.begin(), eval_indices_.end(), 0);
   } else if (r_.data.eval_fraction > 0) {
@@ -198,7 +200,7 @@ void SftStage::setup() {
   }
   if (train_indices_.empty()) throw Error("sft", r_.data.train.string() + ": no training examples");
   sampler_.emplace(static_cast<int64_t>(train_indices_.size()), static_cast<uint64_t>(r_.seed));
-  collate_.max_length = std::min(r_.data.max_length, config.n_positions);
+  collate_.max_length = std::min(r_.data.max_length, model_->max_positions());
   collate_.eos_id = tokenizer_->eos_id();
   collate_.append_eos = true;  // learn to stop
 
@@ -454,16 +456,43 @@ void SftStage::save_checkpoint() {
   log() << "[sft] checkpoint " << dir.string() << "\n";
 }
 
+// Greedy completions of the first eval prompts (samples.prompts), on rank 0. Under ZeRO-3 no
+// rank holds the whole model, so there the samples come from `tailor generate` on the export.
+void SftStage::write_samples_if_asked() {
+  if (r_.samples.prompts == 0 || r_.data.format != DataFormat::kPromptResponse) return;
+  if (engine_ && engine_->stage() == 3) {
+    log() << "[sft] samples: skipped under ZeRO-3; run `tailor generate` on the export\n";
+    return;
+  }
+  if (!rank0_ || eval_indices_.empty()) return;
+  const int64_t n = std::min<int64_t>(r_.samples.prompts, eval_indices_.size());
+  const std::vector<int64_t> picks(eval_indices_.begin(), eval_indices_.begin() + n);
+  const fs::path file = run_dir_ / "samples.jsonl";
+  log() << "[sft] greedy completions of " << n << " eval prompts (" << file.string() << "):\n";
+  const SamplesResult result = write_samples(
+      *model_, eval_data_ ? *eval_data_ : *train_data_, picks, *tokenizer_, tokenizer_->eos_id(),
+      r_.samples.max_new_tokens, r_.samples.show, file, std::cout);
+  model_->train();
+  std::cout << "[sft] exact match: " << result.exact << "/" << result.count << " (" << std::fixed
+            << std::setprecision(1) << 100.0 * result.exact_match_rate() << "%)\n"
+            << std::defaultfloat << std::flush;
+  if (metrics_) {
+    metrics_->log(step_, {{"samples/exact_match", result.exact_match_rate()},
+                          {"samples/count", result.count}});
+  }
+}
+
 void SftStage::finish() {
   if (last_checkpoint_step_ != step_) save_checkpoint();
   const double eval_loss = evaluate();
   if (!std::isnan(eval_loss))
     log() << "[sft] final eval loss " << eval_loss << " (ppl " << std::exp(eval_loss) << ")\n";
+  write_samples_if_asked();
   const fs::path out = run_dir_ / "export";
   if (r_.export_.enabled) {
     model_->eval();
     if (!engine_) {
-      export_model(model_, provenance_, out, r_.export_.merge_lora);
+      export_model(*model_, provenance_, out, r_.export_.merge_lora);
     } else if (rank0_) {
       // One tensor at a time from the sharded checkpoint: no rank gathers the whole model.
       export_checkpoint_streaming(*latest_checkpoint(run_dir_), out, r_.export_.merge_lora);
@@ -476,16 +505,19 @@ void SftStage::finish() {
             << "  metrics:     " << (run_dir_ / "metrics.jsonl").string() << "\n"
             << "  checkpoint:  " << latest_checkpoint(run_dir_)->string() << "\n";
   if (r_.export_.enabled) {
+    const std::string adapter = provenance_.lora && !r_.export_.merge_lora
+                                    ? " --adapter " + (out / "adapter").string()
+                                    : "";
     std::cout << "  export:      " << out.string() << " (Hugging Face format"
               << (provenance_.lora && !r_.export_.merge_lora ? "; PEFT adapter in export/adapter"
                                                              : "")
               << ")\n"
-              << "score it:  ./build/tailor score --model " << out.string()
-              << (provenance_.lora && !r_.export_.merge_lora
-                      ? " --adapter " + (out / "adapter").string()
-                      : "")
+              << "score it:     ./build/tailor score --model " << out.string() << adapter
               << " --input " << (r_.data.eval.empty() ? r_.data.train : r_.data.eval).string()
-              << "\n";
+              << "\n"
+              << "generate:     echo '{\"prompt\": \"What sound does a cat make?\"}' | "
+              << "./build/tailor generate --model " << out.string() << adapter
+              << " --input /dev/stdin\n";
   }
 }
 
