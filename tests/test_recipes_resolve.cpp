@@ -153,10 +153,8 @@ TEST(ShippedRecipes, UltraFeedbackRecipesValidateAndNameMissingInputs) {
     const ResolvedConfig with_data = resolve_file(uf, {"data.path=" + (dir / "uf.jsonl").string()});
     const std::string model_path = with_data.get<std::string>("model.path");
     const std::string no_model = error_of([&] { stage.check_inputs(with_data); });
-    // "directory not found", or, run from the repository root where the default models/gpt2 is
-    // this repository's GPT-2 source folder, "has no config.json".
-    EXPECT_TRUE(starts_with(no_model, "[recipe] model.path: directory not found: " + model_path) ||
-                no_model == "[recipe] model.path: " + model_path + " has no config.json")
+    ASSERT_FALSE(fs::exists(model_path)) << "the test expects no GPT-2 checkpoint at " << model_path;
+    EXPECT_TRUE(starts_with(no_model, "[recipe] model.path: directory not found: " + model_path))
         << no_model;
     const ResolvedConfig complete = resolve_file(
         uf, {"data.path=" + (dir / "uf.jsonl").string(), "model.path=" + (dir / "gpt2").string()});

@@ -1,7 +1,14 @@
 #include "models/core/causal_lm.h"
 
+#include <map>
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/utils.h>
+
 #include "common/error.h"
+#include "common/name_list.h"
 #include "common/shape_string.h"
+#include "models/core/lora.h"
 
 #include <nlohmann/json.hpp>
 
@@ -29,6 +36,64 @@ double CausalLMImpl::initializer_range() const {
 at::Tensor CausalLMImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                  const at::Tensor& position_ids, KvCache* cache) {
   return lm_logits(hidden_states(input_ids, attention_mask, position_ids, cache));
+}
+
+void CausalLMImpl::load_hf_state_dict(const TensorMap& tensors, const std::string& source) {
+  const std::string scope = model_type();
+  for (const auto& item : named_modules()) {
+    if (auto* linear = item.value()->as<LinearImpl>(); linear && linear->merged()) {
+      throw Error(scope, source + ": cannot load base weights into a model with merged LoRA (" +
+                             item.key() + "); unmerge first");
+    }
+  }
+  std::map<std::string, at::Tensor> expected;
+  for (const auto& item : named_parameters()) {
+    if (!is_lora_parameter(item.key())) expected.emplace(item.key(), item.value());
+  }
+  // Validate everything before copying anything, so a bad file leaves the model untouched.
+  std::map<std::string, std::pair<std::string, at::Tensor>> matched;  // name -> (key, tensor)
+  std::vector<std::string> unexpected;
+  for (const auto& [key, tensor] : tensors) {
+    const std::string name = hf_parameter_name(key);
+    if (name.empty()) continue;
+    auto it = expected.find(name);
+    if (it == expected.end()) {
+      unexpected.push_back(key);
+      continue;
+    }
+    if (matched.count(name)) {
+      throw Error(scope, source + ": " + name + " is given twice (as " + matched[name].first +
+                             " and " + key + ")");
+    }
+    if (!tensor.defined() || !at::isFloatingType(tensor.scalar_type())) {
+      throw Error(scope, source + ": " + key + " must be a floating-point tensor");
+    }
+    if (tensor.sizes() != it->second.sizes()) {
+      throw Error(scope, source + ": " + key + " has shape " + shape_string(tensor.sizes()) +
+                             ", the model expects " + shape_string(it->second.sizes()));
+    }
+    matched.emplace(name, std::make_pair(key, tensor));
+  }
+  if (!unexpected.empty()) {
+    throw Error(scope, source + ": unexpected key(s) " + list_some(unexpected));
+  }
+  std::vector<std::string> missing;
+  for (const auto& entry : expected) {
+    if (!matched.count(entry.first)) missing.push_back(entry.first);
+  }
+  if (!missing.empty()) throw Error(scope, source + ": missing key(s) " + list_some(missing));
+
+  torch::NoGradGuard no_grad;
+  for (auto& [name, parameter] : expected)
+    parameter.copy_(matched.at(name).second);
+}
+
+TensorMap CausalLMImpl::hf_state_dict() const {
+  TensorMap out;
+  for (const auto& item : named_parameters()) {
+    if (!is_lora_parameter(item.key())) out.emplace(item.key(), item.value().detach());
+  }
+  return out;
 }
 
 at::Tensor next_token_log_probs(const at::Tensor& logits, const at::Tensor& input_ids) {

@@ -91,15 +91,16 @@ class CausalLMImpl : public torch::nn::Module {
   // The parameter a key of an HF state dict loads into, or "" for keys transformers ignores
   // (GPT-2's causal-mask buffers, a tied lm_head.weight, rotary inv_freq buffers).
   virtual std::string hf_parameter_name(const std::string& key) const = 0;
-  // Loads HF weights (any floating dtype, converted to the model's). Everything is validated
-  // before anything is copied: missing keys, unexpected keys and shape mismatches throw
-  // Error("<model_type>", "<source>: ...") naming the key and both shapes. LoRA factors are not
-  // part of a base state dict; loading into a merged model is refused.
-  virtual void load_hf_state_dict(const TensorMap& tensors,
-                                  const std::string& source = "state dict") = 0;
+  // Loads HF weights (any floating dtype, converted to the model's), each key mapped through
+  // hf_parameter_name. Everything is validated before anything is copied: missing keys,
+  // unexpected keys, duplicates, non-floating tensors and shape mismatches throw
+  // Error("<model_type>", "<source>: ...") naming the key (and both shapes), leaving the model
+  // untouched. LoRA factors are not part of a base state dict; loading into a merged model is
+  // refused.
+  void load_hf_state_dict(const TensorMap& tensors, const std::string& source = "state dict");
   // The base weights under the names save_pretrained writes (no tied lm_head, no LoRA factors),
   // as detached views of the parameters.
-  virtual TensorMap hf_state_dict() const = 0;
+  TensorMap hf_state_dict() const;
   // config.json for this model with torch_dtype `dtype` (architectures, model_type, every field
   // HF's config class reads).
   virtual nlohmann::json hf_config(at::ScalarType dtype) const = 0;

@@ -2,7 +2,7 @@
 // materialize parameters just in time (ZeRO stage 3 gathers a group's shards on enter and frees
 // them on exit) without the model knowing whether or how it is sharded.
 //
-// A model with hooks documents its groups (GPT2LMHeadImpl::hook_groups()) and, in forward, calls
+// A model with hooks documents its groups (CausalLMImpl::hook_groups()) and, in forward, calls
 // enter(g, x) before the first use of group g's parameters with the activation flowing in, and
 // exit(g, y) after their last forward use with the activation flowing out. A hook may register
 // autograd hooks on those activations (to act again during backward), but must not change them.

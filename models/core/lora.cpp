@@ -96,6 +96,10 @@ std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& 
   return wrapped;
 }
 
+bool is_lora_parameter(const std::string& name) {
+  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
+}
+
 bool has_lora(const torch::nn::Module& model) {
   return !lora_module_paths(model).empty();
 }

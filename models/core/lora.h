@@ -31,6 +31,8 @@ struct LoraConfig {
 std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& config);
 
 bool has_lora(const torch::nn::Module& model);
+// True for the name of a LoRA factor parameter ("...lora_A.weight" / "...lora_B.weight").
+bool is_lora_parameter(const std::string& name);
 // True when any LoRA layer is currently merged into its base weight.
 bool lora_merged(const torch::nn::Module& model);
 // Paths of the modules carrying LoRA.

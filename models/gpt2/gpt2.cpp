@@ -12,15 +12,12 @@
 #include "common/error.h"
 #include "common/shape_string.h"
 #include "models/core/attention_mask.h"
+#include "models/core/lora.h"
 
 namespace tailor {
 namespace {
 
 const char* kScope = "gpt2";
-
-bool is_lora_name(const std::string& name) {
-  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
-}
 
 // `transformer.h.<digits>.attn.bias` / `.attn.masked_bias`: causal-mask buffers in old checkpoints.
 bool is_attention_buffer(const std::string& name) {
@@ -33,14 +30,6 @@ bool is_attention_buffer(const std::string& name) {
   if (pos == digits_begin) return false;
   const std::string rest = name.substr(pos);
   return rest == ".attn.bias" || rest == ".attn.masked_bias";
-}
-
-std::string list_some(const std::vector<std::string>& names, size_t limit = 8) {
-  std::string text;
-  for (size_t i = 0; i < names.size() && i < limit; ++i)
-    text += (i ? ", " : "") + names[i];
-  if (names.size() > limit) text += ", ... (" + std::to_string(names.size()) + " in all)";
-  return text;
 }
 
 }  // namespace
@@ -197,7 +186,7 @@ void GPT2LMHeadImpl::init_weights() {
   for (auto& item : named_parameters()) {
     const std::string& name = item.key();
     at::Tensor& p = item.value();
-    if (is_lora_name(name)) continue;
+    if (is_lora_parameter(name)) continue;
     const bool layer_norm = name.find(".ln_") != std::string::npos;
     const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
     if (layer_norm) {
@@ -252,55 +241,6 @@ void GPT2LMHeadImpl::set_forward_hooks(std::shared_ptr<ForwardHooks> hooks) {
   transformer->hooks = std::move(hooks);
 }
 
-void GPT2LMHeadImpl::load_hf_state_dict(const TensorMap& tensors, const std::string& source) {
-  for (const auto& item : named_modules()) {
-    if (auto* linear = item.value()->as<LinearImpl>(); linear && linear->merged()) {
-      throw Error(kScope, source + ": cannot load base weights into a model with merged LoRA (" +
-                              item.key() + "); unmerge first");
-    }
-  }
-  std::map<std::string, at::Tensor> expected;
-  for (const auto& item : named_parameters()) {
-    if (!is_lora_name(item.key())) expected.emplace(item.key(), item.value());
-  }
-  // Validate everything before copying anything, so a bad file leaves the model untouched.
-  std::map<std::string, std::pair<std::string, at::Tensor>> matched;  // name -> (key, tensor)
-  std::vector<std::string> unexpected;
-  for (const auto& [key, tensor] : tensors) {
-    const std::string name = hf_parameter_name(key);
-    if (name.empty()) continue;
-    auto it = expected.find(name);
-    if (it == expected.end()) {
-      unexpected.push_back(key);
-      continue;
-    }
-    if (matched.count(name)) {
-      throw Error(kScope, source + ": " + name + " is given twice (as " + matched[name].first +
-                              " and " + key + ")");
-    }
-    if (!tensor.defined() || !at::isFloatingType(tensor.scalar_type())) {
-      throw Error(kScope, source + ": " + key + " must be a floating-point tensor");
-    }
-    if (tensor.sizes() != it->second.sizes()) {
-      throw Error(kScope, source + ": " + key + " has shape " + shape_string(tensor.sizes()) +
-                              ", the model expects " + shape_string(it->second.sizes()));
-    }
-    matched.emplace(name, std::make_pair(key, tensor));
-  }
-  if (!unexpected.empty()) {
-    throw Error(kScope, source + ": unexpected key(s) " + list_some(unexpected));
-  }
-  std::vector<std::string> missing;
-  for (const auto& entry : expected) {
-    if (!matched.count(entry.first)) missing.push_back(entry.first);
-  }
-  if (!missing.empty()) throw Error(kScope, source + ": missing key(s) " + list_some(missing));
-
-  torch::NoGradGuard no_grad;
-  for (auto& [name, parameter] : expected)
-    parameter.copy_(matched.at(name).second);
-}
-
 std::string GPT2LMHeadImpl::hf_parameter_name(const std::string& key) const {
   return gpt2_parameter_name(key, config_.tie_word_embeddings);
 }
@@ -313,14 +253,6 @@ nlohmann::json GPT2LMHeadImpl::hf_config(at::ScalarType dtype) const {
 
 std::vector<std::string> GPT2LMHeadImpl::lora_target_names() const {
   return {"c_attn", "c_proj", "c_fc"};
-}
-
-TensorMap GPT2LMHeadImpl::hf_state_dict() const {
-  TensorMap out;
-  for (const auto& item : named_parameters()) {
-    if (!is_lora_name(item.key())) out.emplace(item.key(), item.value().detach());
-  }
-  return out;
 }
 
 }  // namespace tailor

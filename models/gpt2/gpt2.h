@@ -137,11 +137,6 @@ class GPT2LMHeadImpl : public CausalLMImpl {
   // `h.N.attn.bias` / `h.N.attn.masked_bias` are ignored, and so is `lm_head.weight` when the
   // embeddings are tied (transformers re-ties it to wte and ignores the stored copy).
   std::string hf_parameter_name(const std::string& key) const override;
-  // Errors are Error("gpt2", "<source>: ...").
-  void load_hf_state_dict(const TensorMap& tensors,
-                          const std::string& source = "state dict") override;
-  // Under HF names with the `transformer.` prefix, as save_pretrained writes them.
-  TensorMap hf_state_dict() const override;
   nlohmann::json hf_config(at::ScalarType dtype) const override;
   WeightLayout linear_layout() const override { return WeightLayout::kConv1D; }
   std::vector<std::string> lora_target_names() const override;

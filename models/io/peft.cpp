@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/name_list.h"
 #include "common/shape_string.h"
 
 namespace tailor {
@@ -15,14 +16,6 @@ const char* kScope = "peft";
 
 [[noreturn]] void fail(const std::string& source, const std::string& message) {
   throw Error(kScope, source + ": " + message);
-}
-
-std::string list_some(const std::vector<std::string>& names, size_t limit = 8) {
-  std::string text;
-  for (size_t i = 0; i < names.size() && i < limit; ++i)
-    text += (i ? ", " : "") + names[i];
-  if (names.size() > limit) text += ", ... (" + std::to_string(names.size()) + " in all)";
-  return text;
 }
 
 // Writes whole numbers as JSON integers (PEFT types r and lora_alpha as int).

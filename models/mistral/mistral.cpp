@@ -1,5 +1,8 @@
 #include "models/mistral/mistral.h"
 
+#include "models/core/attention_mask.h"
+#include "models/core/lora.h"
+
 #include <cctype>
 #include <cmath>
 #include <limits>
@@ -15,10 +18,6 @@ namespace tailor {
 namespace {
 
 const char* kScope = "mistral";
-
-bool is_lora_name(const std::string& name) {
-  return name.find(".lora_A.") != std::string::npos || name.find(".lora_B.") != std::string::npos;
-}
 
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
@@ -38,34 +37,10 @@ bool is_rotary_buffer(const std::string& name) {
   return pos != digits_begin && name.substr(pos) == ".self_attn.rotary_emb.inv_freq";
 }
 
-// The value HF uses for masked attention scores: torch.finfo(dtype).min.
-double lowest_value(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kDouble:
-      return std::numeric_limits<double>::lowest();
-    case at::kFloat:
-      return std::numeric_limits<float>::lowest();
-    case at::kBFloat16:
-      return static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest());
-    case at::kHalf:
-      return -65504.0;
-    default:
-      throw Error(kScope, std::string("unsupported model dtype ") + c10::toString(dtype));
-  }
-}
-
 // Where HF upcasts to float32 (RMSNorm, rotary angles, softmax): float32, or float64 for a
 // float64 model.
 at::ScalarType upcast_type(at::ScalarType dtype) {
   return dtype == at::kDouble ? at::kDouble : at::kFloat;
-}
-
-std::string list_some(const std::vector<std::string>& names, size_t limit = 8) {
-  std::string text;
-  for (size_t i = 0; i < names.size() && i < limit; ++i)
-    text += (i ? ", " : "") + names[i];
-  if (names.size() > limit) text += ", ... (" + std::to_string(names.size()) + " in all)";
-  return text;
 }
 
 // HF MistralRotaryEmbedding: inv_freq = 1 / theta^(arange(0, D, 2) / D) [D/2];
@@ -300,7 +275,7 @@ void MistralForCausalLMImpl::init_weights() {
   for (auto& item : named_parameters()) {
     const std::string& name = item.key();
     at::Tensor& p = item.value();
-    if (is_lora_name(name)) continue;
+    if (is_lora_parameter(name)) continue;
     if (ends_with(name, "layernorm.weight") || name == "model.norm.weight") {
       p.fill_(1.0);
     } else {
@@ -360,64 +335,6 @@ std::string MistralForCausalLMImpl::hf_parameter_name(const std::string& key) co
   if (is_rotary_buffer(name)) return "";
   if (name == "lm_head.weight" && config_.tie_word_embeddings) return "";
   return name;
-}
-
-void MistralForCausalLMImpl::load_hf_state_dict(const TensorMap& tensors,
-                                                const std::string& source) {
-  for (const auto& item : named_modules()) {
-    if (auto* linear = item.value()->as<LinearImpl>(); linear && linear->merged()) {
-      throw Error(kScope, source + ": cannot load base weights into a model with merged LoRA (" +
-                              item.key() + "); unmerge first");
-    }
-  }
-  std::map<std::string, at::Tensor> expected;
-  for (const auto& item : named_parameters()) {
-    if (!is_lora_name(item.key())) expected.emplace(item.key(), item.value());
-  }
-  // Validate everything before copying anything, so a bad file leaves the model untouched.
-  std::map<std::string, std::pair<std::string, at::Tensor>> matched;  // name -> (key, tensor)
-  std::vector<std::string> unexpected;
-  for (const auto& [key, tensor] : tensors) {
-    const std::string name = hf_parameter_name(key);
-    if (name.empty()) continue;
-    auto it = expected.find(name);
-    if (it == expected.end()) {
-      unexpected.push_back(key);
-      continue;
-    }
-    if (matched.count(name)) {
-      throw Error(kScope, source + ": " + name + " is given twice (as " + matched[name].first +
-                              " and " + key + ")");
-    }
-    if (!tensor.defined() || !at::isFloatingType(tensor.scalar_type())) {
-      throw Error(kScope, source + ": " + key + " must be a floating-point tensor");
-    }
-    if (tensor.sizes() != it->second.sizes()) {
-      throw Error(kScope, source + ": " + key + " has shape " + shape_string(tensor.sizes()) +
-                              ", the model expects " + shape_string(it->second.sizes()));
-    }
-    matched.emplace(name, std::make_pair(key, tensor));
-  }
-  if (!unexpected.empty()) {
-    throw Error(kScope, source + ": unexpected key(s) " + list_some(unexpected));
-  }
-  std::vector<std::string> missing;
-  for (const auto& entry : expected) {
-    if (!matched.count(entry.first)) missing.push_back(entry.first);
-  }
-  if (!missing.empty()) throw Error(kScope, source + ": missing key(s) " + list_some(missing));
-
-  torch::NoGradGuard no_grad;
-  for (auto& [name, parameter] : expected)
-    parameter.copy_(matched.at(name).second);
-}
-
-TensorMap MistralForCausalLMImpl::hf_state_dict() const {
-  TensorMap out;
-  for (const auto& item : named_parameters()) {
-    if (!is_lora_name(item.key())) out.emplace(item.key(), item.value().detach());
-  }
-  return out;
 }
 
 nlohmann::json MistralForCausalLMImpl::hf_config(at::ScalarType dtype) const {

@@ -167,9 +167,6 @@ class MistralForCausalLMImpl : public CausalLMImpl {
   // Keys may omit the `model.` prefix (a MistralModel checkpoint); rotary `inv_freq` buffers of
   // old checkpoints and a tied lm_head.weight map to "" (ignored).
   std::string hf_parameter_name(const std::string& key) const override;
-  void load_hf_state_dict(const TensorMap& tensors,
-                          const std::string& source = "state dict") override;
-  TensorMap hf_state_dict() const override;
   nlohmann::json hf_config(at::ScalarType dtype) const override;
   WeightLayout linear_layout() const override { return WeightLayout::kLinear; }
   // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, and lm_head when untied.

@@ -1,8 +1,13 @@
-// tailor bench: GPT-2 training-step throughput on this machine (never a timed test).
+// tailor bench: throughput on this machine (never a timed test). Three suites:
+//   train   training steps of a preset (default GPT-2 124M) in fp32 / bf16 / LoRA configurations;
+//   decode  greedy KV-cache decoding with the generation library (GPT-2 124M, bf16, batch 1
+//           and 16): generated tokens/s;
+//   lora7b  one forward+backward+AdamW LoRA step of a Mistral-7B-shaped model (random init,
+//           bf16, r=16 on all seven projections, T=128) and its peak RSS.
 //
-// Each configuration builds a randomly initialised model, runs warm-up steps, then times full
-// optimizer steps (forward, loss, backward, AdamW) on random tokens, and reports ms/step,
-// tokens/s and the peak resident memory of the configuration (VmHWM, reset between runs).
+// Each configuration builds a randomly initialised model, runs warm-up steps, then times the
+// work on random tokens, and reports the peak resident memory of the configuration (VmHWM,
+// reset between runs).
 
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -14,6 +19,7 @@
 
 #include "common/error.h"
 #include "models/core/lora.h"
+#include "models/generation/generate.h"
 #include "models/registry.h"
 #include "trainer/cli/cli_args.h"
 #include "trainer/cli/commands.h"
@@ -117,46 +123,132 @@ nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_conf
           {"threads", at::get_num_threads()}};
 }
 
+// Greedy decoding of `new_tokens` tokens after random prompts of `prompt_len` tokens, B at a
+// time, through generate() (prefill + one KV-cache step per token). Reports generated tokens/s
+// over the whole call, prefill included, as a user of `tailor generate` sees it.
+nlohmann::json run_decode(const nlohmann::json& model_config, at::ScalarType dtype, int64_t B,
+                          int64_t prompt_len, int64_t new_tokens, int64_t repeats) {
+  reset_peak_memory();
+  torch::manual_seed(0);
+  CausalLM model = build_random_model(model_config, dtype);
+  std::vector<std::vector<int32_t>> prompts(B);
+  const at::Tensor ids = at::randint(model->vocab_size(), {B, prompt_len}, at::kInt);
+  for (int64_t b = 0; b < B; ++b)
+    prompts[b].assign(ids[b].data_ptr<int32_t>(), ids[b].data_ptr<int32_t>() + prompt_len);
+  GenerationConfig config;
+  config.max_new_tokens = new_tokens;
+  // An id outside the vocabulary never comes: every row decodes exactly new_tokens tokens.
+  config.eos_token_id = model->vocab_size();
+  generate(*model, prompts, config);  // warm-up
+  double total = 0;
+  int64_t generated = 0;
+  for (int64_t r = 0; r < repeats; ++r) {
+    const double start = now_seconds();
+    for (const auto& seq : generate(*model, prompts, config))
+      generated += static_cast<int64_t>(seq.ids.size());
+    total += now_seconds() - start;
+  }
+  return {{"suite", "decode"},
+          {"dtype", dtype == at::kBFloat16 ? "bf16" : "fp32"},
+          {"batch", B},
+          {"prompt_tokens", prompt_len},
+          {"new_tokens", new_tokens},
+          {"tokens_per_s", static_cast<double>(generated) / total},
+          {"ms_per_token_step", 1e3 * total / static_cast<double>(repeats * new_tokens)},
+          {"peak_memory_mib", peak_memory_mib()},
+          {"threads", at::get_num_threads()}};
+}
+
 }  // namespace
 
 int bench_command(const std::vector<std::string>& args) {
   CLI::App app{
-      "GPT-2 training-step benchmark (random init; prints ms/step, tokens/s, peak memory).",
+      "Throughput on this machine (random init): training steps, KV-cache decoding, and "
+      "a Mistral-7B-shaped LoRA step; prints tokens/s and peak memory.",
       args[0]};
-  std::string preset = "gpt2";
-  int64_t B = 4, T = 64, warmup = 2, steps = 5;
+  std::vector<std::string> suites = {"train", "decode", "lora7b"};
+  std::string preset = "gpt2", decode_preset = "gpt2";
+  int64_t B = 4, T = 64, warmup = 2, steps = 5, lora_seq = 128, lora_steps = 2;
+  int64_t prompt_len = 32, new_tokens = 64;
+  std::vector<int64_t> decode_batches = {1, 16};
   std::vector<std::string> only;
-  app.add_option("--preset", preset, "model preset (gpt2 = 124M)");
-  app.add_option("--batch", B, "micro-batch size B");
-  app.add_option("--seq", T, "sequence length T");
-  app.add_option("--warmup", warmup, "untimed warm-up steps");
-  app.add_option("--steps", steps, "timed steps");
+  app.add_option("--suite", suites, "suites to run: train, decode, lora7b (default all)");
+  app.add_option("--preset", preset, "train suite: model preset (gpt2 = 124M)");
+  app.add_option("--batch", B, "train suite: micro-batch size B");
+  app.add_option("--seq", T, "train suite: sequence length T");
+  app.add_option("--warmup", warmup, "train suite: untimed warm-up steps");
+  app.add_option("--steps", steps, "train suite: timed steps");
   app.add_option("--config", only,
-                 "run only these: fp32, bf16_autocast, bf16, lora_fp32, lora_bf16");
+                 "train suite: run only these: fp32, bf16_autocast, bf16, lora_fp32, lora_bf16");
+  app.add_option("--decode-preset", decode_preset, "decode suite: model preset");
+  app.add_option("--decode-batch", decode_batches, "decode suite: batch sizes");
+  app.add_option("--prompt-tokens", prompt_len, "decode suite: prompt length");
+  app.add_option("--new-tokens", new_tokens, "decode suite: tokens generated per sequence");
+  app.add_option("--lora7b-seq", lora_seq, "lora7b suite: sequence length");
+  app.add_option("--lora7b-steps", lora_steps, "lora7b suite: timed steps (after one warm-up)");
   if (auto code = parse_arguments(app, args)) return *code;
-  if (B < 1 || T < 2 || steps < 1 || warmup < 0)
-    throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1");
-
-  const std::vector<BenchConfig> all = {
-      {"fp32", at::kFloat, false, 0},          {"bf16_autocast", at::kFloat, true, 0},
-      {"bf16", at::kBFloat16, false, 0},       {"lora_fp32", at::kFloat, false, 16},
-      {"lora_bf16", at::kBFloat16, false, 16},
+  if (B < 1 || T < 2 || steps < 1 || warmup < 0 || lora_seq < 2 || lora_steps < 1)
+    throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1, --lora7b-seq >= 2");
+  const auto wants = [&](const char* suite) {
+    return std::find(suites.begin(), suites.end(), suite) != suites.end();
   };
-  nlohmann::json config = preset_config(preset);
   // Dropout off: the benchmark measures the model's arithmetic, not the RNG.
-  for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"})
-    if (config.contains(key)) config[key] = 0.0;
-  std::printf("preset %s (%s), B=%lld T=%lld, %d threads\n", preset.c_str(), config.dump().c_str(),
-              (long long)B, (long long)T, at::get_num_threads());
-  std::printf("%-14s %10s %12s %12s %14s\n", "config", "ms/step", "tokens/s", "peak MiB",
-              "trainable");
-  for (const auto& c : all) {
-    if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
-    auto r = run_config(c, config, B, T, warmup, steps);
-    std::printf("%-14s %10.1f %12.1f %12.0f %14lld\n", c.name.c_str(),
+  const auto no_dropout = [](nlohmann::json config) {
+    for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"})
+      if (config.contains(key)) config[key] = 0.0;
+    return config;
+  };
+
+  if (wants("train")) {
+    const std::vector<BenchConfig> all = {
+        {"fp32", at::kFloat, false, 0},          {"bf16_autocast", at::kFloat, true, 0},
+        {"bf16", at::kBFloat16, false, 0},       {"lora_fp32", at::kFloat, false, 16},
+        {"lora_bf16", at::kBFloat16, false, 16},
+    };
+    const nlohmann::json config = no_dropout(preset_config(preset));
+    std::printf("[train] preset %s, B=%lld T=%lld, %d threads\n", preset.c_str(), (long long)B,
+                (long long)T, at::get_num_threads());
+    std::printf("%-14s %10s %12s %12s %14s\n", "config", "ms/step", "tokens/s", "peak MiB",
+                "trainable");
+    for (const auto& c : all) {
+      if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
+      auto r = run_config(c, config, B, T, warmup, steps);
+      std::printf("%-14s %10.1f %12.1f %12.0f %14lld\n", c.name.c_str(),
+                  r["ms_per_step"].get<double>(), r["tokens_per_s"].get<double>(),
+                  r["peak_memory_mib"].get<double>(),
+                  (long long)r["trainable_parameters"].get<int64_t>());
+      std::cerr << r.dump() << "\n";
+    }
+  }
+  if (wants("decode")) {
+    const nlohmann::json config = no_dropout(preset_config(decode_preset));
+    std::printf("[decode] preset %s, bf16, greedy, %lld prompt tokens, %lld new tokens\n",
+                decode_preset.c_str(), (long long)prompt_len, (long long)new_tokens);
+    std::printf("%-8s %14s %18s %12s\n", "batch", "tokens/s", "ms/decode step", "peak MiB");
+    for (int64_t batch : decode_batches) {
+      auto r = run_decode(config, at::kBFloat16, batch, prompt_len, new_tokens, /*repeats=*/2);
+      std::printf("%-8lld %14.1f %18.1f %12.0f\n", (long long)batch,
+                  r["tokens_per_s"].get<double>(), r["ms_per_token_step"].get<double>(),
+                  r["peak_memory_mib"].get<double>());
+      std::cerr << r.dump() << "\n";
+    }
+  }
+  if (wants("lora7b")) {
+    // The real Mistral-7B shapes; LoRA r=16 on all seven projections, bf16 weights.
+    const nlohmann::json config = no_dropout(preset_config("mistral-7b"));
+    std::printf(
+        "[lora7b] mistral-7b shapes (random init, bf16), LoRA r=16 on q,k,v,o,gate,up,"
+        "down, B=1 T=%lld\n",
+        (long long)lora_seq);
+    const double start = now_seconds();
+    auto r = run_config({"lora_bf16", at::kBFloat16, false, 16}, config, 1, lora_seq,
+                        /*warmup=*/1, lora_steps);
+    std::printf("%-14s %10s %12s %12s %14s %10s\n", "config", "ms/step", "tokens/s", "peak MiB",
+                "trainable", "total s");
+    std::printf("%-14s %10.1f %12.1f %12.0f %14lld %10.1f\n", "lora_bf16",
                 r["ms_per_step"].get<double>(), r["tokens_per_s"].get<double>(),
                 r["peak_memory_mib"].get<double>(),
-                (long long)r["trainable_parameters"].get<int64_t>());
+                (long long)r["trainable_parameters"].get<int64_t>(), now_seconds() - start);
     std::cerr << r.dump() << "\n";
   }
   return 0;
