@@ -3,6 +3,7 @@
 // DPO and `tailor score` use; the base model a sequence-classification head attaches to.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include <torch/torch.h>
@@ -11,6 +12,7 @@
 #include "gpt2_reference.h"
 #include "models/core/causal_lm.h"
 #include "models/gpt2/gpt2.h"
+#include "models/mistral/mistral_config.h"
 #include "models/registry.h"
 
 namespace tailor {
@@ -80,6 +82,24 @@ TEST(CausalLmBaseModel, IsTheModuleBesidesTheLmHead) {
   EXPECT_EQ(mistral->base_model().first, "model");
   EXPECT_EQ(mistral->model_type(), "mistral");
   EXPECT_EQ(mistral->initializer_range(), 0.02);
+}
+
+// The registry's list (what recipes accept) is every family's presets, each building a model of
+// its family.
+TEST(CausalLmRegistry, PresetNamesCoverEveryFamilyAndBuild) {
+  std::vector<std::string> families = GPT2Config::preset_names();
+  for (const auto& name : MistralConfig::preset_names())
+    families.push_back(name);
+  std::vector<std::string> listed = preset_names();
+  std::sort(families.begin(), families.end());
+  std::sort(listed.begin(), listed.end());
+  EXPECT_EQ(listed, families);
+  for (const auto& name : {"gpt2-tiny", "mistral-tiny"}) {
+    const auto config = preset_config(name);
+    EXPECT_EQ(causal_lm_from_config(config, name, false)->model_type(),
+              config.at("model_type").get<std::string>());
+  }
+  EXPECT_THROW(preset_config("gpt3"), Error);
 }
 
 }  // namespace

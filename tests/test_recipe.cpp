@@ -321,7 +321,7 @@ TEST(RecipeErrors, BadEnumValueListsChoicesAndSuggests) {
   EXPECT_CONTAINS(
       resolve_error(std::string(kMinimal) + "model:\n  preset: gpt3\n"),
       "model.preset: expected one of gpt2-tiny, gpt2-mini, gpt2, gpt2-medium, gpt2-large, "
-      "gpt2-xl, got \"gpt3\"");
+      "gpt2-xl, mistral-tiny, mistral-7b, got \"gpt3\"");
 }
 
 TEST(RecipeErrors, TypesAreStrict) {
