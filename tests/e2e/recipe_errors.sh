@@ -48,6 +48,8 @@ expect_error missing-input "data.train: file not found: $WORK/none.jsonl" \
   "$QS" "output_dir=$OUT" "data.train=$WORK/none.jsonl"
 expect_error nccl-on-cpu "dist.backend: nccl reduces CUDA tensors" \
   "$QS" "output_dir=$OUT" dist.backend=nccl
+expect_error cuda-on-cpu-build "dist.device: cuda: this build's LibTorch has no CUDA" \
+  "$QS" "output_dir=$OUT" dist.device=cuda
 expect_error missing-recipe "$WORK/absent.yaml" "$WORK/absent.yaml"
 
 # --print-config: exit 0, the resolved recipe on stdout, nothing written.

@@ -68,6 +68,12 @@ int run_command(const std::vector<std::string>& args) {
   stage.check_inputs(config);
   if (!stage.run) throw Error("run", "stage '" + stage.name + "' is not available in this build");
 
+  const int world_size = dist::world().world_size();
+  if (world_size > 1 && !stage.data_parallel) {
+    throw Error("run", "stage '" + stage.name + "' runs on one process only (it is not " +
+                           "data-parallel yet), but was started on " + std::to_string(world_size) +
+                           " ranks; run it without mpirun. " + "Nothing was written.");
+  }
   const fs::path output_dir = config.get<std::string>("output_dir");
   if (dist::world().rank() != 0) return stage.run(config);  // rank 0 speaks and writes for all
   write_resolved_recipe(config, output_dir);

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <ATen/Context.h>
+
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "trainer/recipe/recipe_sections.h"
@@ -126,6 +128,9 @@ Schema<SftRecipe> build_sft_schema() {
       .default_value(false);
 
   s.section("dist", "data parallelism over the ranks of `mpirun -np N tailor run`");
+  s.choice(TAILOR_MEMBER(dist.device), std::vector<std::string>{"cpu", "cuda"})
+      .doc("where tensors live: cpu, or cuda (one GPU per rank; not available yet: refused)")
+      .default_value(std::string("cpu"));
   s.key(TAILOR_MEMBER(dist.zero_stage))
       .doc(
           "ZeRO stage: 0 replicated, 1 shards optimizer state, 2 also gradients, 3 also "
@@ -321,6 +326,15 @@ void check_sft_inputs(const SftRecipe& r) {
   if (fs::exists(r.output_dir) && !fs::is_directory(r.output_dir)) {
     throw Error("recipe",
                 "output_dir: " + r.output_dir.string() + " exists and is not a directory");
+  }
+  // Refused here, before anything is written, rather than failing inside the first step.
+  if (r.dist.device == "cuda") {
+    throw Error("recipe",
+                std::string("dist.device: cuda: ") +
+                    (at::hasCUDA() ? "the CUDA training path is not built yet"
+                                   : "this build's LibTorch has no CUDA (a CPU build)") +
+                    "; tailor trains on dist.device: cpu (docs/distributed.md says what has run "
+                    "on a GPU)");
   }
   // Refused here, before anything is written, rather than failing inside the first collective.
   if (r.dist.backend == "nccl") {

@@ -21,14 +21,16 @@ const std::vector<Stage>& stages() {
   static const std::vector<Stage> table = {
       // The runner is the last argument; an empty one makes `tailor run` report that the stage
       // is not available in this build.
-      make_stage<SftRecipe>("sft", "supervised fine-tuning: causal LM loss on text or responses",
-                            sft_recipe_schema(), resolve_sft_recipe, sft_recipe_from_config,
-                            check_sft_inputs,
-                            [](const SftRecipe& recipe) { return run_sft_stage(recipe); }),
+      make_stage<SftRecipe>(
+          "sft", "supervised fine-tuning: causal LM loss on text or responses", sft_recipe_schema(),
+          resolve_sft_recipe, sft_recipe_from_config, check_sft_inputs,
+          [](const SftRecipe& recipe) { return run_sft_stage(recipe); },
+          /*data_parallel=*/true),
       make_stage<RewardRecipe>(
           "reward", "reward model on per-user preferences: Bradley-Terry or VPL (conditional VAE)",
           reward_recipe_schema(), resolve_reward_recipe, reward_recipe_from_config,
-          check_reward_inputs, [](const RewardRecipe& recipe) { return run_reward_stage(recipe); }),
+          check_reward_inputs, [](const RewardRecipe& recipe) { return run_reward_stage(recipe); },
+          /*data_parallel=*/false),
   };
   return table;
 }

@@ -35,6 +35,10 @@ struct Stage {
   std::function<void(const ResolvedConfig&)> check_inputs;
   // Runs the stage; empty when this build has no runner for it.
   std::function<int(const ResolvedConfig&)> run;
+  // Whether the runner trains data-parallel over several ranks (mpirun). A stage that does not
+  // is refused under mpirun before anything is written, instead of N copies racing on one
+  // output directory.
+  bool data_parallel = false;
 };
 
 // Type-erases one stage's recipe functions and runner (runner may be empty).
@@ -43,11 +47,12 @@ Stage make_stage(std::string name, std::string summary, const Schema<Recipe>& sc
                  ResolvedConfig (*resolve)(const std::string&, const std::string&,
                                            const std::vector<std::string>&),
                  Recipe (*from_config)(const ResolvedConfig&), void (*check_inputs)(const Recipe&),
-                 StageRunner<Recipe> runner) {
+                 StageRunner<Recipe> runner, bool data_parallel) {
   Stage stage;
   stage.name = std::move(name);
   stage.summary = std::move(summary);
   stage.schema = &schema.spec();
+  stage.data_parallel = data_parallel;
   stage.resolve = resolve;
   stage.check_inputs = [from_config, check_inputs](const ResolvedConfig& config) {
     check_inputs(from_config(config));
