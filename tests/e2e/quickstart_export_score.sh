@@ -22,6 +22,9 @@ grep -q '"eval_loss"' "$work/run/metrics.jsonl"
 [ "$(wc -l < "$work/run/samples.jsonl")" -eq 4 ] || { echo "samples.jsonl must hold 4 lines"; exit 1; }
 grep -q 'exact match: [0-9]*/4 ' "$work/run.log" || { echo "no exact-match line"; exit 1; }
 grep -q '"samples/exact_match"' "$work/run/metrics.jsonl"
+# Progress records carry the process's peak RSS: a tiny GPT-2 run holds more than 50 MiB.
+grep -o '"peak_rss_mib":[0-9.]*' "$work/run/metrics.jsonl" | tail -n 1 | cut -d: -f2 |
+  awk '{ exit !($1 > 50) }' || { echo "metrics.jsonl lacks a plausible peak_rss_mib"; exit 1; }
 
 head -n 20 assets/datasets/quickstart/eval.jsonl > "$work/in.jsonl"
 "$tailor" score --model "$work/run/export" --adapter "$work/run/export/adapter" \

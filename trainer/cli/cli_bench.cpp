@@ -18,6 +18,7 @@
 #include <iostream>
 
 #include "common/error.h"
+#include "common/process_memory.h"
 #include "models/core/lora.h"
 #include "models/generation/generate.h"
 #include "models/registry.h"
@@ -37,26 +38,6 @@ struct BenchConfig {
   int64_t lora_rank;  // 0 = full fine-tune
 };
 
-// Peak resident set size in MiB since the last reset_peak_memory().
-double peak_memory_mib() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmHWM:") {
-      double kib;
-      status >> kib;
-      return kib / 1024.0;
-    }
-    status.ignore(1 << 20, '\n');
-  }
-  return -1;
-}
-
-void reset_peak_memory() {
-  std::ofstream clear("/proc/self/clear_refs");
-  clear << "5";  // resets VmHWM to the current RSS (Linux >= 4.0)
-}
-
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -74,7 +55,7 @@ CausalLM build_random_model(const nlohmann::json& config, at::ScalarType dtype) 
 
 nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_config, int64_t B,
                           int64_t T, int64_t warmup, int64_t steps) {
-  reset_peak_memory();
+  reset_peak_rss();
   torch::manual_seed(0);
   CausalLM model = build_random_model(model_config, c.dtype);
   if (c.lora_rank > 0) {
@@ -115,7 +96,7 @@ nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_conf
   return {{"config", c.name},
           {"ms_per_step", step_s * 1e3},
           {"tokens_per_s", B * T / step_s},
-          {"peak_memory_mib", peak_memory_mib()},
+          {"peak_memory_mib", peak_rss_mib()},
           {"trainable_parameters", trainable},
           {"batch", B},
           {"seq", T},
@@ -128,7 +109,7 @@ nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_conf
 // over the whole call, prefill included, as a user of `tailor generate` sees it.
 nlohmann::json run_decode(const nlohmann::json& model_config, at::ScalarType dtype, int64_t B,
                           int64_t prompt_len, int64_t new_tokens, int64_t repeats) {
-  reset_peak_memory();
+  reset_peak_rss();
   torch::manual_seed(0);
   CausalLM model = build_random_model(model_config, dtype);
   std::vector<std::vector<int32_t>> prompts(B);
@@ -155,7 +136,7 @@ nlohmann::json run_decode(const nlohmann::json& model_config, at::ScalarType dty
           {"new_tokens", new_tokens},
           {"tokens_per_s", static_cast<double>(generated) / total},
           {"ms_per_token_step", 1e3 * total / static_cast<double>(repeats * new_tokens)},
-          {"peak_memory_mib", peak_memory_mib()},
+          {"peak_memory_mib", peak_rss_mib()},
           {"threads", at::get_num_threads()}};
 }
 

@@ -19,6 +19,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/process_memory.h"
 #include "data/sampling/epoch_sampler.h"
 #include "data/sft/sft_dataset.h"
 #include "dist/communicator.h"
@@ -372,12 +373,24 @@ void SftStage::train() {
     const bool last = step_ == r_.train.max_steps;
     const bool log_now = last || step_ % r_.train.log_every == 0;
     progress.update(step_, tokens, loss_sum, lr, log_now);
+    // Peak RSS of this process and the largest over the ranks (a collective: every rank logs
+    // at the same steps).
+    double peak_rss = 0, peak_rss_max = 0;
+    if (log_now) {
+      peak_rss = peak_rss_max = peak_rss_mib();
+      if (comm_.world_size() > 1) {
+        for (const auto& value : comm_.all_gather_strings(std::to_string(peak_rss)))
+          peak_rss_max = std::max(peak_rss_max, std::stod(value));
+      }
+    }
     if (log_now && metrics_) {
       nlohmann::json record = {{"loss", loss_sum},
                                {"lr", lr},
                                {"grad_norm", norm},
                                {"tokens", tokens},
-                               {"tokens_per_s", progress.tokens_per_second()}};
+                               {"tokens_per_s", progress.tokens_per_second()},
+                               {"peak_rss_mib", peak_rss},
+                               {"peak_rss_mib_max_rank", peak_rss_max}};
       if (engine_) {
         // What rank 0 holds and moved (ranks differ only by padding); see dist/zero.h.
         const auto bytes = engine_->state_bytes();
