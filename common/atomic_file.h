@@ -16,8 +16,8 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& con
 void write_atomic_with(const std::filesystem::path& path,
                        const std::function<void(const std::filesystem::path&)>& write);
 
-// Same for a directory: `fill(tmp_dir)` populates a fresh temporary directory which then replaces
-// `dir` (an existing `dir` is moved aside and removed only after the rename succeeded).
+// Same for a directory: `fill(tmp_dir)` populates a fresh temporary directory, every file and
+// directory in it is fsynced, and it then replaces `dir` (replace_dir).
 void write_dir_atomic(const std::filesystem::path& dir,
                       const std::function<void(const std::filesystem::path&)>& fill);
 
@@ -25,9 +25,12 @@ void write_dir_atomic(const std::filesystem::path& dir,
 // a file themselves and rename it when complete (models/io/safetensors_stream.h).
 std::filesystem::path temp_sibling_path(const std::filesystem::path& path);
 
-// Moves a complete directory `tmp_dir` to `dir` as write_dir_atomic does: an existing `dir` is
-// moved aside and removed only after the rename succeeded (dist/sharded_checkpoint.h, whose
-// temporary directory is filled by several processes).
+// Moves a complete directory `tmp_dir` to `dir` as write_dir_atomic does, and fsyncs the parent
+// directory. An existing `dir` is swapped with `tmp_dir` in one atomic renameat2
+// RENAME_EXCHANGE, so `dir` names a complete directory at every instant, then the old contents
+// are removed; where the filesystem lacks the exchange, `dir` is moved aside first (a short
+// window without it). Used by dist/sharded_checkpoint.h, whose temporary directory is filled
+// (and fsynced) by several processes.
 void replace_dir(const std::filesystem::path& tmp_dir, const std::filesystem::path& dir);
 
 // Reads a whole file; throws tailor::Error("io", ...) naming the path if it cannot.
