@@ -16,6 +16,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/fnv1a.h"
 #include "common/shape_string.h"
 #include "models/io/safetensors.h"
 
@@ -80,7 +81,8 @@ std::map<std::string, size_t> index_table(const std::vector<TensorInfo>& tensors
 }
 
 std::string table_digest(const std::vector<TensorInfo>& tensors) {
-  return std::to_string(std::hash<std::string>{}(table_json(tensors).dump()));
+  // FNV-1a, not std::hash: ranks running different builds (nodes) must agree on it.
+  return fnv1a64_hex(table_json(tensors).dump());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/fnv1a.h"
 #include "data/store/h5_file.h"
 
 namespace tailor::data {
@@ -101,14 +102,9 @@ IdSpan RaggedIds::operator[](int64_t i) const {
 // ---- tokenizer identity -------------------------------------------------------------------
 
 TokenizerIdentity tokenizer_identity(const fs::path& dir, int64_t vocab_size) {
-  // FNV-1a 64 (Fowler–Noll–Vo): enough to tell vocabularies apart, not a security hash.
-  uint64_t h = 0xcbf29ce484222325ULL;
-  auto mix = [&h](const std::string& bytes) {
-    for (unsigned char c : bytes) {
-      h ^= c;
-      h *= 0x100000001b3ULL;
-    }
-  };
+  // FNV-1a 64: enough to tell vocabularies apart, not a security hash.
+  Fnv1a64 h;
+  auto mix = [&h](const std::string& bytes) { h.update(bytes); };
   bool any = false;
   for (const char* name : {"tokenizer.json", "vocab.json", "merges.txt"}) {
     const fs::path file = dir / name;
@@ -121,9 +117,7 @@ TokenizerIdentity tokenizer_identity(const fs::path& dir, int64_t vocab_size) {
     throw Error("data",
                 dir.string() + ": no tokenizer files (tokenizer.json or vocab.json + merges.txt)");
   }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016" PRIx64, h);
-  return TokenizerIdentity{vocab_size, std::string("fnv1a64:") + hex};
+  return TokenizerIdentity{vocab_size, "fnv1a64:" + h.hex()};
 }
 
 // ---- StoreData ----------------------------------------------------------------------------

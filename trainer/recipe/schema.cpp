@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "common/fnv1a.h"
 
 namespace tailor {
 namespace {
@@ -648,15 +649,7 @@ std::string ResolvedConfig::to_yaml(bool with_docs) const {
 }
 
 std::string ResolvedConfig::hash() const {
-  // FNV-1a, 64 bit: simple, fixed and platform-independent.
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : to_yaml(false)) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return fnv1a64_hex(to_yaml(false));
 }
 
 ResolvedConfig resolve_config(const SchemaSpec& schema, const std::string& yaml_text,

@@ -9,6 +9,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/fnv1a.h"
 #include "data/store/h5_file.h"
 #include "models/heads/vpl.h"
 
@@ -38,12 +39,7 @@ std::string context_cache_key(const RewardRecipe& r) {
   if (!r.data.path.empty() && fs::exists(r.data.path))
     text << ' ' << fs::file_size(r.data.path) << ' '
          << fs::last_write_time(r.data.path).time_since_epoch().count();
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a 64
-  for (unsigned char c : text.str())
-    h = (h ^ c) * 1099511628211ULL;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  return fnv1a64_hex(text.str());
 }
 
 at::Tensor context_embeddings(CausalLMImpl& model,
