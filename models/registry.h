@@ -18,6 +18,11 @@ namespace tailor {
 CausalLM causal_lm_from_config(const nlohmann::json& config, const std::string& source,
                                bool init_weights);
 
+// Validates a config.json as causal_lm_from_config would, without building the model (which for
+// a 7B allocates its parameters and initialises its embedding table): errors name `source` and
+// the key.
+void check_model_config(const nlohmann::json& config, const std::string& source);
+
 // The config.json of a named preset ("gpt2", "gpt2-tiny", ..., "mistral-7b", "mistral-tiny").
 // Throws Error("model", ...) listing the presets for an unknown name.
 nlohmann::json preset_config(const std::string& name);

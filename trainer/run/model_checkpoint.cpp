@@ -34,7 +34,7 @@ ModelProvenance provenance_from_json(const nlohmann::json& j, const std::string&
   p.config = j.at("config");
   // Checkpoints written before Mistral recorded GPT-2 configs without model_type.
   if (p.config.is_object() && !p.config.contains("model_type")) p.config["model_type"] = "gpt2";
-  causal_lm_from_config(p.config, source + " (extra.model.config)", /*init_weights=*/false);
+  check_model_config(p.config, source + " (extra.model.config)");
   if (!j.at("lora").is_null())
     p.lora = lora_config_from_peft(j.at("lora"), source + " (extra.model.lora)");
   p.base_model = j.at("base_model").get<std::string>();

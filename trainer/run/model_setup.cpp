@@ -64,7 +64,7 @@ nlohmann::json model_config_for(const ModelSection& model) {
     config["attention_dropout"] = model.dropout;
   }
   // Validates every key now, before any work, naming the source.
-  causal_lm_from_config(config, source, /*init_weights=*/false);
+  check_model_config(config, source);
   return config;
 }
 
