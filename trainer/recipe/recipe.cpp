@@ -145,6 +145,22 @@ Schema<SftRecipe> build_sft_schema() {
       .doc("MiB per gradient/parameter bucket at stages 0-2 (one collective per bucket)")
       .default_value(25.0)
       .above(0);
+  s.key(TAILOR_MEMBER(dist.overlap))
+      .doc(
+          "ZeRO-3: gather the next blocks' parameters and reduce-scatter gradients on a "
+          "communication thread while compute goes on; false = blocking collectives")
+      .default_value(true);
+  s.key(TAILOR_MEMBER(dist.prefetch))
+      .doc("ZeRO-3 with overlap: how many hook groups ahead parameters are gathered")
+      .default_value(1)
+      .at_least(0)
+      .at_most(8);
+  s.key(TAILOR_MEMBER(dist.collective_timeout_s))
+      .doc(
+          "seconds a collective may wait for the other ranks before every rank exits naming it "
+          "(a stuck or stopped rank); 0 = wait forever")
+      .default_value(600.0)
+      .at_least(0);
 
   // `export` is a C++ keyword, so its struct member is export_.
   s.section("samples",

@@ -99,6 +99,9 @@ struct DistSection {
                         // 3 = + sharded parameters
   std::string backend;  // auto | mpi | nccl | single
   double bucket_mb;     // gradient / parameter bucket size for stages 0-2
+  bool overlap;         // ZeRO-3: collectives on a communication thread, overlapping compute
+  int64_t prefetch;     // ZeRO-3 with overlap: hook groups gathered ahead
+  double collective_timeout_s;  // a collective waiting longer means a stuck rank; 0 = no limit
 };
 
 struct ExportSection {
