@@ -121,10 +121,18 @@ Runtime::Runtime(int* argc, char*** argv) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
-    // FUNNELED: only the main thread calls MPI (torch's worker threads never do).
+    // SERIALIZED: MPI is called by the main thread and by the ZeRO engine's communication
+    // thread (dist/comm_thread.h), never by both at once: the engine drains its thread before
+    // the trainer issues a collective of its own.
     int provided = 0;
-    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
       throw Error("dist", "MPI_Init_thread failed (launched by " + info.launcher + ")");
+    }
+    if (provided < MPI_THREAD_SERIALIZED) {
+      throw Error("dist", "the MPI library provides thread level " + std::to_string(provided) +
+                              " but tailor needs MPI_THREAD_SERIALIZED (" +
+                              std::to_string(MPI_THREAD_SERIALIZED) +
+                              "): collectives run on a communication thread");
     }
     state.owns_mpi = true;
   }

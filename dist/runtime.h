@@ -3,7 +3,7 @@
 //   int main(...) { dist::Runtime runtime(argc, argv); ... dist::world() ... }
 //
 // Launched by mpirun/srun (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE or SLURM_NTASKS/PMI in the
-// environment), Runtime initializes MPI (MPI_THREAD_FUNNELED) and world() is the MPI
+// environment), Runtime initializes MPI (MPI_THREAD_SERIALIZED) and world() is the MPI
 // communicator; otherwise MPI is never initialized and world() is the single-process backend.
 // The NCCL communicator for CUDA tensors is made on demand by make_device_communicator().
 //

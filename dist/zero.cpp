@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/shape_string.h"
+#include "dist/comm_thread.h"
 
 namespace tailor::dist {
 
@@ -39,6 +40,32 @@ int64_t round_up(int64_t n, int64_t m) {
   return (n + m - 1) / m * m;
 }
 
+// A gathered buffer is freed by releasing its storage's memory, not by dropping the tensor:
+// every view of it (parameters, and tensors autograd saved for backward) shares the storage, and
+// refilling the same storage later makes those views valid again.
+void free_storage(const at::Tensor& t) {
+  c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
+  storage->set_data_ptr_noswap(at::DataPtr(nullptr, storage->device()));
+  storage->set_nbytes(0);
+}
+bool storage_allocated(const at::Tensor& t) {
+  return t.storage().nbytes() > 0;
+}
+void allocate_storage(const at::Tensor& t) {
+  c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
+  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  storage->set_data_ptr_noswap(storage->allocator()->allocate(bytes));
+  storage->set_nbytes(bytes);
+}
+// Another tensor on the same storage with its own version counter: collectives write through
+// it, so refilling a released buffer does not count as an in-place change of the views
+// autograd saved.
+at::Tensor alias_of(const at::Tensor& t) {
+  at::Tensor alias = at::empty({0}, t.options());
+  alias.set_(t.storage(), 0, t.sizes(), t.strides());
+  return alias;
+}
+
 }  // namespace
 
 // One parameter's place in a flat.
@@ -60,11 +87,14 @@ struct Flat {
   std::vector<Slot> slots;
   bool trainable = false;
   at::ScalarType dtype = at::kFloat;
+  at::TensorOptions options;  // dtype and device of the parameters
   int64_t numel = 0, padded = 0, chunk = 0;
   int group = -1;  // stage 3: its hook group
 
-  at::Tensor full;   // padded parameters; params are views into it (stage 3: while gathered)
-  at::Tensor shard;  // stage 3: this rank's chunk of the parameters
+  at::Tensor full;        // padded parameters; params are views into it (stage 3: while gathered;
+                          // its storage is released in between)
+  at::Tensor full_alias;  // stage 3: the same storage, written by the all-gather
+  at::Tensor shard;       // stage 3: this rank's chunk of the parameters
 
   // Optimizer range: the elements this rank updates, [own_begin, own_begin + own_len).
   int64_t own_begin = 0, own_len = 0;
@@ -93,8 +123,9 @@ std::pair<int64_t, int64_t> overlap(const Slot& s, int64_t begin, int64_t length
 
 struct Group {
   std::vector<int> flats;
-  bool gathered = false;
-  bool release_pending = false;  // backward is past it; free once its gradients are reduced
+  bool gathered = false;             // the parameters are views of the gathered flats
+  std::shared_future<void> pending;  // an all-gather queued on the communication thread
+  bool release_pending = false;      // backward is past it; free once its gradients have arrived
 };
 
 struct ZeroEngine::Impl {
@@ -105,6 +136,8 @@ struct ZeroEngine::Impl {
   std::vector<Flat> flats;
   std::vector<Group> groups;  // stage 3
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<bool> deferred;               // per parameter: values come from fill_parameters
+  std::unique_ptr<CommThread> comm_thread;  // stage 3 with overlap
   AdamWScratch scratch;
   int64_t step = 0;
 
@@ -131,11 +164,29 @@ struct ZeroEngine::Impl {
     // Padded to a multiple of the world size so every rank owns an equal chunk.
     f.padded = round_up(std::max<int64_t>(f.numel, 1), world);
     f.chunk = f.padded / world;
+    const auto options = params[members.front()].param.options();
+    f.options = options;
     at::NoGradGuard no_grad;
-    f.full = at::zeros({f.padded}, at::TensorOptions().dtype(f.dtype));
-    for (const auto& s : f.slots) {
-      f.full.narrow(0, s.offset, s.numel).copy_(params[s.param].param.reshape({-1}));
-      params[s.param].param.set_data(param_view(s, f.full));
+    if (config.stage == 3) {
+      // Only this rank's chunk is ever allocated here; the full buffer gets memory while gathered.
+      f.shard = at::zeros({f.chunk}, options);
+      const auto [chunk_begin, chunk_len] = f.chunk_range(rank);
+      for (const auto& s : f.slots) {
+        const auto [b, e] = overlap(s, chunk_begin, chunk_len);
+        if (e > b && !deferred[s.param])
+          f.shard.narrow(0, b - rank * f.chunk, e - b)
+              .copy_(params[s.param].param.reshape({-1}).narrow(0, b - s.offset, e - b));
+        params[s.param].param.set_data(at::empty({0}, options));
+      }
+      f.full = at::empty({f.padded}, options);
+      free_storage(f.full);
+      f.full_alias = alias_of(f.full);
+    } else {
+      f.full = at::zeros({f.padded}, options);
+      for (const auto& s : f.slots) {
+        f.full.narrow(0, s.offset, s.numel).copy_(params[s.param].param.reshape({-1}));
+        params[s.param].param.set_data(param_view(s, f.full));
+      }
     }
     if (trainable) {
       f.expected = static_cast<int>(f.slots.size());
@@ -150,19 +201,19 @@ struct ZeroEngine::Impl {
         if (e > b) f.segments.push_back({b, e - b, params[s.param].decay});
       }
       const bool low_precision = f.dtype == at::kBFloat16 || f.dtype == at::kHalf;
-      const auto state_dtype = low_precision ? at::kFloat : f.dtype;
-      if (low_precision) f.master = f.full.narrow(0, f.own_begin, f.own_len).to(at::kFloat);
-      f.exp_avg = at::zeros({f.own_len}, at::TensorOptions().dtype(state_dtype));
-      f.exp_avg_sq = at::zeros({f.own_len}, at::TensorOptions().dtype(state_dtype));
-    }
-    if (config.stage == 3) {
-      f.shard = f.full.narrow(0, rank * f.chunk, f.chunk).clone();
-      for (const auto& s : f.slots)
-        params[s.param].param.set_data(at::empty({0}, f.full.options()));
-      f.full = at::Tensor();
+      const auto state_options = options.dtype(low_precision ? at::kFloat : f.dtype);
+      if (low_precision) f.master = at::empty({f.own_len}, state_options);
+      refresh_master(f);
+      f.exp_avg = at::zeros({f.own_len}, state_options);
+      f.exp_avg_sq = at::zeros({f.own_len}, state_options);
     }
     flats.push_back(std::move(f));
     return static_cast<int>(flats.size()) - 1;
+  }
+
+  // The float32 master copy of low-precision weights follows the weights.
+  void refresh_master(Flat& f) {
+    if (f.master.defined()) f.master.copy_(weights_low(f));
   }
 
   void update(Flat& f, double lr);  // AdamW on the owned range
@@ -178,28 +229,71 @@ struct ZeroEngine::Impl {
   }
 
   // ---- stage 3: gather / release ----
+  // Queues (overlap) or runs the all-gather of group g into its flats' storage; a no-op when the
+  // group is gathered or already on its way.
+  void start_gather(int g) {
+    Group& group = groups.at(g);
+    if (group.gathered || group.pending.valid()) return;
+    std::vector<std::pair<at::Tensor, at::Tensor>> work;  // (shard, full_alias)
+    for (int fi : group.flats) {
+      Flat& f = flats[fi];
+      if (!storage_allocated(f.full)) allocate_storage(f.full);
+      work.emplace_back(f.shard, f.full_alias);
+    }
+    Communicator* c = &comm;
+    auto gather_all = [c, work] {
+      at::NoGradGuard no_grad;
+      for (const auto& [shard, full] : work) {
+        at::Tensor out = full;
+        c->all_gather(shard, out);
+      }
+    };
+    if (comm_thread) {
+      group.pending = comm_thread->submit(std::move(gather_all));
+    } else {
+      gather_all();
+    }
+  }
   void gather(int g) {
     Group& group = groups.at(g);
     if (group.gathered) return;
+    start_gather(g);
+    if (group.pending.valid()) {
+      group.pending.get();  // rethrows the collective's error
+      group.pending = std::shared_future<void>();
+    }
     at::NoGradGuard no_grad;
     for (int fi : group.flats) {
       Flat& f = flats[fi];
-      f.full = at::empty({f.padded}, at::TensorOptions().dtype(f.dtype));
-      comm.all_gather(f.shard, f.full);
       for (const auto& s : f.slots)
         params[s.param].param.set_data(param_view(s, f.full));
     }
     group.gathered = true;
     group.release_pending = false;
   }
+  // Gathers the `prefetch` groups after g in the direction of travel (forward: g+1, g+2, ...;
+  // backward: g-1, ...) ahead of use. Only the blocks 1..n-1 take part: group 0 (embeddings,
+  // final norm, head) is entered around the whole model, out of the blocks' order.
+  void prefetch_after(int g, int direction) {
+    if (!comm_thread || g < 1) return;
+    for (int k = 1; k <= config.prefetch; ++k) {
+      const int next = g + direction * k;
+      if (next < 1 || next >= static_cast<int>(groups.size())) break;
+      start_gather(next);
+    }
+  }
   void release(int g) {
     Group& group = groups.at(g);
-    if (!group.gathered) return;
+    if (group.pending.valid()) {  // prefetched but never used: let the collective finish
+      group.pending.get();
+      group.pending = std::shared_future<void>();
+    }
     for (int fi : group.flats) {
       Flat& f = flats[fi];
-      for (const auto& s : f.slots)
-        params[s.param].param.set_data(at::empty({0}, at::TensorOptions().dtype(f.dtype)));
-      f.full = at::Tensor();
+      if (group.gathered)
+        for (const auto& s : f.slots)
+          params[s.param].param.set_data(at::empty({0}, f.shard.options()));
+      if (storage_allocated(f.full)) free_storage(f.full);
     }
     group.gathered = false;
     group.release_pending = false;
@@ -224,10 +318,20 @@ struct ZeroEngine::Impl {
   }
   void reduce_staging(int fi) {
     Flat& f = flats[fi];
-    at::NoGradGuard no_grad;
-    at::Tensor part = at::empty({f.chunk}, f.staging.options());
-    comm.reduce_scatter_sum(f.staging, part);
-    f.grad_shard.add_(part);
+    // The communication thread owns `staging` and `grad_shard` until drained (after_backward).
+    Communicator* c = &comm;
+    auto reduce = [c, staging = f.staging, grad_shard = f.grad_shard, chunk = f.chunk] {
+      at::NoGradGuard no_grad;
+      at::Tensor part = at::empty({chunk}, staging.options());
+      c->reduce_scatter_sum(staging, part);
+      at::Tensor sum = grad_shard;
+      sum.add_(part);
+    };
+    if (comm_thread) {
+      comm_thread->submit(std::move(reduce));
+    } else {
+      reduce();
+    }
     f.staging = at::Tensor();
     f.arrived = 0;
     f.reduced = true;
@@ -247,8 +351,16 @@ ZeroEngine::ZeroEngine(Communicator& comm, std::vector<ZeroParam> params,
   m.rank = comm.rank();
   m.world = comm.world_size();
   m.params = std::move(params);
-  for (const auto& p : m.params)
+  for (const auto& p : m.params) {
     if (!p.param.is_contiguous()) throw Error(kScope, "parameter " + p.name + " is not contiguous");
+    if (p.deferred && config.stage != 3)
+      throw Error(kScope, "parameter " + p.name +
+                              " has no values yet; only stage 3 builds parameters from parts");
+    m.deferred.push_back(p.deferred);
+  }
+  if (config.prefetch < 0)
+    throw Error(kScope, "prefetch must be >= 0, got " + std::to_string(config.prefetch));
+  if (config.stage == 3 && config.overlap) m.comm_thread = std::make_unique<CommThread>();
 
   // Gradient accumulators record the parameter's shape when created, so they are made while
   // every parameter still has its full shape (stage 3 empties them below).
@@ -360,8 +472,7 @@ void ZeroEngine::zero_grad() {
         m.params[s.param].param.mutable_grad() = m.param_view(s, f.grad_full);
       f.grad_shard = at::Tensor();
     } else {
-      if (!f.grad_shard.defined())
-        f.grad_shard = at::zeros({f.chunk}, at::TensorOptions().dtype(f.dtype));
+      if (!f.grad_shard.defined()) f.grad_shard = at::zeros({f.chunk}, f.options);
       f.grad_shard.zero_();
       f.staging = at::Tensor();
       f.arrived = 0;
@@ -377,6 +488,8 @@ void ZeroEngine::after_backward() {
   // reduced now; the autograd graph is the same on every rank, so are the collective's order.
   for (size_t fi = 0; fi < m.flats.size(); ++fi)
     if (m.flats[fi].trainable && m.flats[fi].arrived > 0) m.reduce_staging(static_cast<int>(fi));
+  // Every queued collective has finished before the trainer calls the communicator itself.
+  if (m.comm_thread) m.comm_thread->drain();
   for (auto& f : m.flats)
     f.reduced = false;
   if (m.config.stage == 3)
@@ -386,6 +499,7 @@ void ZeroEngine::after_backward() {
 
 double ZeroEngine::reduce_gradients() {
   Impl& m = *impl_;
+  if (m.comm_thread) m.comm_thread->drain();
   at::NoGradGuard no_grad;
   if (m.config.stage == 0) {
     for (auto& f : m.flats)
@@ -557,10 +671,35 @@ ModelStateBytes ZeroEngine::state_bytes() const {
   return bytes;
 }
 
+void ZeroEngine::fill_parameters(const std::function<void(const ParameterPart&)>& fill) {
+  Impl& m = *impl_;
+  if (m.config.stage != 3) throw Error(kScope, "fill_parameters is for stage 3");
+  // Where each parameter lives: its flat and slot.
+  std::vector<std::pair<int, int>> where(m.params.size(), {-1, -1});
+  for (size_t fi = 0; fi < m.flats.size(); ++fi)
+    for (size_t si = 0; si < m.flats[fi].slots.size(); ++si)
+      where[m.flats[fi].slots[si].param] = {static_cast<int>(fi), static_cast<int>(si)};
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < m.params.size(); ++i) {
+    Flat& f = m.flats[where[i].first];
+    const Slot& s = f.slots[where[i].second];
+    const auto [chunk_begin, chunk_len] = f.chunk_range(m.rank);
+    const auto [b, e] = overlap(s, chunk_begin, chunk_len);
+    const bool owns = e > b;
+    const at::Tensor dst =
+        owns ? f.shard.narrow(0, b - m.rank * f.chunk, e - b) : f.shard.narrow(0, 0, 0);
+    fill(ParameterPart{m.params[i].name, s.shape, owns ? b - s.offset : 0, dst});
+    m.deferred[i] = false;
+  }
+  for (auto& f : m.flats)
+    if (f.trainable) m.refresh_master(f);
+}
+
 void ZeroEngine::enter(int group, const at::Tensor& activation) {
   Impl& m = *impl_;
   if (m.config.stage != 3) return;
   m.gather(group);
+  m.prefetch_after(group, +1);
   if (at::GradMode::is_enabled() && activation.requires_grad()) {
     // Backward has passed this group once the gradient reaches its input.
     Impl* impl = impl_.get();
@@ -582,7 +721,10 @@ void ZeroEngine::exit(int group, const at::Tensor& activation) {
   if (at::GradMode::is_enabled() && activation.requires_grad()) {
     // Backward reaches this group when the gradient reaches its output.
     Impl* impl = impl_.get();
-    activation.register_hook([impl, group](const at::TensorBase&) { impl->gather(group); });
+    activation.register_hook([impl, group](const at::TensorBase&) {
+      impl->gather(group);
+      impl->prefetch_after(group, -1);
+    });
   }
 }
 

@@ -14,7 +14,11 @@
 //   3  as 2, and the parameters themselves (frozen ones included) live only as owned chunks: a
 //      flat per model hook group (models/core/forward_hooks.h; GPT-2: the embeddings + ln_f, and
 //      one per transformer block) is all-gathered just before its forward, freed after it, gathered
-//      again when backward reaches it and freed once its gradients are reduced.
+//      again when backward reaches it and freed once its gradients are reduced. Freeing releases
+//      the gathered buffer's storage itself (as FSDP resizes its flat parameter's storage to 0),
+//      so views autograd saved for backward cannot keep it alive; gathering again refills the
+//      same storage, which those views then read. With overlap, gathers run ahead on a
+//      communication thread and gradient reduce-scatters run behind backward.
 // Gradients are summed across ranks (the trainer normalizes the loss by the global token count).
 //
 // Per-rank model-state bytes then follow the paper's formulas (REFERENCE.md) with our byte sizes
@@ -42,12 +46,32 @@ struct ZeroConfig {
   int stage = 0;                             // 0..3
   int64_t bucket_bytes = int64_t{25} << 20;  // stages 0-2: size of a gradient/parameter bucket
   AdamWConfig adam;
+  // Stage 3: collectives run on a communication thread (dist/comm_thread.h): while a block
+  // computes, the next `prefetch` blocks' parameters are gathered (forward and backward), and a
+  // flat's gradients are reduce-scattered as soon as backward has produced them. false: every
+  // collective blocks where it is issued. Both give bit-identical results.
+  bool overlap = false;
+  int prefetch = 1;
 };
 
 struct ZeroParam {
   std::string name;
   at::Tensor param;   // the model's parameter; trainable when it requires grad
   bool decay = true;  // weight decay applies (trainable parameters)
+  // Stage 3 only: the values are not set (param has its shape and dtype but is never read, e.g.
+  // uninitialised memory nobody touched); the caller writes this rank's part with
+  // ZeroEngine::fill_parameters. This is how a model larger than one process is built.
+  bool deferred = false;
+};
+
+// One parameter's part owned by this rank at stage 3 (ZeroEngine::fill_parameters): `dst`, a
+// view into the rank's shard, receives elements [begin, begin + dst.numel()) of the flattened
+// parameter; it may be empty (the rank owns none of it).
+struct ParameterPart {
+  const std::string& name;
+  const std::vector<int64_t>& shape;
+  int64_t begin;
+  at::Tensor dst;
 };
 
 struct ModelStateBytes {
@@ -98,6 +122,12 @@ class ZeroEngine : public ForwardHooks {
   void load_checkpoint(const ShardedCheckpointReader& reader, bool include_frozen);
 
   ModelStateBytes state_bytes() const;
+
+  // Stage 3: calls `fill` once per parameter, in the order the constructor got them, with the
+  // part this rank owns, then refreshes the float32 master copies of low-precision weights.
+  // Random initialisation draws each whole parameter and keeps its part (so the values do not
+  // depend on the world size); a checkpoint loader reads only the part's bytes.
+  void fill_parameters(const std::function<void(const ParameterPart&)>& fill);
 
   // ForwardHooks, used at stage 3.
   void enter(int group, const at::Tensor& activation) override;

@@ -38,6 +38,12 @@ at::Tensor CausalLMImpl::forward(const at::Tensor& input_ids, const at::Tensor& 
   return lm_logits(hidden_states(input_ids, attention_mask, position_ids, cache));
 }
 
+void CausalLMImpl::init_weights() {
+  torch::NoGradGuard no_grad;
+  for (auto& item : named_parameters())
+    if (!is_lora_parameter(item.key())) init_parameter(item.key(), item.value());
+}
+
 void CausalLMImpl::load_hf_state_dict(const TensorMap& tensors, const std::string& source) {
   const std::string scope = model_type();
   for (const auto& item : named_modules()) {

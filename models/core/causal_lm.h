@@ -111,8 +111,13 @@ class CausalLMImpl : public torch::nn::Module {
   // c_fc / q_proj ... down_proj); targeting them all is the usual "all linear layers" choice.
   virtual std::vector<std::string> lora_target_names() const = 0;
 
-  // HF's _init_weights, drawn from torch's default generator (seed with torch::manual_seed).
-  virtual void init_weights() = 0;
+  // HF's _init_weights, drawn from torch's default generator (seed with torch::manual_seed):
+  // init_parameter on every parameter but LoRA factors, in named_parameters() order.
+  void init_weights();
+  // HF's initial value of one parameter (by its name here), drawn into `p` in place. Calling it
+  // on each parameter in order on freshly allocated tensors draws exactly what init_weights
+  // does: that is how ZeRO-3 initialises a model no rank holds whole (trainer/run/model_setup.h).
+  virtual void init_parameter(const std::string& name, at::Tensor& p) const = 0;
 };
 
 using CausalLM = std::shared_ptr<CausalLMImpl>;

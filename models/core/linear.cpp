@@ -13,6 +13,14 @@ LoraFactorImpl::LoraFactorImpl(int64_t rows, int64_t cols) {
   weight = register_parameter("weight", torch::empty({rows, cols}));
 }
 
+at::Tensor lora_A_initial(int64_t rank, int64_t in_features) {
+  torch::NoGradGuard no_grad;
+  // PEFT reset_lora_parameters: kaiming_uniform_(A, a=sqrt(5)) -> bound 1/sqrt(in).
+  at::Tensor a = torch::empty({rank, in_features});
+  torch::nn::init::kaiming_uniform_(a, std::sqrt(5.0));
+  return a;
+}
+
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, WeightLayout layout,
                        bool with_bias)
     : in_features_(in_features), out_features_(out_features), layout_(layout) {
@@ -62,11 +70,7 @@ void LinearImpl::add_lora(int64_t rank, double scaling, double dropout) {
   lora_B = register_module("lora_B", LoraFactor(out_features_, rank));
   {
     torch::NoGradGuard no_grad;
-    // PEFT reset_lora_parameters: kaiming_uniform_(A, a=sqrt(5)) -> bound 1/sqrt(in); B = 0.
-    // Drawn in float32 on CPU so a seed gives the same A whatever the model's dtype.
-    at::Tensor a = torch::empty({rank, in_features_});
-    torch::nn::init::kaiming_uniform_(a, std::sqrt(5.0));
-    lora_A->weight.set_data(a.to(options));
+    lora_A->weight.set_data(lora_A_initial(rank, in_features_).to(options));  // B = 0
     lora_B->weight.set_data(torch::zeros({out_features_, rank}, options));
   }
   weight.set_requires_grad(false);

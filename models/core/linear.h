@@ -29,6 +29,10 @@ class LoraFactorImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LoraFactor);
 
+// PEFT's initial lora_A [rank, in]: kaiming-uniform with a = sqrt(5), drawn in float32 on the CPU
+// from torch's default generator (so a seed gives the same A whatever the model's dtype).
+at::Tensor lora_A_initial(int64_t rank, int64_t in_features);
+
 class LinearImpl : public torch::nn::Module {
  public:
   // Weights start uninitialised (torch::empty): the owning model initialises or loads them.

@@ -178,26 +178,21 @@ GPT2LMHeadImpl::GPT2LMHeadImpl(const GPT2Config& config, bool init) : config_(co
   if (init) init_weights();
 }
 
-void GPT2LMHeadImpl::init_weights() {
+void GPT2LMHeadImpl::init_parameter(const std::string& name, at::Tensor& p) const {
   torch::NoGradGuard no_grad;
   const double std = config_.initializer_range;
   // GPT-2 paper §2.3 / HF: residual projections scaled by 1/sqrt(2 n_layer).
   const double proj_std = std / std::sqrt(2.0 * static_cast<double>(config_.n_layer));
-  for (auto& item : named_parameters()) {
-    const std::string& name = item.key();
-    at::Tensor& p = item.value();
-    if (is_lora_parameter(name)) continue;
-    const bool layer_norm = name.find(".ln_") != std::string::npos;
-    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    if (layer_norm) {
-      is_bias ? p.zero_() : p.fill_(1.0);
-    } else if (is_bias) {
-      p.zero_();
-    } else if (name.size() >= 13 && name.compare(name.size() - 13, 13, "c_proj.weight") == 0) {
-      p.normal_(0.0, proj_std);
-    } else {
-      p.normal_(0.0, std);
-    }
+  const bool layer_norm = name.find(".ln_") != std::string::npos;
+  const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+  if (layer_norm) {
+    is_bias ? p.zero_() : p.fill_(1.0);
+  } else if (is_bias) {
+    p.zero_();
+  } else if (name.size() >= 13 && name.compare(name.size() - 13, 13, "c_proj.weight") == 0) {
+    p.normal_(0.0, proj_std);
+  } else {
+    p.normal_(0.0, std);
   }
 }
 

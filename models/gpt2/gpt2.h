@@ -142,7 +142,7 @@ class GPT2LMHeadImpl : public CausalLMImpl {
   std::vector<std::string> lora_target_names() const override;
 
   // HF's initialisation (see the constructor).
-  void init_weights() override;
+  void init_parameter(const std::string& name, at::Tensor& p) const override;
 
   const GPT2Config& config() const { return config_; }
 

@@ -267,24 +267,18 @@ MistralForCausalLMImpl::MistralForCausalLMImpl(const MistralConfig& config, bool
   if (init) init_weights();
 }
 
-void MistralForCausalLMImpl::init_weights() {
+void MistralForCausalLMImpl::init_parameter(const std::string& name, at::Tensor& p) const {
   // HF MistralPreTrainedModel._init_weights: nn.Linear and nn.Embedding weights
   // N(0, initializer_range) (the padding_idx row zeroed), MistralRMSNorm weights 1.
   torch::NoGradGuard no_grad;
-  const double std = config_.initializer_range;
-  for (auto& item : named_parameters()) {
-    const std::string& name = item.key();
-    at::Tensor& p = item.value();
-    if (is_lora_parameter(name)) continue;
-    if (ends_with(name, "layernorm.weight") || name == "model.norm.weight") {
-      p.fill_(1.0);
-    } else {
-      p.normal_(0.0, std);
-    }
+  if (ends_with(name, "layernorm.weight") || name == "model.norm.weight") {
+    p.fill_(1.0);
+    return;
   }
-  if (config_.pad_token_id) {
+  p.normal_(0.0, config_.initializer_range);
+  if (name == "model.embed_tokens.weight" && config_.pad_token_id) {
     const int64_t V = config_.vocab_size, pad = *config_.pad_token_id;
-    model->embed_tokens->weight[pad < 0 ? pad + V : pad].zero_();
+    p[pad < 0 ? pad + V : pad].zero_();
   }
 }
 

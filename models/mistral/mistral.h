@@ -171,7 +171,7 @@ class MistralForCausalLMImpl : public CausalLMImpl {
   WeightLayout linear_layout() const override { return WeightLayout::kLinear; }
   // q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, and lm_head when untied.
   std::vector<std::string> lora_target_names() const override;
-  void init_weights() override;
+  void init_parameter(const std::string& name, at::Tensor& p) const override;
 
   const MistralConfig& config() const { return config_; }
 

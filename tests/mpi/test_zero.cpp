@@ -23,96 +23,13 @@
 #include "trainer/recipe/recipe.h"
 #include "trainer/run/checkpoint.h"
 #include "trainer/stages/sft/sft_stage.h"
+#include "zero_test_support.h"
 
 namespace fs = std::filesystem;
 using namespace tailor;
+using namespace tailor::testing;
 
 namespace {
-
-// A directory every rank agrees on (rank 0 makes it; the name travels to the others).
-fs::path shared_temp_dir(const std::string& tag) {
-  auto& comm = dist::world();
-  std::string name;
-  if (comm.rank() == 0) {
-    std::string pattern = (fs::temp_directory_path() / ("tailor_zero_" + tag + "_XXXXXX")).string();
-    name = mkdtemp(pattern.data());
-  }
-  return comm.all_gather_strings(name)[0];
-}
-
-// gpt2-tiny shrunk further; the quickstart data; no dropout, so N ranks and one process see
-// identical arithmetic up to summation order.
-std::string recipe_yaml(const fs::path& out, bool lora) {
-  const std::string root = TAILOR_SOURCE_DIR;
-  std::string y = "stage: sft\nseed: 7\noutput_dir: " + out.string() + "\ntokenizer: " + root +
-                  "/assets/tokenizers/gpt2\n" +
-                  "model: {init: random, preset: gpt2-tiny, n_layer: 2, n_head: 2, n_embd: 32, "
-                  "n_positions: 64, dropout: 0.0}\n" +
-                  "data: {train: " + root +
-                  "/assets/datasets/quickstart/train.jsonl, format: prompt_response, "
-                  "max_length: 32, eval_fraction: 0.0}\n" +
-                  // Adam divides by sqrt(v) + eps: with the usual eps = 1e-8 an element whose
-                  // gradient is ~1e-9 turns a last-bit difference in the order ranks sum
-                  // gradients into a ~1e-4 relative change of its update. A larger eps keeps the
-                  // comparison about our arithmetic, not that conditioning.
-                  "optimizer: {lr: 0.003, weight_decay: 0.1, grad_clip: 1.0, eps: 1e-5}\n" +
-                  "schedule: {type: constant, warmup_steps: 0}\n" +
-                  "train: {max_steps: 4, micro_batch_size: 2, log_every: 1, eval_every: 0, "
-                  "checkpoint_every: 0}\n" +
-                  "export: {enabled: false}\n";
-  y += lora ? "lora: {enabled: true, rank: 4, alpha: 8, dropout: 0.0, targets: [c_attn, c_proj, "
-              "c_fc]}\n"
-            : "lora: {enabled: false}\n";
-  return y;
-}
-
-SftRecipe make_recipe(const fs::path& dir, const fs::path& out, bool lora,
-                      const std::vector<std::string>& overrides) {
-  const fs::path file = dir / (out.filename().string() + ".yaml");
-  if (dist::world().rank() == 0) write_file_atomic(file, recipe_yaml(out, lora));
-  dist::world().barrier();
-  return load_sft_recipe(file, overrides);
-}
-
-// The model tensors of a run's latest checkpoint, whichever layout it has.
-std::map<std::string, at::Tensor> final_model(const fs::path& run_dir) {
-  const auto latest = latest_checkpoint(run_dir);
-  EXPECT_TRUE(latest.has_value()) << run_dir;
-  dist::ShardedCheckpointReader reader(*latest);
-  std::map<std::string, at::Tensor> out;
-  for (const auto& info : reader.tensors())
-    if (info.kind == "model") out[info.name] = reader.read(info.name);
-  return out;
-}
-
-// max |a - b| / max |b| per tensor, the worst over the model.
-double worst_relative_difference(const std::map<std::string, at::Tensor>& a,
-                                 const std::map<std::string, at::Tensor>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (const auto& [name, ref] : b) {
-    auto it = a.find(name);
-    if (it == a.end()) {
-      ADD_FAILURE() << "missing " << name;
-      continue;
-    }
-    const at::Tensor r = ref.to(at::kDouble), x = it->second.to(at::kDouble);
-    EXPECT_EQ(r.sizes(), x.sizes()) << name;
-    const double scale = std::max(r.abs().max().item<double>(), 1e-12);
-    const double d = (x - r).abs().max().item<double>() / scale;
-    if (d > 1e-5) std::cout << "  " << name << ": relative difference " << d << "\n";
-    worst = std::max(worst, d);
-  }
-  return worst;
-}
-
-nlohmann::json last_metrics(const fs::path& run_dir) {
-  std::ifstream in(run_dir / "metrics.jsonl");
-  std::string line, last;
-  while (std::getline(in, line))
-    if (line.find("state_bytes_params") != std::string::npos) last = line;
-  return last.empty() ? nlohmann::json() : nlohmann::json::parse(last);
-}
 
 class ZeroEquivalence : public ::testing::TestWithParam<std::tuple<int, bool>> {
  protected:

@@ -40,6 +40,7 @@
 #include "trainer/run/model_setup.h"
 #include "trainer/run/rng_state.h"
 #include "trainer/run/sharded_export.h"
+#include "trainer/run/sharded_model.h"
 #include "trainer/stages/prompt_format.h"
 #include "trainer/stages/sft/samples.h"
 
@@ -95,7 +96,9 @@ class SftStage {
   bool stores_base() const { return !r_.lora.enabled || r_.model.init == ModelInit::kRandom; }
   void check_ranks_agree();
   void write_samples_if_asked();
+  dist::ZeroConfig zero_config() const;
   void setup_engine();
+  void announce_engine();
   // Forward/backward over a step's micro-batches, then one update: plain AdamW, or the ZeRO
   // engine's reduction and sharded update.
   void optimizer_step(const std::vector<data::SftBatch>& batches, double scale, double* loss_sum,
@@ -116,6 +119,7 @@ class SftStage {
   std::vector<int64_t> train_indices_, eval_indices_;  // into the datasets above
   std::optional<data::EpochSampler> sampler_;
   data::CollateOptions collate_;
+  AdamWConfig adam_;
   std::optional<AdamW> optimizer_;
   std::optional<LrSchedule> schedule_;
   std::optional<MetricsWriter> metrics_;
@@ -145,9 +149,25 @@ void SftStage::setup() {
   tokenizer_ = Tokenizer::from_dir(r_.tokenizer);
 
   // Model: HF init from the seed, or pretrained weights; then LoRA (its A init also from the seed).
+  // Under ZeRO-3 the engine is built with the model, each rank holding only its shards.
   const auto dtype = r_.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
   const nlohmann::json config = model_config_for(r_.model);
-  model_ = build_model(r_.model, config, dtype);
+  adam_ = AdamWConfig{r_.optimizer.beta1, r_.optimizer.beta2, r_.optimizer.eps,
+                      r_.optimizer.weight_decay};
+  std::optional<LoraConfig> lora;
+  if (r_.lora.enabled)
+    lora =
+        LoraConfig{r_.lora.rank, r_.lora.alpha, r_.lora.dropout, r_.lora.rslora, r_.lora.targets};
+  std::vector<std::string> wrapped;
+  if (r_.dist.zero_stage == 3) {
+    ShardedModel built = build_sharded_model(r_.model, config, dtype, lora, comm_, zero_config());
+    model_ = built.model;
+    engine_ = std::move(built.engine);
+    wrapped = built.lora_modules;
+  } else {
+    model_ = build_model(r_.model, config, dtype);
+    if (lora) wrapped = apply_lora(*model_, *lora);
+  }
   if (tokenizer_->vocab_size() > model_->vocab_size())
     throw Error("sft", "tokenizer " + r_.tokenizer.string() + " has " +
                            std::to_string(tokenizer_->vocab_size()) +
@@ -156,16 +176,19 @@ void SftStage::setup() {
   provenance_.dtype = dtype == at::kBFloat16 ? "bfloat16" : "float32";
   provenance_.tokenizer = fs::absolute(r_.tokenizer);
   if (!stores_base()) provenance_.base_model = fs::absolute(r_.model.path);
-  if (r_.lora.enabled) {
-    LoraConfig lora{r_.lora.rank, r_.lora.alpha, r_.lora.dropout, r_.lora.rslora, r_.lora.targets};
-    const auto wrapped = apply_lora(*model_, lora);
+  if (lora) {
     provenance_.lora = lora;
-    log() << "[sft] LoRA r=" << lora.rank << " on " << wrapped.size() << " modules\n";
+    log() << "[sft] LoRA r=" << lora->rank << " on " << wrapped.size() << " modules\n";
   }
   int64_t n_params = 0, n_trainable = 0;
-  for (const auto& p : model_->parameters()) {
-    n_params += p.numel();
-    if (p.requires_grad()) n_trainable += p.numel();
+  if (engine_) {
+    n_trainable = engine_->trainable_numel();
+    n_params = n_trainable + engine_->frozen_numel();
+  } else {
+    for (const auto& p : model_->parameters()) {
+      n_params += p.numel();
+      if (p.requires_grad()) n_trainable += p.numel();
+    }
   }
   log() << "[sft] model: " << model_->model_type() << ", " << model_->num_layers()
         << " layers, hidden size " << model_->hidden_size() << ", " << n_params << " parameters, "
@@ -205,12 +228,15 @@ void SftStage::setup() {
   collate_.eos_id = tokenizer_->eos_id();
   collate_.append_eos = true;  // learn to stop
 
-  // Optimizer over the trainable parameters; no decay on 1-D tensors.
-  optimizer_.emplace(AdamWConfig{r_.optimizer.beta1, r_.optimizer.beta2, r_.optimizer.eps,
-                                 r_.optimizer.weight_decay});
-  for (const auto& item : model_->named_parameters()) {
-    if (item.value().requires_grad())
-      optimizer_->add_param(item.key(), item.value(), decays_by_default(item.value()));
+  // Optimizer over the trainable parameters; no decay on 1-D tensors. With ZeRO the engine
+  // holds the (sharded) optimizer state instead.
+  const bool distributed = comm_.world_size() > 1 || r_.dist.zero_stage > 0;
+  if (!distributed) {
+    optimizer_.emplace(adam_);
+    for (const auto& item : model_->named_parameters()) {
+      if (item.value().requires_grad())
+        optimizer_->add_param(item.key(), item.value(), decays_by_default(item.value()));
+    }
   }
   ScheduleConfig schedule;
   schedule.type = r_.schedule.type;
@@ -220,29 +246,41 @@ void SftStage::setup() {
   schedule.base_lr = r_.optimizer.lr;
   schedule_.emplace(schedule);
   if (rank0_) metrics_.emplace(run_dir_ / "metrics.jsonl");
-  if (comm_.world_size() > 1 || r_.dist.zero_stage > 0) setup_engine();
+  if (distributed && !engine_) setup_engine();
+  if (engine_) announce_engine();
   // Dropout masks differ between ranks (each sees different examples).
   if (comm_.rank() > 0) torch::manual_seed(static_cast<uint64_t>(r_.seed) + 7919ULL * comm_.rank());
 }
 
-void SftStage::setup_engine() {
+dist::ZeroConfig SftStage::zero_config() const {
   dist::ZeroConfig config;
   config.stage = static_cast<int>(r_.dist.zero_stage);
   config.bucket_bytes = static_cast<int64_t>(r_.dist.bucket_mb * 1024 * 1024);
-  config.adam = optimizer_->config();
+  config.adam = adam_;
+  config.overlap = r_.dist.overlap;
+  config.prefetch = static_cast<int>(r_.dist.prefetch);
+  return config;
+}
+
+// Stages 0-2: the engine takes over the parameters of the model every rank built.
+void SftStage::setup_engine() {
   std::vector<dist::ZeroParam> params;
   for (const auto& item : model_->named_parameters())
     params.push_back({item.key(), item.value(), decays_by_default(item.value())});
-  optimizer_.reset();  // the engine owns the optimizer state
-  engine_ =
-      std::make_unique<dist::ZeroEngine>(comm_, std::move(params), model_->hook_groups(), config);
-  if (config.stage == 3)
-    model_->set_forward_hooks(
-        std::shared_ptr<ForwardHooks>(engine_.get(), [](ForwardHooks*) {}));  // not owned
+  engine_ = std::make_unique<dist::ZeroEngine>(comm_, std::move(params), model_->hook_groups(),
+                                               zero_config());
+}
+
+void SftStage::announce_engine() {
+  const dist::ZeroConfig config = zero_config();
   const auto bytes = engine_->state_bytes();
   log() << "[sft] data parallel: " << comm_.world_size() << " ranks (" << comm_.backend()
-        << "), ZeRO stage " << config.stage << ", global batch "
-        << r_.train.micro_batch_size * grad_accum_ * comm_.world_size()
+        << "), ZeRO stage " << config.stage
+        << (config.stage == 3
+                ? (config.overlap ? " (overlap, prefetch " + std::to_string(config.prefetch) + ")"
+                                  : " (blocking collectives)")
+                : "")
+        << ", global batch " << r_.train.micro_batch_size * grad_accum_ * comm_.world_size()
         << "; model state per rank: params " << bytes.params << " B, grads " << bytes.grads
         << " B, optimizer " << bytes.optimizer << " B\n";
 }
@@ -397,6 +435,7 @@ void SftStage::train() {
         record["world_size"] = comm_.world_size();
         record["zero_stage"] = engine_->stage();
         record["trainable_params"] = engine_->trainable_numel();
+        record["frozen_params"] = engine_->frozen_numel();
         record["state_bytes_params"] = bytes.params;
         record["state_bytes_grads"] = bytes.grads;
         record["state_bytes_optimizer"] = bytes.optimizer;
