@@ -10,7 +10,9 @@
 #include <mpi.h>
 
 #include "common/error.h"
+#include "common/shape_string.h"
 #include "dist/collective_checks.h"
+#include "dist/collective_watchdog.h"
 
 namespace tailor::dist {
 
@@ -92,6 +94,11 @@ char* bytes(const at::Tensor& tensor) {
   return static_cast<char*>(tensor.data_ptr());
 }
 
+// "bfloat16 [4096]": what a collective moves, for the watchdog's timeout message.
+std::string operand(const at::Tensor& tensor) {
+  return detail::dtype_name(tensor.scalar_type()) + " " + shape_string(tensor.sizes());
+}
+
 bool overlaps(const at::Tensor& a, const at::Tensor& b) {
   const auto a_begin = reinterpret_cast<uintptr_t>(a.data_ptr());
   const auto b_begin = reinterpret_cast<uintptr_t>(b.data_ptr());
@@ -160,6 +167,7 @@ void MpiCommunicator::all_reduce_sum(at::Tensor& tensor) {
   MPI_Datatype type = element_type(name, tensor, true);
   MPI_Op op = tensor.scalar_type() == at::kBFloat16 ? state_->bf16_sum : MPI_SUM;
   detail::count_all_reduce(stats_, tensor);
+  const CollectiveWatch watch("all_reduce_sum", operand(tensor));
   const int64_t size = tensor.element_size();
   for (auto [offset, length] : detail::chunk_ranges(tensor.numel(), max_chunk_elements_)) {
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, bytes(tensor) + offset * size, static_cast<int>(length),
@@ -176,6 +184,7 @@ void MpiCommunicator::reduce_scatter_sum(const at::Tensor& input, at::Tensor& ou
   MPI_Datatype type = element_type(name, input, true);
   MPI_Op op = input.scalar_type() == at::kBFloat16 ? state_->bf16_sum : MPI_SUM;
   detail::count_reduce_scatter(stats_, input);
+  const CollectiveWatch watch("reduce_scatter_sum", operand(input));
   const int64_t n = output.numel();
   const int64_t size = input.element_size();
   // MPI forbids the receive buffer to alias the send buffer: sum into a temporary then.
@@ -211,6 +220,7 @@ void MpiCommunicator::all_gather(const at::Tensor& input, at::Tensor& output) {
   const int64_t n = input.numel();
   const int64_t size = input.element_size();
   if (n == 0) return;
+  const CollectiveWatch watch("all_gather", operand(output));
   // The input already sitting at this rank's block of the output is MPI_IN_PLACE; any other
   // overlap is copied out first (MPI forbids aliasing).
   const bool in_place = input.data_ptr() == bytes(output) + rank_ * n * size;
@@ -246,6 +256,7 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
   check_cpu(name, "tensor", tensor);
   MPI_Datatype type = element_type(name, tensor, false);
   detail::count_broadcast(stats_, tensor);
+  const CollectiveWatch watch("broadcast", operand(tensor) + " from rank " + std::to_string(root));
   const int64_t size = tensor.element_size();
   for (auto [offset, length] : detail::chunk_ranges(tensor.numel(), max_chunk_elements_)) {
     check_mpi(MPI_Bcast(bytes(tensor) + offset * size, static_cast<int>(length), type, root,
@@ -255,6 +266,7 @@ void MpiCommunicator::broadcast(at::Tensor& tensor, int root) {
 }
 
 void MpiCommunicator::barrier() {
+  const CollectiveWatch watch("barrier");
   check_mpi(MPI_Barrier(state_->comm), "MPI_Barrier");
 }
 
@@ -264,6 +276,7 @@ std::vector<std::string> MpiCommunicator::all_gather_strings(const std::string& 
                             " bytes exceeds MPI's int count");
   }
   const int length = static_cast<int>(value.size());
+  const CollectiveWatch watch("all_gather_strings", std::to_string(length) + " bytes");
   std::vector<int> lengths(static_cast<size_t>(world_size_));
   check_mpi(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, state_->comm),
             "MPI_Allgather (all_gather_strings lengths)");

@@ -9,6 +9,9 @@
 // in several calls: all-reduce and broadcast in consecutive pieces; reduce-scatter and all-gather
 // by splitting each rank's block into pieces [c, c + len) and moving that piece of every block
 // per call. The MPI header is included only by the .cpp (nothing outside dist/ sees MPI).
+//
+// Every collective runs inside a CollectiveWatch (dist/collective_watchdog.h), so one that waits
+// longer than the collective timeout for the other ranks ends the job with a message naming it.
 #pragma once
 
 #include <cstdint>

@@ -32,6 +32,7 @@
 
 #include "common/error.h"
 #include "dist/collective_checks.h"
+#include "dist/collective_watchdog.h"
 
 namespace tailor::dist {
 namespace {
@@ -211,7 +212,11 @@ class NcclCommunicator final : public Communicator {
 
   void barrier() override {
     c10::cuda::CUDAGuard guard(device_);
-    at::cuda::getCurrentCUDAStream(device_.index()).synchronize();
+    {
+      // NCCL calls only enqueue; a rank that never joins shows as this wait for the stream.
+      const CollectiveWatch watch("barrier", "waiting for the queued NCCL collectives");
+      at::cuda::getCurrentCUDAStream(device_.index()).synchronize();
+    }
     bootstrap_.barrier();
   }
 

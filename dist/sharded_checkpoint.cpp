@@ -17,6 +17,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/fnv1a.h"
+#include "common/mapped_pages.h"
 #include "common/shape_string.h"
 #include "models/io/safetensors.h"
 
@@ -568,9 +569,10 @@ at::Tensor ShardedCheckpointReader::read_range(const std::string& name, int64_t 
       throw Error(kScope, where + "shape " + shape_string(meta.shape) + ", the manifest says " +
                               std::to_string(p->length) + " elements");
     const int64_t stop = std::min(end, p->offset + p->length);
-    std::memcpy(dst + (cursor - offset) * itemsize,
-                r.data(p->key) + (cursor - p->offset) * itemsize,
-                static_cast<size_t>((stop - cursor) * itemsize));
+    const uint8_t* src = r.data(p->key) + (cursor - p->offset) * itemsize;
+    const size_t bytes = static_cast<size_t>((stop - cursor) * itemsize);
+    std::memcpy(dst + (cursor - offset) * itemsize, src, bytes);
+    drop_mapped_pages(src, bytes);  // a streaming export of a 7B model stays at one tensor
     cursor = stop;
   }
   if (cursor < end) {

@@ -6,8 +6,12 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -51,10 +55,27 @@ void free_storage(const at::Tensor& t) {
 bool storage_allocated(const at::Tensor& t) {
   return t.storage().nbytes() > 0;
 }
+// On the CPU a gathered buffer is its own anonymous mapping, returned to the system when freed:
+// malloc would serve it from the heap (tailor's main() keeps freed memory there for speed), and a
+// hole in the middle of the heap stays resident, so every block gathered would stay in RSS.
+void unmap_buffer(void* context) {
+  auto* region = static_cast<std::pair<void*, size_t>*>(context);
+  munmap(region->first, region->second);
+  delete region;
+}
+at::DataPtr map_buffer(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    throw Error(kScope, "cannot map " + std::to_string(bytes) +
+                            " bytes for a gathered block: " + std::strerror(errno));
+  return at::DataPtr(p, new std::pair<void*, size_t>(p, bytes), &unmap_buffer,
+                     at::Device(at::kCPU));
+}
 void allocate_storage(const at::Tensor& t) {
   c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
   const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-  storage->set_data_ptr_noswap(storage->allocator()->allocate(bytes));
+  storage->set_data_ptr_noswap(t.is_cpu() ? map_buffer(bytes)
+                                          : storage->allocator()->allocate(bytes));
   storage->set_nbytes(bytes);
 }
 // Another tensor on the same storage with its own version counter: collectives write through
@@ -178,9 +199,9 @@ struct ZeroEngine::Impl {
               .copy_(params[s.param].param.reshape({-1}).narrow(0, b - s.offset, e - b));
         params[s.param].param.set_data(at::empty({0}, options));
       }
-      f.full = at::empty({f.padded}, options);
+      f.full = at::empty({f.padded}, options);  // never written: costs address space only
+      f.full_alias = alias_of(f.full);          // before the release: set_ would re-allocate it
       free_storage(f.full);
-      f.full_alias = alias_of(f.full);
     } else {
       f.full = at::zeros({f.padded}, options);
       for (const auto& s : f.slots) {

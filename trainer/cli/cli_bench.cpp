@@ -1,9 +1,12 @@
-// tailor bench: throughput on this machine (never a timed test). Three suites:
+// tailor bench: throughput on this machine (never a timed test). Four suites:
 //   train   training steps of a preset (default GPT-2 124M) in fp32 / bf16 / LoRA configurations;
 //   decode  greedy KV-cache decoding with the generation library (GPT-2 124M, bf16, batch 1
 //           and 16): generated tokens/s;
 //   lora7b  one forward+backward+AdamW LoRA step of a Mistral-7B-shaped model (random init,
-//           bf16, r=16 on all seven projections, T=128) and its peak RSS.
+//           bf16, r=16 on all seven projections, T=128) and its peak RSS;
+//   zero3   under `mpirun -np N`: ZeRO-3 LoRA steps of a Mistral-7B-shaped model cut to a few
+//           blocks (bf16, built in shards), with dist.overlap on and off, in one run, in
+//           alternating rounds so both see the same machine state.
 //
 // Each configuration builds a randomly initialised model, runs warm-up steps, then times the
 // work on random tokens, and reports the peak resident memory of the configuration (VmHWM,
@@ -19,6 +22,8 @@
 
 #include "common/error.h"
 #include "common/process_memory.h"
+#include "dist/runtime.h"
+#include "dist/zero.h"
 #include "models/core/lora.h"
 #include "models/generation/generate.h"
 #include "models/registry.h"
@@ -26,6 +31,7 @@
 #include "trainer/cli/commands.h"
 #include "trainer/losses/lm_loss.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/run/sharded_model.h"
 
 namespace tailor::cli {
 
@@ -104,6 +110,45 @@ nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_conf
           {"threads", at::get_num_threads()}};
 }
 
+// Mean seconds per ZeRO-3 LoRA step (forward, backward, reduction, AdamW) over `steps` steps after
+// one warm-up, on every rank's own random tokens; the slowest rank's mean (what the job waits for).
+double zero3_step_seconds(const nlohmann::json& config, bool overlap, int prefetch, int64_t T,
+                          int64_t steps) {
+  auto& comm = dist::world();
+  ModelSection section{ModelInit::kRandom, {}, "", 0, 0, 0, 0, 0.0};
+  dist::ZeroConfig zero;
+  zero.stage = 3;
+  zero.adam = AdamWConfig{0.9, 0.999, 1e-8, 0.0};
+  zero.overlap = overlap;
+  zero.prefetch = prefetch;
+  torch::manual_seed(0);
+  const LoraConfig lora{
+      16,
+      32.0,
+      0.0,
+      false,
+      {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}};
+  ShardedModel built = build_sharded_model(section, config, at::kBFloat16, lora, comm, zero);
+  built.model->train();
+  auto ids = at::randint(built.model->vocab_size(), {1, T}, at::kLong);
+  double total = 0;
+  for (int64_t i = 0; i < steps + 1; ++i) {
+    comm.barrier();
+    const double start = now_seconds();
+    auto loss = causal_lm_loss_sum(built.model->forward(ids), ids) / static_cast<double>(T - 1);
+    loss.backward();
+    built.engine->after_backward();
+    built.engine->reduce_gradients();
+    built.engine->step(1e-4);
+    built.engine->zero_grad();
+    if (i > 0) total += now_seconds() - start;
+  }
+  double slowest = total / static_cast<double>(steps);
+  for (const auto& value : comm.all_gather_strings(std::to_string(slowest)))
+    slowest = std::max(slowest, std::stod(value));
+  return slowest;
+}
+
 // Greedy decoding of `new_tokens` tokens after random prompts of `prompt_len` tokens, B at a
 // time, through generate() (prefill + one KV-cache step per token). Reports generated tokens/s
 // over the whole call, prefill included, as a user of `tailor generate` sees it.
@@ -153,7 +198,8 @@ int bench_command(const std::vector<std::string>& args) {
   int64_t prompt_len = 32, new_tokens = 64;
   std::vector<int64_t> decode_batches = {1, 16};
   std::vector<std::string> only;
-  app.add_option("--suite", suites, "suites to run: train, decode, lora7b (default all)");
+  app.add_option("--suite", suites,
+                 "suites to run: train, decode, lora7b (default these three), zero3 (mpirun)");
   app.add_option("--preset", preset, "train suite: model preset (gpt2 = 124M)");
   app.add_option("--batch", B, "train suite: micro-batch size B");
   app.add_option("--seq", T, "train suite: sequence length T");
@@ -167,6 +213,13 @@ int bench_command(const std::vector<std::string>& args) {
   app.add_option("--new-tokens", new_tokens, "decode suite: tokens generated per sequence");
   app.add_option("--lora7b-seq", lora_seq, "lora7b suite: sequence length");
   app.add_option("--lora7b-steps", lora_steps, "lora7b suite: timed steps (after one warm-up)");
+  int64_t zero3_layers = 4, zero3_seq = 64, zero3_steps = 3, zero3_rounds = 2;
+  int zero3_prefetch = 1;
+  app.add_option("--zero3-layers", zero3_layers, "zero3 suite: Mistral-7B blocks kept");
+  app.add_option("--zero3-seq", zero3_seq, "zero3 suite: tokens per rank per step");
+  app.add_option("--zero3-steps", zero3_steps, "zero3 suite: timed steps per measurement");
+  app.add_option("--zero3-rounds", zero3_rounds, "zero3 suite: on/off measurement pairs");
+  app.add_option("--zero3-prefetch", zero3_prefetch, "zero3 suite: blocks gathered ahead");
   if (auto code = parse_arguments(app, args)) return *code;
   if (B < 1 || T < 2 || steps < 1 || warmup < 0 || lora_seq < 2 || lora_steps < 1)
     throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1, --lora7b-seq >= 2");
@@ -212,6 +265,33 @@ int bench_command(const std::vector<std::string>& args) {
                   r["tokens_per_s"].get<double>(), r["ms_per_token_step"].get<double>(),
                   r["peak_memory_mib"].get<double>());
       std::cerr << r.dump() << "\n";
+    }
+  }
+  if (wants("zero3")) {
+    auto& comm = dist::world();
+    nlohmann::json config = no_dropout(preset_config("mistral-7b"));
+    config["num_hidden_layers"] = zero3_layers;
+    if (comm.rank() == 0)
+      std::printf(
+          "[zero3] %d ranks (%s), mistral-7b shapes with %lld blocks (random init, bf16), LoRA "
+          "r=16 on all linears, T=%lld per rank, %lld timed steps per measurement, prefetch %d\n"
+          "%-8s %16s %16s %10s\n",
+          comm.world_size(), comm.backend().c_str(), (long long)zero3_layers, (long long)zero3_seq,
+          (long long)zero3_steps, zero3_prefetch, "round", "overlap s/step", "blocking s/step",
+          "speed-up");
+    for (int64_t round = 0; round < zero3_rounds; ++round) {
+      const double on = zero3_step_seconds(config, true, zero3_prefetch, zero3_seq, zero3_steps);
+      const double off = zero3_step_seconds(config, false, zero3_prefetch, zero3_seq, zero3_steps);
+      if (comm.rank() != 0) continue;
+      std::printf("%-8lld %16.3f %16.3f %9.2fx\n", (long long)round + 1, on, off, off / on);
+      std::cerr << nlohmann::json({{"suite", "zero3"},
+                                   {"round", round + 1},
+                                   {"ranks", comm.world_size()},
+                                   {"overlap_s_per_step", on},
+                                   {"blocking_s_per_step", off},
+                                   {"peak_memory_mib", peak_rss_mib()}})
+                       .dump()
+                << "\n";
     }
   }
   if (wants("lora7b")) {

@@ -1,6 +1,7 @@
 #include "trainer/recipe/stages.h"
 
 #include "common/error.h"
+#include "dist/collective_watchdog.h"
 #include "trainer/stages/reward/reward_recipe.h"
 #include "trainer/stages/reward/reward_stage.h"
 #include "trainer/stages/sft/sft_stage.h"
@@ -24,7 +25,11 @@ const std::vector<Stage>& stages() {
       make_stage<SftRecipe>(
           "sft", "supervised fine-tuning: causal LM loss on text or responses", sft_recipe_schema(),
           resolve_sft_recipe, sft_recipe_from_config, check_sft_inputs,
-          [](const SftRecipe& recipe) { return run_sft_stage(recipe); },
+          [](const SftRecipe& recipe) {
+            // A collective waiting longer for the other ranks ends the job (a stuck rank).
+            dist::set_collective_timeout(recipe.dist.collective_timeout_s);
+            return run_sft_stage(recipe);
+          },
           /*data_parallel=*/true),
       make_stage<RewardRecipe>(
           "reward", "reward model on per-user preferences: Bradley-Terry or VPL (conditional VAE)",

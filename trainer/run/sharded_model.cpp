@@ -1,8 +1,5 @@
 #include "trainer/run/sharded_model.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cstring>
 #include <map>
 
@@ -10,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/mapped_pages.h"
 #include "common/name_list.h"
 #include "common/shape_string.h"
 #include "models/core/linear.h"
@@ -59,10 +57,7 @@ void copy_part(const uint8_t* data, at::ScalarType file_dtype, int64_t begin, at
         at::from_blob(const_cast<uint8_t*>(first), {count}, at::TensorOptions().dtype(file_dtype));
     dst.copy_(src);
   }
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(first) / page * page;
-  const uintptr_t hi = (reinterpret_cast<uintptr_t>(first) + bytes + page - 1) / page * page;
-  madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  drop_mapped_pages(first, bytes);
 }
 
 // The checkpoint key of every base parameter, validated as CausalLMImpl::load_hf_state_dict

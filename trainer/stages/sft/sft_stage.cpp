@@ -22,6 +22,7 @@
 #include "common/process_memory.h"
 #include "data/sampling/epoch_sampler.h"
 #include "data/sft/sft_dataset.h"
+#include "dist/collective_watchdog.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
 #include "dist/sharded_checkpoint.h"
@@ -539,6 +540,9 @@ void SftStage::finish() {
   const double eval_loss = evaluate();
   if (!std::isnan(eval_loss))
     log() << "[sft] final eval loss " << eval_loss << " (ppl " << std::exp(eval_loss) << ")\n";
+  // Rank 0 alone writes samples and exports (minutes for a 7B model) while the others wait in
+  // the barrier below: no collective timeout until finish() returns.
+  const dist::UnboundedWait rank0_alone;
   write_samples_if_asked();
   const fs::path out = run_dir_ / "export";
   if (r_.export_.enabled) {

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Bit-exact resume under mpirun at the same world size (issue 10): for ZeRO stage 3 (full
+# fine-tuning) and stage 1 (LoRA), with dropout on so that every rank's RNG state must be restored:
+#   1. run 2 ranks uninterrupted to max_steps, with sharded checkpoints;
+#   2. run a second copy and SIGKILL the whole job (mpirun and both ranks at once, as a lost
+#      machine) once its first checkpoint exists;
+#   3. resume it on 2 ranks with train.resume=true to the same max_steps;
+# and require the final checkpoints of 1 and 3 to be identical: every tensor of every shard (model
+# and optimizer state, compared by name, bit for bit), the manifest and trainer_state.json (step,
+# data position, every rank's RNG state; all but the recipe hash, which covers train.resume).
+#   bash tests/e2e/dist_resume_bit_exact.sh TAILOR_BINARY REPO_ROOT
+set -euo pipefail
+tailor=$1
+cd "$2"
+if ! command -v mpirun >/dev/null 2>&1; then
+  echo "SKIP: mpirun not installed (apt install openmpi-bin)"
+  exit 0
+fi
+tailor=$(cd "$(dirname "$tailor")" && pwd)/$(basename "$tailor")
+work=$(mktemp -d)
+# Every process of this test's MPI jobs carries this variable (mpirun passes its environment to
+# local ranks); it is how they are found, without touching other tests' processes.
+token="dist_resume_bit_exact.$$.$RANDOM"
+# One intra-op thread per rank: float sums in a fixed order, so runs are repeatable.
+export OMP_NUM_THREADS=1
+max_steps=24
+
+job_procs() {
+  { grep -lzxF "TAILOR_E2E_RUN=$token" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3
+}
+cleanup() {
+  local -a left
+  mapfile -t left < <(job_procs)
+  [ ${#left[@]} -eq 0 ] || kill -9 "${left[@]}" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for log in "$work"/*.log; do
+    [ -f "$log" ] && { echo "--- $log (last 30 lines)"; tail -n 30 "$log"; } >&2
+  done
+  exit 1
+}
+
+# A tiny GPT-2 (many steps a second on one core); global batch 8 = micro 2 x accumulation 2 x 2
+# ranks; warmup + cosine, so the schedule position matters too; a checkpoint every 4 steps.
+cat > "$work/recipe.yaml" << EOF
+stage: sft
+seed: 11
+output_dir: $work/run
+tokenizer: assets/tokenizers/gpt2
+model:
+  init: random
+  preset: gpt2-tiny
+  n_layer: 2
+  n_head: 2
+  n_embd: 32
+  dropout: 0.1
+lora:
+  enabled: false
+  rank: 4
+  alpha: 8.0
+  dropout: 0.1
+data:
+  train: assets/datasets/quickstart/train.jsonl
+  eval: assets/datasets/quickstart/eval.jsonl
+  format: prompt_response
+  max_length: 64
+optimizer:
+  lr: 1.0e-3
+schedule:
+  type: cosine
+  warmup_steps: 4
+train:
+  max_steps: $max_steps
+  micro_batch_size: 2
+  global_batch_size: 8
+  log_every: 1
+  eval_every: 0
+  eval_batches: 1
+  checkpoint_every: 4
+  keep_checkpoints: 100          # keep the one the resumed run starts from
+dist:
+  backend: mpi
+export:
+  enabled: false
+EOF
+
+mpi=(mpirun --oversubscribe --allow-run-as-root -np 2 --bind-to none -x OMP_NUM_THREADS
+  -x TAILOR_E2E_RUN)
+run_job() {  # LOG TAILOR-RUN-ARGS...: in the foreground; fails the test unless it succeeds
+  local log=$1
+  shift
+  TAILOR_E2E_RUN=$token "${mpi[@]}" "$tailor" run "$work/recipe.yaml" "$@" > "$work/$log" 2>&1 ||
+    fail "tailor run $* failed (see $log)"
+}
+
+# Compares two checkpoint directories; prints a summary or the differences and exits 1.
+compare() {
+  python3 - "$1" "$2" << 'EOF'
+import json, os, struct, sys
+
+def tensors(ckpt):
+    """name -> (dtype, shape, raw bytes) over every shard_*.safetensors of a checkpoint."""
+    found = {}
+    for shard in sorted(f for f in os.listdir(ckpt) if f.endswith(".safetensors")):
+        with open(os.path.join(ckpt, shard), "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+            data = f.read()
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = info["data_offsets"]
+            found[shard + ":" + name] = (info["dtype"], info["shape"], data[begin:end])
+    return found
+
+a_dir, b_dir = sys.argv[1], sys.argv[2]
+a, b = tensors(a_dir), tensors(b_dir)
+problems = []
+if a.keys() != b.keys():
+    problems.append("different tensors: only in the first %s, only in the second %s"
+                    % (sorted(a.keys() - b.keys())[:5], sorted(b.keys() - a.keys())[:5]))
+for name in sorted(a.keys() & b.keys()):
+    if a[name] != b[name]:
+        problems.append("tensor %s differs" % name)
+for doc in ("manifest.json", "trainer_state.json"):
+    with open(os.path.join(a_dir, doc)) as fa, open(os.path.join(b_dir, doc)) as fb:
+        ja, jb = json.load(fa), json.load(fb)
+    # The hash of the resolved recipe that wrote the checkpoint: the resumed run's recipe has
+    # train.resume=true, so it differs by design.
+    ja.pop("recipe_hash", None)
+    jb.pop("recipe_hash", None)
+    if ja != jb:
+        keys = sorted(k for k in set(ja) | set(jb) if ja.get(k) != jb.get(k))
+        problems.append("%s differs in %s" % (doc, keys))
+if problems:
+    print("\n".join(problems[:20]) + ("\n..." if len(problems) > 20 else ""))
+    sys.exit(1)
+moments = sum(1 for n in a if ".exp_avg" in n)
+print("%d tensors identical (%d optimizer moments), %d bytes; manifest and trainer state identical"
+      % (len(a), moments, sum(len(t[2]) for t in a.values())))
+EOF
+}
+
+check_stage() {  # NAME OVERRIDES...
+  local name=$1
+  shift
+  # Both runs use one output_dir (it is part of the recipe hash kept in trainer_state.json): the
+  # uninterrupted run's is moved aside before the second run starts.
+  local run=$work/run full=$work/$name.full
+  local want
+  want=$(printf 'step_%08d' "$max_steps")
+  local started=$SECONDS
+
+  rm -rf "$run"
+  run_job "$name.full.log" "$@"
+  mv "$run" "$full"
+
+  # The copy to kill, in the background; SIGKILL every process of the job at once.
+  TAILOR_E2E_RUN=$token "${mpi[@]}" "$tailor" run "$work/recipe.yaml" "$@" \
+    > "$work/$name.killed.log" 2>&1 &
+  local job_pid=$! deadline=$((SECONDS + 300))
+  until [ -f "$run/checkpoints/latest" ]; do
+    kill -0 "$job_pid" 2>/dev/null || fail "$name: the run to be killed ended before its first checkpoint"
+    [ "$SECONDS" -lt "$deadline" ] || fail "$name: no checkpoint within 300 s"
+    sleep 0.05
+  done
+  local -a procs
+  mapfile -t procs < <(job_procs)
+  kill -9 "${procs[@]}" 2>/dev/null || true
+  wait "$job_pid" 2>/dev/null || true
+  local latest
+  latest=$(basename "$(cat "$run/checkpoints/latest")")
+  [ "$latest" != "$want" ] || fail "$name: the run finished before it could be killed"
+  [ -z "$(job_procs)" ] || fail "$name: processes of the killed job survived SIGKILL"
+
+  run_job "$name.resume.log" train.resume=true "$@"
+  grep -q "resumed from.*$latest" "$work/$name.resume.log" ||
+    fail "$name: the resumed run does not say it resumed from $latest"
+  # The resumed run must have trained (its final state is not the one it started from).
+  compare "$run/checkpoints/$latest" "$run/checkpoints/$want" > /dev/null &&
+    fail "$name: the final checkpoint equals $latest: nothing was trained after resuming"
+  local summary
+  summary=$(compare "$full/checkpoints/$want" "$run/checkpoints/$want") ||
+    fail "$name: killed at $latest and resumed, $want differs from the uninterrupted run:"$'\n'"$summary"
+  echo "$name: killed after $latest, resumed to $want: $summary ($((SECONDS - started)) s)"
+}
+
+check_stage zero3 dist.zero_stage=3
+check_stage zero1_lora dist.zero_stage=1 lora.enabled=true
+echo "2-rank resume after SIGKILL: bit-identical at ZeRO stages 3 and 1"
