@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "common/error.h"
@@ -55,27 +56,63 @@ void free_storage(const at::Tensor& t) {
 bool storage_allocated(const at::Tensor& t) {
   return t.storage().nbytes() > 0;
 }
-// On the CPU a gathered buffer is its own anonymous mapping, returned to the system when freed:
-// malloc would serve it from the heap (tailor's main() keeps freed memory there for speed), and a
-// hole in the middle of the heap stays resident, so every block gathered would stay in RSS.
+// On the CPU a gathered buffer is its own anonymous mapping: malloc would serve it from the heap
+// (tailor's main() keeps freed memory there for speed), and a hole in the middle of the heap
+// stays resident, so every block gathered would stay in RSS. One freed mapping is kept for the
+// next gather of the same size (the next block's), since mapping fresh memory costs a page fault
+// and the kernel zeroing every page (436 MB per Mistral-7B block); others go
+// back to the system. Buffers under kMappedBytes (LoRA factors, small models) come from malloc.
+constexpr size_t kPooledMappings = 1;
+constexpr size_t kMappedBytes = size_t{16} << 20;
+struct MappingPool {
+  std::mutex mutex;
+  std::vector<std::pair<void*, size_t>> free;
+};
+MappingPool& mapping_pool() {
+  static MappingPool* pool = new MappingPool();  // never destroyed: deleters may run at exit
+  return *pool;
+}
 void unmap_buffer(void* context) {
   auto* region = static_cast<std::pair<void*, size_t>*>(context);
+  {
+    MappingPool& pool = mapping_pool();
+    std::lock_guard<std::mutex> lock(pool.mutex);
+    if (pool.free.size() < kPooledMappings) {
+      pool.free.push_back(*region);
+      delete region;
+      return;
+    }
+  }
   munmap(region->first, region->second);
   delete region;
 }
 at::DataPtr map_buffer(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
-    throw Error(kScope, "cannot map " + std::to_string(bytes) +
-                            " bytes for a gathered block: " + std::strerror(errno));
+  void* p = nullptr;
+  {
+    MappingPool& pool = mapping_pool();
+    std::lock_guard<std::mutex> lock(pool.mutex);
+    for (auto it = pool.free.begin(); it != pool.free.end(); ++it) {
+      if (it->second != bytes) continue;
+      p = it->first;
+      pool.free.erase(it);
+      break;
+    }
+  }
+  if (p == nullptr) {
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      throw Error(kScope, "cannot map " + std::to_string(bytes) +
+                              " bytes for a gathered block: " + std::strerror(errno));
+  }
   return at::DataPtr(p, new std::pair<void*, size_t>(p, bytes), &unmap_buffer,
                      at::Device(at::kCPU));
 }
 void allocate_storage(const at::Tensor& t) {
   c10::StorageImpl* storage = t.storage().unsafeGetStorageImpl();
   const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
-  storage->set_data_ptr_noswap(t.is_cpu() ? map_buffer(bytes)
-                                          : storage->allocator()->allocate(bytes));
+  storage->set_data_ptr_noswap(t.is_cpu() && bytes >= kMappedBytes
+                                   ? map_buffer(bytes)
+                                   : storage->allocator()->allocate(bytes));
   storage->set_nbytes(bytes);
 }
 // Another tensor on the same storage with its own version counter: collectives write through
@@ -690,6 +727,17 @@ ModelStateBytes ZeroEngine::state_bytes() const {
     bytes.optimizer += nbytes(f.master) + nbytes(f.exp_avg) + nbytes(f.exp_avg_sq);
   }
   return bytes;
+}
+
+void ZeroEngine::set_overlap(bool overlap) {
+  Impl& m = *impl_;
+  m.config.overlap = overlap;
+  if (m.config.stage != 3) return;
+  if (overlap && !m.comm_thread) m.comm_thread = std::make_unique<CommThread>();
+  if (!overlap && m.comm_thread) {
+    m.comm_thread->drain();
+    m.comm_thread.reset();
+  }
 }
 
 void ZeroEngine::fill_parameters(const std::function<void(const ParameterPart&)>& fill) {

@@ -123,6 +123,10 @@ class ZeroEngine : public ForwardHooks {
 
   ModelStateBytes state_bytes() const;
 
+  // Stage 3: switches the communication thread on or off between steps (config.overlap), e.g.
+  // to time both on one model. Results do not depend on it.
+  void set_overlap(bool overlap);
+
   // Stage 3: calls `fill` once per parameter, in the order the constructor got them, with the
   // part this rank owns, then refreshes the float32 master copies of low-precision weights.
   // Random initialisation draws each whole parameter and keeps its part (so the values do not

@@ -5,7 +5,7 @@
 //   lora7b  one forward+backward+AdamW LoRA step of a Mistral-7B-shaped model (random init,
 //           bf16, r=16 on all seven projections, T=128) and its peak RSS;
 //   zero3   under `mpirun -np N`: ZeRO-3 LoRA steps of a Mistral-7B-shaped model cut to a few
-//           blocks (bf16, built in shards), with dist.overlap on and off, in one run, in
+//           blocks (bf16, built in shards), with dist.overlap on and off on the same model, in
 //           alternating rounds so both see the same machine state.
 //
 // Each configuration builds a randomly initialised model, runs warm-up steps, then times the
@@ -110,16 +110,18 @@ nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_conf
           {"threads", at::get_num_threads()}};
 }
 
-// Mean seconds per ZeRO-3 LoRA step (forward, backward, reduction, AdamW) over `steps` steps after
-// one warm-up, on every rank's own random tokens; the slowest rank's mean (what the job waits for).
-double zero3_step_seconds(const nlohmann::json& config, bool overlap, int prefetch, int64_t T,
-                          int64_t steps) {
+// ZeRO-3 LoRA steps (forward, backward, reduction, AdamW) of one model built in shards, timed
+// with the communication thread on and off in alternating rounds, on every rank's own random
+// tokens. Each step time is the slowest rank's (what the job waits for). Returns one
+// {round, overlap_s_per_step, blocking_s_per_step} record per round.
+std::vector<nlohmann::json> run_zero3(const nlohmann::json& config, int prefetch, int64_t T,
+                                      int64_t steps, int64_t rounds) {
   auto& comm = dist::world();
   ModelSection section{ModelInit::kRandom, {}, "", 0, 0, 0, 0, 0.0};
   dist::ZeroConfig zero;
   zero.stage = 3;
   zero.adam = AdamWConfig{0.9, 0.999, 1e-8, 0.0};
-  zero.overlap = overlap;
+  zero.overlap = true;
   zero.prefetch = prefetch;
   torch::manual_seed(0);
   const LoraConfig lora{
@@ -131,22 +133,38 @@ double zero3_step_seconds(const nlohmann::json& config, bool overlap, int prefet
   ShardedModel built = build_sharded_model(section, config, at::kBFloat16, lora, comm, zero);
   built.model->train();
   auto ids = at::randint(built.model->vocab_size(), {1, T}, at::kLong);
-  double total = 0;
-  for (int64_t i = 0; i < steps + 1; ++i) {
-    comm.barrier();
-    const double start = now_seconds();
-    auto loss = causal_lm_loss_sum(built.model->forward(ids), ids) / static_cast<double>(T - 1);
-    loss.backward();
-    built.engine->after_backward();
-    built.engine->reduce_gradients();
-    built.engine->step(1e-4);
-    built.engine->zero_grad();
-    if (i > 0) total += now_seconds() - start;
+  const auto time_steps = [&](bool overlap, int64_t n) {
+    built.engine->set_overlap(overlap);
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      comm.barrier();
+      const double start = now_seconds();
+      auto loss = causal_lm_loss_sum(built.model->forward(ids), ids) / static_cast<double>(T - 1);
+      loss.backward();
+      built.engine->after_backward();
+      built.engine->reduce_gradients();
+      built.engine->step(1e-4);
+      built.engine->zero_grad();
+      total += now_seconds() - start;
+    }
+    double slowest = total / static_cast<double>(n);
+    for (const auto& value : comm.all_gather_strings(std::to_string(slowest)))
+      slowest = std::max(slowest, std::stod(value));
+    return slowest;
+  };
+  time_steps(true, 1);  // warm-up
+  std::vector<nlohmann::json> records;
+  for (int64_t round = 1; round <= rounds; ++round) {
+    const double on = time_steps(true, steps);
+    const double off = time_steps(false, steps);
+    records.push_back({{"suite", "zero3"},
+                       {"round", round},
+                       {"ranks", comm.world_size()},
+                       {"overlap_s_per_step", on},
+                       {"blocking_s_per_step", off},
+                       {"peak_memory_mib", peak_rss_mib()}});
   }
-  double slowest = total / static_cast<double>(steps);
-  for (const auto& value : comm.all_gather_strings(std::to_string(slowest)))
-    slowest = std::max(slowest, std::stod(value));
-  return slowest;
+  return records;
 }
 
 // Greedy decoding of `new_tokens` tokens after random prompts of `prompt_len` tokens, B at a
@@ -279,19 +297,13 @@ int bench_command(const std::vector<std::string>& args) {
           comm.world_size(), comm.backend().c_str(), (long long)zero3_layers, (long long)zero3_seq,
           (long long)zero3_steps, zero3_prefetch, "round", "overlap s/step", "blocking s/step",
           "speed-up");
-    for (int64_t round = 0; round < zero3_rounds; ++round) {
-      const double on = zero3_step_seconds(config, true, zero3_prefetch, zero3_seq, zero3_steps);
-      const double off = zero3_step_seconds(config, false, zero3_prefetch, zero3_seq, zero3_steps);
+    for (const auto& r : run_zero3(config, zero3_prefetch, zero3_seq, zero3_steps, zero3_rounds)) {
       if (comm.rank() != 0) continue;
-      std::printf("%-8lld %16.3f %16.3f %9.2fx\n", (long long)round + 1, on, off, off / on);
-      std::cerr << nlohmann::json({{"suite", "zero3"},
-                                   {"round", round + 1},
-                                   {"ranks", comm.world_size()},
-                                   {"overlap_s_per_step", on},
-                                   {"blocking_s_per_step", off},
-                                   {"peak_memory_mib", peak_rss_mib()}})
-                       .dump()
-                << "\n";
+      const double on = r["overlap_s_per_step"].get<double>();
+      const double off = r["blocking_s_per_step"].get<double>();
+      std::printf("%-8lld %16.3f %16.3f %9.2fx\n", (long long)r["round"].get<int64_t>(), on, off,
+                  off / on);
+      std::cerr << r.dump() << "\n";
     }
   }
   if (wants("lora7b")) {

@@ -148,8 +148,9 @@ Schema<SftRecipe> build_sft_schema() {
   s.key(TAILOR_MEMBER(dist.overlap))
       .doc(
           "ZeRO-3: gather the next blocks' parameters and reduce-scatter gradients on a "
-          "communication thread while compute goes on; false = blocking collectives")
-      .default_value(true);
+          "communication thread while compute goes on; false = blocking collectives (faster on "
+          "CPU ranks that use every core: docs/distributed.md#overlap)")
+      .default_value(false);
   s.key(TAILOR_MEMBER(dist.prefetch))
       .doc("ZeRO-3 with overlap: how many hook groups ahead parameters are gathered")
       .default_value(1)

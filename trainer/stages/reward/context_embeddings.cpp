@@ -36,6 +36,8 @@ std::string context_cache_key(const RewardRecipe& r) {
        << r.data.eval_fraction << " users " << r.users.kind << ' ' << r.users.count << ' '
        << r.users.label << ' ' << r.users.temperature << ' ' << r.users.conflict_only << ' '
        << r.users.seed << " survey " << r.vae.survey_size << ' ' << r.vae.survey_selection;
+  // A bf16 backbone embeds differently (fp32 and bf16_autocast embed in fp32, outside autocast).
+  if (r.train.precision == Precision::kBf16) text << " bf16";
   if (!r.data.path.empty() && fs::exists(r.data.path))
     text << ' ' << fs::file_size(r.data.path) << ' '
          << fs::last_write_time(r.data.path).time_since_epoch().count();

@@ -17,7 +17,7 @@
 namespace tailor {
 
 // Everything the cached embeddings depend on (model section and seed for a random init, data,
-// users, survey), as a hash string stored in the cache file.
+// users, survey, bf16 weights), as a hash string stored in the cache file.
 std::string context_cache_key(const RewardRecipe& recipe);
 
 // [sequences.size(), n_embd] float32: rows `needed` hold the embeddings, the others zeros.

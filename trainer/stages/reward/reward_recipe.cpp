@@ -1,6 +1,7 @@
 #include "trainer/stages/reward/reward_recipe.h"
 
 #include <cmath>
+#include <utility>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -11,6 +12,12 @@ namespace fs = std::filesystem;
 namespace {
 
 using Names = std::vector<std::string>;
+
+// The names SFT's train.precision uses (trainer/recipe/recipe.cpp).
+const std::vector<std::pair<std::string, Precision>> kPrecisions = {
+    {"fp32", Precision::kFp32},
+    {"bf16_autocast", Precision::kBf16Autocast},
+    {"bf16", Precision::kBf16}};
 
 Schema<RewardRecipe> build_reward_schema() {
   Schema<RewardRecipe> s;
@@ -134,9 +141,22 @@ Schema<RewardRecipe> build_reward_schema() {
   s.section("train", "the training loop");
   s.key(TAILOR_MEMBER(train.max_steps)).doc("optimizer steps").default_value(500).at_least(1);
   s.key(TAILOR_MEMBER(train.batch_size))
-      .doc("preference pairs per optimizer step")
+      .doc(
+          "preference pairs per forward/backward pass; an optimizer step takes batch_size x "
+          "grad_accum pairs")
       .default_value(32)
       .at_least(1);
+  s.key(TAILOR_MEMBER(train.grad_accum))
+      .doc(
+          "micro-batches of batch_size pairs per optimizer step (gradient accumulation); the "
+          "step's loss and gradient are those of one batch of batch_size x grad_accum pairs")
+      .default_value(1)
+      .at_least(1);
+  s.choice(TAILOR_MEMBER(train.precision), kPrecisions)
+      .doc(
+          "fp32 | bf16_autocast (fp32 weights, bf16 matmuls) | bf16 (bf16 weights, fp32 master "
+          "copies in the optimizer); losses are computed in fp32")
+      .default_value(Precision::kFp32);
   s.choice(TAILOR_MEMBER(train.sampling), Names{"uniform", "adaptive"})
       .doc(
           "uniform: pairs in shuffled epochs; adaptive: continual sampling, one user at a time "
@@ -175,6 +195,21 @@ Schema<RewardRecipe> build_reward_schema() {
       .default_value(0.85)
       .above(0)
       .at_most(1);
+  s.key(TAILOR_MEMBER(train.checkpoint_every))
+      .doc(
+          "steps between checkpoints in output_dir/checkpoints (and one at the end); 0 = no "
+          "checkpoints")
+      .default_value(0)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(train.keep_checkpoints))
+      .doc("most recent checkpoints kept on disk")
+      .default_value(2)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(train.resume))
+      .doc(
+          "continue from the latest checkpoint in output_dir (bit-identical to an uninterrupted "
+          "run); none there = start from step 0")
+      .default_value(false);
 
   s.section("export", "Hugging Face export at the end of the run, into output_dir/export");
   s.key(
@@ -245,6 +280,12 @@ RewardRecipe reward_recipe_from_config(const ResolvedConfig& config) {
 RewardRecipe load_reward_recipe(const fs::path& file, const std::vector<std::string>& overrides) {
   return reward_recipe_from_config(
       resolve_reward_recipe(read_file(file), file.string(), overrides));
+}
+
+std::string reward_recipe_hash(const RewardRecipe& recipe) {
+  RewardRecipe same_run = recipe;
+  same_run.train.resume = false;
+  return reward_recipe_schema().unbind(same_run, "(recipe)").hash();
 }
 
 void check_reward_inputs(const RewardRecipe& r) {

@@ -5,7 +5,7 @@
 // Data flows: data.source gives responses with per-aspect ratings (synthetic benchmark or
 // UltraFeedback) or per-user labelled pairs; users.* turns ratings into simulated users and their
 // labels; a survey of shared questions gives each user's context pairs (vae.*); train.* chooses
-// sampling and gradient surgery.
+// sampling, gradient surgery, gradient accumulation, precision and checkpoints.
 #pragma once
 
 #include <cstdint>
@@ -57,7 +57,9 @@ struct VaeSection {
 
 struct RewardTrainSection {
   int64_t max_steps;
-  int64_t batch_size;                       // preference pairs per optimizer step
+  int64_t batch_size;   // preference pairs per forward/backward pass (micro-batch)
+  int64_t grad_accum;   // micro-batches per optimizer step: a step is batch_size x grad_accum pairs
+  Precision precision;  // fp32 | bf16_autocast | bf16
   std::string sampling;                     // uniform | adaptive
   std::vector<double> adaptive_ratio;       // A : B : C samples per phase
   int64_t steps_per_phase;                  // 0 = max_steps / users
@@ -67,6 +69,9 @@ struct RewardTrainSection {
   int64_t eval_every;           // 0 = only at the end
   int64_t eval_pairs_per_user;  // 0 = all
   double converge_accuracy;     // eval accuracy that counts as converged
+  int64_t checkpoint_every;     // 0 = no checkpoints; else every N steps and at the end
+  int64_t keep_checkpoints;
+  bool resume;  // continue from output_dir's latest checkpoint
 };
 
 struct RewardRecipe {
@@ -93,5 +98,12 @@ RewardRecipe reward_recipe_from_config(const ResolvedConfig& config);
 RewardRecipe load_reward_recipe(const std::filesystem::path& file,
                                 const std::vector<std::string>& overrides = {});
 void check_reward_inputs(const RewardRecipe& recipe);
+// Pairs per optimizer step: train.batch_size x train.grad_accum.
+inline int64_t pairs_per_step(const RewardRecipe& recipe) {
+  return recipe.train.batch_size * recipe.train.grad_accum;
+}
+// 16 hex digits identifying the run a checkpoint belongs to: the resolved recipe with
+// train.resume set to false (a resumed run is the same run).
+std::string reward_recipe_hash(const RewardRecipe& recipe);
 
 }  // namespace tailor

@@ -1,16 +1,24 @@
 // The reward stage, top to bottom: setup() prepares data, model and optimizer from the recipe;
-// train() runs optimizer steps; evaluate() measures every user on held-out pairs; finish()
-// writes summary.json and the export.
+// resume() restores a checkpoint; train() runs optimizer steps; evaluate() measures every user on
+// held-out pairs; finish() writes the last checkpoint, summary.json and the export.
 //
-// One step: draw batch_size (user, chosen, rejected) examples (uniform epochs, or the adaptive
-// A:B:C schedule), score both responses and take the Bradley–Terry loss on the margin. For VPL
-// each example also gets context_size of its user's survey answers, whose frozen-encoder
-// embeddings (computed once before training) the VAE encodes into q(z | context); the reward is
-// decoded from the trainable backbone's embedding of the response and z, and the loss adds
-// beta_t * KL(q || N(0, I)) and optionally the contrastive term on the latent means. With
-// gradient surgery every user in the batch gets their own backward pass, and the per-user
-// gradients are combined by PCGrad or MGDA before the update. The loss and gradient of a step are
-// reward_step_backward() (reward_step.h), the VPL rewards vpl_scores().
+// One step: draw batch_size x grad_accum (user, chosen, rejected) examples (uniform epochs, or
+// the adaptive A:B:C schedule), score both responses and take the Bradley–Terry loss on the
+// margin. For VPL each example also gets context_size of its user's survey answers, whose
+// frozen-encoder embeddings (computed once before training) the VAE encodes into q(z | context);
+// the reward is decoded from the trainable backbone's embedding of the response and z, and the
+// loss adds beta_t * KL(q || N(0, I)) and optionally the contrastive term on the latent means.
+// The step's examples, contexts and noise are drawn for the whole step, then the backbone runs
+// one micro-batch of batch_size at a time (gradient accumulation), so a step's loss and gradient
+// do not depend on grad_accum. With gradient surgery every user in the batch gets their own
+// backward pass, and the per-user gradients are combined by PCGrad or MGDA before the update.
+// The loss and gradient of a step are reward_step_accumulate() (reward_step.h).
+//
+// Checkpoints (train.checkpoint_every) hold the parameters (the trainable ones; the frozen base
+// too when it is not a pretrained LoRA base), AdamW's state (with bf16: the fp32 master copies),
+// and in trainer_state.json the sampler position, torch's and the stage's RNG states, the
+// adaptive sampler's per-user visiting orders and cursors, the examples drawn per phase and the
+// evaluation curve, so a resumed run ends bit-identical to an uninterrupted one.
 #include "trainer/stages/reward/reward_stage.h"
 
 #include <algorithm>
@@ -40,8 +48,11 @@
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/grad_clip.h"
 #include "trainer/optim/lr_schedule.h"
+#include "trainer/run/autocast_guard.h"
+#include "trainer/run/checkpoint.h"
 #include "trainer/run/metrics.h"
 #include "trainer/run/model_setup.h"
+#include "trainer/run/rng_state.h"
 #include "trainer/stages/prompt_format.h"
 #include "trainer/stages/reward/context_embeddings.h"
 #include "trainer/stages/reward/reward_data.h"
@@ -91,6 +102,7 @@ class RewardStage {
   explicit RewardStage(const RewardRecipe& recipe) : r_(recipe) {}
   int run() {
     setup();
+    resume();
     train();
     finish();
     return 0;
@@ -98,20 +110,33 @@ class RewardStage {
 
  private:
   bool vae() const { return r_.reward.kind == "vae"; }
+  bool autocast() const { return r_.train.precision == Precision::kBf16Autocast; }
+  // Whether checkpoints hold the frozen base weights too: everything but LoRA on a pretrained
+  // base (which the recipe's model.path restores).
+  bool stores_base() const { return !r_.lora.enabled || r_.model.init == ModelInit::kRandom; }
   void setup();
+  void resume();
   void train();
   void finish();
+  void save_checkpoint();
+  // Every parameter under its checkpoint name (backbone's HF names, VPL heads under "vpl.").
+  std::vector<std::pair<std::string, at::Tensor>> all_parameters() const;
   std::vector<PreferenceExample> next_batch();
-  // [B, C, 2, E] frozen-encoder embeddings of each example's context pairs, drawn from `rng`.
+  // [B, C, 2, E] frozen-encoder embeddings of each example's context pairs, drawn from `rng`,
+  // in the weights' dtype.
   at::Tensor contexts(const std::vector<PreferenceExample>& batch, std::mt19937_64& rng) const;
-  // Rewards of chosen and rejected; `training` samples z, otherwise z = mean.
-  RewardScores score(const std::vector<PreferenceExample>& batch, const at::Tensor& context,
-                     bool training, int64_t* tokens = nullptr);
+  // Evaluation rewards of chosen and rejected (VPL: z = mean).
+  RewardScores score(const std::vector<PreferenceExample>& batch, const at::Tensor& context);
+  // Training rewards of examples [begin, end) of a step's batch (one micro-batch); VPL decodes
+  // with rows [begin, end) of the step's latents z.
+  RewardScores train_scores(const std::vector<PreferenceExample>& batch, int64_t begin, int64_t end,
+                            const at::Tensor& z, int64_t* tokens);
   // Per-user held-out metrics into metrics.jsonl; with `predictions`, one JSON line per pair.
   nlohmann::json evaluate(std::string* predictions = nullptr);
   std::vector<at::Tensor> trainable() const;
 
   RewardRecipe r_;
+  at::ScalarType dtype_ = at::kFloat;  // the weights' dtype (bf16 with train.precision bf16)
   std::unique_ptr<Tokenizer> tokenizer_;
   RewardData data_;
   CausalLM backbone_;
@@ -132,7 +157,9 @@ class RewardStage {
   bool context_cache_hit_ = false;  // VPL: the context embeddings were read from the cache
   std::mt19937_64 rng_;
   int64_t step_ = 0;
+  int64_t last_checkpoint_step_ = -1;
   double start_time_ = 0;
+  double earlier_wall_ = 0;  // wall seconds of the run before the checkpoint it resumed from
   // Convergence: first evaluation at or above train.converge_accuracy.
   std::optional<int64_t> converged_step_;
   nlohmann::json last_eval_;
@@ -157,7 +184,8 @@ void RewardStage::setup() {
   };
   data_ = prepare_reward_data(r_, encode, std::cerr);
 
-  backbone_ = build_model(r_.model, model_config_for(r_.model), at::kFloat);
+  dtype_ = r_.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
+  backbone_ = build_model(r_.model, model_config_for(r_.model), dtype_);
   if (r_.data.max_length > backbone_->max_positions())
     throw Error("recipe", "data.max_length " + std::to_string(r_.data.max_length) +
                               " exceeds the model's n_positions " +
@@ -188,6 +216,7 @@ void RewardStage::setup() {
     vc.latent_dim = r_.vae.latent_dim;
     vc.logvar_clamp = r_.vae.logvar_clamp;
     heads_ = VplHeads(vc);
+    heads_->to(dtype_);
     for (const auto& item : backbone_->named_parameters())
       if (item.value().requires_grad()) params_.emplace_back(item.key(), item.value());
     for (const auto& item : heads_->named_parameters())
@@ -237,7 +266,7 @@ void RewardStage::setup() {
     options.steps_per_phase = r_.train.steps_per_phase > 0
                                   ? r_.train.steps_per_phase
                                   : std::max<int64_t>(1, r_.train.max_steps / U);
-    options.batch_size = r_.train.batch_size;
+    options.batch_size = pairs_per_step(r_);
     options.seed = static_cast<uint64_t>(r_.seed);
     adaptive_.emplace(options);
     train_of_user_.resize(U);
@@ -257,13 +286,144 @@ void RewardStage::setup() {
             << backbone_->num_layers() << " layers, hidden size " << backbone_->hidden_size()
             << ", " << n_trainable << " trainable parameters" << (r_.lora.enabled ? " (LoRA)" : "")
             << "; sampling " << r_.train.sampling << ", grad_surgery " << r_.train.grad_surgery
-            << "\n";
+            << "; " << pairs_per_step(r_) << " pairs per step";
+  if (r_.train.grad_accum > 1)
+    std::cerr << " (" << r_.train.grad_accum << " micro-batches of " << r_.train.batch_size << ")";
+  std::cerr << ", " << to_string(r_.train.precision) << "\n";
+}
+
+std::vector<std::pair<std::string, at::Tensor>> RewardStage::all_parameters() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  if (bt_) {
+    for (const auto& item : bt_->named_parameters())
+      out.emplace_back(item.key(), item.value());
+  } else {
+    for (const auto& item : backbone_->named_parameters())
+      out.emplace_back(item.key(), item.value());
+    for (const auto& item : heads_->named_parameters())
+      out.emplace_back("vpl." + item.key(), item.value());
+  }
+  return out;
+}
+
+void RewardStage::save_checkpoint() {
+  TrainerState state;
+  state.step = step_;
+  if (uniform_) {
+    state.epoch = uniform_->position().epoch;
+    state.sample_position = uniform_->position().index;
+  }
+  state.recipe_hash = reward_recipe_hash(r_);
+  state.rng = capture_torch_rng_states();
+  state.rng["stage"] = mt19937_to_string(rng_);  // adaptive reshuffles, PCGrad's visiting orders
+  nlohmann::json extra = {
+      {"reward_kind", r_.reward.kind},
+      {"converged_step", converged_step_ ? nlohmann::json(*converged_step_) : nlohmann::json()},
+      {"eval_curve", curve_},
+      {"wall_seconds", earlier_wall_ + steady_clock_seconds() - start_time_}};
+  if (adaptive_) {
+    // Each user's examples in their current visiting order, and how many were drawn so far.
+    extra["user_order"] = train_of_user_;
+    extra["user_cursor"] = cursor_of_user_;
+    extra["phase_samples"] = phase_samples_;
+  }
+  state.extra["reward"] = extra;
+  TensorMap tensors;
+  if (stores_base()) {
+    for (const auto& [name, p] : all_parameters())
+      tensors[name] = p;
+  } else {
+    for (const auto& [name, p] : params_)
+      tensors[name] = p;
+  }
+  SaveCheckpointOptions options;
+  options.keep_last = static_cast<int>(r_.train.keep_checkpoints);
+  const fs::path dir =
+      tailor::save_checkpoint(r_.output_dir, tensors, optimizer_->export_state(), state, options);
+  last_checkpoint_step_ = step_;
+  std::cerr << "[reward] checkpoint " << dir.string() << "\n";
+}
+
+void RewardStage::resume() {
+  if (!r_.train.resume) return;
+  const auto latest = latest_checkpoint(r_.output_dir);
+  if (!latest) {
+    std::cerr << "[reward] resume: no checkpoint in " << r_.output_dir.string()
+              << ", starting from step 0\n";
+    return;
+  }
+  const Checkpoint ckpt = load_checkpoint(*latest);
+  const std::string source = (*latest / "trainer_state.json").string();
+  const TrainerState& state = ckpt.state;
+  if (!state.extra.contains("reward") || !state.extra.at("reward").is_object())
+    throw Error("checkpoint", source + ": not a reward-stage checkpoint (no extra.reward)");
+  const nlohmann::json& extra = state.extra.at("reward");
+  if (extra.value("reward_kind", "") != r_.reward.kind)
+    throw Error("checkpoint", source + ": a reward.kind " + extra.value("reward_kind", "?") +
+                                  " run, the recipe says " + r_.reward.kind);
+  if (state.recipe_hash != reward_recipe_hash(r_))
+    std::cerr << "[reward] resume: warning: the recipe differs from the one the checkpoint was "
+              << "written with (hash " << state.recipe_hash << ", now " << reward_recipe_hash(r_)
+              << ")\n";
+  {
+    at::NoGradGuard no_grad;
+    std::map<std::string, at::Tensor> params;
+    for (const auto& [name, p] : all_parameters())
+      params.emplace(name, p);
+    for (const auto& [name, tensor] : ckpt.model) {
+      const auto it = params.find(name);
+      if (it == params.end())
+        throw Error("checkpoint", latest->string() + ": tensor " + name + " is not in the model");
+      if (it->second.sizes() != tensor.sizes())
+        throw Error("checkpoint", latest->string() + ": " + name + " has " +
+                                      std::to_string(tensor.numel()) + " elements, the model " +
+                                      std::to_string(it->second.numel()));
+      it->second.copy_(tensor);
+    }
+    for (const auto& [name, p] : stores_base() ? all_parameters() : params_)
+      if (!ckpt.model.count(name))
+        throw Error("checkpoint", latest->string() + ": model.safetensors lacks " + name);
+  }
+  optimizer_->import_state(ckpt.optimizer);
+  step_ = state.step;
+  if (uniform_) uniform_->set_position({state.epoch, state.sample_position});
+  restore_torch_rng_states(state.rng);
+  if (!state.rng.contains("stage") || !state.rng.at("stage").is_string())
+    throw Error("checkpoint", source + ": rng.stage is missing");
+  rng_ = mt19937_from_string(state.rng.at("stage").get<std::string>());
+  if (adaptive_) {
+    auto order = extra.at("user_order").get<std::vector<std::vector<int64_t>>>();
+    auto cursor = extra.at("user_cursor").get<std::vector<int64_t>>();
+    auto phases = extra.at("phase_samples").get<std::vector<std::vector<int64_t>>>();
+    bool same = order.size() == train_of_user_.size() && cursor.size() == cursor_of_user_.size() &&
+                phases.size() == phase_samples_.size();
+    for (size_t u = 0; same && u < order.size(); ++u) {
+      std::vector<int64_t> mine = order[u], want = train_of_user_[u];
+      std::sort(mine.begin(), mine.end());
+      std::sort(want.begin(), want.end());
+      same = mine == want;
+    }
+    if (!same)
+      throw Error("checkpoint", source +
+                                    ": its adaptive sampling state does not fit this "
+                                    "recipe's data (users or training pairs differ)");
+    train_of_user_ = std::move(order);
+    cursor_of_user_ = std::move(cursor);
+    phase_samples_ = std::move(phases);
+  }
+  if (!extra.value("converged_step", nlohmann::json()).is_null())
+    converged_step_ = extra.at("converged_step").get<int64_t>();
+  curve_ = extra.value("eval_curve", std::vector<nlohmann::json>{});
+  earlier_wall_ = extra.value("wall_seconds", 0.0);
+  metrics_->truncate_after(step_);
+  last_checkpoint_step_ = step_;
+  std::cerr << "[reward] resumed from " << latest->string() << " at step " << step_ << "\n";
 }
 
 std::vector<PreferenceExample> RewardStage::next_batch() {
   std::vector<PreferenceExample> batch;
   if (uniform_) {
-    for (int64_t i : uniform_->next_batch(r_.train.batch_size))
+    for (int64_t i : uniform_->next_batch(pairs_per_step(r_)))
       batch.push_back(data_.train[i]);
     return batch;
   }
@@ -305,11 +465,11 @@ at::Tensor RewardStage::contexts(const std::vector<PreferenceExample>& batch,
       rows.push_back(pool[j].second);
     }
   }
-  return embeddings_.index_select(0, at::tensor(rows, at::kLong)).view({B, C, 2, -1});
+  return embeddings_.index_select(0, at::tensor(rows, at::kLong)).view({B, C, 2, -1}).to(dtype_);
 }
 
 RewardScores RewardStage::score(const std::vector<PreferenceExample>& batch,
-                                const at::Tensor& context, bool training, int64_t* tokens) {
+                                const at::Tensor& context) {
   const int64_t B = static_cast<int64_t>(batch.size());
   std::vector<const std::vector<int32_t>*> rows;
   for (const auto& ex : batch)
@@ -317,14 +477,36 @@ RewardScores RewardStage::score(const std::vector<PreferenceExample>& batch,
   for (const auto& ex : batch)
     rows.push_back(&data_.sequences[ex.rejected]);
   const Padded p = pad(rows);
-  if (tokens) *tokens += p.tokens;
   if (vae()) {
     const auto e = last_token_features(backbone_->hidden_states(p.ids, p.mask), p.mask);  // [2B, E]
-    // eps ~ N(0, I) from torch's default generator, drawn after the backbone's forward.
-    const at::Tensor eps = training ? at::randn({B, r_.vae.latent_dim}, e.options()) : at::Tensor();
-    return vpl_scores(heads_, e, context, eps);
+    return vpl_scores(heads_, e, context, at::Tensor());
   }
   const at::Tensor rewards = bt_->forward(p.ids, p.mask).select(1, 0);
+  RewardScores s;
+  s.chosen = rewards.slice(0, 0, B);
+  s.rejected = rewards.slice(0, B, 2 * B);
+  return s;
+}
+
+RewardScores RewardStage::train_scores(const std::vector<PreferenceExample>& batch, int64_t begin,
+                                       int64_t end, const at::Tensor& z, int64_t* tokens) {
+  const int64_t B = end - begin;
+  std::vector<const std::vector<int32_t>*> rows;
+  for (int64_t i = begin; i < end; ++i)
+    rows.push_back(&data_.sequences[batch[i].chosen]);
+  for (int64_t i = begin; i < end; ++i)
+    rows.push_back(&data_.sequences[batch[i].rejected]);
+  const Padded p = pad(rows);
+  *tokens += p.tokens;
+  AutocastGuard guard(autocast());
+  at::Tensor rewards;
+  if (vae()) {
+    const auto e = last_token_features(backbone_->hidden_states(p.ids, p.mask), p.mask);  // [2B, E]
+    const at::Tensor zb = z.slice(0, begin, end);
+    rewards = heads_->decode(e, at::cat({zb, zb}, 0));
+  } else {
+    rewards = bt_->forward(p.ids, p.mask).select(1, 0);
+  }
   RewardScores s;
   s.chosen = rewards.slice(0, 0, B);
   s.rejected = rewards.slice(0, B, 2 * B);
@@ -335,18 +517,19 @@ void RewardStage::train() {
   if (bt_) bt_->train();
   backbone_->train();
   if (heads_) heads_->train();
-  ProgressLine progress({r_.train.max_steps, 0, 10.0, 20}, std::cerr);
+  ProgressLine progress({r_.train.max_steps, step_, 10.0, 20}, std::cerr);
   const int64_t anneal = r_.vae.kl_anneal_steps > 0 ? r_.vae.kl_anneal_steps : r_.train.max_steps;
   const auto params = trainable();
   while (step_ < r_.train.max_steps) {
+    // Everything random about the step is drawn for its whole batch (examples, contexts, noise),
+    // so micro-batching changes nothing but the order of float sums.
     const auto batch = next_batch();
+    const int64_t N = static_cast<int64_t>(batch.size());
     std::mt19937_64 context_rng(static_cast<uint64_t>(r_.seed) * 1000003ULL + step_);
-    const at::Tensor context = vae() ? contexts(batch, context_rng) : at::Tensor();
     const double lr = schedule_->lr_at(step_);
     const double beta = kl_weight(r_.vae.kl_schedule, r_.vae.kl_beta, step_, anneal);
     int64_t tokens = 0;
     optimizer_->zero_grad();
-    const RewardScores s = score(batch, context, /*training=*/true, &tokens);
     std::vector<int32_t> users;
     for (const auto& ex : batch)
       users.push_back(ex.user);
@@ -355,8 +538,21 @@ void RewardStage::train() {
       for (int32_t u : users)
         ++drawn[u];
     }
+    at::Tensor mean, logvar, z;
+    if (vae()) {
+      // q(z | context) of the step's N examples (cheap: the context embeddings are precomputed)
+      // and the reparameterised z = mean + exp(logvar / 2) * eps, eps ~ N(0, I) from torch's
+      // default generator, float32 whatever the precision.
+      const at::Tensor context = contexts(batch, context_rng);
+      const at::Tensor eps = at::randn({N, r_.vae.latent_dim}, at::kFloat);
+      AutocastGuard guard(autocast());
+      std::tie(mean, logvar) = heads_->encode(context);
+      z = mean + at::exp(0.5 * logvar) * eps.to(mean.scalar_type());
+    }
     const RewardLossOptions loss_options{vae(), beta, r_.vae.contrastive, r_.train.grad_surgery};
-    nlohmann::json record = reward_step_backward(s, users, params, loss_options, rng_);
+    nlohmann::json record = reward_step_accumulate(
+        [&](int64_t begin, int64_t end) { return train_scores(batch, begin, end, z, &tokens); },
+        r_.train.batch_size, users, mean, logvar, params, loss_options, rng_);
     const double norm = r_.optimizer.grad_clip > 0 ? clip_grad_norm_(params, r_.optimizer.grad_clip)
                                                    : grad_norm(params);
     optimizer_->step(lr);
@@ -374,6 +570,8 @@ void RewardStage::train() {
       metrics_->log(step_, record);
     }
     if (r_.train.eval_every > 0 && step_ % r_.train.eval_every == 0 && !last) evaluate();
+    if (r_.train.checkpoint_every > 0 && step_ % r_.train.checkpoint_every == 0 && !last)
+      save_checkpoint();
   }
 }
 
@@ -403,8 +601,8 @@ nlohmann::json RewardStage::evaluate(std::string* predictions) {
       const std::vector<PreferenceExample> chunk(
           of_user[u].begin() + i, of_user[u].begin() + std::min(i + kChunk, of_user[u].size()));
       const at::Tensor context = vae() ? contexts(chunk, context_rng) : at::Tensor();
-      const RewardScores s = score(chunk, context, /*training=*/false);
-      const at::Tensor d = (s.chosen - s.rejected).to(at::kDouble).contiguous();
+      const RewardScores s = score(chunk, context);
+      const at::Tensor d = (s.chosen.to(at::kDouble) - s.rejected.to(at::kDouble)).contiguous();
       for (size_t j = 0; predictions && j < chunk.size(); ++j) {
         *predictions += nlohmann::json({{"user", data_.user_names[u]},
                                         {"chosen_ids", data_.sequences[chunk[j].chosen]},
@@ -432,7 +630,7 @@ nlohmann::json RewardStage::evaluate(std::string* predictions) {
   record["eval/loss"] = m.loss;
   record["eval/pairs"] = m.count;
   record["eval/mean_user_accuracy"] = accuracy_sum / std::max<int64_t>(1, users_seen);
-  record["epoch"] = static_cast<double>(step_ * r_.train.batch_size) / data_.train.size();
+  record["epoch"] = static_cast<double>(step_ * pairs_per_step(r_)) / data_.train.size();
   metrics_->log(step_, record);
   std::cerr << "[reward] step " << step_ << " eval accuracy " << m.accuracy << " auc " << m.auc
             << " loss " << m.loss << " (" << m.count << " pairs)\n";
@@ -446,10 +644,11 @@ nlohmann::json RewardStage::evaluate(std::string* predictions) {
 }
 
 void RewardStage::finish() {
+  if (r_.train.checkpoint_every > 0 && last_checkpoint_step_ != step_) save_checkpoint();
   std::string predictions;
   const nlohmann::json final_eval = evaluate(&predictions);
   write_file_atomic(r_.output_dir / "eval_predictions.jsonl", predictions);
-  const double wall = steady_clock_seconds() - start_time_;
+  const double wall = earlier_wall_ + steady_clock_seconds() - start_time_;
   const double pairs = static_cast<double>(data_.train.size());
   nlohmann::json summary = {
       {"stage", "reward"},
@@ -462,7 +661,9 @@ void RewardStage::finish() {
       {"train_pairs", data_.train.size()},
       {"eval_pairs", final_eval["eval/pairs"]},
       {"steps", step_},
-      {"epochs", step_ * r_.train.batch_size / pairs},
+      {"pairs_per_step", pairs_per_step(r_)},
+      {"precision", to_string(r_.train.precision)},
+      {"epochs", step_ * pairs_per_step(r_) / pairs},
       {"accuracy", final_eval["eval/accuracy"]},
       {"auc", final_eval["eval/auc"]},
       {"loss", final_eval["eval/loss"]},
@@ -471,7 +672,7 @@ void RewardStage::finish() {
       {"converged", converged_step_.has_value()},
       {"converge_step", converged_step_ ? nlohmann::json(*converged_step_) : nlohmann::json()},
       {"converge_epoch", converged_step_
-                             ? nlohmann::json(*converged_step_ * r_.train.batch_size / pairs)
+                             ? nlohmann::json(*converged_step_ * pairs_per_step(r_) / pairs)
                              : nlohmann::json()},
       {"wall_seconds", wall},
       {"eval_curve", curve_}};

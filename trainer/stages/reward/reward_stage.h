@@ -6,6 +6,10 @@
 // VPL whether the context embeddings were read from the cache (`context_cache`: hit | computed),
 // for adaptive sampling the examples drawn per user in each phase (`adaptive_phases`);
 // eval_predictions.jsonl the rewards of every held-out pair; export/ the trained model.
+// A step is train.batch_size x train.grad_accum pairs (gradient accumulation, the same loss and
+// gradient as one batch), in train.precision (fp32, bf16 with fp32 master copies, or
+// bf16_autocast); train.checkpoint_every writes checkpoints that train.resume continues from,
+// bit-identically to an uninterrupted run.
 #pragma once
 
 #include "trainer/stages/reward/reward_recipe.h"

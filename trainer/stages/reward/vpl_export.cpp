@@ -18,7 +18,7 @@ void save_vpl_export(const fs::path& out, CausalLMImpl& backbone, VplHeads& head
   ModelProvenance provenance;
   provenance.config = backbone.hf_config(backbone.dtype());
   provenance.tokenizer = tokenizer_dir;
-  provenance.dtype = "float32";
+  provenance.dtype = backbone.dtype() == at::kBFloat16 ? "bfloat16" : "float32";
   provenance.lora = lora;
   write_dir_atomic(out, [&](const fs::path& tmp) {
     export_model(backbone, provenance, tmp / "backbone", merged);

@@ -9,7 +9,6 @@
 // parameters' storage, the gradient reduction and the optimizer, and checkpoints are sharded.
 #include "trainer/stages/sft/sft_stage.h"
 
-#include <ATen/autocast_mode.h>
 
 #include <chrono>
 #include <cmath>
@@ -35,6 +34,7 @@
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/grad_clip.h"
 #include "trainer/optim/lr_schedule.h"
+#include "trainer/run/autocast_guard.h"
 #include "trainer/run/checkpoint.h"
 #include "trainer/run/metrics.h"
 #include "trainer/run/model_checkpoint.h"
@@ -49,25 +49,6 @@ namespace tailor {
 namespace fs = std::filesystem;
 
 namespace {
-
-// bf16_autocast: float32 weights, CPU autocast runs matmuls in bfloat16. Scoped so that
-// evaluation and export outside the guard see plain float32.
-class AutocastGuard {
- public:
-  explicit AutocastGuard(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  }
-  ~AutocastGuard() {
-    if (!enabled_) return;
-    at::autocast::set_cpu_enabled(false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool enabled_;
-};
 
 // Testing aid for the fault-tolerance tests: TAILOR_FAULT_RANK=R TAILOR_FAULT_STEP=S makes rank
 // R throw when it starts step S.
