@@ -9,6 +9,7 @@
 // parameters' storage, the gradient reduction and the optimizer, and checkpoints are sharded.
 #include "trainer/stages/sft/sft_stage.h"
 
+#include <malloc.h>
 
 #include <chrono>
 #include <cmath>
@@ -531,7 +532,12 @@ void SftStage::finish() {
     if (!engine_) {
       export_model(*model_, provenance_, out, r_.export_.merge_lora);
     } else if (rank0_) {
-      // One tensor at a time from the sharded checkpoint: no rank gathers the whole model.
+      // One tensor at a time from the sharded checkpoint: no rank gathers the whole model. The
+      // checkpoint holds everything the engine did, so its shards are freed first (and the heap
+      // trimmed: tailor keeps freed memory in it), leaving rank 0 little more than one tensor.
+      model_->set_forward_hooks(nullptr);
+      engine_.reset();
+      malloc_trim(0);
       export_checkpoint_streaming(*latest_checkpoint(run_dir_), out, r_.export_.merge_lora);
     }
   }
