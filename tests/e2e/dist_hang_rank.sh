@@ -24,6 +24,7 @@ work=$(mktemp -d)
 # Every process of this test's MPI jobs carries this variable (mpirun passes its environment to
 # local ranks); it is how leftovers are found, without touching other tests' processes.
 token="dist_hang_rank.$$.$RANDOM"
+source tests/e2e/lib/mpi_job.sh  # the jobs' processes (cwd is the repository root)
 export OMP_NUM_THREADS=1
 # Collective timeout: long enough that a healthy rank on a loaded 2-core machine (ctest runs two
 # tests at a time) is never 8 s late to a collective of this tiny model, short enough to keep the
@@ -32,11 +33,6 @@ timeout_s=8
 slack_s=20
 limit=$((timeout_s + slack_s))  # seconds allowed between the SIGSTOP and the end of every process
 
-# PIDs of every live process of this test's jobs (never this shell: it lacks the variable; an
-# ended, unreaped process has an empty environ).
-job_procs() {
-  { grep -lzxF "TAILOR_E2E_RUN=$token" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3
-}
 describe() {  # pid...: one line each, for failure messages
   local p
   for p in "$@"; do
@@ -62,58 +58,6 @@ fail() {
   exit 1
 }
 
-# The one-letter state of a process (R, S, T stopped, Z ended but not reaped), or "" when gone.
-proc_state() {
-  local line state
-  read -r line 2>/dev/null < "/proc/$1/stat" || return 0
-  read -r state _ <<< "${line##*) }"
-  echo "$state"
-}
-# A process that has ended but is not yet reaped counts as ended.
-alive() {
-  local state
-  state=$(proc_state "$1")
-  [ -n "$state" ] && [ "$state" != Z ]
-}
-# Descendants of a pid, from the parent links in /proc/*/stat (comm may contain spaces: the
-# fields after the last ')' are "state ppid ...").
-descendants() {
-  local d line ppid
-  local -A children=()
-  for d in /proc/[0-9]*; do
-    read -r line 2>/dev/null < "$d/stat" || continue
-    read -r _ ppid _ <<< "${line##*) }"
-    children[$ppid]+=" ${d#/proc/}"
-  done
-  local queue=("$1") p c
-  while [ ${#queue[@]} -gt 0 ]; do
-    p=${queue[0]}
-    queue=("${queue[@]:1}")
-    for c in ${children[$p]:-}; do
-      echo "$c"
-      queue+=("$c")
-    done
-  done
-}
-# The tailor process of MPI rank $2 under mpirun $1 (the one running the tailor binary).
-rank_pid() {
-  local p
-  for p in $(descendants "$1"); do
-    grep -qxzF "OMPI_COMM_WORLD_RANK=$2" "/proc/$p/environ" 2>/dev/null || continue
-    if [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$(readlink -f "$tailor")" ]; then
-      echo "$p"
-      return 0
-    fi
-  done
-}
-# Waits until pid $1 and every process of the jobs have ended, at the latest at second $2
-# (bash SECONDS); returns 1 at the deadline.
-wait_all_gone() {
-  while alive "$1" || [ -n "$(job_procs)" ]; do
-    [ "$SECONDS" -lt "$2" ] || return 1
-    sleep 0.2
-  done
-}
 
 # The tiny GPT-2 of dist_kill_rank.sh at ZeRO stage 3 (every step all-gathers parameters and
 # reduce-scatters gradients), a checkpoint every 2 steps, so many steps that it is still training

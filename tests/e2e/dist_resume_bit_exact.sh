@@ -21,13 +21,11 @@ work=$(mktemp -d)
 # Every process of this test's MPI jobs carries this variable (mpirun passes its environment to
 # local ranks); it is how they are found, without touching other tests' processes.
 token="dist_resume_bit_exact.$$.$RANDOM"
+source tests/e2e/lib/mpi_job.sh  # the jobs' processes (cwd is the repository root)
 # One intra-op thread per rank: float sums in a fixed order, so runs are repeatable.
 export OMP_NUM_THREADS=1
 max_steps=24
 
-job_procs() {
-  { grep -lzxF "TAILOR_E2E_RUN=$token" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3
-}
 cleanup() {
   local -a left
   mapfile -t left < <(job_procs)
