@@ -24,6 +24,7 @@
 #include "models/heads/reward_model.h"
 #include "models/heads/vpl.h"
 #include "models/io/reward_export.h"
+#include "reward_test_support.h"
 #include "trainer/run/checkpoint.h"
 #include "trainer/stages/reward/reward_recipe.h"
 #include "trainer/stages/reward/reward_stage.h"
@@ -33,6 +34,9 @@
 namespace tailor {
 namespace {
 namespace fs = std::filesystem;
+using testing::InRepo;
+using testing::read_jsonl;
+using testing::tiny_reward_recipe;
 
 // ---- reward_step_accumulate on a small float64 model.
 //
@@ -204,36 +208,11 @@ TEST(RewardAccum, MicroBatchesGiveTheWholeBatchLossAndGradient) {
 
 // ---- The stage: B x K against B*K x 1.
 
-struct InRepo {
-  fs::path old = fs::current_path();
-  InRepo() { fs::current_path(TAILOR_SOURCE_DIR); }
-  ~InRepo() { fs::current_path(old); }
-};
-
 RewardRecipe tiny(const std::string& variant, const fs::path& out,
                   std::vector<std::string> extra = {}) {
-  std::vector<std::string> overrides = {"output_dir=" + out.string(),
-                                        "data.synthetic_prompts=60",
-                                        "model.n_layer=1",
-                                        "model.n_embd=16",
-                                        "model.n_head=2",
-                                        "vae.latent_dim=8",
-                                        "vae.hidden_dim=16",
-                                        "vae.survey_size=12",
-                                        "vae.context_size=4",
-                                        "train.eval_every=0",
-                                        "train.log_every=1",
-                                        "schedule.warmup_steps=1"};
+  std::vector<std::string> overrides = {"train.eval_every=0", "train.log_every=1"};
   overrides.insert(overrides.end(), extra.begin(), extra.end());
-  return load_reward_recipe("recipes/rm_synth_" + variant + ".yaml", overrides);
-}
-
-std::vector<nlohmann::json> read_jsonl(const fs::path& file) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  return lines;
+  return tiny_reward_recipe(variant, out, overrides);
 }
 
 // The train records of metrics.jsonl, one per step with train.log_every=1: `key` of each.

@@ -24,6 +24,7 @@
 #include "models/gpt2/gpt2.h"
 #include "models/heads/reward_model.h"
 #include "models/io/reward_export.h"
+#include "reward_test_support.h"
 #include "trainer/stages/reward/context_embeddings.h"
 #include "trainer/stages/reward/reward_recipe.h"
 #include "trainer/stages/reward/reward_stage.h"
@@ -31,40 +32,16 @@
 namespace tailor {
 namespace {
 namespace fs = std::filesystem;
-
-// Runs from the repository root so the recipes' relative tokenizer path resolves.
-struct InRepo {
-  fs::path old = fs::current_path();
-  InRepo() { fs::current_path(TAILOR_SOURCE_DIR); }
-  ~InRepo() { fs::current_path(old); }
-};
+using testing::InRepo;
+using testing::read_jsonl;
+using testing::tiny_reward_recipe;
 
 RewardRecipe tiny(const std::string& variant, const fs::path& out,
                   std::vector<std::string> extra = {}) {
-  std::vector<std::string> overrides = {"output_dir=" + out.string(),
-                                        "data.synthetic_prompts=60",
-                                        "model.n_layer=1",
-                                        "model.n_embd=16",
-                                        "model.n_head=2",
-                                        "vae.latent_dim=8",
-                                        "vae.hidden_dim=16",
-                                        "vae.survey_size=12",
-                                        "vae.context_size=4",
-                                        "train.max_steps=6",
-                                        "train.batch_size=8",
-                                        "train.eval_every=3",
-                                        "train.log_every=2",
-                                        "schedule.warmup_steps=1"};
+  std::vector<std::string> overrides = {"train.max_steps=6", "train.batch_size=8",
+                                        "train.eval_every=3", "train.log_every=2"};
   overrides.insert(overrides.end(), extra.begin(), extra.end());
-  return load_reward_recipe("recipes/rm_synth_" + variant + ".yaml", overrides);
-}
-
-std::vector<nlohmann::json> read_jsonl(const fs::path& file) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  return lines;
+  return tiny_reward_recipe(variant, out, overrides);
 }
 
 class RewardStageVariants : public ::testing::TestWithParam<std::string> {};
