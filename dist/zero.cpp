@@ -201,6 +201,11 @@ struct ZeroEngine::Impl {
 
   Impl(Communicator& c, ZeroConfig cfg) : comm(c), config(cfg) {}
 
+  // Where the parameters (and so the gradients and optimizer state) live.
+  at::Device device() const {
+    return flats.empty() ? at::Device(at::kCPU) : flats.front().options.device();
+  }
+
   static at::Tensor param_view(const Slot& s, const at::Tensor& buffer) {
     return buffer.narrow(0, s.offset, s.numel).view(s.shape);
   }
@@ -418,6 +423,10 @@ ZeroEngine::ZeroEngine(Communicator& comm, std::vector<ZeroParam> params,
   }
   if (config.prefetch < 0)
     throw Error(kScope, "prefetch must be >= 0, got " + std::to_string(config.prefetch));
+  if (config.stage == 3 && config.overlap && comm.device().is_cuda())
+    throw Error(kScope, "overlap runs collectives on a CPU communication thread (MPI); with " +
+                            comm.backend() + " on " + comm.device().str() +
+                            " they are already queued on the GPU stream: set overlap false");
   if (config.stage == 3 && config.overlap) m.comm_thread = std::make_unique<CommThread>();
 
   // Gradient accumulators record the parameter's shape when created, so they are made while
@@ -570,7 +579,7 @@ double ZeroEngine::reduce_gradients() {
     }
   }
   // Squared norm of the owned gradient in float64; stage 0 owns everything, so needs no sum.
-  at::Tensor sum_sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble));
+  at::Tensor sum_sq = at::zeros({1}, at::TensorOptions().dtype(at::kDouble).device(m.device()));
   for (auto& f : m.flats) {
     if (!f.trainable || f.own_len == 0) continue;
     const at::Tensor g = m.owned_grad(f).to(at::kDouble);

@@ -215,3 +215,83 @@ TEST(ScoreCliAdapter, PeftAdapterEqualsHandMergedWeights) {
   expect_scores_match(out, config, merged, seqs);
   fs::remove_all(dir);
 }
+
+// --per-token: one log-probability per scored token, equal to the float64 reference's and summing
+// to -nll; for prompt/response lines only the response tokens are listed.
+TEST(ScoreCliPerToken, LogProbsMatchReferenceAndSumToNll) {
+  GPT2Config config;
+  config.n_layer = 1;
+  config.n_head = 2;
+  config.n_embd = 8;
+  config.vocab_size = 50257;  // the real GPT-2 tokenizer encodes the text lines
+  config.n_positions = 32;
+  const TensorMap weights = as_float32(tailor::reference::random_hf_weights(config, 17));
+  const fs::path dir = fresh_dir("per_token");
+  tailor::hf::save_state_dict(dir / "model", weights, 5'000'000'000ULL);
+  tailor::write_file_atomic(dir / "model" / "config.json", config.to_json().dump(2));
+
+  const auto seqs = random_sequences(config.vocab_size, 12, 3, 23);
+  std::ostringstream in;
+  for (const auto& ids : seqs)
+    in << nlohmann::json{{"ids", ids}}.dump() << "\n";
+  in << "{\"ids\": [42]}\n"
+     << "{\"text\": \"The cat sat on\"}\n"
+     << "{\"prompt\": \"The cat sat on\", \"response\": \" the mat today.\"}\n";
+  tailor::write_file_atomic(dir / "in.jsonl", in.str());
+  const std::string out = run(std::string(TAILOR_BINARY) + " score --per-token --model " +
+                              (dir / "model").string() + " --tokenizer " + TAILOR_SOURCE_DIR +
+                              "/assets/tokenizers/gpt2 --input " + (dir / "in.jsonl").string());
+  const auto lines = parse_lines(out);
+  ASSERT_EQ(lines.size(), seqs.size() + 3) << out;
+
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto log_probs = lines[i]["log_probs"].get<std::vector<double>>();
+    double sum = 0;
+    for (double lp : log_probs)
+      sum += lp;
+    const double nll = lines[i]["nll"].get<double>();
+    EXPECT_NEAR(-sum, nll, 1e-9 * std::max(1.0, std::abs(nll))) << "line " << i;
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const auto& ids = seqs[i];
+    const int64_t T = static_cast<int64_t>(ids.size()), V = config.vocab_size;
+    const auto logp = tailor::reference::log_softmax_rows(
+        tailor::reference::gpt2_logits(config, weights, ids, 1, T), V);
+    const auto got = lines[i]["log_probs"].get<std::vector<double>>();
+    ASSERT_EQ(static_cast<int64_t>(got.size()), T - 1) << "line " << i;
+    for (int64_t t = 0; t + 1 < T; ++t) {
+      const double expected = logp[t * V + ids[t + 1]];
+      EXPECT_LE(std::abs(got[t] - expected), 1e-4 * std::max(1.0, std::abs(expected)))
+          << "line " << i << " token " << t + 1;
+    }
+  }
+  // One token: nothing scored.
+  EXPECT_TRUE(lines[seqs.size()]["log_probs"].empty());
+  // Prompt/response: only the response tokens (total minus the prompt's tokens).
+  const auto prompt_tokens = lines[seqs.size() + 1]["tokens"].get<int64_t>();
+  const auto& pair = lines[seqs.size() + 2];
+  EXPECT_EQ(static_cast<int64_t>(pair["log_probs"].size()),
+            pair["tokens"].get<int64_t>() - prompt_tokens);
+  EXPECT_GT(pair["log_probs"].size(), 0u);
+  fs::remove_all(dir);
+}
+
+// --per-token is for causal LMs: a reward-model directory is refused.
+TEST(ScoreCliPerToken, RefusedForRewardModels) {
+  const fs::path dir = fresh_dir("per_token_reward");
+  tailor::write_file_atomic(
+      dir / "config.json",
+      R"({"model_type": "gpt2", "architectures": ["GPT2ForSequenceClassification"]})");
+  tailor::write_file_atomic(dir / "in.jsonl", "{\"ids\": [1, 2]}\n");
+  const std::string command = std::string(TAILOR_BINARY) + " score --per-token --model " +
+                              dir.string() + " --input " + (dir / "in.jsonl").string() + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe))
+    output.append(buffer, n);
+  EXPECT_NE(pclose(pipe), 0) << output;
+  EXPECT_NE(output.find("--per-token"), std::string::npos) << output;
+  fs::remove_all(dir);
+}

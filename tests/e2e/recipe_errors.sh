@@ -48,7 +48,7 @@ expect_error missing-input "data.train: file not found: $WORK/none.jsonl" \
   "$QS" "output_dir=$OUT" "data.train=$WORK/none.jsonl"
 expect_error nccl-on-cpu "dist.backend: nccl reduces CUDA tensors" \
   "$QS" "output_dir=$OUT" dist.backend=nccl
-expect_error cuda-on-cpu-build "dist.device: cuda: this build's LibTorch has no CUDA" \
+expect_error cuda-on-cpu-build "dist.device: cuda: this tailor was built without CUDA" \
   "$QS" "output_dir=$OUT" dist.device=cuda
 expect_error missing-recipe "$WORK/absent.yaml" "$WORK/absent.yaml"
 

@@ -1,6 +1,10 @@
 // The MPI backend under mpirun (world sizes 2 and 4 in ctest). Expected values are written from
 // the collective's definition with rank-dependent inputs: e.g. every rank contributes rank + 1,
 // so a sum is N(N+1)/2; layouts encode (rank, index) in the value.
+//
+// The same tests check the NCCL backend: with TAILOR_TEST_BACKEND=nccl (ctest's gpu.nccl, one
+// process on a GPU machine; docs/gpu.md) the communicator is NCCL's and every tensor is made on
+// its GPU. Tests of MPI-only behaviour (the launcher, chunking, float16 refusal) skip there.
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -13,6 +17,7 @@
 #include "common/error.h"
 #include "dist/communicator.h"
 #include "dist/mpi_communicator.h"
+#include "dist/nccl_communicator.h"
 #include "dist/runtime.h"
 
 namespace tailor::dist {
@@ -21,16 +26,38 @@ namespace {
 class MpiCommunicatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!mpi_active()) GTEST_SKIP() << "not launched by mpirun";
-    comm = std::make_unique<MpiCommunicator>();
+    const char* backend = std::getenv("TAILOR_TEST_BACKEND");
+    nccl = backend != nullptr && std::string(backend) == "nccl";
+    if (nccl) {
+#ifdef TAILOR_WITH_NCCL
+      if (at::globalContext().hasCUDA()) comm = make_nccl_communicator(world());
+#endif
+      if (!comm) GTEST_SKIP() << "TAILOR_TEST_BACKEND=nccl needs a CUDA build and a GPU";
+    } else {
+      if (!mpi_active()) GTEST_SKIP() << "not launched by mpirun";
+      mpi = std::make_shared<MpiCommunicator>();
+      comm = mpi;
+    }
     rank = comm->rank();
     size = comm->world_size();
   }
-  std::unique_ptr<MpiCommunicator> comm;
+  // Tensor options on the communicator's device.
+  at::TensorOptions on(at::ScalarType dtype) const {
+    return at::TensorOptions().dtype(dtype).device(comm->device());
+  }
+  at::Tensor put(const at::Tensor& t) const {
+    return t.to(comm->device());
+  }
+
+  bool nccl = false;
+  std::shared_ptr<Communicator> comm;
+  std::shared_ptr<MpiCommunicator> mpi;  // null on NCCL
   int rank = 0;
   int size = 1;
   // 1 + 2 + ... + N: the sum of every rank's (rank + 1).
-  double triangle() const { return size * (size + 1) / 2.0; }
+  double triangle() const {
+    return size * (size + 1) / 2.0;
+  }
 };
 
 // Nearest bfloat16 (8 significant bits) to a double in the normal range, ties to even; written
@@ -49,6 +76,7 @@ double bf16_value(int rank, int64_t i) {
 }
 
 TEST_F(MpiCommunicatorTest, WorldMatchesLauncherEnvironment) {
+  if (nccl) GTEST_SKIP() << "launcher detection is MPI's";
   EXPECT_EQ(world().backend(), "mpi");
   const LaunchInfo info = detect_launch();
   EXPECT_TRUE(info.under_launcher);
@@ -64,7 +92,7 @@ TEST_F(MpiCommunicatorTest, WorldMatchesLauncherEnvironment) {
 
 TEST_F(MpiCommunicatorTest, AllReduceSumsRankPlusOneForEveryDtype) {
   for (at::ScalarType dtype : {at::kFloat, at::kDouble, at::kLong, at::kBFloat16}) {
-    at::Tensor t = at::full({3, 5}, rank + 1, at::TensorOptions().dtype(dtype));
+    at::Tensor t = at::full({3, 5}, rank + 1, on(dtype));
     comm->all_reduce_sum(t);
     EXPECT_TRUE(at::all(t.to(at::kDouble) == triangle()).item<bool>()) << c10::toString(dtype);
   }
@@ -72,7 +100,7 @@ TEST_F(MpiCommunicatorTest, AllReduceSumsRankPlusOneForEveryDtype) {
 
 TEST_F(MpiCommunicatorTest, AllReduceKeepsElementPositions) {
   // t[i] = 1000 (rank + 1) + i  ->  sum = 1000 N(N+1)/2 + N i.
-  at::Tensor t = at::arange(12, at::kDouble) + 1000.0 * (rank + 1);
+  at::Tensor t = at::arange(12, on(at::kDouble)) + 1000.0 * (rank + 1);
   comm->all_reduce_sum(t);
   for (int64_t i = 0; i < 12; ++i) {
     EXPECT_EQ(t[i].item<double>(), 1000 * triangle() + size * i) << "element " << i;
@@ -82,8 +110,8 @@ TEST_F(MpiCommunicatorTest, AllReduceKeepsElementPositions) {
 TEST_F(MpiCommunicatorTest, ReduceScatterGivesEachRankItsBlockOfTheSum) {
   const int64_t n = 3;
   // input_s[j] = 100 (s + 1) + j; rank r keeps j = r n + i: 100 N(N+1)/2 + N (r n + i).
-  at::Tensor input = at::arange(size * n, at::kFloat) + 100.0f * (rank + 1);
-  at::Tensor output = at::zeros({n}, at::kFloat);
+  at::Tensor input = at::arange(size * n, on(at::kFloat)) + 100.0f * (rank + 1);
+  at::Tensor output = at::zeros({n}, on(at::kFloat));
   comm->reduce_scatter_sum(input, output);
   for (int64_t i = 0; i < n; ++i) {
     EXPECT_EQ(output[i].item<float>(), 100 * triangle() + size * (rank * n + i)) << i;
@@ -92,7 +120,7 @@ TEST_F(MpiCommunicatorTest, ReduceScatterGivesEachRankItsBlockOfTheSum) {
 
 TEST_F(MpiCommunicatorTest, ReduceScatterIntoOwnBlockOfInput) {
   const int64_t n = 4;
-  at::Tensor input = at::arange(size * n, at::kDouble) * (rank + 1);
+  at::Tensor input = at::arange(size * n, on(at::kDouble)) * (rank + 1);
   at::Tensor output = input.narrow(0, rank * n, n);  // aliases the input
   comm->reduce_scatter_sum(input, output);
   for (int64_t i = 0; i < n; ++i) {
@@ -102,8 +130,8 @@ TEST_F(MpiCommunicatorTest, ReduceScatterIntoOwnBlockOfInput) {
 
 TEST_F(MpiCommunicatorTest, AllGatherPlacesRankBlocksInRankOrder) {
   const int64_t n = 4;
-  at::Tensor input = at::arange(n, at::kLong) + 10 * rank;  // input_r[i] = 10 r + i
-  at::Tensor output = at::full({size, n}, -1, at::kLong);
+  at::Tensor input = at::arange(n, on(at::kLong)) + 10 * rank;  // input_r[i] = 10 r + i
+  at::Tensor output = at::full({size, n}, -1, on(at::kLong));
   comm->all_gather(input, output);
   for (int r = 0; r < size; ++r) {
     for (int64_t i = 0; i < n; ++i)
@@ -113,9 +141,9 @@ TEST_F(MpiCommunicatorTest, AllGatherPlacesRankBlocksInRankOrder) {
 
 TEST_F(MpiCommunicatorTest, AllGatherInPlaceFromOwnBlock) {
   const int64_t n = 3;
-  at::Tensor output = at::full({size * n}, -1.0f, at::kFloat);
+  at::Tensor output = at::full({size * n}, -1.0f, on(at::kFloat));
   at::Tensor own = output.narrow(0, rank * n, n);
-  own.copy_(at::arange(n, at::kFloat) + 10.0f * rank);
+  own.copy_(at::arange(n, on(at::kFloat)) + 10.0f * rank);
   comm->all_gather(own, output);
   for (int r = 0; r < size; ++r) {
     for (int64_t i = 0; i < n; ++i)
@@ -125,19 +153,19 @@ TEST_F(MpiCommunicatorTest, AllGatherInPlaceFromOwnBlock) {
 
 TEST_F(MpiCommunicatorTest, BroadcastFromLastRank) {
   const int root = size - 1;
-  at::Tensor t = at::arange(6, at::kFloat) + 7.0f * rank;
+  at::Tensor t = at::arange(6, on(at::kFloat)) + 7.0f * rank;
   comm->broadcast(t, root);
   for (int64_t i = 0; i < 6; ++i)
     EXPECT_EQ(t[i].item<float>(), 7 * root + i);
   // A dtype MPI cannot sum still moves bit for bit.
-  at::Tensor ints = at::full({5}, rank == root ? 123456789 : rank, at::kInt);
+  at::Tensor ints = at::full({5}, rank == root ? 123456789 : rank, on(at::kInt));
   comm->broadcast(ints, root);
   EXPECT_TRUE(at::all(ints == 123456789).item<bool>());
 }
 
 TEST_F(MpiCommunicatorTest, Bfloat16SumsOfRepresentableValuesAreExact) {
   // (rank + 1)(i + 1) / 4: every partial sum is a multiple of 1/4 below 64, exact in bf16.
-  at::Tensor t = ((at::arange(8, at::kFloat) + 1) * (rank + 1) * 0.25f).to(at::kBFloat16);
+  at::Tensor t = put(((at::arange(8, at::kFloat) + 1) * (rank + 1) * 0.25f).to(at::kBFloat16));
   comm->all_reduce_sum(t);
   for (int64_t i = 0; i < 8; ++i) {
     EXPECT_EQ(t[i].item<float>(), triangle() * (i + 1) * 0.25) << i;
@@ -163,7 +191,7 @@ TEST_F(MpiCommunicatorTest, Bfloat16SumRoundsToNearestEvenOncePerAddition) {
   at::Tensor mine = at::zeros({n}, at::kDouble);
   if (rank == 0) mine = at::tensor(a, at::kDouble);
   if (rank == 1) mine = at::tensor(b, at::kDouble);
-  at::Tensor t = mine.to(at::kBFloat16);
+  at::Tensor t = put(mine.to(at::kBFloat16));
   comm->all_reduce_sum(t);
   EXPECT_EQ(t[0].item<float>(), 1.0f);
   EXPECT_EQ(t[1].item<float>(), 1.0f + std::ldexp(1.0f, -6));
@@ -179,7 +207,7 @@ TEST_F(MpiCommunicatorTest, Bfloat16SumOfAllRanksIsWithinRoundingBound) {
   std::vector<double> mine(n);
   for (int64_t i = 0; i < n; ++i)
     mine[i] = bf16_value(rank, i);
-  at::Tensor t = at::tensor(mine, at::kDouble).to(at::kBFloat16);
+  at::Tensor t = put(at::tensor(mine, at::kDouble).to(at::kBFloat16));
   comm->all_reduce_sum(t);
   for (int64_t i = 0; i < n; ++i) {
     double exact = 0, magnitude = 0;
@@ -194,8 +222,9 @@ TEST_F(MpiCommunicatorTest, Bfloat16SumOfAllRanksIsWithinRoundingBound) {
 }
 
 TEST_F(MpiCommunicatorTest, ChunkedCollectivesMatchUnchunkedDefinitions) {
+  if (!mpi) GTEST_SKIP() << "chunking is MPI's (int counts)";
   // Chunks of 3 elements: 10 -> 3+3+3+1 and blocks of 7 -> 3+3+1, as for counts beyond INT_MAX.
-  comm->set_max_chunk_elements(3);
+  mpi->set_max_chunk_elements(3);
   at::Tensor summed = at::arange(10, at::kDouble) + 1000.0 * (rank + 1);
   comm->all_reduce_sum(summed);
   for (int64_t i = 0; i < 10; ++i)
@@ -235,13 +264,14 @@ TEST_F(MpiCommunicatorTest, ChunkedCollectivesMatchUnchunkedDefinitions) {
 }
 
 TEST_F(MpiCommunicatorTest, StatsCountBytesByTheZeroConvention) {
-  at::Tensor a = at::ones({10}, at::kFloat);
+  at::Tensor a = at::ones({10}, on(at::kFloat));
   comm->all_reduce_sum(a);  // 2 x 10 x 4
-  at::Tensor rs_in = at::ones({size * 3}, at::kDouble), rs_out = at::zeros({3}, at::kDouble);
+  at::Tensor rs_in = at::ones({size * 3}, on(at::kDouble)),
+             rs_out = at::zeros({3}, on(at::kDouble));
   comm->reduce_scatter_sum(rs_in, rs_out);  // N x 3 x 8
-  at::Tensor ag_out = at::zeros({size * 5}, at::kBFloat16);
-  comm->all_gather(at::ones({5}, at::kBFloat16), ag_out);  // N x 5 x 2
-  at::Tensor b = at::ones({4}, at::kLong);
+  at::Tensor ag_out = at::zeros({size * 5}, on(at::kBFloat16));
+  comm->all_gather(at::ones({5}, on(at::kBFloat16)), ag_out);  // N x 5 x 2
+  at::Tensor b = at::ones({4}, on(at::kLong));
   comm->broadcast(b, 0);  // 4 x 8
   const CommStats& stats = comm->stats();
   EXPECT_EQ(stats.all_reduce_bytes, 80);
@@ -270,31 +300,31 @@ TEST_F(MpiCommunicatorTest, AllGatherStringsInRankOrder) {
 TEST_F(MpiCommunicatorTest, BucketedAllReduceOfMixedSizesAndDtypes) {
   const double w = rank + 1;
   std::vector<at::Tensor> tensors = {
-      at::arange(3, at::kFloat) * w,                      // A 12 B
-      at::arange(4, at::kFloat).view({2, 2}) * w,         // B 16 B
-      at::arange(100, at::kFloat) * w,                    // C 400 B
-      at::full({1}, 5.0f) * w,                            // D 4 B
-      (at::arange(4, at::kFloat) * w).to(at::kBFloat16),  // E 8 B, bf16
-      (at::arange(6, at::kFloat).view({2, 3}) * w).t(),   // F 24 B, not contiguous
-      at::arange(5, at::kFloat) * w,                      // G 20 B
+      put(at::arange(3, at::kFloat) * w),                      // A 12 B
+      put(at::arange(4, at::kFloat).view({2, 2}) * w),         // B 16 B
+      put(at::arange(100, at::kFloat) * w),                    // C 400 B
+      put(at::full({1}, 5.0f) * w),                            // D 4 B
+      put((at::arange(4, at::kFloat) * w).to(at::kBFloat16)),  // E 8 B, bf16
+      put((at::arange(6, at::kFloat).view({2, 3}) * w).t()),   // F 24 B, not contiguous
+      put(at::arange(5, at::kFloat) * w),                      // G 20 B
   };
   // 64-byte buckets: [A B] 28 B | [C] alone (400 > 64) | [D] (E's dtype differs) | [E] | [F G].
   all_reduce_sum_bucketed(*comm, tensors, 64);
   EXPECT_EQ(comm->stats().calls, 5);
   EXPECT_EQ(comm->stats().all_reduce_bytes, 2 * (28 + 400 + 4 + 8 + 44));
   const double s = triangle();
-  EXPECT_TRUE(at::equal(tensors[0], at::arange(3, at::kFloat) * s));
-  EXPECT_TRUE(at::equal(tensors[1], at::arange(4, at::kFloat).view({2, 2}) * s));
-  EXPECT_TRUE(at::equal(tensors[2], at::arange(100, at::kFloat) * s));
+  EXPECT_TRUE(at::equal(tensors[0].cpu(), at::arange(3, at::kFloat) * s));
+  EXPECT_TRUE(at::equal(tensors[1].cpu(), at::arange(4, at::kFloat).view({2, 2}) * s));
+  EXPECT_TRUE(at::equal(tensors[2].cpu(), at::arange(100, at::kFloat) * s));
   EXPECT_EQ(tensors[3].item<float>(), 5 * s);
-  EXPECT_TRUE(at::equal(tensors[4].to(at::kFloat), at::arange(4, at::kFloat) * s));
-  EXPECT_TRUE(at::equal(tensors[5], (at::arange(6, at::kFloat).view({2, 3}) * s).t()));
-  EXPECT_TRUE(at::equal(tensors[6], at::arange(5, at::kFloat) * s));
+  EXPECT_TRUE(at::equal(tensors[4].cpu().to(at::kFloat), at::arange(4, at::kFloat) * s));
+  EXPECT_TRUE(at::equal(tensors[5].cpu(), (at::arange(6, at::kFloat).view({2, 3}) * s).t()));
+  EXPECT_TRUE(at::equal(tensors[6].cpu(), at::arange(5, at::kFloat) * s));
 }
 
 TEST_F(MpiCommunicatorTest, RejectsNonContiguousWrongSizeAndUnsupportedTensors) {
   // Every rank throws before any message is sent, so the ranks stay in step.
-  at::Tensor transposed = at::zeros({4, 3}, at::kFloat).t();
+  at::Tensor transposed = at::zeros({4, 3}, on(at::kFloat)).t();
   try {
     comm->all_reduce_sum(transposed);
     ADD_FAILURE() << "non-contiguous tensor accepted";
@@ -305,7 +335,8 @@ TEST_F(MpiCommunicatorTest, RejectsNonContiguousWrongSizeAndUnsupportedTensors) 
     EXPECT_NE(what.find("float32 [3, 4]"), std::string::npos) << what;
     EXPECT_NE(what.find("not contiguous"), std::string::npos) << what;
   }
-  at::Tensor input = at::zeros({size * 3 + 1}, at::kFloat), output = at::zeros({3}, at::kFloat);
+  at::Tensor input = at::zeros({size * 3 + 1}, on(at::kFloat)),
+             output = at::zeros({3}, on(at::kFloat));
   try {
     comm->reduce_scatter_sum(input, output);
     ADD_FAILURE() << "wrong input size accepted";
@@ -314,27 +345,45 @@ TEST_F(MpiCommunicatorTest, RejectsNonContiguousWrongSizeAndUnsupportedTensors) 
     EXPECT_NE(what.find("reduce_scatter_sum"), std::string::npos) << what;
     EXPECT_NE(what.find("world_size " + std::to_string(size) + " x 3"), std::string::npos) << what;
   }
-  at::Tensor small = at::zeros({size * 2}, at::kFloat);
-  EXPECT_THROW(comm->all_gather(at::zeros({3}, at::kFloat), small), Error);
-  at::Tensor doubles = at::zeros({size * 3}, at::kDouble);
-  EXPECT_THROW(comm->all_gather(at::zeros({3}, at::kFloat), doubles), Error);
-  at::Tensor half = at::zeros({4}, at::kHalf);
-  try {
-    comm->all_reduce_sum(half);
-    ADD_FAILURE() << "float16 sum accepted";
-  } catch (const Error& error) {
-    EXPECT_NE(std::string(error.what()).find("float16"), std::string::npos) << error.what();
+  at::Tensor small = at::zeros({size * 2}, on(at::kFloat));
+  EXPECT_THROW(comm->all_gather(at::zeros({3}, on(at::kFloat)), small), Error);
+  at::Tensor doubles = at::zeros({size * 3}, on(at::kDouble));
+  EXPECT_THROW(comm->all_gather(at::zeros({3}, on(at::kFloat)), doubles), Error);
+  if (mpi) {  // NCCL sums float16 natively
+    at::Tensor half = at::zeros({4}, at::kHalf);
+    try {
+      comm->all_reduce_sum(half);
+      ADD_FAILURE() << "float16 sum accepted";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find("float16"), std::string::npos) << error.what();
+    }
+  } else {  // ... but only tensors on its GPU
+    at::Tensor on_cpu = at::ones({4});
+    try {
+      comm->all_reduce_sum(on_cpu);
+      ADD_FAILURE() << "CPU tensor accepted by NCCL";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find("takes tensors on " + comm->device().str()),
+                std::string::npos)
+          << error.what();
+    }
   }
-  at::Tensor t = at::zeros({2}, at::kFloat);
+  at::Tensor t = at::zeros({2}, on(at::kFloat));
   EXPECT_THROW(comm->broadcast(t, size), Error);
   EXPECT_EQ(comm->stats().calls, 0);
   // The communicator still works afterwards.
-  at::Tensor ones = at::ones({2}, at::kFloat);
+  at::Tensor ones = at::ones({2}, on(at::kFloat));
   comm->all_reduce_sum(ones);
   EXPECT_TRUE(at::all(ones == size).item<bool>());
 }
 
 TEST_F(MpiCommunicatorTest, DeviceCommunicatorChoices) {
+  if (nccl) {
+    EXPECT_EQ(comm->backend(), "nccl");
+    EXPECT_EQ(comm->device(), at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(rank)));
+    EXPECT_EQ(make_device_communicator("auto")->backend(), "nccl");
+    return;
+  }
   EXPECT_EQ(make_device_communicator("mpi").get(), &world());
 #ifndef TAILOR_WITH_NCCL
   EXPECT_EQ(make_device_communicator("auto").get(), &world());

@@ -9,8 +9,10 @@
 //           alternating rounds so both see the same machine state.
 //
 // Each configuration builds a randomly initialised model, runs warm-up steps, then times the
-// work on random tokens, and reports the peak resident memory of the configuration (VmHWM,
-// reset between runs).
+// work on random tokens, and reports the peak memory of the configuration: resident memory
+// (VmHWM, reset between runs) on the CPU; with --device cuda (train, decode, lora7b) the work
+// runs on the GPU, step times are read after waiting for it, and the peak is the CUDA caching
+// allocator's peak allocated bytes.
 
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "common/device.h"
 #include "common/error.h"
 #include "common/process_memory.h"
 #include "dist/runtime.h"
@@ -52,18 +55,41 @@ double now_seconds() {
 // float32: the float32 parameters torch::empty allocates are never written (the OS maps no pages
 // for them), each is converted to bf16 in turn, and HF's initialisation then runs in bf16. A
 // Mistral-7B (14.5 GB in bf16) fits this way in 24 GiB; in float32 first it would need 29 GB.
-CausalLM build_random_model(const nlohmann::json& config, at::ScalarType dtype) {
+// On a GPU each parameter is allocated there directly and initialised there.
+CausalLM build_random_model(const nlohmann::json& config, at::ScalarType dtype,
+                            const at::Device& device) {
   CausalLM model = causal_lm_from_config(config, "bench preset", /*init_weights=*/false);
-  model->to(dtype);
+  if (device.is_cpu()) {
+    model->to(dtype);
+  } else {
+    torch::NoGradGuard no_grad;
+    std::vector<std::pair<at::Tensor, std::vector<int64_t>>> params;
+    for (auto& p : model->parameters()) {
+      params.emplace_back(p, p.sizes().vec());
+      p.set_data(at::empty({0}, p.options()));
+    }
+    model->to(device, dtype);  // the buffers
+    for (auto& [p, shape] : params)
+      p.set_data(at::empty(shape, p.options().dtype(dtype).device(device)));
+  }
   model->init_weights();
   return model;
 }
 
-nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_config, int64_t B,
-                          int64_t T, int64_t warmup, int64_t steps) {
+// Peak memory of the configuration just run: GPU allocations on a GPU, else resident memory.
+double peak_memory_mib(const at::Device& device) {
+  return device.is_cuda() ? device_peak_allocated_mib(device) : peak_rss_mib();
+}
+void reset_peak_memory(const at::Device& device) {
   reset_peak_rss();
+  reset_device_peak(device);
+}
+
+nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_config, int64_t B,
+                          int64_t T, int64_t warmup, int64_t steps, const at::Device& device) {
+  reset_peak_memory(device);
   torch::manual_seed(0);
-  CausalLM model = build_random_model(model_config, c.dtype);
+  CausalLM model = build_random_model(model_config, c.dtype, device);
   if (c.lora_rank > 0) {
     apply_lora(*model,
                LoraConfig{c.lora_rank, 2.0 * c.lora_rank, 0.0, false, model->lora_target_names()});
@@ -76,33 +102,29 @@ nlohmann::json run_config(const BenchConfig& c, const nlohmann::json& model_conf
     optimizer.add_param(item.key(), item.value(), decays_by_default(item.value()));
     trainable += item.value().numel();
   }
-  auto ids = at::randint(model->vocab_size(), {B, T}, at::kLong);
+  auto ids = at::randint(model->vocab_size(), {B, T}, at::kLong).to(device);
   auto labels = ids.clone();
   double total = 0;
   for (int64_t i = 0; i < warmup + steps; ++i) {
+    synchronize(device);
     const double start = now_seconds();
     {
-      if (c.autocast) {
-        at::autocast::set_cpu_enabled(true);
-        at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      }
+      AutocastScope autocast(c.autocast, device);
       auto loss =
           causal_lm_loss_sum(model->forward(ids), labels) / static_cast<double>(B * (T - 1));
       loss.backward();
-      if (c.autocast) {
-        at::autocast::set_cpu_enabled(false);
-        at::autocast::clear_cache();
-      }
     }
     optimizer.step(1e-4);
     optimizer.zero_grad();
+    synchronize(device);
     if (i >= warmup) total += now_seconds() - start;
   }
   const double step_s = total / static_cast<double>(steps);
   return {{"config", c.name},
+          {"device", device.str()},
           {"ms_per_step", step_s * 1e3},
           {"tokens_per_s", B * T / step_s},
-          {"peak_memory_mib", peak_rss_mib()},
+          {"peak_memory_mib", peak_memory_mib(device)},
           {"trainable_parameters", trainable},
           {"batch", B},
           {"seq", T},
@@ -171,10 +193,12 @@ std::vector<nlohmann::json> run_zero3(const nlohmann::json& config, int prefetch
 // time, through generate() (prefill + one KV-cache step per token). Reports generated tokens/s
 // over the whole call, prefill included, as a user of `tailor generate` sees it.
 nlohmann::json run_decode(const nlohmann::json& model_config, at::ScalarType dtype, int64_t B,
-                          int64_t prompt_len, int64_t new_tokens, int64_t repeats) {
-  reset_peak_rss();
+                          int64_t prompt_len, int64_t new_tokens, int64_t repeats,
+                          const at::Device& device) {
+  reset_peak_memory(device);
   torch::manual_seed(0);
-  CausalLM model = build_random_model(model_config, dtype);
+  CausalLM model = build_random_model(model_config, dtype, device);
+  model->eval();
   std::vector<std::vector<int32_t>> prompts(B);
   const at::Tensor ids = at::randint(model->vocab_size(), {B, prompt_len}, at::kInt);
   for (int64_t b = 0; b < B; ++b)
@@ -193,13 +217,14 @@ nlohmann::json run_decode(const nlohmann::json& model_config, at::ScalarType dty
     total += now_seconds() - start;
   }
   return {{"suite", "decode"},
+          {"device", device.str()},
           {"dtype", dtype == at::kBFloat16 ? "bf16" : "fp32"},
           {"batch", B},
           {"prompt_tokens", prompt_len},
           {"new_tokens", new_tokens},
           {"tokens_per_s", static_cast<double>(generated) / total},
           {"ms_per_token_step", 1e3 * total / static_cast<double>(repeats * new_tokens)},
-          {"peak_memory_mib", peak_rss_mib()},
+          {"peak_memory_mib", peak_memory_mib(device)},
           {"threads", at::get_num_threads()}};
 }
 
@@ -238,7 +263,11 @@ int bench_command(const std::vector<std::string>& args) {
   app.add_option("--zero3-steps", zero3_steps, "zero3 suite: timed steps per measurement");
   app.add_option("--zero3-rounds", zero3_rounds, "zero3 suite: on/off measurement pairs");
   app.add_option("--zero3-prefetch", zero3_prefetch, "zero3 suite: blocks gathered ahead");
+  std::string device_name = "cpu";
+  app.add_option("--device", device_name,
+                 "cpu, or cuda (train, decode, lora7b on this process's GPU; CUDA builds)");
   if (auto code = parse_arguments(app, args)) return *code;
+  const at::Device device = resolve_device(device_name, 0, "--device");
   if (B < 1 || T < 2 || steps < 1 || warmup < 0 || lora_seq < 2 || lora_steps < 1)
     throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1, --lora7b-seq >= 2");
   const auto wants = [&](const char* suite) {
@@ -258,13 +287,14 @@ int bench_command(const std::vector<std::string>& args) {
         {"lora_bf16", at::kBFloat16, false, 16},
     };
     const nlohmann::json config = no_dropout(preset_config(preset));
-    std::printf("[train] preset %s, B=%lld T=%lld, %d threads\n", preset.c_str(), (long long)B,
-                (long long)T, at::get_num_threads());
+    std::printf("[train] preset %s on %s, B=%lld T=%lld, %d threads\n", preset.c_str(),
+                device.str().c_str(), (long long)B, (long long)T, at::get_num_threads());
     std::printf("%-14s %10s %12s %12s %14s\n", "config", "ms/step", "tokens/s", "peak MiB",
                 "trainable");
     for (const auto& c : all) {
       if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
-      auto r = run_config(c, config, B, T, warmup, steps);
+      auto r = run_config(c, config, B, T, warmup, steps, device);
+      r["suite"] = "train";
       std::printf("%-14s %10.1f %12.1f %12.0f %14lld\n", c.name.c_str(),
                   r["ms_per_step"].get<double>(), r["tokens_per_s"].get<double>(),
                   r["peak_memory_mib"].get<double>(),
@@ -274,11 +304,13 @@ int bench_command(const std::vector<std::string>& args) {
   }
   if (wants("decode")) {
     const nlohmann::json config = no_dropout(preset_config(decode_preset));
-    std::printf("[decode] preset %s, bf16, greedy, %lld prompt tokens, %lld new tokens\n",
-                decode_preset.c_str(), (long long)prompt_len, (long long)new_tokens);
+    std::printf("[decode] preset %s on %s, bf16, greedy, %lld prompt tokens, %lld new tokens\n",
+                decode_preset.c_str(), device.str().c_str(), (long long)prompt_len,
+                (long long)new_tokens);
     std::printf("%-8s %14s %18s %12s\n", "batch", "tokens/s", "ms/decode step", "peak MiB");
     for (int64_t batch : decode_batches) {
-      auto r = run_decode(config, at::kBFloat16, batch, prompt_len, new_tokens, /*repeats=*/2);
+      auto r =
+          run_decode(config, at::kBFloat16, batch, prompt_len, new_tokens, /*repeats=*/2, device);
       std::printf("%-8lld %14.1f %18.1f %12.0f\n", (long long)batch,
                   r["tokens_per_s"].get<double>(), r["ms_per_token_step"].get<double>(),
                   r["peak_memory_mib"].get<double>());
@@ -310,12 +342,13 @@ int bench_command(const std::vector<std::string>& args) {
     // The real Mistral-7B shapes; LoRA r=16 on all seven projections, bf16 weights.
     const nlohmann::json config = no_dropout(preset_config("mistral-7b"));
     std::printf(
-        "[lora7b] mistral-7b shapes (random init, bf16), LoRA r=16 on q,k,v,o,gate,up,"
+        "[lora7b] mistral-7b shapes (random init, bf16) on %s, LoRA r=16 on q,k,v,o,gate,up,"
         "down, B=1 T=%lld\n",
-        (long long)lora_seq);
+        device.str().c_str(), (long long)lora_seq);
     const double start = now_seconds();
     auto r = run_config({"lora_bf16", at::kBFloat16, false, 16}, config, 1, lora_seq,
-                        /*warmup=*/1, lora_steps);
+                        /*warmup=*/1, lora_steps, device);
+    r["suite"] = "lora7b";
     std::printf("%-14s %10s %12s %12s %14s %10s\n", "config", "ms/step", "tokens/s", "peak MiB",
                 "trainable", "total s");
     std::printf("%-14s %10.1f %12.1f %12.0f %14lld %10.1f\n", "lora_bf16",

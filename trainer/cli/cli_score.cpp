@@ -4,6 +4,9 @@
 // (natural log, float64 accumulation) of tokens 2..n given their prefixes. Input lines are
 // {"text": ...}, {"prompt": ..., "response": ...} (only response tokens scored; prompt and
 // response are tokenized separately and concatenated) or {"ids": [...]} (used as they are).
+// --per-token adds "log_probs": the float32 log-probability of each scored token given its
+// prefix (log_softmax of the logits, gathered at the next token), in order, so that
+// -sum(log_probs) = nll; a Hugging Face model gives the same from its logits.
 // Text gets the special tokens the tokenizer's post-processor adds (Mistral: <s> first; GPT-2:
 // none), as training does (trainer/stages/prompt_format.h).
 //
@@ -176,6 +179,10 @@ int score_command(const std::vector<std::string>& args) {
   app.add_option("--output", output, "output JSONL (default: stdout)");
   app.add_option("--dtype", dtype_name, "float32 | bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}));
+  bool per_token = false;
+  app.add_flag("--per-token", per_token,
+               "also write \"log_probs\": the log-probability of each scored token given its "
+               "prefix (float32 log_softmax of the logits), whose sum is -nll");
   bool reward = false;
   app.add_flag("--reward", reward,
                "score with a reward model's head (the default when --model is a "
@@ -184,6 +191,9 @@ int score_command(const std::vector<std::string>& args) {
 
   const auto dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
   const bool reward_dir = is_reward_model_dir(model_dir);
+  if (per_token && reward_dir)
+    throw Error("score", (model_dir / "config.json").string() +
+                             ": --per-token needs a causal LM, not a reward model directory");
   if (reward && !reward_dir)
     throw Error("score", (model_dir / "config.json").string() +
                              ": --reward needs a *ForSequenceClassification model directory");
@@ -240,13 +250,28 @@ int score_command(const std::vector<std::string>& args) {
     const int64_t n = static_cast<int64_t>(s.ids.size());
     check_ids(s.ids, vocab, max_len, input, line);
     double nll = 0;
+    std::vector<double> log_probs;
     if (n >= 2) {
       auto ids = at::tensor(s.ids, at::kLong).unsqueeze(0);
       auto labels = ids.clone();
       labels.slice(1, 0, s.first_scored).fill_(data::kIgnoreIndex);
-      nll = sequence_nll(model->forward(ids), labels)[0];
+      const auto logits = model->forward(ids);
+      nll = sequence_nll(logits, labels)[0];
+      if (per_token) {
+        // Position t predicts token t + 1: the scored tokens first_scored..n-1 are rows
+        // first_scored-1..n-2, computed as sequence_nll does.
+        const auto picked = at::log_softmax(logits.slice(1, 0, -1).to(at::kFloat), /*dim=*/-1)
+                                .gather(-1, ids.slice(1, 1).unsqueeze(-1))
+                                .squeeze(-1)[0]
+                                .slice(0, s.first_scored - 1)
+                                .to(at::kDouble)
+                                .contiguous();
+        log_probs.assign(picked.data_ptr<double>(), picked.data_ptr<double>() + picked.numel());
+      }
     }
-    emit({{"tokens", n}, {"nll", nll}});
+    nlohmann::json j{{"tokens", n}, {"nll", nll}};
+    if (per_token) j["log_probs"] = log_probs;
+    emit(j);
   }
   if (!output.empty()) write_file_atomic(output, out.str());
   return 0;

@@ -11,7 +11,9 @@
 #include <ATen/Context.h>
 
 #include "common/atomic_file.h"
+#include "common/device.h"
 #include "common/error.h"
+#include "dist/runtime.h"
 #include "trainer/recipe/recipe_sections.h"
 
 namespace tailor {
@@ -129,7 +131,7 @@ Schema<SftRecipe> build_sft_schema() {
 
   s.section("dist", "data parallelism over the ranks of `mpirun -np N tailor run`");
   s.choice(TAILOR_MEMBER(dist.device), std::vector<std::string>{"cpu", "cuda"})
-      .doc("where tensors live: cpu, or cuda (one GPU per rank; not available yet: refused)")
+      .doc("where tensors live: cpu, or cuda (the GPU of each rank's local rank; CUDA builds)")
       .default_value(std::string("cpu"));
   s.key(TAILOR_MEMBER(dist.zero_stage))
       .doc(
@@ -346,18 +348,17 @@ void check_sft_inputs(const SftRecipe& r) {
   }
   // Refused here, before anything is written, rather than failing inside the first step.
   if (r.dist.device == "cuda") {
+    resolve_device("cuda", dist::detect_launch().local_rank, "dist.device");
+    if (r.dist.overlap)
+      throw Error("recipe",
+                  "dist.overlap: true: the communication thread drives MPI on CPU tensors; on "
+                  "dist.device: cuda collectives are NCCL calls queued on the compute stream "
+                  "(set dist.overlap: false)");
+  } else if (r.dist.backend == "nccl") {
+    // Refused here, before anything is written, rather than failing inside the first collective.
     throw Error("recipe",
-                std::string("dist.device: cuda: ") +
-                    (at::hasCUDA() ? "the CUDA training path is not built yet"
-                                   : "this build's LibTorch has no CUDA (a CPU build)") +
-                    "; tailor trains on dist.device: cpu (docs/distributed.md says what has run "
-                    "on a GPU)");
-  }
-  // Refused here, before anything is written, rather than failing inside the first collective.
-  if (r.dist.backend == "nccl") {
-    throw Error("recipe",
-                "dist.backend: nccl reduces CUDA tensors, but the sft stage trains on CPU; use "
-                "dist.backend: mpi (or auto, which picks MPI for CPU training)");
+                "dist.backend: nccl reduces CUDA tensors, but dist.device is cpu; use "
+                "dist.backend: mpi (or auto), or dist.device: cuda");
   }
 }
 

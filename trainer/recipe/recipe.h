@@ -94,7 +94,7 @@ struct TrainSection {
 
 // Data parallelism over the ranks `mpirun -np N tailor run` starts (see docs/distributed.md).
 struct DistSection {
-  std::string device;   // cpu | cuda (each rank on the GPU of its local rank; not built yet)
+  std::string device;   // cpu | cuda (each rank on the GPU of its local rank; CUDA builds)
   int64_t zero_stage;   // 0 = replicated, 1 = + sharded optimizer state, 2 = + sharded gradients,
                         // 3 = + sharded parameters
   std::string backend;  // auto | mpi | nccl | single

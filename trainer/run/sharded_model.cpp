@@ -25,10 +25,10 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// The model of `config` in `dtype` with every parameter an untouched allocation of its shape.
-// Construction draws from the default generator exactly as build_model's does.
+// The model of `config` in `dtype` on `device` with every parameter an untouched allocation of
+// its shape. Construction draws from the default generator exactly as build_model's does.
 CausalLM build_skeleton(const nlohmann::json& config, const std::string& source,
-                        c10::ScalarType dtype) {
+                        c10::ScalarType dtype, c10::Device device) {
   CausalLM lm = causal_lm_from_config(config, source, /*init_weights=*/false);
   torch::NoGradGuard no_grad;
   std::vector<std::pair<at::Tensor, std::vector<int64_t>>> params;
@@ -36,9 +36,9 @@ CausalLM build_skeleton(const nlohmann::json& config, const std::string& source,
     params.emplace_back(p, p.sizes().vec());
     p.set_data(at::empty({0}, p.options()));  // frees the float32 allocation
   }
-  lm->to(dtype);  // buffers as build_model converts them; the parameters are empty here
+  lm->to(device, dtype);  // buffers as build_model converts them; the parameters are empty here
   for (auto& [p, shape] : params)
-    p.set_data(at::empty(shape, p.options().dtype(dtype)));
+    p.set_data(at::empty(shape, p.options().dtype(dtype).device(device)));
   return lm;
 }
 
@@ -50,7 +50,7 @@ void copy_part(const uint8_t* data, at::ScalarType file_dtype, int64_t begin, at
   const size_t esize = c10::elementSize(file_dtype);
   const uint8_t* first = data + static_cast<size_t>(begin) * esize;
   const size_t bytes = static_cast<size_t>(count) * esize;
-  if (file_dtype == dst.scalar_type()) {
+  if (file_dtype == dst.scalar_type() && dst.is_cpu()) {
     std::memcpy(dst.data_ptr(), first, bytes);
   } else {
     const at::Tensor src =
@@ -103,13 +103,14 @@ std::map<std::string, std::string> match_checkpoint(const CausalLMImpl& lm,
 
 ShardedModel build_sharded_model(const ModelSection& model, const nlohmann::json& config,
                                  c10::ScalarType dtype, const std::optional<LoraConfig>& lora,
-                                 dist::Communicator& comm, const dist::ZeroConfig& zero) {
+                                 dist::Communicator& comm, const dist::ZeroConfig& zero,
+                                 c10::Device device) {
   if (zero.stage != 3) throw Error("zero", "build_sharded_model needs ZeRO stage 3");
   const bool pretrained = model.init == ModelInit::kPretrained;
   const std::string source =
       pretrained ? (model.path / "config.json").string() : "recipe model section";
   ShardedModel out;
-  out.model = build_skeleton(config, source, dtype);
+  out.model = build_skeleton(config, source, dtype, device);
   CausalLMImpl& lm = *out.model;
   // Where build_model starts drawing the weights (init_weights comes right after construction).
   const at::Tensor init_state = get_torch_cpu_rng_state();
@@ -140,7 +141,7 @@ ShardedModel build_sharded_model(const ModelSection& model, const nlohmann::json
                 part.dst);
       return;
     }
-    at::Tensor whole = at::empty(part.shape, part.dst.options());
+    at::Tensor whole = at::empty(part.shape, part.dst.options().device(at::kCPU));
     lm.init_parameter(part.name, whole);
     part.dst.copy_(whole.reshape({-1}).narrow(0, part.begin, part.dst.numel()));
   });

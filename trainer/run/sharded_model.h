@@ -38,9 +38,12 @@ struct ShardedModel {
 };
 
 // `config` as model_config_for gives it; `zero.stage` must be 3. Seed torch's default generator
-// first, as for build_model. Errors name the checkpoint file or the parameter.
+// first, as for build_model. Errors name the checkpoint file or the parameter. The shards live
+// on `device`; random values are drawn on the CPU as build_model draws them, so a GPU run starts
+// from the same weights as a CPU run.
 ShardedModel build_sharded_model(const ModelSection& model, const nlohmann::json& config,
                                  c10::ScalarType dtype, const std::optional<LoraConfig>& lora,
-                                 dist::Communicator& comm, const dist::ZeroConfig& zero);
+                                 dist::Communicator& comm, const dist::ZeroConfig& zero,
+                                 c10::Device device = c10::Device(c10::kCPU));
 
 }  // namespace tailor

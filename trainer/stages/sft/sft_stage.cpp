@@ -18,6 +18,7 @@
 #include <numeric>
 
 #include "common/atomic_file.h"
+#include "common/device.h"
 #include "common/error.h"
 #include "common/process_memory.h"
 #include "data/sampling/epoch_sampler.h"
@@ -35,7 +36,6 @@
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/grad_clip.h"
 #include "trainer/optim/lr_schedule.h"
-#include "trainer/run/autocast_guard.h"
 #include "trainer/run/checkpoint.h"
 #include "trainer/run/metrics.h"
 #include "trainer/run/model_checkpoint.h"
@@ -74,6 +74,9 @@ class SftStage {
 
  private:
   std::vector<data::SftBatch> next_step_batches();
+  data::SftBatch on_device(data::SftBatch batch) const;
+  // Sums host-side numbers over the ranks through the communicator (on its device).
+  at::Tensor sum_over_ranks(at::Tensor values);
   double evaluate();
   void save_checkpoint();
   bool stores_base() const { return !r_.lora.enabled || r_.model.init == ModelInit::kRandom; }
@@ -91,6 +94,7 @@ class SftStage {
   const SftRecipe& r_;
   dist::Communicator& comm_;
   const bool rank0_;
+  c10::Device device_{c10::kCPU};             // dist.device: where the model and batches live
   std::ostream null_{nullptr};                // non-zero ranks print nothing but errors
   int64_t grad_accum_ = 1;                    // micro-batches per step on each rank
   std::unique_ptr<dist::ZeroEngine> engine_;  // the distributed path; null = plain AdamW
@@ -130,6 +134,11 @@ void SftStage::setup() {
   torch::manual_seed(static_cast<uint64_t>(r_.seed));
 
   tokenizer_ = Tokenizer::from_dir(r_.tokenizer);
+  device_ = resolve_device(r_.dist.device, comm_.local_rank(), "dist.device");
+  if (device_.is_cuda() && comm_.world_size() > 1 && !comm_.device().is_cuda())
+    throw Error("dist", "dist.device: cuda with " + std::to_string(comm_.world_size()) +
+                            " ranks needs the nccl backend, but the collectives are " +
+                            comm_.backend() + " (CPU tensors); use dist.backend: auto or nccl");
 
   // Model: HF init from the seed, or pretrained weights; then LoRA (its A init also from the seed).
   // Under ZeRO-3 the engine is built with the model, each rank holding only its shards.
@@ -143,13 +152,16 @@ void SftStage::setup() {
         LoraConfig{r_.lora.rank, r_.lora.alpha, r_.lora.dropout, r_.lora.rslora, r_.lora.targets};
   std::vector<std::string> wrapped;
   if (r_.dist.zero_stage == 3) {
-    ShardedModel built = build_sharded_model(r_.model, config, dtype, lora, comm_, zero_config());
+    ShardedModel built =
+        build_sharded_model(r_.model, config, dtype, lora, comm_, zero_config(), device_);
     model_ = built.model;
     engine_ = std::move(built.engine);
     wrapped = built.lora_modules;
   } else {
+    // Built on the CPU (the same initial weights on every device), then moved whole.
     model_ = build_model(r_.model, config, dtype);
     if (lora) wrapped = apply_lora(*model_, *lora);
+    model_->to(device_);
   }
   if (tokenizer_->vocab_size() > model_->vocab_size())
     throw Error("sft", "tokenizer " + r_.tokenizer.string() + " has " +
@@ -175,7 +187,7 @@ void SftStage::setup() {
   }
   log() << "[sft] model: " << model_->model_type() << ", " << model_->num_layers()
         << " layers, hidden size " << model_->hidden_size() << ", " << n_params << " parameters, "
-        << n_trainable << " trainable (" << provenance_.dtype << ")\n";
+        << n_trainable << " trainable (" << provenance_.dtype << ", on " << device_.str() << ")\n";
 
   // Data: a .jsonl is tokenized in memory, an .h5 store is read as imported.
   // (JSONL prompts get the tokenizer's BOS and data.template, trainer/stages/prompt_format.h)
@@ -326,15 +338,30 @@ std::vector<data::SftBatch> SftStage::next_step_batches() {
                                global.begin() + (comm_.rank() + 1) * B);
     for (auto& p : picks)
       p = train_indices_[p];
-    batches.push_back(train_data_->collate(picks, collate_));
+    batches.push_back(on_device(train_data_->collate(picks, collate_)));
   }
   return batches;
+}
+
+data::SftBatch SftStage::on_device(data::SftBatch batch) const {
+  if (device_.is_cpu()) return batch;
+  batch.input_ids = batch.input_ids.to(device_);
+  batch.attention_mask = batch.attention_mask.to(device_);
+  batch.labels = batch.labels.to(device_);
+  return batch;
+}
+
+at::Tensor SftStage::sum_over_ranks(at::Tensor values) {
+  if (comm_.world_size() == 1) return values;
+  at::Tensor on_comm = values.to(comm_.device()).contiguous();
+  comm_.all_reduce_sum(on_comm);
+  return on_comm.cpu();
 }
 
 void SftStage::optimizer_step(const std::vector<data::SftBatch>& batches, double scale,
                               double* loss_sum, double* norm) {
   {
-    AutocastGuard autocast(r_.train.precision == Precision::kBf16Autocast);
+    AutocastScope autocast(r_.train.precision == Precision::kBf16Autocast, device_);
     for (const auto& b : batches) {
       auto loss =
           causal_lm_loss_sum(model_->forward(b.input_ids, b.attention_mask), b.labels) * scale;
@@ -376,18 +403,15 @@ void SftStage::train() {
       counts[1] += static_cast<double>(data::count_tokens(b));
     }
     const dist::CommStats before = comm_.stats();
-    if (comm_.world_size() > 1) comm_.all_reduce_sum(counts);
+    counts = sum_over_ranks(counts);
     const double loss_tokens = counts[0].item<double>();
     const int64_t tokens = static_cast<int64_t>(counts[1].item<double>());
     const double scale = 1.0 / std::max(1.0, loss_tokens);
     double loss_sum = 0, norm = 0;
     const double lr = schedule_->lr_at(step_);
     optimizer_step(batches, scale, &loss_sum, &norm);
-    if (comm_.world_size() > 1) {
-      at::Tensor loss = at::full({1}, loss_sum, at::TensorOptions().dtype(at::kDouble));
-      comm_.all_reduce_sum(loss);
-      loss_sum = loss.item<double>();
-    }
+    loss_sum = sum_over_ranks(at::full({1}, loss_sum, at::TensorOptions().dtype(at::kDouble)))
+                   .item<double>();
     const int64_t comm_bytes = comm_.stats().total_bytes() - before.total_bytes();
     step_ += 1;
 
@@ -412,6 +436,7 @@ void SftStage::train() {
                                {"tokens_per_s", progress.tokens_per_second()},
                                {"peak_rss_mib", peak_rss},
                                {"peak_rss_mib_max_rank", peak_rss_max}};
+      if (device_.is_cuda()) record["peak_gpu_allocated_mib"] = device_peak_allocated_mib(device_);
       if (engine_) {
         // What rank 0 holds and moved (ranks differ only by padding); see dist/zero.h.
         const auto bytes = engine_->state_bytes();
@@ -448,8 +473,8 @@ double SftStage::evaluate() {
        start += B, ++batch) {
     const int64_t end = std::min<int64_t>(start + B, eval_indices_.size());
     std::vector<int64_t> picks(eval_indices_.begin() + start, eval_indices_.begin() + end);
-    auto b =
-        eval_data_ ? eval_data_->collate(picks, collate_) : train_data_->collate(picks, collate_);
+    auto b = on_device(eval_data_ ? eval_data_->collate(picks, collate_)
+                                  : train_data_->collate(picks, collate_));
     auto logits = model_->forward(b.input_ids, b.attention_mask);
     nll += causal_lm_loss_sum(logits, b.labels).item<double>();
     count += data::count_loss_tokens(b);
@@ -567,6 +592,11 @@ void SftStage::finish() {
 }  // namespace
 
 int run_sft_stage(const SftRecipe& recipe) {
+  if (recipe.dist.device == "cuda") {
+    // Collectives on the GPUs (NCCL, bootstrapped over MPI; at one process NCCL of one rank).
+    const auto comm = dist::make_device_communicator(recipe.dist.backend);
+    return run_sft_stage(recipe, *comm);
+  }
   return run_sft_stage(recipe, dist::world());
 }
 
