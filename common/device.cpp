@@ -1,5 +1,6 @@
 #include "common/device.h"
 
+#include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
@@ -54,9 +55,20 @@ void synchronize(const c10::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
+#ifdef TAILOR_WITH_CUDA
+namespace {
+// The caching allocator's statistics exist once CUDA is initialised, which LibTorch does lazily
+// at the first CUDA tensor ("Invalid device argument ...: did you call init?" before that).
+void initialise_cuda(const c10::Device& device) {
+  (void)at::empty({0}, at::TensorOptions().device(device));
+}
+}  // namespace
+#endif
+
 double device_peak_allocated_mib(const c10::Device& device) {
 #ifdef TAILOR_WITH_CUDA
   if (device.is_cuda()) {
+    initialise_cuda(device);
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
     // Index 0 is StatType::AGGREGATE in both LibTorch 1.13 and 2.x (the enum moved namespaces).
     return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0);
@@ -67,7 +79,10 @@ double device_peak_allocated_mib(const c10::Device& device) {
 
 void reset_device_peak(const c10::Device& device) {
 #ifdef TAILOR_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  if (device.is_cuda()) {
+    initialise_cuda(device);
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  }
 #endif
 }
 

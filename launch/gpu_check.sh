@@ -13,6 +13,7 @@ LOGS=$PWD/build-gpu/check
 mkdir -p "$LOGS"
 JOBS=${TAILOR_JOBS:-$(nproc)}
 export LOGS JOBS
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
 STAGES=("$@")
 [ ${#STAGES[@]} -gt 0 ] || STAGES=(probe deps build gpu interop bench)
 # A stage still running at TAILOR_DEADLINE_S seconds after the start is stopped, so that the
@@ -53,11 +54,15 @@ gpu() {
   source launch/gpu_env.sh >/dev/null 2>&1
   local rc=0
   (cd build-gpu && ctest -L gpu -j "${TAILOR_GPU_TEST_JOBS:-4}" --output-on-failure --timeout 300) || rc=1
-  # What a user runs: the quickstart recipe on the GPU, end to end.
-  rm -rf build-gpu/quickstart_cuda
-  time build-gpu/tailor run recipes/quickstart.yaml dist.device=cuda \
-    output_dir=build-gpu/quickstart_cuda
-  tail -n 3 build-gpu/quickstart_cuda/metrics.jsonl || rc=1
+  # What a user runs: the quickstart recipe on the GPU, end to end, with NCCL (dist.backend
+  # auto) and with the single-process backend.
+  for backend in auto single; do
+    rm -rf build-gpu/quickstart_cuda_$backend
+    echo "--- quickstart, dist.device=cuda dist.backend=$backend"
+    time build-gpu/tailor run recipes/quickstart.yaml dist.device=cuda dist.backend=$backend \
+      output_dir=build-gpu/quickstart_cuda_$backend || rc=1
+    tail -n 2 build-gpu/quickstart_cuda_$backend/metrics.jsonl
+  done
   return $rc
 }
 

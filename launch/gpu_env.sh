@@ -46,7 +46,7 @@ if [ -n "$NCCL_ROOT" ] && [ ! -e "$NCCL_ROOT/lib/libnccl.so" ] && [ -e "$NCCL_RO
 fi
 export NCCL_ROOT
 TAILOR_GPU_CMAKE_ARGS=(
-  -G Ninja -DCMAKE_BUILD_TYPE=Release -DTAILOR_WITH_CUDA=ON
+  -G Ninja -DCMAKE_BUILD_TYPE=Release -DTAILOR_WITH_CUDA=ON -DCMAKE_CXX_FLAGS=-g1
   "-DCMAKE_PREFIX_PATH=$TORCH_PREFIX"
   "-DNCCL_ROOT=$NCCL_ROOT"
   -DMPI_CXX_COMPILER=/usr/bin/mpic++.openmpi -DMPI_C_COMPILER=/usr/bin/mpicc.openmpi

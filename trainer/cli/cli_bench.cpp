@@ -242,14 +242,17 @@ int bench_command(const std::vector<std::string>& args) {
   std::vector<int64_t> decode_batches = {1, 16};
   std::vector<std::string> only;
   app.add_option("--suite", suites,
-                 "suites to run: train, decode, lora7b (default these three), zero3 (mpirun)");
+                 "suites to run: train, decode, lora7b (default these three), zero3 (mpirun); "
+                 "comma-separated or repeated")
+      ->delimiter(',');
   app.add_option("--preset", preset, "train suite: model preset (gpt2 = 124M)");
   app.add_option("--batch", B, "train suite: micro-batch size B");
   app.add_option("--seq", T, "train suite: sequence length T");
   app.add_option("--warmup", warmup, "train suite: untimed warm-up steps");
   app.add_option("--steps", steps, "train suite: timed steps");
   app.add_option("--config", only,
-                 "train suite: run only these: fp32, bf16_autocast, bf16, lora_fp32, lora_bf16");
+                 "train suite: run only these: fp32, bf16_autocast, bf16, lora_fp32, lora_bf16")
+      ->delimiter(',');
   app.add_option("--decode-preset", decode_preset, "decode suite: model preset");
   app.add_option("--decode-batch", decode_batches, "decode suite: batch sizes");
   app.add_option("--prompt-tokens", prompt_len, "decode suite: prompt length");
@@ -267,6 +270,9 @@ int bench_command(const std::vector<std::string>& args) {
   app.add_option("--device", device_name,
                  "cpu, or cuda (train, decode, lora7b on this process's GPU; CUDA builds)");
   if (auto code = parse_arguments(app, args)) return *code;
+  for (const auto& suite : suites)
+    if (suite != "train" && suite != "decode" && suite != "lora7b" && suite != "zero3")
+      throw Error("bench", "--suite " + suite + ": expected train, decode, lora7b or zero3");
   const at::Device device = resolve_device(device_name, 0, "--device");
   if (B < 1 || T < 2 || steps < 1 || warmup < 0 || lora_seq < 2 || lora_steps < 1)
     throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1, --lora7b-seq >= 2");

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/crash_report.h"
 #include "common/error.h"
 #include "dist/runtime.h"
 #include "trainer/cli/commands.h"
@@ -50,6 +51,7 @@ void usage(std::FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  tailor::install_crash_report();
   // Training allocates and frees vocabulary-sized buffers ([B, T, V] logits and their grads) every
   // step. glibc serves those with fresh mmaps and page-faults them in each time (measured: over
   // half of a small model's step time); keeping freed memory in the heap avoids that.
