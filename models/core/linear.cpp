@@ -49,6 +49,8 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
   out_shape.back() = out_features_;
   const at::Tensor x2d = x.reshape({-1, in_features_});
   at::Tensor y = base_forward(x2d);
+  if (has_adapter_bank() && adapter_enabled_ && routing_->rows.defined())
+    return bank_forward(x, y).view(out_shape);
   if (has_lora() && adapter_enabled_ && !merged_) {
     // y += (dropout(x) A^T) B^T * scaling  (PEFT lora.Linear.forward)
     const at::Tensor dropped =
@@ -59,8 +61,59 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
   return y.view(out_shape);
 }
 
+at::Tensor LinearImpl::bank_forward(const at::Tensor& x, const at::Tensor& y2d) const {
+  const at::Tensor& rows = routing_->rows;
+  const int64_t B = rows.size(0);
+  if (x.dim() < 2 || x.size(0) != B) {
+    throw Error("lora", "adapter routing names " + std::to_string(B) + " rows but the input has " +
+                            (x.dim() < 2 ? std::string("no batch dimension")
+                                         : std::to_string(x.size(0)) + " rows"));
+  }
+  const at::Tensor x3 = x.reshape({B, -1, in_features_});
+  const at::Tensor dropped =
+      lora_dropout_ > 0.0 ? at::dropout(x3, lora_dropout_, is_training()) : x3;
+  // Each row's own factors (a gather, whose backward adds into that user's slice), then two
+  // batched products: [B, T, in] -> [B, T, r] -> [B, T, out].
+  const at::Tensor users = rows.clamp_min(0);
+  const at::Tensor A = lora_bank_A.index_select(0, users);   // [B, r, in]
+  const at::Tensor Bf = lora_bank_B.index_select(0, users);  // [B, out, r]
+  const at::Tensor up = at::bmm(at::bmm(dropped, A.transpose(1, 2)), Bf.transpose(1, 2));
+  const at::Tensor keep = rows.ge(0).to(up.scalar_type()).mul(lora_scaling_).view({B, 1, 1});
+  return y2d.view({B, -1, out_features_}) + up * keep;
+}
+
+void LinearImpl::add_adapter_bank(int64_t count, int64_t rank, double scaling, double dropout,
+                                  std::shared_ptr<AdapterRouting> routing) {
+  if (has_lora() || has_adapter_bank())
+    throw Error("lora", "this layer already has LoRA; a layer has one adapter or one bank");
+  if (count <= 0 || rank <= 0)
+    throw Error("lora", "an adapter bank needs count > 0 and rank > 0, got count " +
+                            std::to_string(count) + ", rank " + std::to_string(rank));
+  if (!(dropout >= 0.0 && dropout < 1.0))
+    throw Error("lora", "dropout must be in [0, 1), got " + std::to_string(dropout));
+  if (!routing) throw Error("lora", "an adapter bank needs a routing object");
+  const auto options = weight.options();
+  std::vector<at::Tensor> a;
+  for (int64_t u = 0; u < count; ++u)
+    a.push_back(lora_A_initial(rank, in_features_));
+  {
+    torch::NoGradGuard no_grad;
+    lora_bank_A = register_parameter("lora_bank_A", at::stack(a).to(options));
+    lora_bank_B =
+        register_parameter("lora_bank_B", torch::zeros({count, out_features_, rank}, options));
+  }
+  weight.set_requires_grad(false);
+  if (bias.defined()) bias.set_requires_grad(false);
+  lora_rank_ = rank;
+  lora_scaling_ = scaling;
+  lora_dropout_ = dropout;
+  adapter_enabled_ = true;
+  routing_ = std::move(routing);
+}
+
 void LinearImpl::add_lora(int64_t rank, double scaling, double dropout) {
   if (has_lora()) throw Error("lora", "LoRA is already applied to this layer");
+  if (has_adapter_bank()) throw Error("lora", "this layer has an adapter bank");
   if (rank <= 0) throw Error("lora", "rank must be positive, got " + std::to_string(rank));
   if (!(dropout >= 0.0 && dropout < 1.0)) {
     throw Error("lora", "dropout must be in [0, 1), got " + std::to_string(dropout));

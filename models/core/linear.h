@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
@@ -32,6 +33,13 @@ TORCH_MODULE(LoraFactor);
 // PEFT's initial lora_A [rank, in]: kaiming-uniform with a = sqrt(5), drawn in float32 on the CPU
 // from torch's default generator (so a seed gives the same A whatever the model's dtype).
 at::Tensor lora_A_initial(int64_t rank, int64_t in_features);
+
+// Which adapter of a bank (LinearImpl::add_adapter_bank) each batch row goes through: rows[b] in
+// [0, N) is adapter rows[b], -1 is the plain base for that row (e.g. the DPO reference policy).
+// One object is shared by every layer of a bank and set before each forward (AdapterBank).
+struct AdapterRouting {
+  at::Tensor rows;  // [B] int64 on the model's device; undefined: every row runs the plain base
+};
 
 class LinearImpl : public torch::nn::Module {
  public:
@@ -62,6 +70,15 @@ class LinearImpl : public torch::nn::Module {
   // The adapter's contribution in the base weight's layout and dtype: (B A)^T * s or B A * s.
   at::Tensor lora_delta() const;
 
+  // A bank of `count` LoRA adapters of one rank, trained side by side (one per user, like the
+  // batched multi-adapter kernels of S-LoRA/Punica): lora_bank_A [count, rank, in], each slice
+  // drawn as add_lora draws lora_A, in order; lora_bank_B [count, out, rank] zeros. Row b of a
+  // batch adds B_u A_u dropout(x_b) * scaling with u = routing->rows[b] (nothing when -1 or when
+  // rows is undefined). Freezes the base; a layer has a single adapter or a bank, not both.
+  void add_adapter_bank(int64_t count, int64_t rank, double scaling, double dropout,
+                        std::shared_ptr<AdapterRouting> routing);
+  bool has_adapter_bank() const { return lora_bank_A.defined(); }
+
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
   int64_t lora_rank() const { return lora_rank_; }
@@ -73,10 +90,13 @@ class LinearImpl : public torch::nn::Module {
   at::Tensor bias;    // [out], undefined without bias
   LoraFactor lora_A{nullptr};
   LoraFactor lora_B{nullptr};
+  at::Tensor lora_bank_A;  // [N, r, in], with add_adapter_bank
+  at::Tensor lora_bank_B;  // [N, out, r]
 
  private:
   at::Tensor base_forward(const at::Tensor& x2d) const;  // [N, in] -> [N, out]
   at::Tensor scaled_delta(at::ScalarType dtype) const;   // base layout, in `dtype`
+  at::Tensor bank_forward(const at::Tensor& x, const at::Tensor& y2d) const;
 
   int64_t in_features_;
   int64_t out_features_;
@@ -86,6 +106,7 @@ class LinearImpl : public torch::nn::Module {
   double lora_dropout_ = 0.0;
   bool merged_ = false;
   bool adapter_enabled_ = true;
+  std::shared_ptr<AdapterRouting> routing_;
 };
 TORCH_MODULE(Linear);
 

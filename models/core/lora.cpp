@@ -51,13 +51,27 @@ void LoraConfig::validate() const {
 
 std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& config) {
   config.validate();
-  const auto layers = linear_layers(model);
   std::vector<std::string> wrapped;
-  std::set<std::string> unmatched(config.targets.begin(), config.targets.end());
+  const auto chosen = lora_target_layers(model, config.targets);
+  for (const auto& [path, linear] : chosen) {
+    if (linear->has_lora()) throw Error(kScope, path + ": LoRA is already applied");
+  }
+  for (const auto& [path, linear] : chosen) {
+    linear->add_lora(config.rank, config.scaling(), config.dropout);
+    wrapped.push_back(path);
+  }
+  freeze_non_lora_parameters(model);
+  return wrapped;
+}
+
+std::vector<std::pair<std::string, LinearImpl*>> lora_target_layers(
+    const torch::nn::Module& model, const std::vector<std::string>& targets) {
+  const auto layers = linear_layers(model);
+  std::set<std::string> unmatched(targets.begin(), targets.end());
   std::vector<std::pair<std::string, LinearImpl*>> chosen;
   for (const auto& [path, linear] : layers) {
     bool hit = false;
-    for (const auto& target : config.targets) {
+    for (const auto& target : targets) {
       if (path_matches(path, target)) {
         unmatched.erase(target);
         hit = true;
@@ -85,15 +99,12 @@ std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& 
     throw Error(kScope,
                 "target module(s) " + missing + " match no layer (available: " + names + ")");
   }
-  for (const auto& [path, linear] : chosen) {
-    if (linear->has_lora()) throw Error(kScope, path + ": LoRA is already applied");
-  }
-  for (const auto& [path, linear] : chosen) {
-    linear->add_lora(config.rank, config.scaling(), config.dropout);
-    wrapped.push_back(path);
-  }
-  freeze_non_lora_parameters(model);
-  return wrapped;
+  return chosen;
+}
+
+bool is_adapter_bank_parameter(const std::string& name) {
+  return name.find("lora_bank_A") != std::string::npos ||
+         name.find("lora_bank_B") != std::string::npos;
 }
 
 bool is_lora_parameter(const std::string& name) {
@@ -121,7 +132,7 @@ std::vector<std::string> lora_module_paths(const torch::nn::Module& model) {
 
 void set_adapters_enabled(torch::nn::Module& model, bool enabled) {
   for (const auto& [path, linear] : linear_layers(model)) {
-    if (linear->has_lora()) linear->set_adapter_enabled(enabled);
+    if (linear->has_lora() || linear->has_adapter_bank()) linear->set_adapter_enabled(enabled);
   }
 }
 
@@ -147,7 +158,8 @@ torch::OrderedDict<std::string, at::Tensor> lora_parameters(const torch::nn::Mod
 
 void freeze_non_lora_parameters(torch::nn::Module& model) {
   for (auto& item : model.named_parameters()) {
-    item.value().set_requires_grad(is_lora_name(item.key()));
+    item.value().set_requires_grad(is_lora_name(item.key()) ||
+                                   is_adapter_bank_parameter(item.key()));
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -25,6 +26,13 @@ struct LoraConfig {
   void validate() const;  // throws Error("lora", ...) naming the bad field
 };
 
+class LinearImpl;
+
+// The tailor::Linear layers whose path matches a target (see LoraConfig::targets), in module
+// order with their paths. A target matching nothing is an error listing the available names.
+std::vector<std::pair<std::string, LinearImpl*>> lora_target_layers(
+    const torch::nn::Module& model, const std::vector<std::string>& targets);
+
 // Wraps every tailor::Linear whose path matches a target, then freezes all non-LoRA parameters
 // (PEFT with bias "none"). Returns the wrapped module paths, e.g. "transformer.h.0.attn.c_attn",
 // in module order. A target matching nothing is an error listing the available module names.
@@ -33,6 +41,8 @@ std::vector<std::string> apply_lora(torch::nn::Module& model, const LoraConfig& 
 bool has_lora(const torch::nn::Module& model);
 // True for the name of a LoRA factor parameter ("...lora_A.weight" / "...lora_B.weight").
 bool is_lora_parameter(const std::string& name);
+// True for an adapter bank's stacked factors ("...lora_bank_A" / "...lora_bank_B", adapter_bank.h).
+bool is_adapter_bank_parameter(const std::string& name);
 // True when any LoRA layer is currently merged into its base weight.
 bool lora_merged(const torch::nn::Module& model);
 // Paths of the modules carrying LoRA.
@@ -46,7 +56,7 @@ void unmerge_lora(torch::nn::Module& model);
 // The LoRA parameters (`...lora_A.weight` [r, in], `...lora_B.weight` [out, r]) in module order.
 torch::OrderedDict<std::string, at::Tensor> lora_parameters(const torch::nn::Module& model);
 
-// requires_grad false on every parameter that is not a LoRA factor, true on LoRA factors.
+// requires_grad false on every parameter that is not a LoRA factor (or bank), true on those.
 void freeze_non_lora_parameters(torch::nn::Module& model);
 
 }  // namespace tailor
