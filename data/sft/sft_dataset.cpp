@@ -60,6 +60,19 @@ void SftDataset::example(int64_t i, std::vector<int32_t>& tokens,
 SftBatch SftDataset::collate(const std::vector<int64_t>& indices,
                              const CollateOptions& options) const {
   if (indices.empty()) throw Error("data", "cannot collate an empty batch");
+  std::vector<std::vector<int32_t>> rows(indices.size());
+  std::vector<std::vector<bool>> learned(indices.size());
+  for (size_t b = 0; b < indices.size(); ++b)
+    example(indices[b], rows[b], learned[b]);
+  return collate_rows(std::move(rows), std::move(learned), options);
+}
+
+SftBatch collate_rows(std::vector<std::vector<int32_t>> rows,
+                      std::vector<std::vector<bool>> learned, const CollateOptions& options) {
+  if (rows.empty()) throw Error("data", "cannot collate an empty batch");
+  if (rows.size() != learned.size())
+    throw Error("data", "collate_rows: " + std::to_string(rows.size()) + " rows but " +
+                            std::to_string(learned.size()) + " learned masks");
   if (options.max_length < 1) {
     throw Error("data", "CollateOptions.max_length must be >= 1, got " +
                             std::to_string(options.max_length));
@@ -70,11 +83,8 @@ SftBatch SftDataset::collate(const std::vector<int64_t>& indices,
   if (options.append_eos && options.eos_id < 0)
     throw Error("data", "append_eos needs CollateOptions.eos_id");
 
-  std::vector<std::vector<int32_t>> rows(indices.size());
-  std::vector<std::vector<bool>> learned(indices.size());
   int64_t longest = 0;
-  for (size_t b = 0; b < indices.size(); ++b) {
-    example(indices[b], rows[b], learned[b]);
+  for (size_t b = 0; b < rows.size(); ++b) {
     if (options.append_eos) {
       rows[b].push_back(options.eos_id);
       learned[b].push_back(true);
@@ -85,7 +95,7 @@ SftBatch SftDataset::collate(const std::vector<int64_t>& indices,
     }
     longest = std::max<int64_t>(longest, static_cast<int64_t>(rows[b].size()));
   }
-  const int64_t B = static_cast<int64_t>(indices.size());
+  const int64_t B = static_cast<int64_t>(rows.size());
   const int64_t T = options.pad_to_max_length ? options.max_length : longest;
 
   SftBatch batch;

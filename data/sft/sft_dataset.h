@@ -73,6 +73,11 @@ class SftDataset {
   Store store_;
 };
 
+// The collation above for rows given directly: rows[b] its tokens, learned[b] per token whether it
+// is learned (labelled). Used by SftDataset::collate and by the DPO pairs.
+SftBatch collate_rows(std::vector<std::vector<int32_t>> rows,
+                      std::vector<std::vector<bool>> learned, const CollateOptions& options);
+
 // Non-padding tokens in a batch (attention_mask.sum()), for tokens/s.
 int64_t count_tokens(const SftBatch& batch);
 // Tokens the shifted loss actually scores: labels[:, 1:] != -100.
