@@ -5,6 +5,7 @@
 // off must be the plain base (the DPO reference policy).
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "models/core/adapter_bank.h"
 #include "models/core/causal_lm.h"
 #include "models/core/lora.h"
+#include "models/io/pretrained.h"
 #include "models/registry.h"
 
 namespace tailor {
@@ -216,6 +218,36 @@ TEST(AdapterBank, ErrorsNameTheProblem) {
               std::string::npos)
         << e.what();
   }
+}
+
+}  // namespace
+}  // namespace tailor
+
+namespace tailor {
+namespace {
+
+// Each user's adapter written as a PEFT directory and loaded onto a fresh base gives what the
+// bank gives that user's rows.
+TEST(AdapterBank, EachUsersPeftExportReloadsToTheSameOutputs) {
+  const Family f = families()[1];  // Mistral: Linear layout, fan_in_fan_out false
+  CausalLM model = small_model(f.preset, 5);
+  AdapterBank bank(*model, lora_config(f), {"alice", "bob"});
+  randomise_bank(*model, 17);
+  const at::Tensor ids = at::randint(model->vocab_size(), {1, 6}, at::kLong);
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / "tailor_adapter_bank_export";
+  std::filesystem::remove_all(root);
+  for (const std::string user : {"alice", "bob"}) {
+    SCOPED_TRACE(user);
+    const auto dir = root / "users" / user;
+    save_user_peft_adapter(dir, bank, user, lora_config(f), "base", /*fan_in_fan_out=*/false);
+    CausalLM reloaded = small_model(f.preset, 5);
+    load_peft_adapter(dir, *reloaded);
+    torch::NoGradGuard no_grad;
+    bank.route({user}, at::kCPU);
+    EXPECT_LT(relative(reloaded->forward(ids), model->forward(ids)), 1e-12);
+  }
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "models/io/pretrained.h"
 
+#include "models/core/adapter_bank.h"
+
 #include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
@@ -81,6 +83,16 @@ void save_peft_adapter(const fs::path& dir, const torch::nn::Module& model,
                        bool fan_in_fan_out) {
   save_peft_adapter_config(dir, config, base_model_name_or_path, fan_in_fan_out);
   safetensors::save(dir / "adapter_model.safetensors", peft_adapter_tensors(model));
+}
+
+void save_user_peft_adapter(const fs::path& dir, const AdapterBank& bank, const std::string& user,
+                            const LoraConfig& config, const std::string& base_model_name_or_path,
+                            bool fan_in_fan_out) {
+  TensorMap tensors;
+  for (const auto& [name, tensor] : bank.user_adapter(user))
+    tensors[std::string(kPeftPrefix) + name] = tensor;
+  save_peft_adapter_config(dir, config, base_model_name_or_path, fan_in_fan_out);
+  safetensors::save(dir / "adapter_model.safetensors", tensors);
 }
 
 LoraConfig load_peft_adapter(const fs::path& dir, torch::nn::Module& model) {

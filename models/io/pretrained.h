@@ -16,6 +16,8 @@
 
 namespace tailor {
 
+class AdapterBank;
+
 // DIR/config.json, parsed; errors name the file.
 nlohmann::json read_model_config(const std::filesystem::path& dir);
 
@@ -47,6 +49,12 @@ void save_tokenizer_files(const std::filesystem::path& tokenizer_dir,
 void save_peft_adapter(const std::filesystem::path& dir, const torch::nn::Module& model,
                        const LoraConfig& config, const std::string& base_model_name_or_path,
                        bool fan_in_fan_out);
+
+// Writes one user's adapter of a bank (models/core/adapter_bank.h) as a PEFT adapter directory,
+// exactly as save_peft_adapter writes a model carrying that adapter alone.
+void save_user_peft_adapter(const std::filesystem::path& dir, const AdapterBank& bank,
+                            const std::string& user, const LoraConfig& config,
+                            const std::string& base_model_name_or_path, bool fan_in_fan_out);
 
 // Writes only adapter_config.json (save_peft_adapter's first half, for streaming exporters).
 void save_peft_adapter_config(const std::filesystem::path& dir, const LoraConfig& config,
