@@ -2,8 +2,10 @@
 # Everything tailor checks on a GPU machine, in one run (docs/gpu.md):
 #   bash launch/gpu_check.sh [STAGE...]     # default: probe deps build gpu interop bench
 # Stages: probe (what the machine has), deps (launch/gpu_env.sh), build (CUDA build in
-# build-gpu/), unit (the CPU unit tests against this LibTorch), gpu (ctest -L gpu), interop
-# (launch/hf_interop.py against transformers), bench (tailor bench next to launch/bench_pytorch.py).
+# build-gpu/; TAILOR_GPU_TARGETS overrides the targets), unit (the CPU unit tests against this
+# LibTorch; build with TAILOR_GPU_TARGETS="tailor tailor_tests" first), gpu (ctest -L gpu and the
+# quickstart on the GPU), interop (launch/hf_interop.py against transformers), bench (tailor
+# bench --device cuda next to the PyTorch eager baseline of launch/bench_gpu.py).
 # A failed stage is reported and the next one still runs. Logs go to build-gpu/check/, one file
 # per stage, the summary table is printed last, and everything is packed into
 # $OUT/gpu_results.tgz (with TAILOR_KEEP_BINARIES=1 also the built programs, gpu_binaries.tgz).
