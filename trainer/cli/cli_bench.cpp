@@ -30,6 +30,7 @@
 #include "models/core/lora.h"
 #include "models/generation/generate.h"
 #include "models/registry.h"
+#include "trainer/cli/bench_dpo_users.h"
 #include "trainer/cli/cli_args.h"
 #include "trainer/cli/commands.h"
 #include "trainer/losses/lm_loss.h"
@@ -242,7 +243,8 @@ int bench_command(const std::vector<std::string>& args) {
   std::vector<int64_t> decode_batches = {1, 16};
   std::vector<std::string> only;
   app.add_option("--suite", suites,
-                 "suites to run: train, decode, lora7b (default these three), zero3 (mpirun); "
+                 "suites to run: train, decode, lora7b (default these three), zero3 (mpirun), "
+                 "dpo_users; "
                  "comma-separated or repeated")
       ->delimiter(',');
   app.add_option("--preset", preset, "train suite: model preset (gpt2 = 124M)");
@@ -259,6 +261,10 @@ int bench_command(const std::vector<std::string>& args) {
   app.add_option("--new-tokens", new_tokens, "decode suite: tokens generated per sequence");
   app.add_option("--lora7b-seq", lora_seq, "lora7b suite: sequence length");
   app.add_option("--lora7b-steps", lora_steps, "lora7b suite: timed steps (after one warm-up)");
+  DpoUsersBench dpo_users;
+  app.add_option("--dpo-preset", dpo_users.preset, "dpo_users suite: base model preset");
+  app.add_option("--dpo-users", dpo_users.users, "dpo_users suite: users (one adapter each)");
+  app.add_option("--dpo-steps", dpo_users.steps, "dpo_users suite: optimizer steps");
   int64_t zero3_layers = 4, zero3_seq = 64, zero3_steps = 3, zero3_rounds = 2;
   int zero3_prefetch = 1;
   app.add_option("--zero3-layers", zero3_layers, "zero3 suite: Mistral-7B blocks kept");
@@ -271,8 +277,10 @@ int bench_command(const std::vector<std::string>& args) {
                  "cpu, or cuda (train, decode, lora7b on this process's GPU; CUDA builds)");
   if (auto code = parse_arguments(app, args)) return *code;
   for (const auto& suite : suites)
-    if (suite != "train" && suite != "decode" && suite != "lora7b" && suite != "zero3")
-      throw Error("bench", "--suite " + suite + ": expected train, decode, lora7b or zero3");
+    if (suite != "train" && suite != "decode" && suite != "lora7b" && suite != "zero3" &&
+        suite != "dpo_users")
+      throw Error("bench",
+                  "--suite " + suite + ": expected train, decode, lora7b, zero3 or dpo_users");
   const at::Device device = resolve_device(device_name, 0, "--device");
   if (B < 1 || T < 2 || steps < 1 || warmup < 0 || lora_seq < 2 || lora_steps < 1)
     throw Error("bench", "need --batch >= 1, --seq >= 2, --steps >= 1, --lora7b-seq >= 2");
@@ -344,6 +352,7 @@ int bench_command(const std::vector<std::string>& args) {
       std::cerr << r.dump() << "\n";
     }
   }
+  if (wants("dpo_users")) std::cerr << bench_dpo_users(dpo_users).dump() << "\n";
   if (wants("lora7b")) {
     // The real Mistral-7B shapes; LoRA r=16 on all seven projections, bf16 weights.
     const nlohmann::json config = no_dropout(preset_config("mistral-7b"));
