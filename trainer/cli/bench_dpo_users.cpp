@@ -15,10 +15,6 @@
 namespace tailor::cli {
 namespace {
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 CausalLM base_model(const std::string& preset) {
   nlohmann::json config = preset_config(preset);
   for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"})

@@ -3,12 +3,18 @@
 // single-adapter runs one after another (classic LoRA, each step that user's pairs alone).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 namespace tailor::cli {
+
+// Seconds on the monotonic clock, for the bench suites' timings.
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 struct DpoUsersBench {
   std::string preset = "gpt2-tiny";

@@ -48,31 +48,14 @@ struct BenchConfig {
   int64_t lora_rank;  // 0 = full fine-tune
 };
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 // A randomly initialised model of `config` in `dtype`, built so that a bf16 model never exists in
 // float32: the float32 parameters torch::empty allocates are never written (the OS maps no pages
-// for them), each is converted to bf16 in turn, and HF's initialisation then runs in bf16. A
-// Mistral-7B (14.5 GB in bf16) fits this way in 24 GiB; in float32 first it would need 29 GB.
-// On a GPU each parameter is allocated there directly and initialised there.
+// for them, build_skeleton), each is allocated in bf16 on the device, and HF's initialisation then
+// runs in bf16 there. A Mistral-7B (14.5 GB in bf16) fits this way in 24 GiB; in float32 first it
+// would need 29 GB.
 CausalLM build_random_model(const nlohmann::json& config, at::ScalarType dtype,
                             const at::Device& device) {
-  CausalLM model = causal_lm_from_config(config, "bench preset", /*init_weights=*/false);
-  if (device.is_cpu()) {
-    model->to(dtype);
-  } else {
-    torch::NoGradGuard no_grad;
-    std::vector<std::pair<at::Tensor, std::vector<int64_t>>> params;
-    for (auto& p : model->parameters()) {
-      params.emplace_back(p, p.sizes().vec());
-      p.set_data(at::empty({0}, p.options()));
-    }
-    model->to(device, dtype);  // the buffers
-    for (auto& [p, shape] : params)
-      p.set_data(at::empty(shape, p.options().dtype(dtype).device(device)));
-  }
+  CausalLM model = build_skeleton(config, "bench preset", dtype, device);
   model->init_weights();
   return model;
 }

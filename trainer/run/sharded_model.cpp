@@ -25,23 +25,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// The model of `config` in `dtype` on `device` with every parameter an untouched allocation of
-// its shape. Construction draws from the default generator exactly as build_model's does.
-CausalLM build_skeleton(const nlohmann::json& config, const std::string& source,
-                        c10::ScalarType dtype, c10::Device device) {
-  CausalLM lm = causal_lm_from_config(config, source, /*init_weights=*/false);
-  torch::NoGradGuard no_grad;
-  std::vector<std::pair<at::Tensor, std::vector<int64_t>>> params;
-  for (auto& p : lm->parameters()) {
-    params.emplace_back(p, p.sizes().vec());
-    p.set_data(at::empty({0}, p.options()));  // frees the float32 allocation
-  }
-  lm->to(device, dtype);  // buffers as build_model converts them; the parameters are empty here
-  for (auto& [p, shape] : params)
-    p.set_data(at::empty(shape, p.options().dtype(dtype).device(device)));
-  return lm;
-}
-
 // Copies `count` elements starting at element `begin` of a tensor stored at `data` in `file_dtype`
 // into `dst`, then drops the pages read from this process (they stay in the page cache).
 void copy_part(const uint8_t* data, at::ScalarType file_dtype, int64_t begin, at::Tensor dst) {
@@ -100,6 +83,21 @@ std::map<std::string, std::string> match_checkpoint(const CausalLMImpl& lm,
 }
 
 }  // namespace
+
+CausalLM build_skeleton(const nlohmann::json& config, const std::string& source,
+                        c10::ScalarType dtype, c10::Device device) {
+  CausalLM lm = causal_lm_from_config(config, source, /*init_weights=*/false);
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<at::Tensor, std::vector<int64_t>>> params;
+  for (auto& p : lm->parameters()) {
+    params.emplace_back(p, p.sizes().vec());
+    p.set_data(at::empty({0}, p.options()));  // frees the float32 allocation
+  }
+  lm->to(device, dtype);  // buffers as build_model converts them; the parameters are empty here
+  for (auto& [p, shape] : params)
+    p.set_data(at::empty(shape, p.options().dtype(dtype).device(device)));
+  return lm;
+}
 
 ShardedModel build_sharded_model(const ModelSection& model, const nlohmann::json& config,
                                  c10::ScalarType dtype, const std::optional<LoraConfig>& lora,

@@ -37,6 +37,12 @@ struct ShardedModel {
   std::unique_ptr<dist::ZeroEngine> engine;
 };
 
+// The model of `config` in `dtype` on `device` with every parameter an untouched allocation of
+// its shape (no float32 copy is ever written; values are the caller's to fill). Construction
+// draws from the default generator exactly as build_model's does.
+CausalLM build_skeleton(const nlohmann::json& config, const std::string& source,
+                        c10::ScalarType dtype, c10::Device device);
+
 // `config` as model_config_for gives it; `zero.stage` must be 3. Seed torch's default generator
 // first, as for build_model. Errors name the checkpoint file or the parameter. The shards live
 // on `device`; random values are drawn on the CPU as build_model draws them, so a GPU run starts
