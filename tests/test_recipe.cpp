@@ -469,14 +469,254 @@ TEST(RecipeStages, StageKeyChoosesTheSchema) {
   EXPECT_EQ(recipe_stage(kMinimal, kSource).name, "sft");
   EXPECT_EQ(
       error_of([] { recipe_stage("output_dir: x\n", kSource); }),
-      "[recipe] recipes/test.yaml: stage: missing required key (what to run; one of sft, reward)");
+      "[recipe] recipes/test.yaml: stage: missing required key (what to run; one of sft, reward, "
+      "dpo)");
   EXPECT_EQ(
       error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
-      "[recipe] recipes/test.yaml:2: stage: expected one of sft, reward, got \"sfx\"; did you mean "
-      "'sft'?");
-  EXPECT_CONTAINS(error_of([] { recipe_stage(kMinimal, kSource, {"stage=dpo"}); }),
-                  "[recipe] override 'stage=dpo': stage: expected one of sft, reward, got \"dpo\"");
+      "[recipe] recipes/test.yaml:2: stage: expected one of sft, reward, dpo, got \"sfx\"; did "
+      "you mean 'sft'?");
+  EXPECT_CONTAINS(
+      error_of([] { recipe_stage(kMinimal, kSource, {"stage=ppo"}); }),
+      "[recipe] override 'stage=ppo': stage: expected one of sft, reward, dpo, got \"ppo\"");
   EXPECT_EQ(find_stage("sft").schema, &sft_recipe_schema().spec());
+}
+
+// --- tables of weights (kWeightTable), e.g. the per-user DPO recipe's `users` ------------------
+
+struct WeightsRecipe {
+  WeightTable users;
+  double beta = 0;
+  WeightTable mix;
+};
+
+const Schema<WeightsRecipe>& weights_schema() {
+  static const Schema<WeightsRecipe> schema = [] {
+    Schema<WeightsRecipe> s;
+    s.key(
+         "users", [](auto& r) -> auto& { return r.users; })
+        .doc("judge weights per user")
+        .default_value({});
+    s.key(
+         "beta", [](auto& r) -> auto& { return r.beta; })
+        .doc("DPO beta")
+        .default_value(0.1)
+        .above(0);
+    s.section("judge", "how pairs are judged");
+    s.key(
+         "judge.mix", [](auto& r) -> auto& { return r.mix; })
+        .doc("weights of the judges")
+        .default_value({{"all", {{"shorter_length", 0.5}}}})
+        .at_least(0)
+        .at_most(1);
+    s.spec().check_complete();
+    return s;
+  }();
+  return schema;
+}
+
+ResolvedConfig resolve_weights(const std::string& text,
+                               const std::vector<std::string>& overrides = {}) {
+  return resolve_config(weights_schema().spec(), text, kSource, overrides);
+}
+
+WeightsRecipe weights_recipe(const std::string& text,
+                             const std::vector<std::string>& overrides = {}) {
+  return weights_schema().bind(resolve_weights(text, overrides));
+}
+
+std::string weights_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  return error_of([&] { resolve_weights(text, overrides); });
+}
+
+const char* kTableExpectation =
+    "expected a mapping of names to mappings of names to numbers like {alice: {shorter_length: "
+    "1.0}}";
+
+TEST(RecipeWeightTable, FlowFormIsRead) {
+  const WeightsRecipe r = weights_recipe(
+      "users: {alice: {shorter_length: 1.0}, bob: {new_lines: 0.7, lowercase: 0.3}}\n");
+  const WeightTable expected = {{"alice", {{"shorter_length", 1.0}}},
+                                {"bob", {{"new_lines", 0.7}, {"lowercase", 0.3}}}};
+  EXPECT_EQ(r.users, expected);
+  EXPECT_EQ(r.beta, 0.1);
+  EXPECT_EQ(r.mix, (WeightTable{{"all", {{"shorter_length", 0.5}}}}));  // the default
+}
+
+TEST(RecipeWeightTable, BlockFormIsRead) {
+  const WeightsRecipe r = weights_recipe(
+      "users:\n"
+      "  alice: {shorter_length: 1.0}\n"
+      "  bob:\n"
+      "    new_lines: 0.7\n"
+      "    lowercase: -0.3\n"
+      "  \"true\":\n"   // a name that looks like a bool is still a name
+      "    '1.5': 2\n"  // an integer is a number
+      "    adjectives: 1e-3\n"
+      "judge:\n"
+      "  mix:\n"
+      "    carol: {a: 0, b: 1}\n");
+  const WeightTable users = {{"alice", {{"shorter_length", 1.0}}},
+                             {"bob", {{"new_lines", 0.7}, {"lowercase", -0.3}}},
+                             {"true", {{"1.5", 2.0}, {"adjectives", 0.001}}}};
+  EXPECT_EQ(r.users, users);
+  EXPECT_EQ(r.mix, (WeightTable{{"carol", {{"a", 0.0}, {"b", 1.0}}}}));
+}
+
+TEST(RecipeWeightTable, EmptyTableIsAllowed) {
+  EXPECT_EQ(weights_recipe("users: {}\n").users, WeightTable{});
+  EXPECT_EQ(weights_recipe("beta: 0.5\n").users, WeightTable{});  // the default
+  EXPECT_EQ(weights_recipe("", {"users={}"}).users, WeightTable{});
+}
+
+TEST(RecipeWeightTable, PrintsAsOneFlowLineThatParsesBack) {
+  const ResolvedConfig original = resolve_weights(
+      "users: {bob: {new_lines: 0.7, lowercase: -0.3}, alice: {shorter_length: 1}}\n"
+      "judge:\n"
+      "  mix: {\"a b\": {\"true\": 0.1, \"1.5\": 0.3333333333333333, \"x: y\": 1.0e-8}}\n");
+  const std::string printed = original.to_yaml(/*with_docs=*/false);
+  EXPECT_CONTAINS(
+      printed, "users: {alice: {shorter_length: 1.0}, bob: {lowercase: -0.3, new_lines: 0.7}}\n");
+  EXPECT_CONTAINS(printed,
+                  "  mix: {\"a b\": {\"1.5\": 0.3333333333333333, \"true\": 0.1, \"x: y\": "
+                  "1.0e-8}}\n");
+  const ResolvedConfig reparsed = resolve_weights(printed);
+  for (const auto& key : weights_schema().spec().keys()) {
+    EXPECT_TRUE(original.value(key.path) == reparsed.value(key.path)) << key.path;
+  }
+  EXPECT_EQ(reparsed.hash(), original.hash());
+  EXPECT_EQ(weights_schema().bind(reparsed).mix,
+            (WeightTable{{"a b", {{"true", 0.1}, {"1.5", 0.3333333333333333}, {"x: y", 1e-8}}}}));
+  // The struct converts back to the same config; the documented output parses back too.
+  const ResolvedConfig back = weights_schema().unbind(weights_schema().bind(original), "x");
+  EXPECT_EQ(back.hash(), original.hash());
+  EXPECT_EQ(resolve_weights(original.to_yaml(/*with_docs=*/true)).hash(), original.hash());
+  // An empty table prints as {}.
+  const ResolvedConfig empty = resolve_weights("");
+  EXPECT_CONTAINS(empty.to_yaml(false), "users: {}\n");
+  EXPECT_EQ(resolve_weights(empty.to_yaml(false)).hash(), empty.hash());
+  EXPECT_NE(empty.hash(), original.hash());
+}
+
+TEST(RecipeWeightTable, OverridesReplaceTheTable) {
+  const WeightsRecipe r = weights_recipe("users: {alice: {shorter_length: 1.0}}\n",
+                                         {"users={carol: {lowercase: 1.0}}"});
+  EXPECT_EQ(r.users, (WeightTable{{"carol", {{"lowercase", 1.0}}}}));
+  // An override fixes a bad value in the file.
+  EXPECT_EQ(weights_recipe("users: {alice: {x: bad}}\n", {"users={alice: {x: 0.5}}"}).users,
+            (WeightTable{{"alice", {{"x", 0.5}}}}));
+  EXPECT_EQ(weights_error("", {"users={carol: {lowercase: x}}"}),
+            "[recipe] override 'users={carol: {lowercase: x}}': users.carol.lowercase: expected a "
+            "number, got \"x\"");
+  EXPECT_EQ(weights_error("", {"users=carol"}),
+            "[recipe] override 'users=carol': users: " + std::string(kTableExpectation) +
+                ", got \"carol\"");
+  EXPECT_CONTAINS(weights_error("", {"users={carol: {x: 1}"}),
+                  "override 'users={carol: {x: 1}': users: value is not valid YAML");
+}
+
+TEST(RecipeWeightTable, BadWeightNamesItsLineAndPath) {
+  const std::string text =
+      "beta: 0.2\n"                     // 1
+      "users:\n"                        // 2
+      "  alice: {shorter_length: 1}\n"  // 3
+      "  bob:\n"                        // 4
+      "    new_lines: 0.7\n"            // 5
+      "    lowercase: lots\n";          // 6
+  EXPECT_EQ(weights_error(text),
+            "[recipe] recipes/test.yaml:6: users.bob.lowercase: expected a number, got \"lots\"");
+  EXPECT_EQ(weights_error("users: {bob: {new_lines: \"x\"}}\n"),
+            "[recipe] recipes/test.yaml:1: users.bob.new_lines: expected a number, got the string "
+            "\"x\"");
+  EXPECT_CONTAINS(weights_error("users: {bob: {new_lines: \"0.7\"}}\n"),
+                  "users.bob.new_lines: expected a number, got the string \"0.7\"");
+  EXPECT_CONTAINS(weights_error("users: {bob: {new_lines: [1]}}\n"),
+                  "users.bob.new_lines: expected a number, got a list");
+  EXPECT_CONTAINS(weights_error("users: {bob: {new_lines: }}\n"),
+                  "users.bob.new_lines: expected a number, got nothing");
+  EXPECT_CONTAINS(weights_error("users: {bob: {new_lines: .inf}}\n"),
+                  "users.bob.new_lines: expected a number, got \".inf\"");
+}
+
+TEST(RecipeWeightTable, WrongShapesStateTheExpectation) {
+  EXPECT_EQ(
+      weights_error("beta: 1\nusers: [alice, bob]\n"),
+      "[recipe] recipes/test.yaml:2: users: " + std::string(kTableExpectation) + ", got a list");
+  EXPECT_CONTAINS(
+      weights_error("users: alice\n"),
+      "recipes/test.yaml:1: users: " + std::string(kTableExpectation) + ", got \"alice\"");
+  EXPECT_CONTAINS(weights_error("users:\n"), "recipes/test.yaml:1: users: " +
+                                                 std::string(kTableExpectation) + ", got nothing");
+  EXPECT_EQ(weights_error("users:\n  alice: 1.0\n"),
+            "[recipe] recipes/test.yaml:2: users.alice: expected a non-empty mapping of names to "
+            "numbers like {shorter_length: 1.0}, got \"1.0\"");
+  EXPECT_EQ(weights_error("users:\n  alice: {x: 1}\n  bob: {}\n"),
+            "[recipe] recipes/test.yaml:3: users.bob: expected a non-empty mapping of names to "
+            "numbers like {shorter_length: 1.0}, got an empty mapping");
+  EXPECT_CONTAINS(weights_error("users: {bob: [x]}\n"),
+                  "users.bob: expected a non-empty mapping of names to numbers like "
+                  "{shorter_length: 1.0}, got a list");
+  EXPECT_CONTAINS(weights_error("users: {bob: }\n"),
+                  "users.bob: expected a non-empty mapping of names to numbers like "
+                  "{shorter_length: 1.0}, got nothing");
+}
+
+TEST(RecipeWeightTable, NamesMustBeNonEmptyScalars) {
+  EXPECT_EQ(weights_error("users: {\"\": {x: 1.0}}\n"),
+            "[recipe] recipes/test.yaml:1: users: expected a non-empty name, got \"\"");
+  EXPECT_EQ(weights_error("users:\n  bob:\n    \"\": 1.0\n"),
+            "[recipe] recipes/test.yaml:3: users.bob: expected a non-empty name, got \"\"");
+  EXPECT_CONTAINS(weights_error("users:\n  ? [a, b]\n  : {x: 1.0}\n"),
+                  "recipes/test.yaml:2: users: expected a non-empty name, got a list");
+  EXPECT_CONTAINS(weights_error("users:\n  bob:\n    ? {a: 1}\n    : 1.0\n"),
+                  "recipes/test.yaml:3: users.bob: expected a non-empty name, got a mapping");
+}
+
+TEST(RecipeWeightTable, DuplicateNamesAreErrors) {
+  EXPECT_EQ(weights_error("users:\n  alice: {x: 1.0}\n  bob: {x: 1.0}\n  alice: {y: 1.0}\n"),
+            "[recipe] recipes/test.yaml:4: users.alice: duplicate key");
+  EXPECT_EQ(weights_error("users:\n  bob:\n    x: 1.0\n    x: 2.0\n"),
+            "[recipe] recipes/test.yaml:4: users.bob.x: duplicate key");
+  EXPECT_CONTAINS(weights_error("", {"users={bob: {x: 1.0, x: 1.0}}"}),
+                  "override 'users={bob: {x: 1.0, x: 1.0}}': users.bob.x: duplicate key");
+}
+
+TEST(RecipeWeightTable, BoundsApplyToEveryWeight) {
+  EXPECT_EQ(weights_error("judge:\n  mix:\n    all: {a: 0.5, b: 1.5}\n"),
+            "[recipe] recipes/test.yaml:3: judge.mix.all.b: expected a number in [0, 1], got 1.5");
+  EXPECT_CONTAINS(weights_error("judge:\n  mix: {all: {a: -0.1}}\n"),
+                  "recipes/test.yaml:2: judge.mix.all.a: expected a number in [0, 1], got -0.1");
+  EXPECT_CONTAINS(weights_error("judge:\n  mix: {all: {a: x}}\n"),
+                  "judge.mix.all.a: expected a number in [0, 1], got \"x\"");
+  EXPECT_CONTAINS(weights_error("judge:\n  mix: 3\n"),
+                  "recipes/test.yaml:2: judge.mix: " + std::string(kTableExpectation) +
+                      ", each weight in [0, 1], got \"3\"");
+  // Unbounded tables take any finite number.
+  EXPECT_EQ(weights_recipe("users: {a: {x: -1.0e+20}}\n").users,
+            (WeightTable{{"a", {{"x", -1e20}}}}));
+}
+
+TEST(RecipeWeightTable, SchemaDescribesAndChecksTheKind) {
+  const SchemaSpec& spec = weights_schema().spec();
+  EXPECT_EQ(spec.find_key("users")->kind, ValueKind::kWeightTable);
+  EXPECT_EQ(spec.find_key("users")->type_description(), "table of weights");
+  EXPECT_EQ(spec.find_key("judge.mix")->type_description(), "table of weights in [0, 1]");
+  const std::string reference = spec.reference();
+  EXPECT_CONTAINS(reference, "{all: {shorter_length: 0.5}}");
+  EXPECT_CONTAINS(reference, "judge weights per user");
+  EXPECT_CONTAINS(resolve_weights("").to_yaml(true), "# judge weights per user [table of weights]");
+  // Defaults are checked like values.
+  for (const WeightTable& bad :
+       {WeightTable{{"all", {{"a", 2.0}}}}, WeightTable{{"all", {}}},
+        WeightTable{{"", {{"a", 0.5}}}}, WeightTable{{"all", {{"", 0.5}}}}}) {
+    Schema<WeightsRecipe> s;
+    s.key(
+         "users", [](auto& r) -> auto& { return r.users; })
+        .doc("x")
+        .default_value(bad)
+        .at_least(0)
+        .at_most(1);
+    EXPECT_THROW(s.spec().check_complete(), std::logic_error);
+  }
 }
 
 // --- resolved output, hash, round trip ---------------------------------------------------------

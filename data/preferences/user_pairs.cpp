@@ -39,9 +39,12 @@ UserPairs UserPairs::from_jsonl(const std::filesystem::path& file,
     UserPair pair;
     pair.user = text("user");
     if (pair.user.empty()) throw Error("data", where + ": \"user\" is empty");
-    pair.prompt = encode_field("prompt", text("prompt"));
-    pair.chosen = encode_field("response", text("chosen"));
-    pair.rejected = encode_field("response", text("rejected"));
+    pair.prompt_text = text("prompt");
+    pair.chosen_text = text("chosen");
+    pair.rejected_text = text("rejected");
+    pair.prompt = encode_field("prompt", pair.prompt_text);
+    pair.chosen = encode_field("response", pair.chosen_text);
+    pair.rejected = encode_field("response", pair.rejected_text);
     if (pair.chosen.empty() || pair.rejected.empty())
       throw Error("data", where + ": \"chosen\" and \"rejected\" must not be empty");
     pairs.push_back(std::move(pair));

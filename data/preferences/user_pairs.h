@@ -19,6 +19,9 @@ namespace tailor::data {
 struct UserPair {
   std::string user;
   std::vector<int32_t> prompt, chosen, rejected;
+  // The texts as the file gives them (from_jsonl), for evaluation output; empty for pairs built
+  // from ids.
+  std::string prompt_text, chosen_text, rejected_text;
 };
 
 struct PairBatch {

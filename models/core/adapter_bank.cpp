@@ -1,6 +1,9 @@
 #include "models/core/adapter_bank.h"
 
+#include <cmath>
 #include <set>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "common/error.h"
 
@@ -30,6 +33,19 @@ AdapterBank::AdapterBank(torch::nn::Module& model, const LoraConfig& config,
   freeze_non_lora_parameters(model);
 }
 
+void AdapterBank::init_user(const std::string& name, uint64_t seed) {
+  const int64_t u = index_of(name);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::NoGradGuard no_grad;
+  for (LinearImpl* layer : layers_) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(layer->in_features()));
+    const at::Tensor a = at::empty({layer->lora_rank(), layer->in_features()}, at::kFloat)
+                             .uniform_(-bound, bound, gen);
+    layer->lora_bank_A[u].copy_(a);
+    layer->lora_bank_B[u].zero_();
+  }
+}
+
 int64_t AdapterBank::index_of(const std::string& name) const {
   for (size_t i = 0; i < names_.size(); ++i)
     if (names_[i] == name) return static_cast<int64_t>(i);
@@ -54,10 +70,17 @@ void AdapterBank::route_indices(const at::Tensor& rows) {
     throw Error("lora",
                 "adapter routing holds an index outside [-1, " + std::to_string(size()) + ")");
   routing_->rows = rows;
+  routing_->every_row = -1;
+}
+
+void AdapterBank::route_all(const std::string& name) {
+  routing_->rows = at::Tensor();
+  routing_->every_row = name.empty() ? -1 : index_of(name);
 }
 
 void AdapterBank::clear_route() {
   routing_->rows = at::Tensor();
+  routing_->every_row = -1;
 }
 
 TensorMap AdapterBank::user_adapter(const std::string& name) const {

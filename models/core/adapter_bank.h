@@ -35,6 +35,12 @@ class AdapterBank {
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<std::string>& module_paths() const { return paths_; }
   int64_t size() const { return static_cast<int64_t>(names_.size()); }
+  // Redraws user `name`'s adapter from its own generator seeded with `seed`: lora_A of every
+  // layer (in module order) uniform in +-1/sqrt(in) as PEFT's kaiming-uniform init, drawn in
+  // float32, lora_B zero. A user's start then depends on `seed` alone, not on which other users
+  // share the bank (the DPO stage seeds it from the recipe seed and the user's name).
+  void init_user(const std::string& name, uint64_t seed);
+
   // Index of a user; Error("lora", ...) naming the known users otherwise.
   int64_t index_of(const std::string& name) const;
 
@@ -42,6 +48,9 @@ class AdapterBank {
   void route(const std::vector<std::string>& users, const at::Device& device);
   // The same with adapter indices ([B] int64, -1 = none), already on the model's device.
   void route_indices(const at::Tensor& rows);
+  // Every row of every later batch (any size) through user `name`'s adapter ("" = none), e.g.
+  // to generate with it; a route() or clear_route() ends it.
+  void route_all(const std::string& name);
   void clear_route();  // every row through the base alone
 
   // User `name`'s adapter as PEFT names it: "<module path>.lora_A.weight" [r, in] and

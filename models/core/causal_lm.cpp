@@ -14,6 +14,14 @@
 
 namespace tailor {
 
+namespace {
+// LoRA factors and per-user adapter banks: not part of the HF base state.
+bool is_adapter_parameter(const std::string& name) {
+  return is_lora_parameter(name) || is_adapter_bank_parameter(name);
+}
+}  // namespace
+
+
 at::ScalarType CausalLMImpl::dtype() const {
   return token_embedding_weight().scalar_type();
 }
@@ -41,7 +49,7 @@ at::Tensor CausalLMImpl::forward(const at::Tensor& input_ids, const at::Tensor& 
 void CausalLMImpl::init_weights() {
   torch::NoGradGuard no_grad;
   for (auto& item : named_parameters())
-    if (!is_lora_parameter(item.key())) init_parameter(item.key(), item.value());
+    if (!is_adapter_parameter(item.key())) init_parameter(item.key(), item.value());
 }
 
 void CausalLMImpl::load_hf_state_dict(const TensorMap& tensors, const std::string& source) {
@@ -54,7 +62,7 @@ void CausalLMImpl::load_hf_state_dict(const TensorMap& tensors, const std::strin
   }
   std::map<std::string, at::Tensor> expected;
   for (const auto& item : named_parameters()) {
-    if (!is_lora_parameter(item.key())) expected.emplace(item.key(), item.value());
+    if (!is_adapter_parameter(item.key())) expected.emplace(item.key(), item.value());
   }
   // Validate everything before copying anything, so a bad file leaves the model untouched.
   std::map<std::string, std::pair<std::string, at::Tensor>> matched;  // name -> (key, tensor)
@@ -97,7 +105,7 @@ void CausalLMImpl::load_hf_state_dict(const TensorMap& tensors, const std::strin
 TensorMap CausalLMImpl::hf_state_dict() const {
   TensorMap out;
   for (const auto& item : named_parameters()) {
-    if (!is_lora_parameter(item.key())) out.emplace(item.key(), item.value().detach());
+    if (!is_adapter_parameter(item.key())) out.emplace(item.key(), item.value().detach());
   }
   return out;
 }

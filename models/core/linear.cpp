@@ -51,6 +51,15 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
   at::Tensor y = base_forward(x2d);
   if (has_adapter_bank() && adapter_enabled_ && routing_->rows.defined())
     return bank_forward(x, y).view(out_shape);
+  if (has_adapter_bank() && adapter_enabled_ && routing_->every_row >= 0) {
+    // One adapter for the whole batch: PEFT's single-adapter forward with that user's factors.
+    const int64_t u = routing_->every_row;
+    const at::Tensor dropped =
+        lora_dropout_ > 0.0 ? at::dropout(x2d, lora_dropout_, is_training()) : x2d;
+    const at::Tensor down = at::mm(dropped, lora_bank_A[u].t());  // [N, r]
+    y = at::addmm(y, down, lora_bank_B[u].t(), /*beta=*/1, /*alpha=*/lora_scaling_);
+    return y.view(out_shape);
+  }
   if (has_lora() && adapter_enabled_ && !merged_) {
     // y += (dropout(x) A^T) B^T * scaling  (PEFT lora.Linear.forward)
     const at::Tensor dropped =

@@ -38,7 +38,10 @@ at::Tensor lora_A_initial(int64_t rank, int64_t in_features);
 // [0, N) is adapter rows[b], -1 is the plain base for that row (e.g. the DPO reference policy).
 // One object is shared by every layer of a bank and set before each forward (AdapterBank).
 struct AdapterRouting {
-  at::Tensor rows;  // [B] int64 on the model's device; undefined: every row runs the plain base
+  at::Tensor rows;  // [B] int64 on the model's device; undefined: see every_row
+  // With rows undefined: every row of any batch goes through adapter every_row (>= 0), e.g. while
+  // generating, when finished rows leave the batch; -1 = every row runs the plain base.
+  int64_t every_row = -1;
 };
 
 class LinearImpl : public torch::nn::Module {

@@ -1,12 +1,18 @@
-// tailor export --checkpoint RUN_OR_CKPT_DIR --out DIR [--merge-lora]
+// tailor export --checkpoint RUN_OR_CKPT_DIR --out DIR [--merge-lora] [--user NAME]
+//
+// A per-user DPO run holds one adapter per user: --user picks whose model to write (the base
+// plus that user's PEFT adapter in out/adapter, or with --merge-lora that user's merged model).
 
 #include <iostream>
+
+#include "common/error.h"
 
 #include "dist/sharded_checkpoint.h"
 #include "trainer/cli/cli_args.h"
 #include "trainer/cli/commands.h"
 #include "trainer/run/model_checkpoint.h"
 #include "trainer/run/sharded_export.h"
+#include "trainer/stages/dpo/dpo_export.h"
 
 namespace tailor::cli {
 namespace fs = std::filesystem;
@@ -22,10 +28,30 @@ int export_command(const std::vector<std::string>& args) {
   app.add_option("--out", out, "output directory (replaced whole)")->required();
   app.add_flag("--merge-lora", merge,
                "merge LoRA factors into the weights instead of writing an adapter");
+  std::string user;
+  app.add_option("--user", user,
+                 "per-user DPO checkpoints: the user whose adapter to export (or merge)");
   if (auto code = parse_arguments(app, args)) return *code;
   const fs::path dir = resolve_checkpoint_dir(checkpoint);
   ModelProvenance provenance;
-  if (dist::is_sharded_checkpoint(dir)) {
+  const auto users = dpo_checkpoint_users(dir);
+  if (!users.empty()) {
+    if (user.empty()) {
+      std::string names;
+      for (const auto& u : users)
+        names += (names.empty() ? "" : ", ") + u;
+      throw Error("export", dir.string() +
+                                " holds one adapter per user (a dpo run); name one with --user "
+                                "(users: " +
+                                names + ")");
+    }
+    CausalLM model = dpo_user_model(dir, user, &provenance);
+    model->eval();
+    export_model(*model, provenance, out, merge);
+  } else if (!user.empty()) {
+    throw Error("export",
+                "--user: " + dir.string() + " is not a per-user DPO checkpoint (it has no users)");
+  } else if (dist::is_sharded_checkpoint(dir)) {
     // Saved by several ranks, possibly too large for one: stream it tensor by tensor.
     export_checkpoint_streaming(dir, out, merge, &provenance);
   } else {

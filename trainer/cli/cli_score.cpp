@@ -1,20 +1,32 @@
 // tailor score --model DIR [--adapter DIR] --input FILE.jsonl [--output FILE.jsonl]
+//              [--template plain|mistral_instruct]
 //
 // For each input line writes {"tokens": n, "nll": x}: x is the summed negative log-likelihood
 // (natural log, float64 accumulation) of tokens 2..n given their prefixes. Input lines are
 // {"text": ...}, {"prompt": ..., "response": ...} (only response tokens scored; prompt and
 // response are tokenized separately and concatenated) or {"ids": [...]} (used as they are).
+// {"prompt": ..., "chosen": ..., "rejected": ...} lines (preference pairs) get
+// {"chosen": lc, "rejected": lr, "margin": lc - lr, "tokens_chosen": nc, "tokens_rejected": nr}:
+// lc is the summed log-probability (natural log, float64 accumulation of float32 log_softmax) of
+// the chosen response's tokens and the EOS closing it, each given its prefix, with the ids the
+// DPO stage trains on (data/preferences/user_pairs.h: prompt ++ response ++ EOS); nc counts
+// those tokens (response tokens + 1; one less when the prompt has no tokens, as the first token
+// of a sequence is never scored). Each sequence is scored on its own, without padding.
 // --per-token adds "log_probs": the float32 log-probability of each scored token given its
 // prefix (log_softmax of the logits, gathered at the next token), in order, so that
-// -sum(log_probs) = nll; a Hugging Face model gives the same from its logits.
+// -sum(log_probs) = nll; a Hugging Face model gives the same from its logits. Pair lines get
+// "log_probs_chosen" and "log_probs_rejected" instead, summing to lc and lr.
 // Text gets the special tokens the tokenizer's post-processor adds (Mistral: <s> first; GPT-2:
-// none), as training does (trainer/stages/prompt_format.h).
+// none), as training does (trainer/stages/prompt_format.h). --template (the recipes'
+// data.template, default plain) wraps every "prompt" field: mistral_instruct scores
+// "<s>[INST] prompt [/INST]" ++ response, as a model trained with that template saw it.
 //
 // When --model is a reward-model directory (config.json architectures *ForSequenceClassification,
 // see models/io/reward_export.h), or with --reward, each line gets the reward head's K outputs
 // instead: {"text"}, {"prompt", "response"} or {"ids"} -> {"tokens": n, "reward": [K floats]};
 // {"prompt", "chosen", "rejected"} -> {"chosen": [...], "rejected": [...], "margin": r_c0 - r_r0}.
-// Prompt and response are tokenized separately and concatenated, as the reward stage does.
+// Prompt and response are tokenized separately and concatenated (no EOS), with the plain
+// template, as the reward stage does.
 
 #include <fstream>
 #include <iomanip>
@@ -40,14 +52,20 @@ namespace {
 struct ScoreInput {
   std::vector<int64_t> ids;
   int64_t first_scored = 1;  // index of the first token whose NLL counts
+  // A preference pair (ids empty): the prompt's ids and each response's ids, EOS included.
+  bool pair = false;
+  std::vector<int64_t> prompt, chosen, rejected;
 };
 
 std::string location(const fs::path& file, int64_t line) {
   return file.string() + ":" + std::to_string(line);
 }
 
+// One input line; `format` wraps "prompt" fields. With `pairs`, {"prompt", "chosen",
+// "rejected"} lines are accepted too, each response closed by the tokenizer's EOS.
 ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t line,
-                      const std::function<const Tokenizer&()>& tokenizer) {
+                      const std::function<const Tokenizer&()>& tokenizer, PromptTemplate format,
+                      bool pairs) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -59,9 +77,23 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
       throw Error("score", location(file, line) + ": \"" + key + "\" must be a string");
     return j.at(key).get<std::string>();
   };
-  ScoreInput in;
   if (!j.is_object()) throw Error("score", location(file, line) + ": expected a JSON object");
-  if (j.contains("ids")) {
+  auto encode = [&](const char* key) {
+    std::vector<int64_t> ids;
+    for (auto id : encode_sft_field(tokenizer(), format, key, string_field(key)))
+      ids.push_back(id);
+    return ids;
+  };
+  ScoreInput in;
+  if (pairs && j.contains("prompt") && j.contains("chosen") && j.contains("rejected")) {
+    in.pair = true;
+    in.prompt = encode("prompt");
+    const int32_t eos = tokenizer().eos_id();
+    in.chosen = encode("chosen");
+    in.chosen.push_back(eos);
+    in.rejected = encode("rejected");
+    in.rejected.push_back(eos);
+  } else if (j.contains("ids")) {
     if (!j.at("ids").is_array())
       throw Error("score", location(file, line) + ": \"ids\" must be an array");
     for (const auto& v : j.at("ids")) {
@@ -70,22 +102,17 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
       in.ids.push_back(v.get<int64_t>());
     }
   } else if (j.contains("text")) {
-    for (auto id :
-         encode_sft_field(tokenizer(), PromptTemplate::kPlain, "text", string_field("text")))
-      in.ids.push_back(id);
+    in.ids = encode("text");
   } else if (j.contains("prompt") && j.contains("response")) {
-    for (auto id :
-         encode_sft_field(tokenizer(), PromptTemplate::kPlain, "prompt", string_field("prompt")))
-      in.ids.push_back(id);
+    in.ids = encode("prompt");
     in.first_scored = std::max<int64_t>(1, static_cast<int64_t>(in.ids.size()));
-    for (auto id : encode_sft_field(tokenizer(), PromptTemplate::kPlain, "response",
-                                    string_field("response")))
-      in.ids.push_back(id);
+    const auto response = encode("response");
+    in.ids.insert(in.ids.end(), response.begin(), response.end());
   } else {
-    throw Error(
-        "score",
-        location(file, line) +
-            ": expected {\"text\": ...}, {\"prompt\": ..., \"response\": ...} or {\"ids\": [...]}");
+    throw Error("score",
+                location(file, line) + ": expected {\"text\": ...}, " +
+                    (pairs ? "{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}, " : "") +
+                    "{\"prompt\": ..., \"response\": ...} or {\"ids\": [...]}");
   }
   return in;
 }
@@ -127,7 +154,7 @@ RewardInput parse_reward_line(const std::string& text, const fs::path& file, int
     in.rejected = concat(prompt, tokens("rejected"));
   } else if (j.contains("ids") || j.contains("text") ||
              (j.contains("prompt") && j.contains("response"))) {
-    in.ids = parse_line(text, file, line, tokenizer).ids;
+    in.ids = parse_line(text, file, line, tokenizer, PromptTemplate::kPlain, /*pairs=*/false).ids;
   } else {
     throw Error("score", location(file, line) +
                              ": expected {\"prompt\", \"chosen\", \"rejected\"}, {\"text\"}, "
@@ -158,12 +185,48 @@ std::vector<double> reward_of(RewardModel& model, const std::vector<int64_t>& id
   return std::vector<double>(p, p + scores.numel());
 }
 
+// Summed NLL (float64 accumulation) of ids[first_scored..] given their prefixes under `model`,
+// the number of those tokens and, with `per_token`, each one's float32 log-probability.
+struct SequenceScore {
+  double nll = 0;
+  int64_t tokens = 0;
+  std::vector<double> log_probs;
+};
+
+SequenceScore score_sequence(CausalLMImpl& model, const std::vector<int64_t>& sequence,
+                             int64_t first_scored, bool per_token) {
+  SequenceScore s;
+  const int64_t n = static_cast<int64_t>(sequence.size());
+  if (n < 2) return s;
+  first_scored = std::max<int64_t>(1, first_scored);
+  const auto ids = at::tensor(sequence, at::kLong).unsqueeze(0);
+  auto labels = ids.clone();
+  labels.slice(1, 0, first_scored).fill_(data::kIgnoreIndex);
+  const auto logits = model.forward(ids);
+  std::vector<int64_t> counts;
+  s.nll = sequence_nll(logits, labels, &counts)[0];
+  s.tokens = counts[0];
+  if (per_token) {
+    // Position t predicts token t + 1: the scored tokens first_scored..n-1 are rows
+    // first_scored-1..n-2, computed as sequence_nll does.
+    const auto picked = at::log_softmax(logits.slice(1, 0, -1).to(at::kFloat), /*dim=*/-1)
+                            .gather(-1, ids.slice(1, 1).unsqueeze(-1))
+                            .squeeze(-1)[0]
+                            .slice(0, first_scored - 1)
+                            .to(at::kDouble)
+                            .contiguous();
+    s.log_probs.assign(picked.data_ptr<double>(), picked.data_ptr<double>() + picked.numel());
+  }
+  return s;
+}
+
 }  // namespace
 
 int score_command(const std::vector<std::string>& args) {
   CLI::App app{
-      "Summed negative log-likelihood of each JSONL line under a Hugging Face GPT-2 model, or its "
-      "rewards under a GPT-2 reward model (sequence-classification directory).",
+      "Summed negative log-likelihood of each JSONL line under a Hugging Face causal LM (GPT-2, "
+      "Mistral), the summed log-probabilities of preference pairs' responses, or rewards under a "
+      "reward model (sequence-classification directory).",
       args[0]};
   fs::path model_dir, adapter_dir, tokenizer_dir, input, output;
   std::string dtype_name = "float32";
@@ -173,8 +236,11 @@ int score_command(const std::vector<std::string>& args) {
   app.add_option("--tokenizer", tokenizer_dir,
                  "tokenizer directory (default: the model directory)");
   app.add_option("--input", input,
-                 "JSONL: {\"text\"} | {\"prompt\",\"response\"} | {\"ids\"} per line; for a "
-                 "reward model also {\"prompt\",\"chosen\",\"rejected\"}")
+                 "JSONL: {\"text\"} | {\"prompt\",\"response\"} | {\"ids\"} | "
+                 "{\"prompt\",\"chosen\",\"rejected\"} per line; a pair gets {\"chosen\", "
+                 "\"rejected\", \"margin\", \"tokens_chosen\", \"tokens_rejected\"}: each "
+                 "response's summed log-probability with its closing EOS (a reward model: its "
+                 "rewards)")
       ->required();
   app.add_option("--output", output, "output JSONL (default: stdout)");
   app.add_option("--dtype", dtype_name, "float32 | bfloat16")
@@ -182,7 +248,13 @@ int score_command(const std::vector<std::string>& args) {
   bool per_token = false;
   app.add_flag("--per-token", per_token,
                "also write \"log_probs\": the log-probability of each scored token given its "
-               "prefix (float32 log_softmax of the logits), whose sum is -nll");
+               "prefix (float32 log_softmax of the logits), whose sum is -nll (pairs: "
+               "\"log_probs_chosen\" and \"log_probs_rejected\")");
+  std::string template_name = "plain";
+  app.add_option("--template", template_name,
+                 "how \"prompt\" fields are wrapped, as the recipes' data.template: plain | "
+                 "mistral_instruct (<s>[INST] prompt [/INST]); causal LMs only")
+      ->check(CLI::IsMember({"plain", "mistral_instruct"}));
   bool reward = false;
   app.add_flag("--reward", reward,
                "score with a reward model's head (the default when --model is a "
@@ -197,6 +269,12 @@ int score_command(const std::vector<std::string>& args) {
   if (reward && !reward_dir)
     throw Error("score", (model_dir / "config.json").string() +
                              ": --reward needs a *ForSequenceClassification model directory");
+  const PromptTemplate format = template_name == "mistral_instruct"
+                                    ? PromptTemplate::kMistralInstruct
+                                    : PromptTemplate::kPlain;
+  if (format != PromptTemplate::kPlain && reward_dir)
+    throw Error("score", (model_dir / "config.json").string() + ": --template " + template_name +
+                             " needs a causal LM; the reward stage tokenizes with plain");
 
   std::optional<Tokenizer> tokenizer;
   auto get_tokenizer = [&]() -> const Tokenizer& {
@@ -246,31 +324,33 @@ int score_command(const std::vector<std::string>& args) {
   const int64_t vocab = model->vocab_size(), max_len = model->max_positions();
   for (int64_t line = 1; std::getline(in, text); ++line) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    ScoreInput s = parse_line(text, input, line, get_tokenizer);
-    const int64_t n = static_cast<int64_t>(s.ids.size());
-    check_ids(s.ids, vocab, max_len, input, line);
-    double nll = 0;
-    std::vector<double> log_probs;
-    if (n >= 2) {
-      auto ids = at::tensor(s.ids, at::kLong).unsqueeze(0);
-      auto labels = ids.clone();
-      labels.slice(1, 0, s.first_scored).fill_(data::kIgnoreIndex);
-      const auto logits = model->forward(ids);
-      nll = sequence_nll(logits, labels)[0];
+    const ScoreInput s = parse_line(text, input, line, get_tokenizer, format, /*pairs=*/true);
+    if (s.pair) {
+      // Each response scored on its own: prompt ++ response ++ EOS, the prompt's tokens unscored.
+      auto score_response = [&](const std::vector<int64_t>& response) {
+        std::vector<int64_t> ids = s.prompt;
+        ids.insert(ids.end(), response.begin(), response.end());
+        check_ids(ids, vocab, max_len, input, line);
+        return score_sequence(*model, ids, static_cast<int64_t>(s.prompt.size()), per_token);
+      };
+      const SequenceScore chosen = score_response(s.chosen);
+      const SequenceScore rejected = score_response(s.rejected);
+      nlohmann::json j{{"chosen", -chosen.nll},
+                       {"rejected", -rejected.nll},
+                       {"margin", rejected.nll - chosen.nll},
+                       {"tokens_chosen", chosen.tokens},
+                       {"tokens_rejected", rejected.tokens}};
       if (per_token) {
-        // Position t predicts token t + 1: the scored tokens first_scored..n-1 are rows
-        // first_scored-1..n-2, computed as sequence_nll does.
-        const auto picked = at::log_softmax(logits.slice(1, 0, -1).to(at::kFloat), /*dim=*/-1)
-                                .gather(-1, ids.slice(1, 1).unsqueeze(-1))
-                                .squeeze(-1)[0]
-                                .slice(0, s.first_scored - 1)
-                                .to(at::kDouble)
-                                .contiguous();
-        log_probs.assign(picked.data_ptr<double>(), picked.data_ptr<double>() + picked.numel());
+        j["log_probs_chosen"] = chosen.log_probs;
+        j["log_probs_rejected"] = rejected.log_probs;
       }
+      emit(j);
+      continue;
     }
-    nlohmann::json j{{"tokens", n}, {"nll", nll}};
-    if (per_token) j["log_probs"] = log_probs;
+    check_ids(s.ids, vocab, max_len, input, line);
+    const SequenceScore score = score_sequence(*model, s.ids, s.first_scored, per_token);
+    nlohmann::json j{{"tokens", s.ids.size()}, {"nll", score.nll}};
+    if (per_token) j["log_probs"] = score.log_probs;
     emit(j);
   }
   if (!output.empty()) write_file_atomic(output, out.str());

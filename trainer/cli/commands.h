@@ -15,5 +15,6 @@ int export_command(const std::vector<std::string>& args);    // tailor export
 int data_command(const std::vector<std::string>& args);      // tailor data import ...
 int bench_command(const std::vector<std::string>& args);     // tailor bench
 int sweep_command(const std::vector<std::string>& args);     // tailor sweep RECIPE... --seeds
+int report_command(const std::vector<std::string>& args);    // tailor report RUN_DIR [--out DIR]
 
 }  // namespace tailor::cli

@@ -37,6 +37,8 @@ const std::map<std::string, Subcommand>& subcommands() {
       {"sweep",
        {tailor::cli::sweep_command,
         "run recipes over seeds, print the accuracy/convergence table"}},
+      {"report",
+       {tailor::cli::report_command, "draw a run's curves and tables: SVG files + index.html"}},
   };
   return table;
 }

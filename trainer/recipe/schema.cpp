@@ -140,6 +140,16 @@ std::string format_value(const Value& value) {
         items.push_back(format_float(d));
       return "[" + join(items, ", ") + "]";
     }
+    std::string operator()(const WeightTable& v) const {
+      std::vector<std::string> rows;
+      for (const auto& [name, weights] : v) {
+        std::vector<std::string> items;
+        for (const auto& [weight, w] : weights)
+          items.push_back(yaml_string(weight) + ": " + format_float(w));
+        rows.push_back(yaml_string(name) + ": {" + join(items, ", ") + "}");
+      }
+      return "{" + join(rows, ", ") + "}";
+    }
   } visitor;
   return std::visit(visitor, value);
 }
@@ -176,6 +186,10 @@ std::string expectation(const KeySpec& key) {
     case ValueKind::kFloatList:
       return "a list of numbers like [0.5, 1.0]" +
              (range_text(key).empty() ? "" : ", each" + range_text(key));
+    case ValueKind::kWeightTable:
+      return "a mapping of names to mappings of names to numbers like {alice: {shorter_length: "
+             "1.0}}" +
+             (range_text(key).empty() ? "" : ", each weight" + range_text(key));
   }
   return "";
 }
@@ -214,6 +228,14 @@ std::optional<std::string> check_value(const KeySpec& key, const Value& value) {
       for (double v : std::get<std::vector<double>>(value))
         if (!std::isfinite(v) || !in_range(key, v)) return expected + format_value(value);
       break;
+    case ValueKind::kWeightTable:
+      for (const auto& [name, weights] : std::get<WeightTable>(value)) {
+        if (name.empty() || weights.empty()) return expected + format_value(value);
+        for (const auto& [weight, v] : weights)
+          if (weight.empty() || !std::isfinite(v) || !in_range(key, v))
+            return expected + format_value(value);
+      }
+      break;
     case ValueKind::kEnum: {
       const auto& s = std::get<std::string>(value);
       if (std::find(key.choices.begin(), key.choices.end(), s) == key.choices.end()) {
@@ -248,8 +270,75 @@ bool parse_float(const YAML::Node& node, double* out) {
   return std::isfinite(*out);
 }
 
+// Why a YAML value does not convert to its key's type: `message`, about the part `subpath` of the
+// value (".bob.new_lines" inside a table, "" for the whole value), found on `line` (1-based; 0 for
+// the line of the key).
+struct Problem {
+  std::string message;
+  std::string subpath;
+  int line = 0;
+};
+
+int line_of(const YAML::Node& node) {
+  return node.Mark().is_null() ? 0 : node.Mark().line + 1;
+}
+
+// A name in a kWeightTable: a non-empty scalar. On failure sets *problem (about `subpath`).
+std::optional<std::string> table_name(const YAML::Node& node, const std::string& subpath,
+                                      Problem* problem) {
+  if (node.IsScalar() && !node.Scalar().empty()) return node.Scalar();
+  *problem = {"expected a non-empty name, got " + (node.IsScalar() ? "\"\"" : describe(node)),
+              subpath, line_of(node)};
+  return std::nullopt;
+}
+
+// A kWeightTable from a YAML mapping (checked by the caller); each weight read like a kFloat.
+// Names the first wrong name, weight or duplicate by its path inside the table.
+std::optional<WeightTable> convert_weight_table(const KeySpec& key, const YAML::Node& node,
+                                                Problem* problem) {
+  WeightTable table;
+  for (const auto& row : node) {
+    const auto name = table_name(row.first, "", problem);
+    if (!name) return std::nullopt;
+    const std::string row_path = "." + *name;
+    if (table.count(*name)) {
+      *problem = {"duplicate key", row_path, line_of(row.first)};
+      return std::nullopt;
+    }
+    const YAML::Node& weights = row.second;
+    if (!weights.IsMap() || weights.size() == 0) {
+      *problem = {
+          "expected a non-empty mapping of names to numbers like {shorter_length: 1.0}, "
+          "got " +
+              (weights.IsMap() ? std::string("an empty mapping") : describe(weights)),
+          row_path, line_of(row.first)};
+      return std::nullopt;
+    }
+    auto& out = table[*name];
+    for (const auto& entry : weights) {
+      const auto weight = table_name(entry.first, row_path, problem);
+      if (!weight) return std::nullopt;
+      const std::string weight_path = row_path + "." + *weight;
+      if (out.count(*weight)) {
+        *problem = {"duplicate key", weight_path, line_of(entry.first)};
+        return std::nullopt;
+      }
+      double v;
+      const bool is_number = parse_float(entry.second, &v);
+      if (!is_number || !in_range(key, v)) {
+        *problem = {"expected a number" + range_text(key) + ", got " +
+                        (is_number ? format_float(v) : describe(entry.second)),
+                    weight_path, line_of(entry.first)};
+        return std::nullopt;
+      }
+      out[*weight] = v;
+    }
+  }
+  return table;
+}
+
 // Converts a YAML node to the key's type and checks it. On failure sets *problem.
-std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, std::string* problem) {
+std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, Problem* problem) {
   const std::string mismatch = "expected " + expectation(key) + ", got " + describe(node);
   std::optional<Value> value;
   switch (key.kind) {
@@ -284,7 +373,7 @@ std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, std::st
         std::vector<std::string> items;
         for (const auto& item : node) {
           if (!item.IsScalar()) {
-            *problem = mismatch + " with an element that is " + describe(item);
+            *problem = {mismatch + " with an element that is " + describe(item)};
             return std::nullopt;
           }
           items.push_back(item.Scalar());
@@ -298,7 +387,7 @@ std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, std::st
         for (const auto& item : node) {
           double v;
           if (!parse_float(item, &v)) {
-            *problem = mismatch + " with an element that is " + describe(item);
+            *problem = {mismatch + " with an element that is " + describe(item)};
             return std::nullopt;
           }
           items.push_back(v);
@@ -306,13 +395,20 @@ std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, std::st
         value = items;
       }
       break;
+    case ValueKind::kWeightTable:
+      if (node.IsMap()) {
+        auto table = convert_weight_table(key, node, problem);
+        if (!table) return std::nullopt;
+        value = std::move(*table);
+      }
+      break;
   }
   if (!value) {
-    *problem = mismatch;
+    *problem = {mismatch};
     return std::nullopt;
   }
   if (auto bad = check_value(key, *value)) {
-    *problem = *bad;
+    *problem = {*bad};
     return std::nullopt;
   }
   return value;
@@ -336,6 +432,8 @@ std::string kind_name(ValueKind kind) {
       return "list of strings";
     case ValueKind::kFloatList:
       return "list of floats";
+    case ValueKind::kWeightTable:
+      return "table of weights";
   }
   return "";
 }
@@ -400,12 +498,12 @@ class Resolver {
       problems_.push_back(label + ": " + path + ": value is not valid YAML: " + e.msg);
       return;
     }
-    std::string problem;
+    Problem problem;
     if (auto value = convert(*key, node, &problem)) {
       config_.set(path, *value, label);  // later overrides win over earlier ones and the file
       set_.insert(path);
     } else {
-      problems_.push_back(label + ": " + path + ": " + problem);
+      problems_.push_back(label + ": " + path + problem.subpath + ": " + problem.message);
     }
   }
 
@@ -457,12 +555,15 @@ class Resolver {
         }
       } else if (const KeySpec* key = schema_.find_key(path)) {
         if (overridden_.count(path)) continue;
-        std::string problem;
+        Problem problem;
         if (auto value = convert(*key, v, &problem)) {
           config_.set(path, *value, where);
           set_.insert(path);
         } else {
-          problems_.push_back(where + ": " + path + ": " + problem);
+          // A mistake inside a table is named by its own line ("users.bob.new_lines").
+          const std::string at =
+              problem.line ? source_ + ":" + std::to_string(problem.line) : where;
+          problems_.push_back(at + ": " + path + problem.subpath + ": " + problem.message);
         }
       } else {
         problems_.push_back(where + ": " + path + ": unknown key" +

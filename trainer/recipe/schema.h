@@ -27,22 +27,27 @@ namespace tailor {
 
 // The type of one recipe key.
 enum class ValueKind {
-  kInt,         // YAML integer, e.g. 200
-  kFloat,       // YAML number, e.g. 3.0e-4 (integers are accepted)
-  kBool,        // true | false
-  kString,      // any scalar
-  kPath,        // a filesystem path, relative to the working directory
-  kEnum,        // one of a fixed list of names
-  kStringList,  // [a, b, c]
-  kFloatList,   // [0.1, 0.2]
+  kInt,          // YAML integer, e.g. 200
+  kFloat,        // YAML number, e.g. 3.0e-4 (integers are accepted)
+  kBool,         // true | false
+  kString,       // any scalar
+  kPath,         // a filesystem path, relative to the working directory
+  kEnum,         // one of a fixed list of names
+  kStringList,   // [a, b, c]
+  kFloatList,    // [0.1, 0.2]
+  kWeightTable,  // {alice: {shorter_length: 1.0}, bob: {new_lines: 0.7, lowercase: 0.3}}
 };
 
-// A key's value. kInt -> int64_t, kFloat -> double, kBool -> bool, kString/kPath/kEnum -> string,
-// kStringList -> vector<string>, kFloatList -> vector<double>.
-using Value =
-    std::variant<int64_t, double, bool, std::string, std::vector<std::string>, std::vector<double>>;
+// Named weights per name: {alice: {shorter_length: 1.0}}. Every inner mapping is non-empty.
+using WeightTable = std::map<std::string, std::map<std::string, double>>;
 
-// One end of a numeric range (applies to every element of a kFloatList).
+// A key's value. kInt -> int64_t, kFloat -> double, kBool -> bool, kString/kPath/kEnum -> string,
+// kStringList -> vector<string>, kFloatList -> vector<double>, kWeightTable -> WeightTable.
+using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::string>,
+                           std::vector<double>, WeightTable>;
+
+// One end of a numeric range (applies to every element of a kFloatList, every weight of a
+// kWeightTable).
 struct Bound {
   double value;
   bool inclusive;
@@ -56,7 +61,7 @@ struct KeySpec {
   bool required = false;               // no default: the recipe must set it (non-empty for strings)
   std::optional<Value> default_value;  // set exactly when !required
   std::vector<std::string> choices;    // kEnum only
-  std::optional<Bound> lower, upper;   // kInt / kFloat / kFloatList
+  std::optional<Bound> lower, upper;   // kInt / kFloat / kFloatList / kWeightTable
 
   // "float > 0", "int >= 1", "one of text|prompt_response", "list of strings", ...
   std::string type_description() const;
@@ -161,7 +166,8 @@ std::string format_float(double value);
 // ---------------------------------------------------------------------------------------------
 // Schema<T>: a SchemaSpec whose keys are bound to the members of a plain struct T, so a resolved
 // recipe converts to T and back. A key's kind follows from the member's type (int64_t, double,
-// bool, std::string, std::filesystem::path, std::vector<std::string>, std::vector<double>);
+// bool, std::string, std::filesystem::path, std::vector<std::string>, std::vector<double>,
+// WeightTable);
 // enums use choice().
 //
 //   Schema<Recipe> s;
@@ -254,6 +260,12 @@ struct MemberKind<std::vector<double>> {
   static constexpr ValueKind kind = ValueKind::kFloatList;
   static Value to(const std::vector<double>& v) { return v; }
   static std::vector<double> from(const Value& v) { return std::get<std::vector<double>>(v); }
+};
+template <>
+struct MemberKind<WeightTable> {
+  static constexpr ValueKind kind = ValueKind::kWeightTable;
+  static Value to(const WeightTable& v) { return v; }
+  static WeightTable from(const Value& v) { return std::get<WeightTable>(v); }
 };
 
 template <class T, class Access>

@@ -2,6 +2,8 @@
 
 #include "common/error.h"
 #include "dist/collective_watchdog.h"
+#include "trainer/stages/dpo/dpo_recipe.h"
+#include "trainer/stages/dpo/dpo_stage.h"
 #include "trainer/stages/reward/reward_recipe.h"
 #include "trainer/stages/reward/reward_stage.h"
 #include "trainer/stages/sft/sft_stage.h"
@@ -36,6 +38,14 @@ const std::vector<Stage>& stages() {
           reward_recipe_schema(), resolve_reward_recipe, reward_recipe_from_config,
           check_reward_inputs, [](const RewardRecipe& recipe) { return run_reward_stage(recipe); },
           /*data_parallel=*/false),
+      make_stage<DpoRecipe>(
+          "dpo", "per-user DPO: one LoRA adapter per user on one frozen base, trained together",
+          dpo_recipe_schema(), resolve_dpo_recipe, dpo_recipe_from_config, check_dpo_inputs,
+          [](const DpoRecipe& recipe) {
+            dist::set_collective_timeout(recipe.dist.collective_timeout_s);
+            return run_dpo_stage(recipe);
+          },
+          /*data_parallel=*/true),
   };
   return table;
 }

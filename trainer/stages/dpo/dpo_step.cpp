@@ -10,10 +10,10 @@
 
 namespace tailor {
 
-std::map<std::string, DpoUserStats> dpo_forward_backward(CausalLMImpl& model, AdapterBank& bank,
-                                                         const data::PairBatch& batch,
-                                                         const DpoStepConfig& config,
-                                                         const at::Device& device) {
+std::map<std::string, DpoUserStats> dpo_forward_backward(
+    CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
+    const DpoStepConfig& config, const at::Device& device,
+    const std::map<std::string, double>* pair_weights) {
   const int64_t B = batch.pairs();
   const at::Tensor ids = batch.rows.input_ids.to(device);
   const at::Tensor mask = batch.rows.attention_mask.to(device);
@@ -46,8 +46,16 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(CausalLMImpl& model, Ad
   for (const auto& user : batch.users)
     ++pairs_of[user];
   std::vector<double> weights;
-  for (const auto& user : batch.users)
-    weights.push_back(1.0 / static_cast<double>(pairs_of[user]));
+  for (const auto& user : batch.users) {
+    if (!pair_weights) {
+      weights.push_back(1.0 / static_cast<double>(pairs_of[user]));
+      continue;
+    }
+    const auto it = pair_weights->find(user);
+    if (it == pair_weights->end())
+      throw Error("dpo", "no loss weight given for user '" + user + "' of the batch");
+    weights.push_back(it->second);
+  }
   const at::Tensor w = at::tensor(weights, at::kDouble).to(per_pair.device());
   (per_pair * w).sum().backward();
 

@@ -40,11 +40,14 @@ struct DpoUserStats {
 };
 
 // Forward (policy and reference) and backward of one batch; gradients accumulate in the bank.
-// The batch's tensors are moved to `device`. Returns the statistics of every user in the batch.
-std::map<std::string, DpoUserStats> dpo_forward_backward(CausalLMImpl& model, AdapterBank& bank,
-                                                         const data::PairBatch& batch,
-                                                         const DpoStepConfig& config,
-                                                         const at::Device& device);
+// The batch's tensors are moved to `device`. Returns the statistics of every user in the batch
+// (means over the user's pairs in this batch). `pair_weights` (user -> weight of each of its
+// pairs in the summed loss) lets a step split over several batches or ranks keep each user's
+// mean over the whole step: 1 / (the user's pairs in the step); default 1 / (its pairs here).
+std::map<std::string, DpoUserStats> dpo_forward_backward(
+    CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
+    const DpoStepConfig& config, const at::Device& device,
+    const std::map<std::string, double>* pair_weights = nullptr);
 
 // Clips each user's gradient to max_norm (L2 over that user's slices of every bank parameter,
 // as clip_grad_norm_ over a single-user model's LoRA parameters); returns the pre-clip norms in

@@ -1,0 +1,357 @@
+// The per-user DPO stage (trainer/stages/dpo/dpo_stage.h) end to end on a random gpt2-tiny base:
+// - four users trained in one run end with the same adapters as four one-user runs;
+// - fresh adapters give loss ln 2 and zero rewards at the first step;
+// - an interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted one;
+// - each exported PEFT adapter, reloaded onto the exported base, reproduces the run's held-out
+//   log-prob margins (recomputed here in float64);
+// - with simulated users, the pairs follow each user's oracle and the win rates in summary.json
+//   are the ones counted again from the written samples;
+// - recipe errors name the key.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+
+#include <torch/torch.h>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "dist/communicator.h"
+#include "dpo_test_support.h"
+#include "models/io/pretrained.h"
+#include "models/io/safetensors.h"
+#include "models/tokenizer/tokenizer.h"
+#include "trainer/judges/oracles.h"
+#include "trainer/stages/dpo/dpo_stage.h"
+#include "trainer/stages/prompt_format.h"
+
+namespace tailor {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::dpo_test_recipe;
+using testing::dpo_user_pairs;
+using testing::exported_adapter;
+using testing::write_user_pairs;
+
+const std::vector<std::string> kUsers = {"alice", "bob", "carol", "dave"};
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("tailor_dpo_stage_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+int run(const DpoRecipe& recipe) {
+  auto comm = dist::make_single_process_communicator();
+  return run_dpo_stage(recipe, *comm);
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& file) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// One shared four-user run (several tests read it).
+const fs::path& four_user_run() {
+  static const fs::path out = [] {
+    const fs::path dir = temp_dir("four");
+    write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8));
+    const fs::path run_dir = dir / "run";
+    // One padded length in every run: the one-user runs' batches are shorter otherwise, and the
+    // sums over the sequence then round differently.
+    EXPECT_EQ(run(dpo_test_recipe(dir / "pairs.jsonl", run_dir, {"data.pad_to_max_length=true"})),
+              0);
+    return run_dir;
+  }();
+  return out;
+}
+
+TEST(DpoStage, FourUsersInOneRunEqualFourOneUserRuns) {
+  const fs::path& all = four_user_run();
+  const fs::path dir = temp_dir("single");
+  for (const auto& user : kUsers) {
+    write_user_pairs(dir / user / "pairs.jsonl", dpo_user_pairs(8), {user});
+    ASSERT_EQ(run(dpo_test_recipe(dir / user / "pairs.jsonl", dir / user / "run",
+                                  {"data.pad_to_max_length=true"})),
+              0);
+    const TensorMap single = exported_adapter(dir / user / "run", user);
+    const TensorMap together = exported_adapter(all, user);
+    ASSERT_EQ(single.size(), together.size());
+    // The adapters moved away from their start (lora_B starts at zero).
+    double moved = 0;
+    for (const auto& [name, t] : together)
+      if (name.find("lora_B") != std::string::npos) moved += t.abs().sum().item<double>();
+    EXPECT_GT(moved, 0.0) << user;
+    std::string where;
+    const double diff = testing::adapter_relative_difference(together, single, &where);
+    std::cout << user << ": worst relative difference " << diff << " (" << where << ")\n";
+    EXPECT_LE(diff, 1e-5) << user;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(DpoStage, FreshAdaptersGiveLn2AndZeroRewardsAtTheFirstStep) {
+  const auto records = read_jsonl(four_user_run() / "metrics.jsonl");
+  ASSERT_FALSE(records.empty());
+  const auto& first = records.front();
+  ASSERT_EQ(first["step"].get<int64_t>(), 1);
+  EXPECT_NEAR(first["loss"].get<double>(), std::log(2.0), 1e-9);
+  for (const auto& user : kUsers) {
+    EXPECT_NEAR(first["users/" + user + "/loss"].get<double>(), std::log(2.0), 1e-9) << user;
+    EXPECT_EQ(first["users/" + user + "/rewards/chosen"].get<double>(), 0.0) << user;
+    EXPECT_EQ(first["users/" + user + "/rewards/margins"].get<double>(), 0.0) << user;
+  }
+  // And training lowered every user's loss below ln 2 by the last step.
+  nlohmann::json last;
+  for (const auto& r : records)
+    if (r.contains("users/alice/loss")) last = r;
+  ASSERT_EQ(last["step"].get<int64_t>(), 3);
+  for (const auto& user : kUsers)
+    EXPECT_LT(last["users/" + user + "/loss"].get<double>(), std::log(2.0)) << user;
+}
+
+// The held-out margins the run wrote (eval_pairs.jsonl) against the exported base + adapter,
+// scored here in float64 on the sequences as training builds them (prompt, response, EOS).
+TEST(DpoStage, ExportedAdaptersReproduceTheHeldOutMargins) {
+  const fs::path& out = four_user_run();
+  const auto pairs = read_jsonl(out / "eval_pairs.jsonl");
+  ASSERT_EQ(pairs.size(), kUsers.size() * 2);  // 8 pairs each, a quarter held out
+  const Tokenizer tokenizer = Tokenizer::from_dir(TAILOR_SOURCE_DIR "/assets/tokenizers/gpt2");
+  for (const auto& user : kUsers) {
+    CausalLM model = load_pretrained(out / "export" / "base", at::kDouble);
+    load_peft_adapter(out / "export" / "users" / user, *model);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const auto logp = [&](const std::string& prompt, const std::string& response) {
+      std::vector<int64_t> ids;
+      for (int32_t id : encode_sft_field(tokenizer, PromptTemplate::kPlain, "prompt", prompt))
+        ids.push_back(id);
+      const size_t first = ids.size();
+      for (int32_t id : encode_sft_field(tokenizer, PromptTemplate::kPlain, "chosen", response))
+        ids.push_back(id);
+      ids.push_back(tokenizer.eos_id());
+      const at::Tensor x = at::tensor(ids, at::kLong).unsqueeze(0);
+      const at::Tensor lp = at::log_softmax(model->forward(x, at::ones_like(x)), -1)[0];
+      double sum = 0;
+      for (size_t t = first; t < ids.size(); ++t)
+        sum += lp[static_cast<int64_t>(t) - 1][ids[t]].item<double>();
+      return sum;
+    };
+    int checked = 0;
+    for (const auto& p : pairs) {
+      if (p["user"] != user) continue;
+      const double c = logp(p["prompt"], p["chosen"]), r = logp(p["prompt"], p["rejected"]);
+      EXPECT_NEAR(p["logp_chosen"].get<double>(), c, 1e-5 * std::abs(c)) << user;
+      EXPECT_NEAR(p["logp_rejected"].get<double>(), r, 1e-5 * std::abs(r)) << user;
+      EXPECT_NEAR(p["margin"].get<double>(), c - r, 1e-5 * (std::abs(c) + std::abs(r))) << user;
+      ++checked;
+    }
+    EXPECT_EQ(checked, 2) << user;
+  }
+  const auto summary = nlohmann::json::parse(read_file(out / "summary.json"));
+  EXPECT_EQ(summary["users"], nlohmann::json(kUsers));
+  EXPECT_EQ(summary["eval"]["alice"]["pairs"].get<int>(), 2);
+}
+
+// The same through the command line: `tailor score --adapter export/users/<user>` on the held-out
+// pairs gives the margins the run evaluated (acceptance: the export is what the run trained).
+TEST(DpoStage, TailorScoreWithEachExportedAdapterGivesTheRunsMargins) {
+  const fs::path& out = four_user_run();
+  const auto pairs = read_jsonl(out / "eval_pairs.jsonl");
+  const fs::path dir = temp_dir("score");
+  for (const auto& user : kUsers) {
+    std::vector<nlohmann::json> mine;
+    {
+      std::ofstream input(dir / (user + ".jsonl"));
+      for (const auto& p : pairs) {
+        if (p["user"] != user) continue;
+        mine.push_back(p);
+        input << nlohmann::json({{"prompt", p["prompt"]},
+                                 {"chosen", p["chosen"]},
+                                 {"rejected", p["rejected"]}})
+                     .dump()
+              << "\n";
+      }
+    }
+    const std::string command = std::string(TAILOR_BINARY) + " score --model " +
+                                (out / "export" / "base").string() + " --adapter " +
+                                (out / "export" / "users" / user).string() + " --input " +
+                                (dir / (user + ".jsonl")).string() + " --output " +
+                                (dir / (user + ".out.jsonl")).string() + " 2>/dev/null";
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    const auto scored = read_jsonl(dir / (user + ".out.jsonl"));
+    ASSERT_EQ(scored.size(), mine.size()) << user;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const double run_margin = mine[i]["margin"].get<double>();
+      const double cli_margin = scored[i]["margin"].get<double>();
+      const double scale = std::abs(mine[i]["logp_chosen"].get<double>()) +
+                           std::abs(mine[i]["logp_rejected"].get<double>());
+      EXPECT_NEAR(cli_margin, run_margin, 1e-5 * scale) << user << " pair " << i;
+      EXPECT_NEAR(scored[i]["chosen"].get<double>(), mine[i]["logp_chosen"].get<double>(),
+                  1e-5 * std::abs(mine[i]["logp_chosen"].get<double>()))
+          << user;
+    }
+  }
+  fs::remove_all(dir);
+}
+
+// `tailor export --user`: one user's base + adapter, or its merged model, from the checkpoint.
+TEST(DpoStage, ExportOneUserFromTheCheckpointPlainAndMerged) {
+  const fs::path& out = four_user_run();
+  const fs::path dir = temp_dir("export_user");
+  const std::string export_cmd =
+      std::string(TAILOR_BINARY) + " export --checkpoint " + out.string() + " --user bob --out ";
+  ASSERT_EQ(std::system((export_cmd + (dir / "bob").string() + " >/dev/null").c_str()), 0);
+  ASSERT_EQ(std::system(
+                (export_cmd + (dir / "bob_merged").string() + " --merge-lora >/dev/null").c_str()),
+            0);
+  // The adapter equals the one the run exported for bob.
+  const TensorMap adapter =
+      safetensors::load(dir / "bob" / "adapter" / "adapter_model.safetensors");
+  const TensorMap from_run = testing::exported_adapter(out, "bob");
+  ASSERT_EQ(adapter.size(), from_run.size());
+  for (const auto& [name, t] : from_run)
+    EXPECT_TRUE(at::equal(adapter.at(name), t)) << name;
+  // The merged model computes what base + adapter computes.
+  CausalLM with_adapter = load_pretrained(out / "export" / "base");
+  load_peft_adapter(out / "export" / "users" / "bob", *with_adapter);
+  CausalLM merged = load_pretrained(dir / "bob_merged");
+  with_adapter->eval();
+  merged->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor ids = at::arange(100, 120, at::kLong).unsqueeze(0);
+  const at::Tensor a = with_adapter->forward(ids, at::ones_like(ids));
+  const at::Tensor b = merged->forward(ids, at::ones_like(ids));
+  EXPECT_LE((a - b).abs().max().item<double>(), 1e-5 * a.abs().max().item<double>());
+  // Without --user the command names the users.
+  const std::string missing = std::string(TAILOR_BINARY) + " export --checkpoint " + out.string() +
+                              " --out " + (dir / "x").string() + " 2>" + (dir / "err.txt").string();
+  EXPECT_NE(std::system(missing.c_str()), 0);
+  const std::string err = read_file(dir / "err.txt");
+  EXPECT_NE(err.find("--user"), std::string::npos) << err;
+  EXPECT_NE(err.find("alice, bob, carol, dave"), std::string::npos) << err;
+  fs::remove_all(dir);
+}
+
+TEST(DpoStage, ResumedRunEndsBitIdenticalToAnUninterruptedOne) {
+  const fs::path dir = temp_dir("resume");
+  write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8), {"alice", "bob"});
+  const std::vector<std::string> overrides = {"train.max_steps=4", "train.checkpoint_every=2",
+                                              "lora.dropout=0.1"};  // dropout: RNG state too
+  ASSERT_EQ(run(dpo_test_recipe(dir / "pairs.jsonl", dir / "straight", overrides)), 0);
+
+  ::setenv("TAILOR_FAULT_RANK", "0", 1);
+  ::setenv("TAILOR_FAULT_STEP", "4", 1);  // after the step-2 checkpoint and step 3
+  EXPECT_THROW(run(dpo_test_recipe(dir / "pairs.jsonl", dir / "resumed", overrides)), Error);
+  ::unsetenv("TAILOR_FAULT_RANK");
+  ::unsetenv("TAILOR_FAULT_STEP");
+  auto resume = overrides;
+  resume.push_back("train.resume=true");
+  ASSERT_EQ(run(dpo_test_recipe(dir / "pairs.jsonl", dir / "resumed", resume)), 0);
+
+  for (const std::string user : {"alice", "bob"}) {
+    const TensorMap a = exported_adapter(dir / "straight", user);
+    const TensorMap b = exported_adapter(dir / "resumed", user);
+    for (const auto& [name, t] : a)
+      EXPECT_TRUE(at::equal(t, b.at(name))) << user << " " << name;
+  }
+  // The metrics of every step appear once and equal the uninterrupted run's.
+  auto strip = [](std::vector<nlohmann::json> records) {
+    for (auto& r : records)
+      for (const char* key : {"time", "tokens_per_s", "peak_rss_mib", "peak_rss_mib_max_rank"})
+        r.erase(key);
+    return records;
+  };
+  EXPECT_EQ(strip(read_jsonl(dir / "straight" / "metrics.jsonl")),
+            strip(read_jsonl(dir / "resumed" / "metrics.jsonl")));
+  fs::remove_all(dir);
+}
+
+// Simulated users judge the base's own samples: the short-answer user and its opposite.
+TEST(DpoStage, GeneratedPairsFollowTheOraclesAndWinRatesRecount) {
+  const fs::path dir = temp_dir("generated");
+  {
+    std::ofstream prompts(dir / "prompts.jsonl");
+    for (const char* p : {"The cat", "A story:", "Today I", "Water is", "My friend", "In the city"})
+      prompts << nlohmann::json({{"prompt", p}}).dump() << "\n";
+  }
+  const DpoRecipe recipe =
+      dpo_test_recipe(dir / "prompts.jsonl", dir / "run",
+                      {"data.source=generated", "data.eval_fraction=0.34",
+                       "users={brief: {shorter_length: 1.0}, verbose: {shorter_length: -1.0}}",
+                       "generate.completions=4", "generate.max_new_tokens=10", "eval.completions=3",
+                       "eval.max_new_tokens=10", "eval.prompts=0", "train.max_steps=2"});
+  ASSERT_EQ(run(recipe), 0);
+  const auto& shorter = judges::oracle("shorter_length");
+
+  // Every pair is oriented by its user's taste, and held-out prompts gave no training pairs.
+  const auto pairs = read_jsonl(dir / "run" / "pairs.jsonl");
+  ASSERT_FALSE(pairs.empty());
+  for (const auto& p : pairs) {
+    const double c = shorter.score(p["prompt"], p["chosen"]);
+    const double r = shorter.score(p["prompt"], p["rejected"]);
+    if (p["user"] == "brief")
+      EXPECT_GT(c, r) << p.dump();
+    else
+      EXPECT_LT(c, r) << p.dump();
+  }
+
+  // The win rates, counted again from eval_samples.jsonl: adapter sample r vs base sample r.
+  const auto summary = nlohmann::json::parse(read_file(dir / "run" / "summary.json"));
+  const auto samples = read_jsonl(dir / "run" / "eval_samples.jsonl");
+  ASSERT_EQ(samples.size(), 2u * 3u);  // 2 held-out prompts x 3 samples
+  for (const std::string user : {"brief", "verbose"}) {
+    const double sign = user == "brief" ? 1.0 : -1.0;
+    std::map<std::string, std::map<std::string, double>> by_judge;  // adapter -> judge -> wins
+    double wins = 0, ties = 0, losses = 0;
+    for (const auto& s : samples) {
+      const double a = sign * shorter.score(s["prompt"], s["users"][user]);
+      const double b = sign * shorter.score(s["prompt"], s["base"]);
+      (a > b + 1e-9 ? wins : (b > a + 1e-9 ? losses : ties)) += 1;
+    }
+    const auto& w = summary["win_rate"][user];
+    EXPECT_EQ(w["wins"].get<double>(), wins) << user;
+    EXPECT_EQ(w["ties"].get<double>(), ties) << user;
+    EXPECT_EQ(w["losses"].get<double>(), losses) << user;
+    EXPECT_DOUBLE_EQ(w["rate"].get<double>(), (wins + ties / 2) / (wins + ties + losses)) << user;
+  }
+  // The cross-user matrix's diagonal is each user's own win rate.
+  const auto& cross = summary["cross_user"];
+  ASSERT_EQ(cross["adapters"], nlohmann::json({"brief", "verbose"}));
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_DOUBLE_EQ(
+        cross["win_rate"][i][i].get<double>(),
+        summary["win_rate"][cross["adapters"][i].get<std::string>()]["rate"].get<double>());
+  fs::remove_all(dir);
+}
+
+TEST(DpoStage, RecipeErrorsNameTheKey) {
+  const auto error_of = [](const std::vector<std::string>& overrides) {
+    try {
+      dpo_test_recipe("pairs.jsonl", "out", overrides);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of({"lora.enabled=false"}).find("lora.enabled"), std::string::npos);
+  EXPECT_NE(error_of({"data.source=generated"}).find("users"), std::string::npos);
+  const std::string unknown = error_of({"users={alice: {shortest: 1.0}}"});
+  EXPECT_NE(unknown.find("users"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("shortest"), std::string::npos) << unknown;
+  EXPECT_NE(error_of({"export.merge_lora=true"}).find("--user"), std::string::npos);
+  EXPECT_NE(error_of({"dpo.type=ipo", "dpo.label_smoothing=0.1"}).find("dpo.label_smoothing"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace tailor

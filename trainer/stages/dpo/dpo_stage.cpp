@@ -1,0 +1,863 @@
+// The per-user DPO stage, top to bottom: setup() builds the frozen base, the preference pairs
+// (read, or sampled from the base and judged by the simulated users) and one adapter per user in
+// a bank; resume() restores a checkpoint; train() runs optimizer steps in which every user takes
+// train.pairs_per_user pairs, all users' rows mixed in the same passes over the base; finish()
+// evaluates (held-out margins, win rates against the base, the cross-user matrix) and exports one
+// PEFT adapter per user.
+//
+// Data parallel: every rank draws the same pairs from the per-user samplers and takes its share
+// of each user's; a pair weighs 1 / pairs_per_user in the loss wherever it runs, so the summed
+// gradients are one process's on the same global step. The adapters are small next to the base,
+// so every rank keeps all of them and their AdamW state (replicated, ZeRO stage 0): the gradients
+// are summed over the ranks and every rank takes the same step.
+#include "trainer/stages/dpo/dpo_stage.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <set>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "common/atomic_file.h"
+#include "common/device.h"
+#include "common/error.h"
+#include "common/fnv1a.h"
+#include "common/process_memory.h"
+#include "common/seeded_random.h"
+#include "data/preferences/user_pairs.h"
+#include "data/sampling/epoch_sampler.h"
+#include "dist/collective_watchdog.h"
+#include "dist/runtime.h"
+#include "models/core/adapter_bank.h"
+#include "models/core/lora.h"
+#include "models/io/pretrained.h"
+#include "models/tokenizer/tokenizer.h"
+#include "trainer/optim/adamw.h"
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/run/checkpoint.h"
+#include "trainer/run/metrics.h"
+#include "trainer/run/model_checkpoint.h"
+#include "trainer/run/model_setup.h"
+#include "trainer/run/rng_state.h"
+#include "trainer/stages/dpo/dpo_step.h"
+#include "trainer/stages/dpo/preference_sources.h"
+#include "trainer/stages/dpo/win_rate.h"
+#include "trainer/stages/prompt_format.h"
+
+namespace tailor {
+namespace fs = std::filesystem;
+namespace {
+
+// The per-user statistics of a step, in TRL's names.
+constexpr int kStats = 7;
+const std::array<const char*, kStats> kStatNames = {
+    "loss",         "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+    "logps/chosen", "logps/rejected"};
+
+std::array<double, kStats> stat_values(const DpoUserStats& s) {
+  return {s.loss,   s.rewards_chosen, s.rewards_rejected, s.accuracy,
+          s.margin, s.logps_chosen,   s.logps_rejected};
+}
+
+// A user's random streams (adapter init, pair order, held-out split) come from a seed and the
+// user's name, so a user trains the same whichever other users share the run: one run of N users
+// equals N runs of one.
+uint64_t user_seed(uint64_t seed, const std::string& user, uint64_t purpose) {
+  return splitmix64(splitmix64(seed ^ purpose) ^ std::stoull(fnv1a64_hex(user), nullptr, 16));
+}
+constexpr uint64_t kInitStream = 1, kSamplerStream = 2, kSplitStream = 3;
+
+std::string seconds_text(double seconds) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1) << seconds;
+  return out.str();
+}
+
+// Held-out splits stay fixed across training seeds (generate.seed picks them).
+uint64_t split_seed(const DpoRecipe& r) {
+  return static_cast<uint64_t>(r.generate.seed) ^ 0x5eedULL;
+}
+
+int64_t held_out_count(double fraction, int64_t n) {
+  if (fraction <= 0 || n < 2) return 0;
+  return std::clamp<int64_t>(std::llround(fraction * static_cast<double>(n)), 1, n - 1);
+}
+
+// Testing aid, as the SFT stage's: TAILOR_FAULT_RANK=R TAILOR_FAULT_STEP=S makes rank R throw
+// when it starts step S (the resume tests interrupt a run this way).
+void maybe_inject_fault(int rank, int64_t step) {
+  const char* fault_rank = std::getenv("TAILOR_FAULT_RANK");
+  const char* fault_step = std::getenv("TAILOR_FAULT_STEP");
+  if (fault_rank && fault_step && std::atoi(fault_rank) == rank && std::atoll(fault_step) == step)
+    throw Error("fault", "injected fault at step " + std::to_string(step) + " on rank " +
+                             std::to_string(rank));
+}
+
+class DpoStage {
+ public:
+  DpoStage(const DpoRecipe& recipe, dist::Communicator& comm)
+      : r_(recipe), comm_(comm), rank0_(comm.rank() == 0) {}
+
+  void setup();
+  void resume();
+  void train();
+  void finish();
+
+ private:
+  void check_ranks_agree();
+  void prepare_generated_pairs();
+  void split_pairs();
+  std::vector<int64_t> next_step_pairs();
+  void reduce_gradients();
+  at::Tensor sum_over_ranks(at::Tensor values);
+  nlohmann::json evaluate_margins(bool final);
+  nlohmann::json evaluate_win_rates();
+  void save_checkpoint();
+  void export_adapters() const;
+  std::vector<at::Tensor> bank_parameters() const;
+  std::ostream& log() { return rank0_ ? std::cerr : null_; }
+
+  const DpoRecipe& r_;
+  dist::Communicator& comm_;
+  const bool rank0_;
+  std::ostream null_{nullptr};
+  fs::path run_dir_;
+  std::optional<Tokenizer> tokenizer_;
+  CausalLM model_;
+  c10::ScalarType dtype_ = at::kFloat;
+  LoraConfig lora_;
+  std::unique_ptr<AdapterBank> bank_;
+  std::vector<std::string> users_;  // adapter order (the bank's)
+  std::optional<data::UserPairs> pairs_;
+  std::vector<std::vector<int64_t>> train_of_, eval_of_;  // per user: indices into pairs_
+  std::vector<std::string> eval_prompts_;                 // held-out prompts for the win rates
+  std::vector<data::EpochSampler> samplers_;              // per user, over train_of_[u]
+  data::CollateOptions collate_;
+  DpoStepConfig step_config_;
+  std::optional<AdamW> optimizer_;
+  std::optional<LrSchedule> schedule_;
+  std::optional<MetricsWriter> metrics_;
+  int64_t step_ = 0;
+  int64_t last_checkpoint_step_ = -1;
+  double start_time_ = steady_clock_seconds();
+};
+
+void DpoStage::check_ranks_agree() {
+  const auto hashes = comm_.all_gather_strings(dpo_recipe_hash(r_));
+  for (size_t i = 1; i < hashes.size(); ++i)
+    if (hashes[i] != hashes[0])
+      throw Error("dist", "rank " + std::to_string(i) + " resolved a different recipe (hash " +
+                              hashes[i] + ") than rank 0 (" + hashes[0] +
+                              "); every rank must run the same recipe file and overrides");
+}
+
+void DpoStage::setup() {
+  run_dir_ = r_.output_dir;
+  check_ranks_agree();
+  if (r_.train.pairs_per_user % comm_.world_size() != 0)
+    throw Error("recipe", "train.pairs_per_user: " + std::to_string(r_.train.pairs_per_user) +
+                              " pairs per user do not split over " +
+                              std::to_string(comm_.world_size()) +
+                              " ranks; use a multiple of the number of ranks");
+  if (rank0_) fs::create_directories(run_dir_);
+  comm_.barrier();
+  torch::manual_seed(static_cast<uint64_t>(r_.seed));
+  tokenizer_ = Tokenizer::from_dir(r_.tokenizer);
+
+  // The frozen base, held once: the reference policy is this model with the adapters off.
+  dtype_ = r_.train.precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat;
+  model_ = build_model(r_.model, model_config_for(r_.model), dtype_);
+  if (tokenizer_->vocab_size() > model_->vocab_size())
+    throw Error("dpo", "tokenizer " + r_.tokenizer.string() + " has " +
+                           std::to_string(tokenizer_->vocab_size()) +
+                           " tokens but the model only " + std::to_string(model_->vocab_size()));
+  collate_.max_length = std::min(r_.data.max_length, model_->max_positions());
+  collate_.eos_id = tokenizer_->eos_id();
+  collate_.append_eos = true;  // as SFT: the EOS closing a response is part of it
+  collate_.pad_to_max_length = r_.data.pad_to_max_length;
+
+  // The pairs, and from them the users.
+  const auto encode_field = [this](const std::string& field, const std::string& text) {
+    return encode_sft_field(*tokenizer_, r_.data.prompt_template, field, text);
+  };
+  if (r_.data.source == "generated") {
+    prepare_generated_pairs();
+    pairs_ = data::UserPairs::from_jsonl(run_dir_ / "pairs.jsonl", encode_field);
+    for (const auto& [user, weights] : r_.users)
+      users_.push_back(user);
+  } else {
+    pairs_ = data::UserPairs::from_jsonl(r_.data.path, encode_field);
+    users_ = pairs_->users();
+  }
+  split_pairs();
+
+  // One adapter per user; its lora_A drawn from the seed, its lora_B zero (the policy starts as
+  // the base: loss ln 2, rewards 0).
+  lora_ = LoraConfig{r_.lora.rank, r_.lora.alpha, r_.lora.dropout, r_.lora.rslora, r_.lora.targets};
+  bank_ = std::make_unique<AdapterBank>(*model_, lora_, users_);
+  for (const auto& user : users_)
+    bank_->init_user(user, user_seed(static_cast<uint64_t>(r_.seed), user, kInitStream));
+  optimizer_.emplace(AdamWConfig{r_.optimizer.beta1, r_.optimizer.beta2, r_.optimizer.eps,
+                                 r_.optimizer.weight_decay});
+  int64_t adapter_params = 0, base_params = 0;
+  for (const auto& item : model_->named_parameters()) {
+    if (item.value().requires_grad()) {
+      optimizer_->add_param(item.key(), item.value(), decays_by_default(item.value()));
+      adapter_params += item.value().numel();
+    } else {
+      base_params += item.value().numel();
+    }
+  }
+  for (size_t u = 0; u < users_.size(); ++u)
+    samplers_.emplace_back(static_cast<int64_t>(train_of_[u].size()),
+                           user_seed(static_cast<uint64_t>(r_.seed), users_[u], kSamplerStream));
+  step_config_.loss =
+      DpoLossConfig{dpo_loss_type_from_name(r_.dpo.type), r_.dpo.beta, r_.dpo.label_smoothing};
+  step_config_.loss.validate();
+  step_config_.sft_weight = r_.dpo.sft_weight;
+
+  ScheduleConfig schedule;
+  schedule.type = r_.schedule.type;
+  schedule.warmup_steps = std::min(r_.schedule.warmup_steps, r_.train.max_steps);
+  schedule.total_steps = r_.train.max_steps;
+  schedule.min_lr_ratio = r_.schedule.min_lr_ratio;
+  schedule.base_lr = r_.optimizer.lr;
+  schedule_.emplace(schedule);
+  if (rank0_) metrics_.emplace(run_dir_ / "metrics.jsonl");
+
+  log() << "[dpo] base: " << model_->model_type() << ", " << model_->num_layers() << " layers, "
+        << base_params << " frozen parameters ("
+        << (dtype_ == at::kBFloat16 ? "bfloat16" : "float32") << "), held once\n"
+        << "[dpo] " << users_.size() << " users, one LoRA adapter each (r=" << lora_.rank << " on "
+        << bank_->module_paths().size() << " modules, " << adapter_params / users_.size()
+        << " parameters per user); " << r_.train.pairs_per_user << " pairs per user per step"
+        << (comm_.world_size() > 1
+                ? " over " + std::to_string(comm_.world_size()) + " ranks (" + comm_.backend() + ")"
+                : "")
+        << "\n";
+  for (size_t u = 0; u < users_.size(); ++u)
+    log() << "[dpo]   " << users_[u] << ": " << train_of_[u].size() << " train pairs, "
+          << eval_of_[u].size() << " held out\n";
+}
+
+// data.source generated: the base samples generate.completions answers for every prompt, every
+// user picks pairs among them; written to output_dir/pairs.jsonl (reused when resuming).
+void DpoStage::prepare_generated_pairs() {
+  const fs::path file = run_dir_ / "pairs.jsonl";
+  const auto prompts = read_prompts_jsonl(r_.data.path);
+  // The held-out prompts (fixed by generate.seed); their pairs are the held-out pairs.
+  data::EpochSampler split(static_cast<int64_t>(prompts.size()), split_seed(r_));
+  const auto order = split.permutation(0);
+  const int64_t n_eval =
+      held_out_count(r_.data.eval_fraction, static_cast<int64_t>(prompts.size()));
+  std::vector<int64_t> eval_ids(order.begin(), order.begin() + n_eval);
+  std::sort(eval_ids.begin(), eval_ids.end());
+  for (int64_t i : eval_ids)
+    eval_prompts_.push_back(prompts[static_cast<size_t>(i)]);
+
+  if (r_.train.resume && fs::exists(file) && latest_checkpoint(run_dir_)) {
+    log() << "[dpo] resume: reusing " << file.string() << "\n";
+    return;
+  }
+  // Each rank samples a contiguous share of the prompts; the random streams depend on the
+  // prompt's index only, so the samples do not depend on the number of ranks.
+  const int64_t P = static_cast<int64_t>(prompts.size()), W = comm_.world_size();
+  const int64_t begin = P * comm_.rank() / W, end = P * (comm_.rank() + 1) / W;
+  GenerationConfig config;
+  config.max_new_tokens = r_.generate.max_new_tokens;
+  config.temperature = r_.generate.temperature;
+  config.top_k = r_.generate.top_k;
+  config.top_p = r_.generate.top_p;
+  config.seed = static_cast<uint64_t>(r_.generate.seed);
+  log() << "[dpo] sampling " << r_.generate.completions << " answers to each of " << P
+        << " prompts from the base (" << r_.generate.max_new_tokens << " new tokens at most)\n";
+  const double t0 = steady_clock_seconds();
+  const std::vector<std::string> mine =
+      sample_completions(*model_, *tokenizer_, r_.data.prompt_template,
+                         std::vector<std::string>(prompts.begin() + begin, prompts.begin() + end),
+                         config, r_.generate.completions, begin);
+  std::vector<std::string> samples;
+  for (const auto& part : comm_.all_gather_strings(
+           nlohmann::json(mine).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)))
+    for (const auto& s : nlohmann::json::parse(part))
+      samples.push_back(s.get<std::string>());
+  log() << "[dpo] sampled " << samples.size() << " answers in "
+        << seconds_text(steady_clock_seconds() - t0) << " s\n";
+
+  std::vector<TextPair> pairs;
+  std::map<std::string, int64_t> undecided;  // prompts where a user found no pair
+  const size_t K = static_cast<size_t>(r_.generate.completions);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::vector<std::string> answers(samples.begin() + i * K, samples.begin() + (i + 1) * K);
+    for (const auto& [user, weights] : r_.users) {
+      auto picked = pick_pairs(user, weights, prompts[i], answers, r_.generate.pairs_per_prompt);
+      if (picked.empty()) ++undecided[user];
+      pairs.insert(pairs.end(), picked.begin(), picked.end());
+    }
+  }
+  if (rank0_) write_pairs_jsonl(file, pairs);
+  comm_.barrier();
+  for (const auto& [user, count] : undecided)
+    log() << "[dpo]   " << user << ": no preference among the answers to " << count << " of "
+          << prompts.size() << " prompts\n";
+  log() << "[dpo] " << pairs.size() << " pairs -> " << file.string() << "\n";
+}
+
+// Held-out pairs: generated data holds out its held-out prompts' pairs; a pairs file holds out
+// a seeded share of each user's pairs.
+void DpoStage::split_pairs() {
+  train_of_.assign(users_.size(), {});
+  eval_of_.assign(users_.size(), {});
+  const std::set<std::string> eval_prompts(eval_prompts_.begin(), eval_prompts_.end());
+  for (size_t u = 0; u < users_.size(); ++u) {
+    const auto mine = pairs_->indices_of(users_[u]);
+    if (r_.data.source == "generated") {
+      for (int64_t i : mine)
+        (eval_prompts.count(pairs_->pair(i).prompt_text) ? eval_of_ : train_of_)[u].push_back(i);
+    } else {
+      data::EpochSampler split(static_cast<int64_t>(mine.size()),
+                               user_seed(split_seed(r_), users_[u], kSplitStream));
+      const auto order = split.permutation(0);
+      const int64_t n_eval =
+          held_out_count(r_.data.eval_fraction, static_cast<int64_t>(mine.size()));
+      for (size_t k = 0; k < order.size(); ++k)
+        (static_cast<int64_t>(k) < n_eval ? eval_of_ : train_of_)[u].push_back(
+            mine[static_cast<size_t>(order[k])]);
+      std::sort(train_of_[u].begin(), train_of_[u].end());
+      std::sort(eval_of_[u].begin(), eval_of_[u].end());
+    }
+    if (train_of_[u].empty())
+      throw Error("dpo", "user '" + users_[u] + "' has no training pairs" +
+                             (r_.data.source == "generated"
+                                  ? " (its oracles preferred none of the base's answers; more "
+                                    "prompts or generate.completions may help)"
+                                  : " in " + r_.data.path.string()));
+  }
+  if (r_.data.source == "pairs") {
+    // The win rates sample the held-out pairs' prompts, each once.
+    std::set<std::string> seen;
+    for (const auto& list : eval_of_)
+      for (int64_t i : list)
+        if (seen.insert(pairs_->pair(i).prompt_text).second)
+          eval_prompts_.push_back(pairs_->pair(i).prompt_text);
+  }
+}
+
+void DpoStage::resume() {
+  if (!r_.train.resume) return;
+  const auto latest = latest_checkpoint(run_dir_);
+  if (!latest) {
+    log() << "[dpo] resume: no checkpoint in " << run_dir_.string() << ", starting from step 0\n";
+    return;
+  }
+  const Checkpoint ck = load_checkpoint(*latest);
+  if (ck.state.recipe_hash != dpo_recipe_hash(r_))
+    throw Error("dpo", latest->string() + " was written by a different recipe (hash " +
+                           ck.state.recipe_hash + ", this one " + dpo_recipe_hash(r_) +
+                           "); resume needs the recipe of that run");
+  if (ck.state.extra.value("users", nlohmann::json::array()) != nlohmann::json(users_))
+    throw Error("dpo", latest->string() + ": its users differ from this run's");
+  {
+    torch::NoGradGuard no_grad;
+    auto params = model_->named_parameters();
+    for (const auto& [name, tensor] : ck.model) {
+      auto* param = params.find(name);
+      if (!param)
+        throw Error("dpo", latest->string() + ": tensor " + name + " is not in the model");
+      param->copy_(tensor);
+    }
+  }
+  optimizer_->import_state(ck.optimizer);
+  step_ = ck.state.step;
+  const auto& positions = ck.state.extra.at("samplers");
+  for (size_t u = 0; u < samplers_.size(); ++u)
+    samplers_[u].set_position({positions[u][0].get<int64_t>(), positions[u][1].get<int64_t>()});
+  const auto& ranks = ck.state.rng.at("ranks");
+  if (ranks.size() == static_cast<size_t>(comm_.world_size())) {
+    restore_torch_rng_states(ranks[comm_.rank()]);
+  } else {
+    torch::manual_seed(static_cast<uint64_t>(r_.seed) ^ (static_cast<uint64_t>(step_) << 20) ^
+                       (7919ULL * comm_.rank()));
+    log() << "[dpo] resume: world size changed, RNG streams reseeded (only LoRA dropout notices)\n";
+  }
+  if (metrics_) metrics_->truncate_after(step_);
+  last_checkpoint_step_ = step_;
+  log() << "[dpo] resumed from " << latest->string() << " at step " << step_ << "\n";
+}
+
+// This rank's pairs of the next step: every user's next pairs_per_user pairs (the same draw on
+// every rank), this rank's share of each, interleaved by user so every pass mixes the users.
+std::vector<int64_t> DpoStage::next_step_pairs() {
+  const int64_t P = r_.train.pairs_per_user, W = comm_.world_size(), share = P / W;
+  std::vector<std::vector<int64_t>> of_user(users_.size());
+  for (size_t u = 0; u < users_.size(); ++u) {
+    const auto global = samplers_[u].next_batch(P);
+    for (int64_t k = share * comm_.rank(); k < share * (comm_.rank() + 1); ++k)
+      of_user[u].push_back(train_of_[u][static_cast<size_t>(global[static_cast<size_t>(k)])]);
+  }
+  std::vector<int64_t> mine;
+  for (int64_t k = 0; k < share; ++k)
+    for (const auto& list : of_user)
+      mine.push_back(list[static_cast<size_t>(k)]);
+  return mine;
+}
+
+std::vector<at::Tensor> DpoStage::bank_parameters() const {
+  std::vector<at::Tensor> params;
+  for (const auto& item : model_->named_parameters())
+    if (is_adapter_bank_parameter(item.key())) params.push_back(item.value());
+  return params;
+}
+
+// Sums the adapters' gradients over the ranks (in float32, one collective).
+void DpoStage::reduce_gradients() {
+  if (comm_.world_size() == 1) return;
+  std::vector<at::Tensor> flat;
+  const auto params = bank_parameters();
+  for (const auto& p : params)
+    flat.push_back(p.grad().defined() ? p.grad().to(at::kFloat).reshape({-1})
+                                      : at::zeros({p.numel()}, at::kFloat));
+  at::Tensor all = at::cat(flat).to(comm_.device());
+  comm_.all_reduce_sum(all);
+  all = all.cpu();
+  int64_t offset = 0;
+  torch::NoGradGuard no_grad;
+  for (const auto& p : params) {
+    const at::Tensor summed = all.narrow(0, offset, p.numel()).view(p.sizes()).to(p.dtype());
+    if (p.grad().defined())
+      p.mutable_grad().copy_(summed);
+    else
+      p.mutable_grad() = summed.clone();
+    offset += p.numel();
+  }
+}
+
+at::Tensor DpoStage::sum_over_ranks(at::Tensor values) {
+  if (comm_.world_size() == 1) return values;
+  at::Tensor on_comm = values.to(comm_.device()).contiguous();
+  comm_.all_reduce_sum(on_comm);
+  return on_comm.cpu();
+}
+
+void DpoStage::train() {
+  model_->train();
+  const size_t U = users_.size();
+  std::map<std::string, double> pair_weights;  // each user's mean over its pairs of the step
+  for (const auto& user : users_)
+    pair_weights[user] = 1.0 / static_cast<double>(r_.train.pairs_per_user);
+  ProgressLine progress({r_.train.max_steps, step_, 10.0, 20}, log());
+  while (step_ < r_.train.max_steps) {
+    maybe_inject_fault(comm_.rank(), step_ + 1);
+    const std::vector<int64_t> mine = next_step_pairs();
+    const size_t micro = r_.train.micro_batch_size > 0
+                             ? static_cast<size_t>(r_.train.micro_batch_size)
+                             : mine.size();
+    // Per user: the statistics summed over its pairs, then the pair count; and the tokens.
+    at::Tensor sums = at::zeros({static_cast<int64_t>(U) * (kStats + 1) + 1}, at::kDouble);
+    double* s = sums.data_ptr<double>();
+    {
+      AutocastScope autocast(r_.train.precision == Precision::kBf16Autocast, at::kCPU);
+      for (size_t start = 0; start < mine.size(); start += micro) {
+        const std::vector<int64_t> chunk(mine.begin() + start,
+                                         mine.begin() + std::min(mine.size(), start + micro));
+        const data::PairBatch batch = pairs_->collate(chunk, collate_);
+        const auto stats =
+            dpo_forward_backward(*model_, *bank_, batch, step_config_, at::kCPU, &pair_weights);
+        for (size_t u = 0; u < U; ++u) {
+          const auto it = stats.find(users_[u]);
+          if (it == stats.end()) continue;
+          const auto values = stat_values(it->second);
+          for (int k = 0; k < kStats; ++k)
+            s[u * (kStats + 1) + k] += values[k] * static_cast<double>(it->second.pairs);
+          s[u * (kStats + 1) + kStats] += static_cast<double>(it->second.pairs);
+        }
+        s[U * (kStats + 1)] += batch.rows.attention_mask.sum().item<double>();
+      }
+    }
+    reduce_gradients();
+    const std::vector<double> norms =
+        clip_bank_gradients_per_user(*bank_, *model_, r_.optimizer.grad_clip);
+    const double lr = schedule_->lr_at(step_);
+    optimizer_->step(lr);
+    optimizer_->zero_grad();
+    sums = sum_over_ranks(sums);
+    s = sums.data_ptr<double>();
+    step_ += 1;
+
+    // Per-user means; the overall numbers are means over the users (each user counts once).
+    nlohmann::json record;
+    std::array<double, kStats> overall{};
+    double norm_sq = 0;
+    for (size_t u = 0; u < U; ++u) {
+      const double n = std::max(1.0, s[u * (kStats + 1) + kStats]);
+      for (int k = 0; k < kStats; ++k) {
+        const double mean = s[u * (kStats + 1) + k] / n;
+        overall[k] += mean / static_cast<double>(U);
+        record["users/" + users_[u] + "/" + kStatNames[k]] = mean;
+      }
+      record["users/" + users_[u] + "/grad_norm"] = norms[u];
+      norm_sq += norms[u] * norms[u];
+    }
+    for (int k = 0; k < kStats; ++k)
+      record[kStatNames[k]] = overall[k];
+    const int64_t tokens = static_cast<int64_t>(s[U * (kStats + 1)]);
+    const bool last = step_ == r_.train.max_steps;
+    const bool log_now = last || step_ % r_.train.log_every == 0;
+    progress.update(step_, tokens, overall[0], lr, log_now);
+    if (log_now) {
+      double peak_rss_max = peak_rss_mib();
+      if (comm_.world_size() > 1)
+        for (const auto& value : comm_.all_gather_strings(std::to_string(peak_rss_max)))
+          peak_rss_max = std::max(peak_rss_max, std::stod(value));
+      if (U <= 8) {
+        std::ostringstream line;
+        line << std::fixed << std::setprecision(3) << "[dpo] step " << step_
+             << " reward acc/margin:";
+        for (size_t u = 0; u < U; ++u)
+          line << " " << users_[u] << " "
+               << record["users/" + users_[u] + "/rewards/accuracies"].get<double>() << "/"
+               << record["users/" + users_[u] + "/rewards/margins"].get<double>();
+        log() << line.str() << "\n";
+      }
+      record["lr"] = lr;
+      record["grad_norm"] = std::sqrt(norm_sq);
+      record["tokens"] = tokens;
+      record["tokens_per_s"] = progress.tokens_per_second();
+      record["peak_rss_mib"] = peak_rss_mib();
+      record["peak_rss_mib_max_rank"] = peak_rss_max;
+      record["world_size"] = comm_.world_size();
+      if (metrics_) metrics_->log(step_, record);
+    }
+    if (r_.train.eval_every > 0 && step_ % r_.train.eval_every == 0 && !last)
+      evaluate_margins(/*final=*/false);
+    if (r_.train.checkpoint_every > 0 && step_ % r_.train.checkpoint_every == 0 && !last)
+      save_checkpoint();
+  }
+}
+
+// The held-out pairs under each user's adapter and under the base: implicit-reward accuracy and
+// margins, and the policy's log-prob margin log pi(chosen) - log pi(rejected) of every pair
+// (written to eval_pairs.jsonl at the end; `tailor score --adapter export/users/<user>` gives the
+// same numbers). The ranks split the pairs.
+nlohmann::json DpoStage::evaluate_margins(bool final) {
+  std::vector<int64_t> all;
+  for (const auto& list : eval_of_)
+    all.insert(all.end(), list.begin(), list.end());
+  if (all.empty()) return nlohmann::json::object();
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  nlohmann::json mine = nlohmann::json::array();  // [index, pc, pr, ref_c, ref_r]
+  const size_t batch_pairs =
+      r_.train.micro_batch_size > 0 ? static_cast<size_t>(r_.train.micro_batch_size) : 8;
+  std::vector<int64_t> share;
+  for (size_t i = static_cast<size_t>(comm_.rank()); i < all.size();
+       i += static_cast<size_t>(comm_.world_size()))
+    share.push_back(all[i]);
+  for (size_t start = 0; start < share.size(); start += batch_pairs) {
+    const std::vector<int64_t> chunk(share.begin() + start,
+                                     share.begin() + std::min(share.size(), start + batch_pairs));
+    const data::PairBatch batch = pairs_->collate(chunk, collate_);
+    const int64_t B = batch.pairs();
+    bank_->clear_route();
+    const at::Tensor ref = response_logps(
+        model_->forward(batch.rows.input_ids, batch.rows.attention_mask), batch.rows.labels);
+    std::vector<std::string> rows(batch.users);
+    rows.insert(rows.end(), batch.users.begin(), batch.users.end());
+    bank_->route(rows, at::kCPU);
+    const at::Tensor policy = response_logps(
+        model_->forward(batch.rows.input_ids, batch.rows.attention_mask), batch.rows.labels);
+    bank_->clear_route();
+    const at::Tensor p = policy.to(at::kDouble), q = ref.to(at::kDouble);
+    for (int64_t b = 0; b < B; ++b)
+      mine.push_back({chunk[static_cast<size_t>(b)], p[b].item<double>(), p[B + b].item<double>(),
+                      q[b].item<double>(), q[B + b].item<double>()});
+  }
+  model_->train();
+  std::map<int64_t, std::array<double, 4>> result;
+  for (const auto& part : comm_.all_gather_strings(mine.dump()))
+    for (const auto& e : nlohmann::json::parse(part))
+      result[e[0].get<int64_t>()] = {e[1].get<double>(), e[2].get<double>(), e[3].get<double>(),
+                                     e[4].get<double>()};
+
+  const double beta = r_.dpo.beta;
+  nlohmann::json record, per_user;
+  std::string lines;
+  double acc_sum = 0, margin_sum = 0, logp_margin_sum = 0;
+  int64_t users_with_pairs = 0;
+  for (size_t u = 0; u < users_.size(); ++u) {
+    if (eval_of_[u].empty()) continue;
+    double acc = 0, margin = 0, logp_margin = 0;
+    for (int64_t i : eval_of_[u]) {
+      const auto& [pc, pr, qc, qr] = result.at(i);
+      const double rc = beta * (pc - qc), rr = beta * (pr - qr);
+      acc += rc > rr ? 1.0 : 0.0;
+      margin += rc - rr;
+      logp_margin += pc - pr;
+      if (final) {
+        const auto& pair = pairs_->pair(i);
+        lines += nlohmann::json({{"user", users_[u]},
+                                 {"prompt", pair.prompt_text},
+                                 {"chosen", pair.chosen_text},
+                                 {"rejected", pair.rejected_text},
+                                 {"logp_chosen", pc},
+                                 {"logp_rejected", pr},
+                                 {"margin", pc - pr},
+                                 {"ref_logp_chosen", qc},
+                                 {"ref_logp_rejected", qr}})
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                 "\n";
+      }
+    }
+    const double n = static_cast<double>(eval_of_[u].size());
+    per_user[users_[u]] = {{"pairs", eval_of_[u].size()},
+                           {"rewards/accuracies", acc / n},
+                           {"rewards/margins", margin / n},
+                           {"logps/margin", logp_margin / n}};
+    record["eval/users/" + users_[u] + "/rewards/accuracies"] = acc / n;
+    record["eval/users/" + users_[u] + "/rewards/margins"] = margin / n;
+    acc_sum += acc / n;
+    margin_sum += margin / n;
+    logp_margin_sum += logp_margin / n;
+    ++users_with_pairs;
+  }
+  record["eval/rewards/accuracies"] = acc_sum / users_with_pairs;
+  record["eval/rewards/margins"] = margin_sum / users_with_pairs;
+  record["eval/logps/margin"] = logp_margin_sum / users_with_pairs;
+  if (metrics_) metrics_->log(step_, record);
+  log() << "[dpo] step " << step_ << " held-out reward accuracy "
+        << record["eval/rewards/accuracies"].get<double>() << ", margin "
+        << record["eval/rewards/margins"].get<double>() << " (mean over users)\n";
+  if (final && rank0_) write_file_atomic(run_dir_ / "eval_pairs.jsonl", lines);
+  return per_user;
+}
+
+// The seed's win rates: for each held-out prompt, eval.completions samples from each user's
+// adapter and from the base with the same seeds; the user's judge compares sample r of the
+// adapter with sample r of the base. The ranks split the prompts.
+nlohmann::json DpoStage::evaluate_win_rates() {
+  std::vector<std::string> judged;  // users with a judge (an entry in `users`)
+  for (const auto& user : users_)
+    if (r_.users.count(user)) judged.push_back(user);
+  if (r_.eval.completions == 0 || judged.empty() || eval_prompts_.empty())
+    return nlohmann::json::object();
+  std::vector<std::string> prompts = eval_prompts_;
+  if (r_.eval.prompts > 0 && static_cast<int64_t>(prompts.size()) > r_.eval.prompts)
+    prompts.resize(static_cast<size_t>(r_.eval.prompts));
+  const int64_t P = static_cast<int64_t>(prompts.size()), W = comm_.world_size();
+  const int64_t begin = P * comm_.rank() / W, end = P * (comm_.rank() + 1) / W;
+  const std::vector<std::string> share(prompts.begin() + begin, prompts.begin() + end);
+  GenerationConfig config;
+  config.max_new_tokens = r_.eval.max_new_tokens;
+  config.temperature = r_.eval.temperature;
+  config.top_k = r_.eval.top_k;
+  config.top_p = r_.eval.top_p;
+  config.seed = static_cast<uint64_t>(r_.eval.seed);
+  const int64_t K = r_.eval.completions;
+  log() << "[dpo] win rates: " << K << " samples for each of " << P
+        << " held-out prompts from the base and from " << users_.size() << " adapters\n";
+  const double t0 = steady_clock_seconds();
+  nlohmann::json mine;  // {"": base samples, user: samples}
+  bank_->clear_route();
+  mine[""] =
+      sample_completions(*model_, *tokenizer_, r_.data.prompt_template, share, config, K, begin);
+  for (const auto& user : users_) {
+    bank_->route_all(user);
+    mine[user] =
+        sample_completions(*model_, *tokenizer_, r_.data.prompt_template, share, config, K, begin);
+  }
+  bank_->clear_route();
+  std::map<std::string, std::vector<std::string>> samples;  // "" = the base
+  for (const auto& part : comm_.all_gather_strings(
+           mine.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+    const nlohmann::json parsed = nlohmann::json::parse(part);  // items() refers into it
+    for (const auto& [who, list] : parsed.items())
+      for (const auto& text : list)
+        samples[who].push_back(text.get<std::string>());
+  }
+  log() << "[dpo] sampled in " << seconds_text(steady_clock_seconds() - t0) << " s\n";
+
+  std::vector<std::vector<Comparison>> comparisons;  // per adapter (users_ order)
+  for (const auto& user : users_) {
+    std::vector<Comparison> list;
+    for (size_t i = 0; i < prompts.size() * static_cast<size_t>(K); ++i)
+      list.push_back({prompts[i / static_cast<size_t>(K)], samples[user][i], samples[""][i]});
+    comparisons.push_back(std::move(list));
+  }
+  std::vector<Judge> judges;
+  for (const auto& user : judged) {
+    const judges::OracleWeights weights = r_.users.at(user);
+    judges.push_back(
+        [weights](const std::string& prompt, const std::string& a, const std::string& b) {
+          return judges::mixture_prefers(weights, prompt, a, b);
+        });
+  }
+  nlohmann::json out;
+  std::ostringstream table;
+  table << std::fixed << std::setprecision(3)
+        << "[dpo] win rate of each user's adapter against the base, judged by that user (" << P
+        << " prompts x " << K << " samples; ties count half):\n";
+  for (size_t j = 0; j < judged.size(); ++j) {
+    const size_t u = static_cast<size_t>(bank_->index_of(judged[j]));
+    const WinRate w = win_rate(comparisons[u], judges[j]);
+    out["win_rate"][judged[j]] = {
+        {"wins", w.wins}, {"ties", w.ties}, {"losses", w.losses}, {"rate", w.rate()}};
+    table << "  " << std::setw(16) << std::left << judged[j] << std::right << " " << w.rate()
+          << "  (" << w.wins << " wins, " << w.ties << " ties, " << w.losses << " losses)\n";
+  }
+  if (r_.eval.cross_user) {
+    const auto matrix = cross_user_win_rates(comparisons, judges);
+    out["cross_user"] = {{"adapters", users_}, {"judges", judged}, {"win_rate", matrix}};
+    table << "[dpo] cross-user win rates against the base (row: adapter, column: judge):\n"
+          << std::setw(18) << "";
+    for (const auto& j : judged)
+      table << std::setw(10) << j.substr(0, 9);
+    table << "\n";
+    for (size_t i = 0; i < users_.size(); ++i) {
+      table << "  " << std::setw(16) << std::left << users_[i] << std::right;
+      for (double v : matrix[i])
+        table << std::setw(10) << v;
+      table << "\n";
+    }
+  }
+  if (rank0_) {
+    std::cout << table.str() << std::flush;
+    std::string lines;
+    for (size_t i = 0; i < prompts.size() * static_cast<size_t>(K); ++i) {
+      nlohmann::json line = {{"prompt", prompts[i / static_cast<size_t>(K)]},
+                             {"sample", i % static_cast<size_t>(K)},
+                             {"base", samples[""][i]}};
+      for (const auto& user : users_)
+        line["users"][user] = samples[user][i];
+      lines += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    }
+    write_file_atomic(run_dir_ / "eval_samples.jsonl", lines);
+  }
+  if (metrics_) {
+    nlohmann::json record;
+    for (const auto& [user, w] : out["win_rate"].items())
+      record["eval/users/" + user + "/win_rate"] = w["rate"];
+    metrics_->log(step_, record);
+  }
+  return out;
+}
+
+// Rank 0 writes the adapters, their AdamW state, the sampler positions and every rank's RNG
+// state; `latest` names it only once complete (trainer/run/checkpoint.h).
+void DpoStage::save_checkpoint() {
+  const auto rng_states = comm_.all_gather_strings(capture_torch_rng_states().dump());
+  if (rank0_) {
+    TrainerState state;
+    state.step = step_;
+    state.recipe_hash = dpo_recipe_hash(r_);
+    state.rng["ranks"] = nlohmann::json::array();
+    for (const auto& s : rng_states)
+      state.rng["ranks"].push_back(nlohmann::json::parse(s));
+    state.extra["users"] = users_;
+    nlohmann::json positions = nlohmann::json::array();
+    for (const auto& sampler : samplers_)
+      positions.push_back({sampler.position().epoch, sampler.position().index});
+    state.extra["samplers"] = positions;
+    ModelProvenance provenance;
+    provenance.config = model_->hf_config(dtype_);
+    provenance.lora = lora_;
+    provenance.tokenizer = fs::absolute(r_.tokenizer);
+    provenance.dtype = dtype_ == at::kBFloat16 ? "bfloat16" : "float32";
+    const bool stores_base = r_.model.init == ModelInit::kRandom;
+    if (!stores_base) provenance.base_model = fs::absolute(r_.model.path);
+    state.extra["model"] = provenance_to_json(provenance);
+    state.extra["dpo"] = {{"users", users_}};
+    TensorMap tensors;
+    for (const auto& item : model_->named_parameters())
+      if (stores_base || is_adapter_bank_parameter(item.key())) tensors[item.key()] = item.value();
+    SaveCheckpointOptions options;
+    options.keep_last = static_cast<int>(r_.train.keep_checkpoints);
+    const fs::path dir =
+        tailor::save_checkpoint(run_dir_, tensors, optimizer_->export_state(), state, options);
+    log() << "[dpo] checkpoint " << dir.string() << "\n";
+  }
+  comm_.barrier();
+  last_checkpoint_step_ = step_;
+}
+
+// export/users/<user>/: a PEFT adapter per user; with a random base (tests, demos) the base goes
+// to export/base/, since no other copy of it exists.
+void DpoStage::export_adapters() const {
+  const std::string base_name = r_.model.init == ModelInit::kPretrained
+                                    ? fs::absolute(r_.model.path).string()
+                                    : (run_dir_ / "export" / "base").string();
+  const bool fan_in_fan_out = model_->linear_layout() == WeightLayout::kConv1D;
+  write_dir_atomic(run_dir_ / "export", [&](const fs::path& tmp) {
+    for (const auto& user : users_)
+      save_user_peft_adapter(tmp / "users" / user, *bank_, user, lora_, base_name, fan_in_fan_out);
+    if (r_.model.init == ModelInit::kRandom) {
+      save_pretrained(tmp / "base", *model_);
+      save_tokenizer_files(r_.tokenizer, tmp / "base");
+    }
+    write_file_atomic(tmp / "users.json", nlohmann::json(users_).dump(2) + "\n");
+  });
+}
+
+void DpoStage::finish() {
+  if (last_checkpoint_step_ != step_) save_checkpoint();
+  // Evaluation splits its work over the ranks; the export is rank 0's alone while the others
+  // wait: no collective timeout until finish() returns.
+  const dist::UnboundedWait long_phase;
+  const nlohmann::json margins = evaluate_margins(/*final=*/true);
+  const nlohmann::json wins = evaluate_win_rates();
+  if (rank0_) {
+    if (r_.export_.enabled) export_adapters();
+    nlohmann::json summary = {{"stage", "dpo"},
+                              {"seed", r_.seed},
+                              {"users", users_},
+                              {"steps", step_},
+                              {"pairs_per_user", r_.train.pairs_per_user},
+                              {"world_size", comm_.world_size()},
+                              {"eval", margins},
+                              {"wall_seconds", steady_clock_seconds() - start_time_}};
+    nlohmann::json train_pairs, eval_pairs;
+    for (size_t u = 0; u < users_.size(); ++u) {
+      train_pairs[users_[u]] = train_of_[u].size();
+      eval_pairs[users_[u]] = eval_of_[u].size();
+    }
+    summary["train_pairs"] = train_pairs;
+    summary["eval_pairs"] = eval_pairs;
+    if (wins.contains("win_rate")) summary["win_rate"] = wins["win_rate"];
+    if (wins.contains("cross_user")) summary["cross_user"] = wins["cross_user"];
+    write_file_atomic(run_dir_ / "summary.json", summary.dump(2) + "\n");
+  }
+  comm_.barrier();
+  if (!rank0_) return;
+  std::cout << "run directory: " << run_dir_.string() << "\n"
+            << "  metrics:     " << (run_dir_ / "metrics.jsonl").string() << "\n"
+            << "  summary:     " << (run_dir_ / "summary.json").string() << "\n"
+            << "  checkpoint:  " << latest_checkpoint(run_dir_)->string() << "\n";
+  if (r_.export_.enabled) {
+    const fs::path base =
+        r_.model.init == ModelInit::kPretrained ? r_.model.path : run_dir_ / "export" / "base";
+    std::cout << "  adapters:    " << (run_dir_ / "export" / "users").string() << "/<user> (PEFT)\n"
+              << "score one:    ./build/tailor score --model " << base.string() << " --adapter "
+              << (run_dir_ / "export" / "users" / users_.front()).string() << " --input "
+              << (run_dir_ / "eval_pairs.jsonl").string() << "\n";
+  }
+}
+
+}  // namespace
+
+int run_dpo_stage(const DpoRecipe& recipe) {
+  return run_dpo_stage(recipe, dist::world());
+}
+
+int run_dpo_stage(const DpoRecipe& recipe, dist::Communicator& comm) {
+  DpoStage stage(recipe, comm);
+  stage.setup();
+  stage.resume();
+  stage.train();
+  stage.finish();
+  return 0;
+}
+
+}  // namespace tailor

@@ -1,0 +1,102 @@
+#include "trainer/stages/dpo/preference_sources.h"
+
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "trainer/stages/prompt_format.h"
+
+namespace tailor {
+namespace fs = std::filesystem;
+
+std::vector<std::string> read_prompts_jsonl(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw Error("dpo", file.string() + ": cannot open the prompts file");
+  std::vector<std::string> prompts;
+  std::string text;
+  for (int64_t line = 1; std::getline(in, text); ++line) {
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = file.string() + ":" + std::to_string(line);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error("dpo", where + ": invalid JSON: " + e.what());
+    }
+    if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
+      throw Error("dpo", where + ": expected {\"prompt\": \"...\"}");
+    if (j["prompt"].get<std::string>().empty()) throw Error("dpo", where + ": empty \"prompt\"");
+    prompts.push_back(j["prompt"].get<std::string>());
+  }
+  if (prompts.empty()) throw Error("dpo", file.string() + ": no prompts");
+  return prompts;
+}
+
+std::vector<TextPair> pick_pairs(const std::string& user, const judges::OracleWeights& weights,
+                                 const std::string& prompt,
+                                 const std::vector<std::string>& all_samples, int64_t max_pairs) {
+  std::vector<std::string> samples;
+  for (const auto& s : all_samples)
+    if (!s.empty()) samples.push_back(s);
+  const size_t K = samples.size();
+  std::vector<int64_t> score(K, 0);
+  for (size_t i = 0; i < K; ++i)
+    for (size_t j = i + 1; j < K; ++j) {
+      const int vote = judges::mixture_prefers(weights, prompt, samples[i], samples[j]);
+      score[i] += vote;
+      score[j] -= vote;
+    }
+  std::vector<size_t> order(K);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return score[a] > score[b]; });
+  std::vector<TextPair> pairs;
+  for (size_t k = 0; k < K / 2 && static_cast<int64_t>(pairs.size()) < max_pairs; ++k) {
+    const std::string& best = samples[order[k]];
+    const std::string& worst = samples[order[K - 1 - k]];
+    if (judges::mixture_prefers(weights, prompt, best, worst) > 0)
+      pairs.push_back({user, prompt, best, worst});
+  }
+  return pairs;
+}
+
+std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer& tokenizer,
+                                            PromptTemplate prompt_template,
+                                            const std::vector<std::string>& prompts,
+                                            GenerationConfig config, int64_t count,
+                                            int64_t first_prompt_index, int64_t batch_prompts) {
+  config.num_return_sequences = count;
+  config.eos_token_id = tokenizer.eos_id();
+  std::vector<std::string> out;
+  out.reserve(prompts.size() * static_cast<size_t>(count));
+  for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(batch_prompts)) {
+    const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_prompts));
+    std::vector<std::vector<int32_t>> ids;
+    for (size_t i = start; i < end; ++i)
+      ids.push_back(encode_prompt(tokenizer, prompt_template, prompts[i]));
+    config.first_prompt_index = first_prompt_index + static_cast<int64_t>(start);
+    for (auto& seq : generate(model, ids, config)) {
+      if (seq.finish_reason == FinishReason::kEos && !seq.ids.empty()) seq.ids.pop_back();
+      out.push_back(tokenizer.decode(seq.ids, /*skip_special_tokens=*/true));
+    }
+  }
+  return out;
+}
+
+void write_pairs_jsonl(const fs::path& file, const std::vector<TextPair>& pairs) {
+  std::string text;
+  for (const auto& p : pairs)
+    text += nlohmann::json({{"user", p.user},
+                            {"prompt", p.prompt},
+                            {"chosen", p.chosen},
+                            {"rejected", p.rejected}})
+                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+            "\n";
+  write_file_atomic(file, text);
+}
+
+}  // namespace tailor

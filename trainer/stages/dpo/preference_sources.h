@@ -1,0 +1,51 @@
+// Where per-user DPO pairs come from when no one labelled them: the base samples several answers
+// to each prompt and every simulated user (a weighted mixture of heuristic oracles) picks pairs
+// among them. The pairs are plain text, written as the {user, prompt, chosen, rejected} JSONL the
+// stage reads anyway (data/preferences/user_pairs.h), so both data sources train the same way.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "models/core/causal_lm.h"
+#include "models/generation/generate.h"
+#include "models/tokenizer/tokenizer.h"
+#include "trainer/judges/oracles.h"
+#include "trainer/recipe/recipe.h"
+
+namespace tailor {
+
+struct TextPair {
+  std::string user, prompt, chosen, rejected;
+};
+
+// The "prompt" field of every line of a JSONL file (other fields are ignored). Errors name the
+// file and line: not a JSON object, no string "prompt", an empty prompt, no lines at all.
+std::vector<std::string> read_prompts_jsonl(const std::filesystem::path& file);
+
+// The pairs one user takes from one prompt's samples: the samples ranked by the user's votes
+// (Copeland: +1 for every sample it is preferred to, -1 for every one preferred to it; ties in
+// rank keep the sample order), then best vs worst, second best vs second worst, ... up to
+// max_pairs, keeping a pair only when the user strictly prefers the first. Empty samples (EOS
+// first) take no part: a pair needs two responses.
+std::vector<TextPair> pick_pairs(const std::string& user, const judges::OracleWeights& weights,
+                                 const std::string& prompt, const std::vector<std::string>& samples,
+                                 int64_t max_pairs);
+
+// The text of `count` samples for each prompt (prompt-major: entry i * count + r), decoded
+// without the closing EOS. Prompts are encoded as training encodes them (encode_prompt) and
+// generated in batches of `batch_prompts`; sample r of prompt i draws from the random stream of
+// (config.seed, first_prompt_index + i, r) (models/generation/generate.h), so a caller that
+// splits its prompts over ranks gets the same samples as one process.
+std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer& tokenizer,
+                                            PromptTemplate prompt_template,
+                                            const std::vector<std::string>& prompts,
+                                            GenerationConfig config, int64_t count,
+                                            int64_t first_prompt_index, int64_t batch_prompts = 8);
+
+// JSONL lines {"user", "prompt", "chosen", "rejected"}, written atomically.
+void write_pairs_jsonl(const std::filesystem::path& file, const std::vector<TextPair>& pairs);
+
+}  // namespace tailor
