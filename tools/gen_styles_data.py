@@ -5,7 +5,7 @@ DPO demo (recipes/dpo_demo_*.yaml, docs/results.md).
 A base model for per-user DPO must *sample varied styles*, so that users with different tastes
 find answers they like among its samples. Every prompt here asks about an animal, and its answers
 come in independently drawn styles:
-  length       word (one word), short (one sentence), long (four or five sentences), list
+  length       word (one word), short (one sentence), long (two to six sentences), list
   case         normal, lowercase, UPPERCASE, Title Case
   punctuation  kept, or stripped
 so a model trained on them with SFT answers the same prompt in any of these styles.
@@ -77,21 +77,24 @@ def facts(animal):
 
 
 def answer(rng, animal):
-    length = rng.choices(["word", "short", "long", "list"], weights=[2, 3, 3, 2])[0]
-    case = rng.choices(["normal", "lower", "upper", "title"], weights=[55, 15, 15, 15])[0]
+    # The extremes a user may want (one word, all lowercase, all capitals) are rare, so that a
+    # model that learned to prefer them beats most of the base's samples instead of tying them.
+    length = rng.choices(["word", "short", "long", "list"], weights=[1, 3, 4, 2])[0]
+    case = rng.choices(["normal", "lower", "upper", "title"], weights=[60, 10, 10, 20])[0]
     strip = rng.random() < 0.25
     f = facts(animal)
+    extra = [f[4], "They are interesting to watch."]
     if length == "word":
         text = animal[4].capitalize() + "."
     elif length == "short":
         text = rng.choice(f[:4])
     elif length == "long":
-        body = f[:4]
-        rng.shuffle(body)
-        text = " ".join(body + [f[4], "They are interesting to watch."])
+        # Two to six sentences: longer answers exist for a user who wants them.
+        body = rng.sample(f[:4], 4) + extra
+        text = " ".join(body[: rng.randint(2, 6)])
     else:
         items = rng.sample(f[:4], 3)
-        text = "".join("\n- " + s[0].lower() + s[1:].rstrip(".") for s in items)
+        text = "".join("\n- " + s.rstrip(".") for s in items)
     if strip:
         text = "".join(c for c in text if c not in ".,!?;:")
     if case == "lower":
