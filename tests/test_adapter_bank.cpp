@@ -103,7 +103,9 @@ TEST_P(AdapterBankTest, EachRowGoesThroughItsOwnUsersAdapterAndRowMinusOneThroug
                                     : single_adapter_model(f, bank, users[row])->forward(one);
     EXPECT_LT(relative(logits.narrow(0, row, 1), expected), 1e-12);
     // ... and the adapters matter: the base alone differs for adapter rows.
-    if (!users[row].empty()) EXPECT_GT(relative(base->forward(one), expected), 1e-3);
+    if (!users[row].empty()) {
+      EXPECT_GT(relative(base->forward(one), expected), 1e-3);
+    }
   }
 }
 
@@ -147,7 +149,9 @@ TEST_P(AdapterBankTest, EachUsersGradientIsItsSingleAdapterGradientOverItsRows) 
   }
   // The base stays frozen.
   for (const auto& item : bank_params)
-    if (!is_adapter_bank_parameter(item.key())) EXPECT_FALSE(item.value().requires_grad());
+    if (!is_adapter_bank_parameter(item.key())) {
+      EXPECT_FALSE(item.value().requires_grad());
+    }
 }
 
 TEST_P(AdapterBankTest, NoRouteAdaptersOffAndAFreshBankAreAllTheBase) {

@@ -43,7 +43,8 @@ data::UserPairs random_pairs(const std::vector<std::string>& users, int64_t step
   std::vector<data::UserPair> pairs;
   for (int64_t i = 0; i < steps * 2; ++i)
     for (size_t u = 0; u < users.size(); ++u)
-      pairs.push_back({users[u], ids(3 + (i + u) % 2), ids(2 + (i % 3)), ids(2 + (u % 3))});
+      pairs.push_back(
+          {users[u], ids(3 + (i + u) % 2), ids(2 + (i % 3)), ids(2 + (u % 3)), "", "", ""});
   return data::UserPairs(std::move(pairs));
 }
 

@@ -56,7 +56,8 @@ nlohmann::json bench_dpo_users(const DpoUsersBench& o) {
   std::vector<data::UserPair> list;
   for (int64_t i = 0; i < o.steps * o.pairs_per_user; ++i)
     for (const auto& name : names)
-      list.push_back({name, ids(o.prompt_tokens), ids(o.response_tokens), ids(o.response_tokens)});
+      list.push_back(
+          {name, ids(o.prompt_tokens), ids(o.response_tokens), ids(o.response_tokens), "", "", ""});
   const data::UserPairs pairs(std::move(list));
   // pair index of (step s, pair i of that step, user u)
   const auto index = [&](int64_t s, int64_t i, int64_t u) {

@@ -373,7 +373,7 @@ std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, Problem
         std::vector<std::string> items;
         for (const auto& item : node) {
           if (!item.IsScalar()) {
-            *problem = {mismatch + " with an element that is " + describe(item)};
+            *problem = Problem{mismatch + " with an element that is " + describe(item), "", 0};
             return std::nullopt;
           }
           items.push_back(item.Scalar());
@@ -387,7 +387,7 @@ std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, Problem
         for (const auto& item : node) {
           double v;
           if (!parse_float(item, &v)) {
-            *problem = {mismatch + " with an element that is " + describe(item)};
+            *problem = Problem{mismatch + " with an element that is " + describe(item), "", 0};
             return std::nullopt;
           }
           items.push_back(v);
@@ -404,11 +404,11 @@ std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, Problem
       break;
   }
   if (!value) {
-    *problem = {mismatch};
+    *problem = Problem{mismatch, "", 0};
     return std::nullopt;
   }
   if (auto bad = check_value(key, *value)) {
-    *problem = {*bad};
+    *problem = Problem{*bad, "", 0};
     return std::nullopt;
   }
   return value;
