@@ -44,6 +44,16 @@ inline std::vector<nlohmann::json> dpo_user_pairs(int per_user) {
   return lines;
 }
 
+// Every non-empty line of a JSONL file, parsed.
+inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& file) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(file);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
 // Writes the lines whose user is in `users` (all when empty).
 inline void write_user_pairs(const std::filesystem::path& file,
                              const std::vector<nlohmann::json>& lines,

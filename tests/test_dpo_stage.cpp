@@ -34,6 +34,7 @@ namespace fs = std::filesystem;
 using testing::dpo_test_recipe;
 using testing::dpo_user_pairs;
 using testing::exported_adapter;
+using testing::read_jsonl;
 using testing::write_user_pairs;
 
 const std::vector<std::string> kUsers = {"alice", "bob", "carol", "dave"};
@@ -49,15 +50,6 @@ fs::path temp_dir(const std::string& name) {
 int run(const DpoRecipe& recipe) {
   auto comm = dist::make_single_process_communicator();
   return run_dpo_stage(recipe, *comm);
-}
-
-std::vector<nlohmann::json> read_jsonl(const fs::path& file) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
 }
 
 // One shared four-user run (several tests read it).

@@ -22,15 +22,6 @@ using namespace tailor::testing;
 
 namespace {
 
-std::vector<nlohmann::json> read_jsonl(const fs::path& file) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
 TEST(DpoDist, MatchesOneProcessOnTheSameGlobalSteps) {
   auto& comm = dist::world();
   const fs::path dir = shared_temp_dir("dpo");

@@ -24,12 +24,6 @@ namespace {
 // Enum names of the sft-only keys; shared ones are in trainer/recipe/recipe_sections.h.
 const std::vector<std::pair<std::string, DataFormat>> kDataFormats = {
     {"text", DataFormat::kText}, {"prompt_response", DataFormat::kPromptResponse}};
-const std::vector<std::pair<std::string, PromptTemplate>> kPromptTemplates = {
-    {"plain", PromptTemplate::kPlain}, {"mistral_instruct", PromptTemplate::kMistralInstruct}};
-const std::vector<std::pair<std::string, Precision>> kPrecisions = {
-    {"fp32", Precision::kFp32},
-    {"bf16_autocast", Precision::kBf16Autocast},
-    {"bf16", Precision::kBf16}};
 
 template <class E>
 const std::string& name_of(const std::vector<std::pair<std::string, E>>& table, E value) {
@@ -67,7 +61,8 @@ Schema<SftRecipe> build_sft_schema() {
       .doc("text: loss on all tokens of {text}; prompt_response: loss on {response} tokens only")
       .default_value(DataFormat::kText);
   s.choice(
-       "data.template", [](auto& r) -> auto& { return r.data.prompt_template; }, kPromptTemplates)
+       "data.template", [](auto& r) -> auto& { return r.data.prompt_template; },
+       prompt_template_names())
       .doc(
           "plain: text as written (BOS first when the tokenizer adds one); mistral_instruct: "
           "<s>[INST] prompt [/INST] response</s>, Mistral-7B-Instruct's chat format")
@@ -102,7 +97,7 @@ Schema<SftRecipe> build_sft_schema() {
           "world size that divides it")
       .default_value(0)
       .at_least(0);
-  s.choice(TAILOR_MEMBER(train.precision), kPrecisions)
+  s.choice(TAILOR_MEMBER(train.precision), precision_names())
       .doc("fp32 | bf16_autocast (fp32 weights) | bf16 (bf16 weights, fp32 master copies)")
       .default_value(Precision::kFp32);
   s.key(TAILOR_MEMBER(train.log_every))
@@ -290,10 +285,10 @@ const std::string& to_string(DataFormat v) {
   return name_of(kDataFormats, v);
 }
 const std::string& to_string(PromptTemplate v) {
-  return name_of(kPromptTemplates, v);
+  return name_of(prompt_template_names(), v);
 }
 const std::string& to_string(Precision v) {
-  return name_of(kPrecisions, v);
+  return name_of(precision_names(), v);
 }
 
 const Schema<SftRecipe>& sft_recipe_schema() {

@@ -27,6 +27,18 @@ inline const std::vector<std::pair<std::string, ScheduleType>>& schedule_type_na
       {"constant", ScheduleType::kConstant}};
   return table;
 }
+inline const std::vector<std::pair<std::string, Precision>>& precision_names() {
+  static const std::vector<std::pair<std::string, Precision>> table = {
+      {"fp32", Precision::kFp32},
+      {"bf16_autocast", Precision::kBf16Autocast},
+      {"bf16", Precision::kBf16}};
+  return table;
+}
+inline const std::vector<std::pair<std::string, PromptTemplate>>& prompt_template_names() {
+  static const std::vector<std::pair<std::string, PromptTemplate>> table = {
+      {"plain", PromptTemplate::kPlain}, {"mistral_instruct", PromptTemplate::kMistralInstruct}};
+  return table;
+}
 // Model presets of models/registry.h (GPT-2: gpt2-tiny ... gpt2-xl; Mistral: mistral-tiny,
 // mistral-7b); the numbers live with the model builders.
 inline const std::vector<std::string>& model_preset_names() {

@@ -13,13 +13,6 @@ namespace {
 
 using Names = std::vector<std::string>;
 
-const std::vector<std::pair<std::string, Precision>> kPrecisions = {
-    {"fp32", Precision::kFp32},
-    {"bf16_autocast", Precision::kBf16Autocast},
-    {"bf16", Precision::kBf16}};
-const std::vector<std::pair<std::string, PromptTemplate>> kPromptTemplates = {
-    {"plain", PromptTemplate::kPlain}, {"mistral_instruct", PromptTemplate::kMistralInstruct}};
-
 Schema<DpoRecipe> build_dpo_schema() {
   Schema<DpoRecipe> s;
   s.choice(TAILOR_MEMBER(stage), Names{"dpo"})
@@ -52,7 +45,8 @@ Schema<DpoRecipe> build_dpo_schema() {
       .default_value(std::string("pairs"));
   s.key(TAILOR_MEMBER(data.path)).doc("the pairs or prompts JSONL").required();
   s.choice(
-       "data.template", [](auto& r) -> auto& { return r.data.prompt_template; }, kPromptTemplates)
+       "data.template", [](auto& r) -> auto& { return r.data.prompt_template; },
+       prompt_template_names())
       .doc("how a prompt becomes model input: plain (as written) or mistral_instruct ([INST] ...)")
       .default_value(PromptTemplate::kPlain);
   s.key(TAILOR_MEMBER(data.max_length))
@@ -135,7 +129,7 @@ Schema<DpoRecipe> build_dpo_schema() {
           "passes); 0 = all of a rank's pairs in one pass")
       .default_value(0)
       .at_least(0);
-  s.choice(TAILOR_MEMBER(train.precision), kPrecisions)
+  s.choice(TAILOR_MEMBER(train.precision), precision_names())
       .doc(
           "fp32 | bf16_autocast (fp32 weights, bf16 matmuls) | bf16 (bf16 weights, fp32 master "
           "copies of the adapters in the optimizer); log-probs and losses in fp32/fp64")

@@ -39,6 +39,7 @@
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/run/checkpoint.h"
+#include "trainer/run/fault_injection.h"
 #include "trainer/run/metrics.h"
 #include "trainer/run/model_checkpoint.h"
 #include "trainer/run/model_setup.h"
@@ -85,16 +86,6 @@ uint64_t split_seed(const DpoRecipe& r) {
 int64_t held_out_count(double fraction, int64_t n) {
   if (fraction <= 0 || n < 2) return 0;
   return std::clamp<int64_t>(std::llround(fraction * static_cast<double>(n)), 1, n - 1);
-}
-
-// Testing aid, as the SFT stage's: TAILOR_FAULT_RANK=R TAILOR_FAULT_STEP=S makes rank R throw
-// when it starts step S (the resume tests interrupt a run this way).
-void maybe_inject_fault(int rank, int64_t step) {
-  const char* fault_rank = std::getenv("TAILOR_FAULT_RANK");
-  const char* fault_step = std::getenv("TAILOR_FAULT_STEP");
-  if (fault_rank && fault_step && std::atoi(fault_rank) == rank && std::atoll(fault_step) == step)
-    throw Error("fault", "injected fault at step " + std::to_string(step) + " on rank " +
-                             std::to_string(rank));
 }
 
 class DpoStage {

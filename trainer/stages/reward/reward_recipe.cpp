@@ -14,10 +14,6 @@ namespace {
 using Names = std::vector<std::string>;
 
 // The names SFT's train.precision uses (trainer/recipe/recipe.cpp).
-const std::vector<std::pair<std::string, Precision>> kPrecisions = {
-    {"fp32", Precision::kFp32},
-    {"bf16_autocast", Precision::kBf16Autocast},
-    {"bf16", Precision::kBf16}};
 
 Schema<RewardRecipe> build_reward_schema() {
   Schema<RewardRecipe> s;
@@ -152,7 +148,7 @@ Schema<RewardRecipe> build_reward_schema() {
           "step's loss and gradient are those of one batch of batch_size x grad_accum pairs")
       .default_value(1)
       .at_least(1);
-  s.choice(TAILOR_MEMBER(train.precision), kPrecisions)
+  s.choice(TAILOR_MEMBER(train.precision), precision_names())
       .doc(
           "fp32 | bf16_autocast (fp32 weights, bf16 matmuls) | bf16 (bf16 weights, fp32 master "
           "copies in the optimizer); losses are computed in fp32")

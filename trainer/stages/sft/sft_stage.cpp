@@ -37,6 +37,7 @@
 #include "trainer/optim/grad_clip.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/run/checkpoint.h"
+#include "trainer/run/fault_injection.h"
 #include "trainer/run/metrics.h"
 #include "trainer/run/model_checkpoint.h"
 #include "trainer/run/model_setup.h"
@@ -50,17 +51,6 @@ namespace tailor {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Testing aid for the fault-tolerance tests: TAILOR_FAULT_RANK=R TAILOR_FAULT_STEP=S makes rank
-// R throw when it starts step S.
-void maybe_inject_fault(int rank, int64_t step) {
-  const char* fault_rank = std::getenv("TAILOR_FAULT_RANK");
-  const char* fault_step = std::getenv("TAILOR_FAULT_STEP");
-  if (!fault_rank || !fault_step) return;
-  if (std::atoi(fault_rank) == rank && std::atoll(fault_step) == step)
-    throw Error("fault", "injected fault at step " + std::to_string(step) + " on rank " +
-                             std::to_string(rank));
-}
 
 class SftStage {
  public:
