@@ -21,16 +21,20 @@
 namespace tailor {
 namespace {
 
-CausalLM tiny_gpt2(at::ScalarType dtype = at::kFloat) {
-  nlohmann::json config = preset_config("gpt2-tiny");
-  for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop"})
-    config[key] = 0.0;
-  config["n_layer"] = 2;
+CausalLM tiny_model(const std::string& preset, at::ScalarType dtype = at::kFloat) {
+  nlohmann::json config = preset_config(preset);
+  for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"})
+    if (config.contains(key)) config[key] = 0.0;
+  config[config.contains("n_layer") ? "n_layer" : "num_hidden_layers"] = 2;
   torch::manual_seed(21);
   CausalLM model = causal_lm_from_config(config, "test", /*init_weights=*/true);
   model->to(dtype);
   model->train();
   return model;
+}
+
+CausalLM tiny_gpt2(at::ScalarType dtype = at::kFloat) {
+  return tiny_model("gpt2-tiny", dtype);
 }
 
 // Users' pairs with random ids; every user has 2 pairs per step for `steps` steps.
@@ -49,10 +53,14 @@ data::UserPairs random_pairs(const std::vector<std::string>& users, int64_t step
 }
 
 // Trains both ways for 3 steps; returns the worst relative difference over every user's factors.
-double four_users_vs_single_runs(at::ScalarType dtype, double adam_eps) {
+// `targets`: the LoRA targets (Mistral's lm_head puts an adapter on the vocabulary projection,
+// which the multi-user step runs in chunks of positions, each routed to its row's user).
+double four_users_vs_single_runs(at::ScalarType dtype, double adam_eps,
+                                 const std::string& preset = "gpt2-tiny",
+                                 const std::vector<std::string>& targets = {"c_attn", "c_fc"}) {
   const std::vector<std::string> users = {"alice", "bob", "carol", "dave"};
   const int64_t steps = 3;
-  const LoraConfig lora{4, 8.0, 0.0, false, {"c_attn", "c_fc"}};
+  const LoraConfig lora{4, 8.0, 0.0, false, targets};
   const DpoStepConfig config{{DpoLossType::kSigmoid, 0.5, 0.0}, 0.2};
   const double lr = 2e-2, clip = 0.05;
   const AdamWConfig adam{0.9, 0.999, adam_eps, 0.01};
@@ -62,7 +70,7 @@ double four_users_vs_single_runs(at::ScalarType dtype, double adam_eps) {
   collate.append_eos = true;
   collate.pad_to_max_length = true;  // one sequence length in both computations
 
-  CausalLM multi = tiny_gpt2(dtype);
+  CausalLM multi = tiny_model(preset, dtype);
   AdapterBank bank(*multi, lora, users);
   const data::UserPairs pairs = random_pairs(users, steps, multi->vocab_size());
   AdamW multi_opt(adam);
@@ -74,7 +82,7 @@ double four_users_vs_single_runs(at::ScalarType dtype, double adam_eps) {
   std::vector<CausalLM> singles;
   std::vector<std::unique_ptr<AdamW>> single_opts;
   for (const auto& user : users) {
-    CausalLM model = tiny_gpt2(dtype);
+    CausalLM model = tiny_model(preset, dtype);
     apply_lora(*model, lora);
     const TensorMap start = bank.user_adapter(user);
     auto opt = std::make_unique<AdamW>(adam);
@@ -169,6 +177,16 @@ TEST(DpoStep, FourUsersInOnePassEqualFourSingleUserRunsFloat32) {
   const double worst = four_users_vs_single_runs(at::kFloat, 1e-5);
   std::cout << "[dpo] float32: worst relative difference " << worst << "\n";
   EXPECT_LT(worst, 1e-5);
+}
+
+// Mistral with an adapter on lm_head too: the policy's vocabulary projection runs per chunk of
+// response positions with each position routed to its row's adapter, and its gradient is
+// recomputed chunk by chunk; the single runs take plain autograd through full [B, T, V] logits.
+TEST(DpoStep, MistralWithLmHeadAdaptersEqualsSingleUserRunsFloat64) {
+  const double worst = four_users_vs_single_runs(at::kDouble, 1e-8, "mistral-tiny",
+                                                 {"q_proj", "v_proj", "down_proj", "lm_head"});
+  std::cout << "[dpo] mistral + lm_head, float64: worst relative difference " << worst << "\n";
+  EXPECT_LT(worst, 1e-10);
 }
 
 TEST(DpoStep, StatisticsUseTrlsDefinitionsPerUser) {

@@ -83,6 +83,10 @@ void AdapterBank::clear_route() {
   routing_->every_row = -1;
 }
 
+at::Tensor AdapterBank::routed_rows() const {
+  return routing_->rows;
+}
+
 TensorMap AdapterBank::user_adapter(const std::string& name) const {
   const int64_t u = index_of(name);
   TensorMap out;

@@ -52,6 +52,9 @@ class AdapterBank {
   // to generate with it; a route() or clear_route() ends it.
   void route_all(const std::string& name);
   void clear_route();  // every row through the base alone
+  // The per-row adapter indices of the last route()/route_indices() (undefined after
+  // route_all or clear_route).
+  at::Tensor routed_rows() const;
 
   // User `name`'s adapter as PEFT names it: "<module path>.lora_A.weight" [r, in] and
   // ".lora_B.weight" [out, r] (copies, detached).

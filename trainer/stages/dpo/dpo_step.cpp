@@ -1,5 +1,6 @@
 #include "trainer/stages/dpo/dpo_step.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -10,28 +11,118 @@
 
 namespace tailor {
 
+namespace {
+
+// The positions DPO scores: (row r, position t) with labels[r, t + 1] != -100, i.e. the hidden
+// state at t predicts a response token (or the closing EOS). Prompt and padding positions never
+// reach the vocabulary projection.
+struct ScoredPositions {
+  at::Tensor row;     // [M] int64: the batch row of each position
+  at::Tensor flat;    // [M] int64: r * T + t, an index into hidden.reshape({R * T, C})
+  at::Tensor target;  // [M] int64: the token whose log-probability is taken
+};
+
+ScoredPositions scored_positions(const at::Tensor& labels) {
+  const int64_t T = labels.size(1);
+  const at::Tensor next = labels.slice(1, 1);  // [R, T-1]
+  const at::Tensor where = next.ne(-100).nonzero();
+  ScoredPositions p;
+  p.row = where.select(1, 0).contiguous();
+  const at::Tensor t = where.select(1, 1);
+  p.flat = p.row * T + t;
+  p.target = next.reshape({-1}).index_select(0, p.row * (T - 1) + t);
+  return p;
+}
+
+// The vocabulary projection holds V floats per position (GPT-2: 200 KB), so it runs on this many
+// positions at a time: the chunk's logits stay in cache instead of a [R, T, V] tensor going
+// through memory several times. ~16 MiB of float32 logits per chunk.
+int64_t positions_per_chunk(int64_t vocab) {
+  return std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(vocab, 1));
+}
+
+// log p(target | hidden) of positions [start, start + m): the chunk goes through lm_logits as m
+// rows of length 1, each routed to its own row's adapter when the output layer has one (Mistral
+// with lm_head among the LoRA targets).
+at::Tensor chunk_log_probs(CausalLMImpl& model, AdapterBank& bank, const at::Tensor& hidden,
+                           const ScoredPositions& p, const at::Tensor* row_adapters, int64_t start,
+                           int64_t m) {
+  if (row_adapters) bank.route_indices(row_adapters->index_select(0, p.row.narrow(0, start, m)));
+  const at::Tensor logits = model.lm_logits(hidden.unsqueeze(1)).squeeze(1);  // [m, V]
+  const at::Tensor compute = logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat);
+  const at::Tensor target = p.target.narrow(0, start, m).unsqueeze(1);
+  return at::log_softmax(compute, -1).gather(1, target).squeeze(1);  // [m]
+}
+
+// Per row, the summed log-probability of its scored positions: [R]. No graph is kept.
+at::Tensor summed_log_probs(CausalLMImpl& model, AdapterBank& bank, const at::Tensor& selected,
+                            const ScoredPositions& p, const at::Tensor* row_adapters,
+                            int64_t rows) {
+  torch::NoGradGuard no_grad;
+  const int64_t M = selected.size(0), chunk = positions_per_chunk(model.vocab_size());
+  at::Tensor sums = at::zeros(
+      {rows},
+      selected.options().dtype(selected.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
+  for (int64_t s = 0; s < M; s += chunk) {
+    const int64_t m = std::min(chunk, M - s);
+    sums.index_add_(0, p.row.narrow(0, s, m),
+                    chunk_log_probs(model, bank, selected.narrow(0, s, m), p, row_adapters, s, m));
+  }
+  return sums;
+}
+
+// The gradient of sum_r g[r] * (row r's summed log-probability) with respect to `selected`,
+// chunk by chunk, recomputing each chunk's logits (one extra vocabulary projection instead of
+// keeping every chunk's softmax for backward). Trainable parameters of the output layer, if any,
+// get their gradients on the way.
+at::Tensor log_prob_gradient(CausalLMImpl& model, AdapterBank& bank, const at::Tensor& selected,
+                             const ScoredPositions& p, const at::Tensor* row_adapters,
+                             const at::Tensor& g) {
+  const int64_t M = selected.size(0), chunk = positions_per_chunk(model.vocab_size());
+  at::Tensor grad = at::empty_like(selected);
+  for (int64_t s = 0; s < M; s += chunk) {
+    const int64_t m = std::min(chunk, M - s);
+    const at::Tensor h = selected.narrow(0, s, m).detach().requires_grad_(true);
+    const at::Tensor lp = chunk_log_probs(model, bank, h, p, row_adapters, s, m);
+    (lp * g.index_select(0, p.row.narrow(0, s, m)).to(lp.scalar_type())).sum().backward();
+    grad.narrow(0, s, m).copy_(h.grad());
+  }
+  return grad;
+}
+
+}  // namespace
+
 std::map<std::string, DpoUserStats> dpo_forward_backward(
     CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
     const DpoStepConfig& config, const at::Device& device,
     const std::map<std::string, double>* pair_weights) {
-  const int64_t B = batch.pairs();
+  const int64_t B = batch.pairs(), R = 2 * B;
   const at::Tensor ids = batch.rows.input_ids.to(device);
   const at::Tensor mask = batch.rows.attention_mask.to(device);
   const at::Tensor labels = batch.rows.labels.to(device);
+  const ScoredPositions p = scored_positions(labels);
+  const at::Tensor counts = labels.slice(1, 1).ne(-100).sum(1);  // scored tokens per row
+  const auto select = [&](const at::Tensor& hidden) {
+    return hidden.reshape({-1, hidden.size(-1)}).index_select(0, p.flat);  // [M, C]
+  };
   // Reference: the base alone (every row routed to -1), no graph.
   at::Tensor reference;
   {
     torch::NoGradGuard no_grad;
     bank.clear_route();
-    reference = response_logps(model.forward(ids, mask), labels);
+    reference =
+        summed_log_probs(model, bank, select(model.hidden_states(ids, mask)), p, nullptr, R);
   }
-  // Policy: row b and row B + b through the adapter of pair b's user.
+  // Policy: row b and row B + b through the adapter of pair b's user. The blocks run with the
+  // graph; the vocabulary projection runs in chunks without it (summed_log_probs), and its
+  // gradient is taken chunk by chunk once the loss has given d loss / d log-prob of every row.
   std::vector<std::string> row_users(batch.users);
   row_users.insert(row_users.end(), batch.users.begin(), batch.users.end());
   bank.route(row_users, device);
-  at::Tensor counts;
-  const at::Tensor policy = response_logps(model.forward(ids, mask), labels, &counts);
-  bank.clear_route();
+  const at::Tensor row_adapters = bank.routed_rows();
+  const at::Tensor selected = select(model.hidden_states(ids, mask));
+  const at::Tensor policy =
+      summed_log_probs(model, bank, selected.detach(), p, &row_adapters, R).requires_grad_(true);
 
   const DpoLosses d = dpo_losses(policy.narrow(0, 0, B), policy.narrow(0, B, B),
                                  reference.narrow(0, 0, B), reference.narrow(0, B, B), config.loss);
@@ -57,7 +148,9 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(
     weights.push_back(it->second);
   }
   const at::Tensor w = at::tensor(weights, at::kDouble).to(per_pair.device());
-  (per_pair * w).sum().backward();
+  (per_pair * w).sum().backward();  // d loss / d policy log-probs, into policy.grad()
+  selected.backward(log_prob_gradient(model, bank, selected, p, &row_adapters, policy.grad()));
+  bank.clear_route();
 
   // Statistics, on the host.
   const at::Tensor loss = per_pair.detach().cpu();
