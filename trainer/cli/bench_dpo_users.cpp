@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "common/device.h"
 #include "common/process_memory.h"
 #include "models/core/adapter_bank.h"
 #include "models/core/lora.h"
@@ -15,12 +16,13 @@
 namespace tailor::cli {
 namespace {
 
-CausalLM base_model(const std::string& preset) {
+CausalLM base_model(const std::string& preset, const at::Device& device = at::kCPU) {
   nlohmann::json config = preset_config(preset);
   for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"})
     if (config.contains(key)) config[key] = 0.0;
   torch::manual_seed(0);
   CausalLM model = causal_lm_from_config(config, "bench preset", /*init_weights=*/true);
+  model->to(device);
   model->train();
   return model;
 }
@@ -42,7 +44,19 @@ AdamW optimizer_for(torch::nn::Module& model) {
 
 }  // namespace
 
+void reset_peak(const at::Device& device) {
+  if (device.is_cuda())
+    reset_device_peak(device);
+  else
+    reset_peak_rss();
+}
+
+double peak_mib(const at::Device& device) {
+  return device.is_cuda() ? device_peak_allocated_mib(device) : peak_rss_mib();
+}
+
 nlohmann::json bench_dpo_users(const DpoUsersBench& o) {
+  const at::Device device = resolve_device(o.device, 0, "--device");
   // The pairs: random ids, every user o.pairs_per_user pairs per step.
   std::vector<std::string> names;
   for (int64_t u = 0; u < o.users; ++u)
@@ -72,12 +86,12 @@ nlohmann::json bench_dpo_users(const DpoUsersBench& o) {
       static_cast<double>(o.steps * o.users * o.pairs_per_user * 2 * collate.max_length);
 
   // N single-adapter runs, one after another (each holds its own copy of the base).
-  reset_peak_rss();
+  reset_peak(device);
   double single_s = 0, single_build_s = 0;
   int64_t single_base_bytes = 0, single_adapter_bytes = 0;
   for (int64_t u = 0; u < o.users; ++u) {
     const double built = now_seconds();
-    CausalLM model = base_model(o.preset);
+    CausalLM model = base_model(o.preset, device);
     AdapterBank bank(*model, lora, {names[static_cast<size_t>(u)]});
     AdamW optimizer = optimizer_for(*model);
     single_base_bytes += bytes_of(*model, false);
@@ -88,18 +102,19 @@ nlohmann::json bench_dpo_users(const DpoUsersBench& o) {
       std::vector<int64_t> mine;
       for (int64_t i = 0; i < o.pairs_per_user; ++i)
         mine.push_back(index(s, i, u));
-      dpo_forward_backward(*model, bank, pairs.collate(mine, collate), step_config, at::kCPU);
+      dpo_forward_backward(*model, bank, pairs.collate(mine, collate), step_config, device);
       optimizer.step(1e-4);
       optimizer.zero_grad();
     }
+    synchronize(device);
     single_s += now_seconds() - start;
   }
-  const double single_rss = peak_rss_mib();
+  const double single_rss = peak_mib(device);
 
   // One multi-adapter run: every step one mixed batch of all users' pairs.
-  reset_peak_rss();
+  reset_peak(device);
   const double built = now_seconds();
-  CausalLM model = base_model(o.preset);
+  CausalLM model = base_model(o.preset, device);
   AdapterBank bank(*model, lora, names);
   AdamW optimizer = optimizer_for(*model);
   const double start = now_seconds();
@@ -109,12 +124,13 @@ nlohmann::json bench_dpo_users(const DpoUsersBench& o) {
     for (int64_t i = 0; i < o.pairs_per_user; ++i)
       for (int64_t u = 0; u < o.users; ++u)
         mixed.push_back(index(s, i, u));
-    dpo_forward_backward(*model, bank, pairs.collate(mixed, collate), step_config, at::kCPU);
+    dpo_forward_backward(*model, bank, pairs.collate(mixed, collate), step_config, device);
     optimizer.step(1e-4);
     optimizer.zero_grad();
   }
+  synchronize(device);
   const double multi_s = now_seconds() - start;
-  const double multi_rss = peak_rss_mib();
+  const double multi_rss = peak_mib(device);
 
   nlohmann::json out = {{"suite", "dpo_users"},
                         {"preset", o.preset},
@@ -123,6 +139,7 @@ nlohmann::json bench_dpo_users(const DpoUsersBench& o) {
                         {"pairs_per_user_per_step", o.pairs_per_user},
                         {"sequence_tokens", collate.max_length},
                         {"threads", at::get_num_threads()},
+                        {"device", device.str()},
                         {"multi",
                          {{"seconds", multi_s},
                           {"build_seconds", multi_build_s},
@@ -140,10 +157,10 @@ nlohmann::json bench_dpo_users(const DpoUsersBench& o) {
                         {"speedup", single_s / multi_s}};
   std::printf(
       "[dpo_users] %s, %lld users, %lld steps of %lld pairs per user (%lld tokens each), "
-      "%d threads\n%-28s %10s %10s %12s %12s %16s\n",
+      "%d threads, %s\n%-28s %10s %10s %12s %12s %16s\n",
       o.preset.c_str(), (long long)o.users, (long long)o.steps, (long long)o.pairs_per_user,
-      (long long)collate.max_length, at::get_num_threads(), "run", "build s", "steps s", "tokens/s",
-      "peak MiB", "base MiB held");
+      (long long)collate.max_length, at::get_num_threads(), device.str().c_str(), "run", "build s",
+      "steps s", "tokens/s", "peak MiB", "base MiB held");
   std::printf("%-28s %10.2f %10.2f %12.1f %12.0f %16.1f\n", "one multi-adapter run", multi_build_s,
               multi_s, tokens / multi_s, multi_rss, bytes_of(*model, false) / 1048576.0);
   std::printf("%-28s %10.2f %10.2f %12.1f %12.0f %16.1f\n",

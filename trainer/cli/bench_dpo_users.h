@@ -23,10 +23,12 @@ struct DpoUsersBench {
   int64_t steps = 4;
   int64_t prompt_tokens = 16;
   int64_t response_tokens = 16;
+  std::string device = "cpu";  // cpu or cuda (CUDA builds)
 };
 
-// Prints a table and returns {multi: {...}, single: {...}} with seconds, tokens/s, peak RSS and
-// the parameter bytes each way holds.
+// Prints a table and returns {multi: {...}, single: {...}} with seconds, tokens/s, peak memory
+// (process peak RSS on the CPU, peak CUDA allocation on a GPU) and the parameter bytes each way
+// holds.
 nlohmann::json bench_dpo_users(const DpoUsersBench& options);
 
 }  // namespace tailor::cli

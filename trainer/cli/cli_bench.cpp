@@ -10,8 +10,8 @@
 //
 // Each configuration builds a randomly initialised model, runs warm-up steps, then times the
 // work on random tokens, and reports the peak memory of the configuration: resident memory
-// (VmHWM, reset between runs) on the CPU; with --device cuda (train, decode, lora7b) the work
-// runs on the GPU, step times are read after waiting for it, and the peak is the CUDA caching
+// (VmHWM, reset between runs) on the CPU; with --device cuda (train, decode, lora7b, dpo_users) the
+// work runs on the GPU, step times are read after waiting for it, and the peak is the CUDA caching
 // allocator's peak allocated bytes.
 
 #include <ATen/Parallel.h>
@@ -248,6 +248,10 @@ int bench_command(const std::vector<std::string>& args) {
   app.add_option("--dpo-preset", dpo_users.preset, "dpo_users suite: base model preset");
   app.add_option("--dpo-users", dpo_users.users, "dpo_users suite: users (one adapter each)");
   app.add_option("--dpo-steps", dpo_users.steps, "dpo_users suite: optimizer steps");
+  app.add_option("--dpo-pairs", dpo_users.pairs_per_user,
+                 "dpo_users suite: pairs per user per step");
+  app.add_option("--dpo-tokens", dpo_users.response_tokens,
+                 "dpo_users suite: tokens per response (prompts: 16)");
   int64_t zero3_layers = 4, zero3_seq = 64, zero3_steps = 3, zero3_rounds = 2;
   int zero3_prefetch = 1;
   app.add_option("--zero3-layers", zero3_layers, "zero3 suite: Mistral-7B blocks kept");
@@ -256,8 +260,9 @@ int bench_command(const std::vector<std::string>& args) {
   app.add_option("--zero3-rounds", zero3_rounds, "zero3 suite: on/off measurement pairs");
   app.add_option("--zero3-prefetch", zero3_prefetch, "zero3 suite: blocks gathered ahead");
   std::string device_name = "cpu";
-  app.add_option("--device", device_name,
-                 "cpu, or cuda (train, decode, lora7b on this process's GPU; CUDA builds)");
+  app.add_option(
+      "--device", device_name,
+      "cpu, or cuda (train, decode, lora7b, dpo_users on this process's GPU; CUDA builds)");
   if (auto code = parse_arguments(app, args)) return *code;
   for (const auto& suite : suites)
     if (suite != "train" && suite != "decode" && suite != "lora7b" && suite != "zero3" &&
@@ -335,7 +340,10 @@ int bench_command(const std::vector<std::string>& args) {
       std::cerr << r.dump() << "\n";
     }
   }
-  if (wants("dpo_users")) std::cerr << bench_dpo_users(dpo_users).dump() << "\n";
+  if (wants("dpo_users")) {
+    dpo_users.device = device_name;
+    std::cerr << bench_dpo_users(dpo_users).dump() << "\n";
+  }
   if (wants("lora7b")) {
     // The real Mistral-7B shapes; LoRA r=16 on all seven projections, bf16 weights.
     const nlohmann::json config = no_dropout(preset_config("mistral-7b"));
