@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything tailor checks on a GPU machine, in one run (docs/gpu.md):
 #   bash launch/gpu_check.sh [STAGE...]     # default: probe deps build gpu interop bench
+#                                           # (extras: dpo_users on the GPU, zero3 overlap on 16 cores)
 # Stages: probe (what the machine has), deps (launch/gpu_env.sh), build (CUDA build in
 # build-gpu/; TAILOR_GPU_TARGETS overrides the targets), unit (the CPU unit tests against this
 # LibTorch; build with TAILOR_GPU_TARGETS="tailor tailor_tests" first), gpu (ctest -L gpu and the
@@ -77,6 +78,27 @@ bench() {
   source launch/gpu_env.sh >/dev/null 2>&1
   PYTHONUNBUFFERED=1 python3 launch/bench_gpu.py --tailor "$PWD/build-gpu/tailor" --out "$LOGS/bench.json" \
     ${TAILOR_BENCH_ARGS:-}
+}
+
+# Not in the default list (run it by name when device time is left): the per-user DPO bench on the
+# GPU (one multi-adapter run vs 16 single-adapter runs, issue 11) and the ZeRO-3 overlap bench on
+# this machine's 16 host cores, where the communication thread has a core of its own (issue 10:
+# on the 2-core CPU VM both ranks' compute already fills the cores).
+extras() {
+  source launch/gpu_env.sh >/dev/null 2>&1
+  local rc=0
+  build-gpu/tailor bench --suite dpo_users --device cuda --dpo-preset gpt2 --dpo-users 16 \
+    --dpo-steps 4 --dpo-pairs 4 --dpo-tokens 112 || rc=1
+  if command -v mpirun >/dev/null; then
+    for p in 1 0; do
+      OMP_NUM_THREADS=7 mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 \
+        build-gpu/tailor bench --suite zero3 --zero3-steps 2 --zero3-rounds 2 \
+        --zero3-prefetch $p || rc=1
+    done
+  else
+    echo "no mpirun on this machine: the zero3 overlap bench needs it"
+  fi
+  return $rc
 }
 
 # Logs and results (without the interop models) in one archive under $OUT, refreshed after every
