@@ -719,6 +719,126 @@ TEST(RecipeWeightTable, SchemaDescribesAndChecksTheKind) {
   }
 }
 
+// --- tables of strings (kStringTable), e.g. the per-user DPO recipe's `reward_users` ----------
+
+struct StringsRecipe {
+  StringTable judges;
+  StringTable fixed;
+};
+
+const Schema<StringsRecipe>& strings_schema() {
+  static const Schema<StringsRecipe> schema = [] {
+    Schema<StringsRecipe> s;
+    s.key(
+         "judges", [](auto& r) -> auto& { return r.judges; })
+        .doc("reward models per user")
+        .default_value({});
+    s.section("more", "a section");
+    s.key(
+         "more.fixed", [](auto& r) -> auto& { return r.fixed; })
+        .doc("a table with a default")
+        .default_value({{"zed", {{"model", "runs/z"}}}});
+    s.spec().check_complete();
+    return s;
+  }();
+  return schema;
+}
+
+ResolvedConfig resolve_strings(const std::string& text,
+                               const std::vector<std::string>& overrides = {}) {
+  return resolve_config(strings_schema().spec(), text, kSource, overrides);
+}
+
+std::string strings_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  return error_of([&] { resolve_strings(text, overrides); });
+}
+
+const char* kStringTableExpectation =
+    "expected a mapping of names to mappings of names to strings like {carol: {model: "
+    "runs/rm/export}}";
+
+TEST(RecipeStringTable, FlowAndBlockFormsAreRead) {
+  const StringsRecipe r =
+      strings_schema().bind(resolve_strings("judges:\n"
+                                            "  carol: {model: runs/rm_bt/export}\n"
+                                            "  dave:\n"
+                                            "    model: runs/rm_vpl/export\n"
+                                            "    context: \"ctx/dave context.jsonl\"\n"
+                                            "    n: 3\n"  // any scalar is a string
+                                            "    empty: \"\"\n"));
+  const StringTable expected = {{"carol", {{"model", "runs/rm_bt/export"}}},
+                                {"dave",
+                                 {{"model", "runs/rm_vpl/export"},
+                                  {"context", "ctx/dave context.jsonl"},
+                                  {"n", "3"},
+                                  {"empty", ""}}}};
+  EXPECT_EQ(r.judges, expected);
+  EXPECT_EQ(r.fixed, (StringTable{{"zed", {{"model", "runs/z"}}}}));  // the default
+  EXPECT_EQ(strings_schema().bind(resolve_strings("", {"judges={a: {model: m}}"})).judges,
+            (StringTable{{"a", {{"model", "m"}}}}));
+  EXPECT_EQ(strings_schema().bind(resolve_strings("judges: {}\n")).judges, StringTable{});
+}
+
+TEST(RecipeStringTable, PrintsAsOneFlowLineThatParsesBack) {
+  const ResolvedConfig original = resolve_strings(
+      "judges: {dave: {model: \"a b/c\", context: \"true\", x: \"\"}, carol: {model: "
+      "runs/rm-1/export}}\n");
+  const std::string printed = original.to_yaml(/*with_docs=*/false);
+  EXPECT_CONTAINS(printed,
+                  "judges: {carol: {model: runs/rm-1/export}, dave: {context: \"true\", model: "
+                  "\"a b/c\", x: \"\"}}\n");
+  const ResolvedConfig reparsed = resolve_strings(printed);
+  for (const auto& key : strings_schema().spec().keys())
+    EXPECT_TRUE(original.value(key.path) == reparsed.value(key.path)) << key.path;
+  EXPECT_EQ(reparsed.hash(), original.hash());
+  EXPECT_EQ(resolve_strings(original.to_yaml(/*with_docs=*/true)).hash(), original.hash());
+  const ResolvedConfig back = strings_schema().unbind(strings_schema().bind(original), "x");
+  EXPECT_EQ(back.hash(), original.hash());
+  EXPECT_CONTAINS(resolve_strings("").to_yaml(false), "judges: {}\n");
+}
+
+TEST(RecipeStringTable, WrongShapesNameTheirLineAndPath) {
+  EXPECT_EQ(strings_error("judges: [a]\n"),
+            "[recipe] recipes/test.yaml:1: judges: " + std::string(kStringTableExpectation) +
+                ", got a list");
+  EXPECT_EQ(strings_error("judges:\n  carol: runs/x\n"),
+            "[recipe] recipes/test.yaml:2: judges.carol: expected a non-empty mapping of names to "
+            "strings like {model: runs/rm/export}, got \"runs/x\"");
+  EXPECT_CONTAINS(strings_error("judges: {carol: {}}\n"),
+                  "judges.carol: expected a non-empty mapping of names to strings like {model: "
+                  "runs/rm/export}, got an empty mapping");
+  EXPECT_EQ(strings_error("judges:\n  carol:\n    model: [a, b]\n"),
+            "[recipe] recipes/test.yaml:3: judges.carol.model: expected a string, got a list");
+  EXPECT_CONTAINS(strings_error("judges: {carol: {model: }}\n"),
+                  "judges.carol.model: expected a string, got nothing");
+  EXPECT_CONTAINS(strings_error("judges: {carol: {model: {a: b}}}\n"),
+                  "judges.carol.model: expected a string, got a mapping");
+  EXPECT_EQ(strings_error("judges:\n  carol:\n    model: a\n    model: b\n"),
+            "[recipe] recipes/test.yaml:4: judges.carol.model: duplicate key");
+  EXPECT_EQ(strings_error("judges:\n  \"\": {model: a}\n"),
+            "[recipe] recipes/test.yaml:2: judges: expected a non-empty name, got \"\"");
+  EXPECT_EQ(strings_error("", {"judges={carol: {model: [x]}}"}),
+            "[recipe] override 'judges={carol: {model: [x]}}': judges.carol.model: expected a "
+            "string, got a list");
+}
+
+TEST(RecipeStringTable, SchemaDescribesAndChecksTheKind) {
+  const SchemaSpec& spec = strings_schema().spec();
+  EXPECT_EQ(spec.find_key("judges")->kind, ValueKind::kStringTable);
+  EXPECT_EQ(spec.find_key("judges")->type_description(), "table of strings");
+  EXPECT_CONTAINS(spec.reference(), "{zed: {model: runs/z}}");
+  EXPECT_CONTAINS(resolve_strings("").to_yaml(true), "# reward models per user [table of strings]");
+  for (const StringTable& bad : {StringTable{{"a", {}}}, StringTable{{"", {{"model", "m"}}}},
+                                 StringTable{{"a", {{"", "m"}}}}}) {
+    Schema<StringsRecipe> s;
+    s.key(
+         "judges", [](auto& r) -> auto& { return r.judges; })
+        .doc("x")
+        .default_value(bad);
+    EXPECT_THROW(s.spec().check_complete(), std::logic_error);
+  }
+}
+
 // --- resolved output, hash, round trip ---------------------------------------------------------
 
 TEST(RecipeResolved, PrintedRecipeParsesBackToTheSameRecipe) {

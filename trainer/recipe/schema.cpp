@@ -150,6 +150,16 @@ std::string format_value(const Value& value) {
       }
       return "{" + join(rows, ", ") + "}";
     }
+    std::string operator()(const StringTable& v) const {
+      std::vector<std::string> rows;
+      for (const auto& [name, fields] : v) {
+        std::vector<std::string> items;
+        for (const auto& [field, text] : fields)
+          items.push_back(yaml_string(field) + ": " + yaml_string(text));
+        rows.push_back(yaml_string(name) + ": {" + join(items, ", ") + "}");
+      }
+      return "{" + join(rows, ", ") + "}";
+    }
   } visitor;
   return std::visit(visitor, value);
 }
@@ -190,6 +200,9 @@ std::string expectation(const KeySpec& key) {
       return "a mapping of names to mappings of names to numbers like {alice: {shorter_length: "
              "1.0}}" +
              (range_text(key).empty() ? "" : ", each weight" + range_text(key));
+    case ValueKind::kStringTable:
+      return "a mapping of names to mappings of names to strings like {carol: {model: "
+             "runs/rm/export}}";
   }
   return "";
 }
@@ -234,6 +247,13 @@ std::optional<std::string> check_value(const KeySpec& key, const Value& value) {
         for (const auto& [weight, v] : weights)
           if (weight.empty() || !std::isfinite(v) || !in_range(key, v))
             return expected + format_value(value);
+      }
+      break;
+    case ValueKind::kStringTable:
+      for (const auto& [name, fields] : std::get<StringTable>(value)) {
+        if (name.empty() || fields.empty()) return expected + format_value(value);
+        for (const auto& [field, text] : fields)
+          if (field.empty()) return expected + format_value(value);
       }
       break;
     case ValueKind::kEnum: {
@@ -283,7 +303,8 @@ int line_of(const YAML::Node& node) {
   return node.Mark().is_null() ? 0 : node.Mark().line + 1;
 }
 
-// A name in a kWeightTable: a non-empty scalar. On failure sets *problem (about `subpath`).
+// A name in a kWeightTable or kStringTable: a non-empty scalar. On failure sets *problem (about
+// `subpath`).
 std::optional<std::string> table_name(const YAML::Node& node, const std::string& subpath,
                                       Problem* problem) {
   if (node.IsScalar() && !node.Scalar().empty()) return node.Scalar();
@@ -292,11 +313,15 @@ std::optional<std::string> table_name(const YAML::Node& node, const std::string&
   return std::nullopt;
 }
 
-// A kWeightTable from a YAML mapping (checked by the caller); each weight read like a kFloat.
-// Names the first wrong name, weight or duplicate by its path inside the table.
-std::optional<WeightTable> convert_weight_table(const KeySpec& key, const YAML::Node& node,
-                                                Problem* problem) {
-  WeightTable table;
+// A table of named rows of named cells from a YAML mapping (checked by the caller): every row a
+// non-empty mapping (`row_expectation` says of what), every cell converted by `cell`, which
+// returns nullopt and sets its message when the cell is wrong. Names the first wrong name, cell
+// or duplicate by its path inside the table.
+template <class Cell, class ConvertCell>
+std::optional<std::map<std::string, std::map<std::string, Cell>>> convert_table(
+    const YAML::Node& node, const std::string& row_expectation, ConvertCell cell,
+    Problem* problem) {
+  std::map<std::string, std::map<std::string, Cell>> table;
   for (const auto& row : node) {
     const auto name = table_name(row.first, "", problem);
     if (!name) return std::nullopt;
@@ -305,36 +330,59 @@ std::optional<WeightTable> convert_weight_table(const KeySpec& key, const YAML::
       *problem = {"duplicate key", row_path, line_of(row.first)};
       return std::nullopt;
     }
-    const YAML::Node& weights = row.second;
-    if (!weights.IsMap() || weights.size() == 0) {
-      *problem = {
-          "expected a non-empty mapping of names to numbers like {shorter_length: 1.0}, "
-          "got " +
-              (weights.IsMap() ? std::string("an empty mapping") : describe(weights)),
-          row_path, line_of(row.first)};
+    const YAML::Node& cells = row.second;
+    if (!cells.IsMap() || cells.size() == 0) {
+      *problem = {"expected a non-empty mapping of " + row_expectation + ", got " +
+                      (cells.IsMap() ? std::string("an empty mapping") : describe(cells)),
+                  row_path, line_of(row.first)};
       return std::nullopt;
     }
     auto& out = table[*name];
-    for (const auto& entry : weights) {
-      const auto weight = table_name(entry.first, row_path, problem);
-      if (!weight) return std::nullopt;
-      const std::string weight_path = row_path + "." + *weight;
-      if (out.count(*weight)) {
-        *problem = {"duplicate key", weight_path, line_of(entry.first)};
+    for (const auto& entry : cells) {
+      const auto cell_name = table_name(entry.first, row_path, problem);
+      if (!cell_name) return std::nullopt;
+      const std::string cell_path = row_path + "." + *cell_name;
+      if (out.count(*cell_name)) {
+        *problem = {"duplicate key", cell_path, line_of(entry.first)};
         return std::nullopt;
       }
-      double v;
-      const bool is_number = parse_float(entry.second, &v);
-      if (!is_number || !in_range(key, v)) {
-        *problem = {"expected a number" + range_text(key) + ", got " +
-                        (is_number ? format_float(v) : describe(entry.second)),
-                    weight_path, line_of(entry.first)};
+      std::string message;
+      std::optional<Cell> value = cell(entry.second, &message);
+      if (!value) {
+        *problem = {message, cell_path, line_of(entry.first)};
         return std::nullopt;
       }
-      out[*weight] = v;
+      out[*cell_name] = std::move(*value);
     }
   }
   return table;
+}
+
+// A kWeightTable: each weight read like a kFloat, within the key's bounds.
+std::optional<WeightTable> convert_weight_table(const KeySpec& key, const YAML::Node& node,
+                                                Problem* problem) {
+  const auto weight = [&key](const YAML::Node& cell,
+                             std::string* message) -> std::optional<double> {
+    double v;
+    const bool is_number = parse_float(cell, &v);
+    if (is_number && in_range(key, v)) return v;
+    *message = "expected a number" + range_text(key) + ", got " +
+               (is_number ? format_float(v) : describe(cell));
+    return std::nullopt;
+  };
+  return convert_table<double>(node, "names to numbers like {shorter_length: 1.0}", weight,
+                               problem);
+}
+
+// A kStringTable: each value any scalar, read as a string.
+std::optional<StringTable> convert_string_table(const YAML::Node& node, Problem* problem) {
+  const auto text = [](const YAML::Node& cell, std::string* message) -> std::optional<std::string> {
+    if (cell.IsScalar()) return cell.Scalar();
+    *message = "expected a string, got " + describe(cell);
+    return std::nullopt;
+  };
+  return convert_table<std::string>(node, "names to strings like {model: runs/rm/export}", text,
+                                    problem);
 }
 
 // Converts a YAML node to the key's type and checks it. On failure sets *problem.
@@ -402,6 +450,13 @@ std::optional<Value> convert(const KeySpec& key, const YAML::Node& node, Problem
         value = std::move(*table);
       }
       break;
+    case ValueKind::kStringTable:
+      if (node.IsMap()) {
+        auto table = convert_string_table(node, problem);
+        if (!table) return std::nullopt;
+        value = std::move(*table);
+      }
+      break;
   }
   if (!value) {
     *problem = Problem{mismatch, "", 0};
@@ -434,6 +489,8 @@ std::string kind_name(ValueKind kind) {
       return "list of floats";
     case ValueKind::kWeightTable:
       return "table of weights";
+    case ValueKind::kStringTable:
+      return "table of strings";
   }
   return "";
 }

@@ -36,15 +36,22 @@ enum class ValueKind {
   kStringList,   // [a, b, c]
   kFloatList,    // [0.1, 0.2]
   kWeightTable,  // {alice: {shorter_length: 1.0}, bob: {new_lines: 0.7, lowercase: 0.3}}
+  kStringTable,  // {carol: {model: runs/rm/export}, dave: {model: runs/vpl/export, context:
+                 // c.jsonl}}
 };
 
 // Named weights per name: {alice: {shorter_length: 1.0}}. Every inner mapping is non-empty.
 using WeightTable = std::map<std::string, std::map<std::string, double>>;
+// Named small tables of strings per name: {carol: {model: runs/rm/export}}. Every inner mapping is
+// non-empty; its values are any YAML scalars, read as strings (what they mean is the stage's
+// business: the schema does not know the inner names).
+using StringTable = std::map<std::string, std::map<std::string, std::string>>;
 
 // A key's value. kInt -> int64_t, kFloat -> double, kBool -> bool, kString/kPath/kEnum -> string,
-// kStringList -> vector<string>, kFloatList -> vector<double>, kWeightTable -> WeightTable.
+// kStringList -> vector<string>, kFloatList -> vector<double>, kWeightTable -> WeightTable,
+// kStringTable -> StringTable.
 using Value = std::variant<int64_t, double, bool, std::string, std::vector<std::string>,
-                           std::vector<double>, WeightTable>;
+                           std::vector<double>, WeightTable, StringTable>;
 
 // One end of a numeric range (applies to every element of a kFloatList, every weight of a
 // kWeightTable).
@@ -167,8 +174,7 @@ std::string format_float(double value);
 // Schema<T>: a SchemaSpec whose keys are bound to the members of a plain struct T, so a resolved
 // recipe converts to T and back. A key's kind follows from the member's type (int64_t, double,
 // bool, std::string, std::filesystem::path, std::vector<std::string>, std::vector<double>,
-// WeightTable);
-// enums use choice().
+// WeightTable, StringTable); enums use choice().
 //
 //   Schema<Recipe> s;
 //   s.section("optimizer", "AdamW with decoupled weight decay");
@@ -266,6 +272,12 @@ struct MemberKind<WeightTable> {
   static constexpr ValueKind kind = ValueKind::kWeightTable;
   static Value to(const WeightTable& v) { return v; }
   static WeightTable from(const Value& v) { return std::get<WeightTable>(v); }
+};
+template <>
+struct MemberKind<StringTable> {
+  static constexpr ValueKind kind = ValueKind::kStringTable;
+  static Value to(const StringTable& v) { return v; }
+  static StringTable from(const Value& v) { return std::get<StringTable>(v); }
 };
 
 template <class T, class Access>

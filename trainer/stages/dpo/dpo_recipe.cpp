@@ -5,6 +5,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "trainer/judges/oracles.h"
+#include "trainer/judges/reward_judge.h"
 #include "trainer/recipe/recipe_sections.h"
 
 namespace tailor {
@@ -36,12 +37,21 @@ Schema<DpoRecipe> build_dpo_schema() {
           "{shorter_length: 1.0}, bob: {new_lines: 0.7, lowercase: 0.3}}; they label "
           "data.source generated and judge the win rates")
       .default_value(WeightTable{});
+  s.key(TAILOR_MEMBER(reward_users))
+      .doc(
+          "simulated users judged by a tailor reward export, e.g. {carol: {model: "
+          "runs/rm_bt/export}, dave: {model: runs/rm_vpl/export, context: dave.jsonl}}; VPL needs "
+          "context (the user's {prompt, chosen, rejected} answers) and, unless the export holds "
+          "a LoRA adapter, context_encoder (the reward run's initial model); as `users`, but a "
+          "name may be in only one of the two")
+      .default_value(StringTable{});
 
   s.section("data", "preference pairs: a per-user JSONL, or the base's samples judged by users");
   s.choice(TAILOR_MEMBER(data.source), Names{"pairs", "generated"})
       .doc(
           "pairs: data.path holds {user, prompt, chosen, rejected} lines; generated: data.path "
-          "holds {prompt} lines, the base samples answers and `users` pick pairs")
+          "holds {prompt} lines, the base samples answers and the users (`users`, `reward_users`) "
+          "pick pairs")
       .default_value(std::string("pairs"));
   s.key(TAILOR_MEMBER(data.path)).doc("the pairs or prompts JSONL").required();
   s.choice(
@@ -225,11 +235,19 @@ void check_dpo_rules(const ResolvedConfig& c) {
       c.fail("users", "user '" + user + "': " + e.what());
     }
   }
+  const auto& reward_users = c.get<StringTable>("reward_users");
+  for (const auto& [user, fields] : reward_users) {
+    if (users.count(user))
+      c.fail("reward_users", "user '" + user +
+                                 "' is also in users; a user has one judge: an oracle mixture "
+                                 "(users) or a reward model (reward_users)");
+    judges::reward_judge_spec(fields, "reward_users." + user, c.where("reward_users"));
+  }
   const std::string source = c.get<std::string>("data.source");
-  if (source == "generated" && users.empty())
+  if (source == "generated" && users.empty() && reward_users.empty())
     c.fail("users",
            "data.source generated needs at least one user to judge the samples, e.g. users: "
-           "{alice: {shorter_length: 1.0}}");
+           "{alice: {shorter_length: 1.0}} or reward_users: {carol: {model: runs/rm/export}}");
   if (source == "generated" && c.get<double>("data.eval_fraction") <= 0 &&
       c.get<int64_t>("eval.completions") > 0)
     c.fail("data.eval_fraction",
@@ -273,6 +291,10 @@ void check_dpo_inputs(const DpoRecipe& r) {
   require_directory("tokenizer", r.tokenizer, {{"vocab.json", "merges.txt"}, {"tokenizer.json"}});
   if (r.model.init == ModelInit::kPretrained)
     require_directory("model.path", r.model.path, {{"config.json"}});
+  for (const auto& [user, fields] : r.reward_users) {
+    const std::string key = "reward_users." + user;
+    judges::check_reward_judge_inputs(judges::reward_judge_spec(fields, key), key);
+  }
   if (fs::exists(r.output_dir) && !fs::is_directory(r.output_dir))
     throw Error("recipe",
                 "output_dir: " + r.output_dir.string() + " exists and is not a directory");

@@ -5,11 +5,13 @@
 // Where the preference pairs come from (data.source):
 //   pairs      data.path is a {user, prompt, chosen, rejected} JSONL: real per-user labels.
 //   generated  data.path is a {prompt} JSONL; the base samples generate.completions answers per
-//              prompt and each user of `users` (a weighted mixture of heuristic oracles,
-//              trainer/judges/oracles.h) picks pairs among them. The pairs are written to
+//              prompt and each simulated user picks pairs among them. The pairs are written to
 //              output_dir/pairs.jsonl, so a run shows exactly what it trained on.
-// `users` also gives the judges of the win-rate evaluation (eval.*); with data.source pairs and
-// no `users`, the evaluation reports held-out margins only.
+// Simulated users are weighted mixtures of heuristic oracles (`users`, trainer/judges/oracles.h)
+// or tailor reward exports (`reward_users`: Bradley–Terry, or VPL with the user's context;
+// trainer/judges/reward_judge.h); a name may appear in only one of the two. They also judge the
+// win-rate evaluation (eval.*); with data.source pairs, users without a judge get held-out
+// margins only.
 #pragma once
 
 #include <cstdint>
@@ -84,7 +86,8 @@ struct DpoRecipe {
   std::filesystem::path tokenizer;
   ModelSection model;
   LoraSection lora;
-  WeightTable users;  // user -> {oracle name: weight}
+  WeightTable users;         // user -> {oracle name: weight}
+  StringTable reward_users;  // user -> {model: DIR, context: FILE, context_encoder: DIR}
   DpoDataSection data;
   DpoGenerateSection generate;
   DpoLossSection dpo;

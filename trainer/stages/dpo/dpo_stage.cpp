@@ -17,6 +17,8 @@
 #include <cmath>
 #include <iomanip>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -36,6 +38,8 @@
 #include "models/core/lora.h"
 #include "models/io/pretrained.h"
 #include "models/tokenizer/tokenizer.h"
+#include "trainer/judges/judge.h"
+#include "trainer/judges/reward_judge.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/run/checkpoint.h"
@@ -100,6 +104,9 @@ class DpoStage {
 
  private:
   void check_ranks_agree();
+  bool has_judge(const std::string& user) const;
+  std::map<std::string, std::unique_ptr<judges::Judge>> make_judges(
+      const std::vector<std::string>& users);
   void prepare_generated_pairs();
   void split_pairs();
   std::vector<int64_t> next_step_pairs();
@@ -176,10 +183,15 @@ void DpoStage::setup() {
     return encode_sft_field(*tokenizer_, r_.data.prompt_template, field, text);
   };
   if (r_.data.source == "generated") {
+    // Every simulated user, in name order (the two tables share no name).
+    std::set<std::string> names;
+    for (const auto& [user, weights] : r_.users)
+      names.insert(user);
+    for (const auto& [user, fields] : r_.reward_users)
+      names.insert(user);
+    users_.assign(names.begin(), names.end());
     prepare_generated_pairs();
     pairs_ = data::UserPairs::from_jsonl(run_dir_ / "pairs.jsonl", encode_field);
-    for (const auto& [user, weights] : r_.users)
-      users_.push_back(user);
   } else {
     pairs_ = data::UserPairs::from_jsonl(r_.data.path, encode_field);
     users_ = pairs_->users();
@@ -235,6 +247,39 @@ void DpoStage::setup() {
           << eval_of_[u].size() << " held out\n";
 }
 
+bool DpoStage::has_judge(const std::string& user) const {
+  return r_.users.count(user) > 0 || r_.reward_users.count(user) > 0;
+}
+
+// The judges of `users` (each in `users` or `reward_users`). A reward model is as large as a
+// base, so the judges are loaded where they are needed and dropped after. Reward judges split
+// their scoring over the ranks and gather it: every rank gets one process's verdicts.
+std::map<std::string, std::unique_ptr<judges::Judge>> DpoStage::make_judges(
+    const std::vector<std::string>& users) {
+  std::map<std::string, std::unique_ptr<judges::Judge>> out;
+  std::vector<judges::RewardJudgeSpec> specs;
+  std::vector<std::string> keys, reward_users;
+  for (const auto& user : users) {
+    if (const auto it = r_.users.find(user); it != r_.users.end()) {
+      out[user] = judges::make_oracle_judge(it->second);
+    } else if (const auto rt = r_.reward_users.find(user); rt != r_.reward_users.end()) {
+      keys.push_back("reward_users." + user);
+      specs.push_back(judges::reward_judge_spec(rt->second, keys.back()));
+      reward_users.push_back(user);
+    }
+  }
+  if (!specs.empty()) {
+    judges::RewardJudgeOptions options;
+    options.comm = &comm_;
+    auto loaded = judges::make_reward_judges(specs, keys, options);
+    for (size_t i = 0; i < loaded.size(); ++i)
+      out[reward_users[i]] = std::move(loaded[i]);
+  }
+  for (const auto& [user, judge] : out)
+    log() << "[dpo]   " << user << " judged by " << judge->description() << "\n";
+  return out;
+}
+
 // data.source generated: the base samples generate.completions answers for every prompt, every
 // user picks pairs among them; written to output_dir/pairs.jsonl (reused when resuming).
 void DpoStage::prepare_generated_pairs() {
@@ -279,17 +324,25 @@ void DpoStage::prepare_generated_pairs() {
   log() << "[dpo] sampled " << samples.size() << " answers in "
         << seconds_text(steady_clock_seconds() - t0) << " s\n";
 
-  std::vector<TextPair> pairs;
-  std::map<std::string, int64_t> undecided;  // prompts where a user found no pair
   const size_t K = static_cast<size_t>(r_.generate.completions);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    const std::vector<std::string> answers(samples.begin() + i * K, samples.begin() + (i + 1) * K);
-    for (const auto& [user, weights] : r_.users) {
-      auto picked = pick_pairs(user, weights, prompts[i], answers, r_.generate.pairs_per_prompt);
-      if (picked.empty()) ++undecided[user];
-      pairs.insert(pairs.end(), picked.begin(), picked.end());
-    }
+  std::vector<std::vector<std::string>> answers(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i)
+    answers[i].assign(samples.begin() + i * K, samples.begin() + (i + 1) * K);
+  std::map<std::string, std::vector<std::vector<TextPair>>> picked;  // user -> per prompt
+  {
+    const auto judge_of = make_judges(users_);
+    for (const auto& user : users_)
+      picked[user] =
+          pick_pairs(user, *judge_of.at(user), prompts, answers, r_.generate.pairs_per_prompt);
   }
+  std::vector<TextPair> pairs;               // prompt-major, users in name order
+  std::map<std::string, int64_t> undecided;  // prompts where a user found no pair
+  for (size_t i = 0; i < prompts.size(); ++i)
+    for (const auto& user : users_) {
+      const auto& mine = picked[user][i];
+      if (mine.empty()) ++undecided[user];
+      pairs.insert(pairs.end(), mine.begin(), mine.end());
+    }
   if (rank0_) write_pairs_jsonl(file, pairs);
   comm_.barrier();
   for (const auto& [user, count] : undecided)
@@ -630,9 +683,9 @@ nlohmann::json DpoStage::evaluate_margins(bool final) {
 // adapter and from the base with the same seeds; the user's judge compares sample r of the
 // adapter with sample r of the base. The ranks split the prompts.
 nlohmann::json DpoStage::evaluate_win_rates() {
-  std::vector<std::string> judged;  // users with a judge (an entry in `users`)
+  std::vector<std::string> judged;  // users with a judge (in `users` or `reward_users`)
   for (const auto& user : users_)
-    if (r_.users.count(user)) judged.push_back(user);
+    if (has_judge(user)) judged.push_back(user);
   if (r_.eval.completions == 0 || judged.empty() || eval_prompts_.empty())
     return nlohmann::json::object();
   std::vector<std::string> prompts = eval_prompts_;
@@ -678,13 +731,24 @@ nlohmann::json DpoStage::evaluate_win_rates() {
       list.push_back({prompts[i / static_cast<size_t>(K)], samples[user][i], samples[""][i]});
     comparisons.push_back(std::move(list));
   }
-  std::vector<Judge> judges;
-  for (const auto& user : judged) {
-    const judges::OracleWeights weights = r_.users.at(user);
-    judges.push_back(
-        [weights](const std::string& prompt, const std::string& a, const std::string& b) {
-          return judges::mixture_prefers(weights, prompt, a, b);
-        });
+  // Each judge takes all its comparisons in one call: with eval.cross_user every adapter's
+  // (column j of the matrix), else only its own user's.
+  std::map<std::string, WinRate> own;                      // judge -> its adapter's win rate
+  std::vector<std::vector<double>> matrix(users_.size());  // [adapter][judge]
+  {
+    const auto judge_of = make_judges(judged);
+    for (const auto& user : judged) {
+      const size_t u = static_cast<size_t>(bank_->index_of(user));
+      judges::Judge& judge = *judge_of.at(user);
+      if (r_.eval.cross_user) {
+        const std::vector<WinRate> column = win_rates(comparisons, judge);
+        for (size_t i = 0; i < users_.size(); ++i)
+          matrix[i].push_back(column[i].rate());
+        own[user] = column[u];
+      } else {
+        own[user] = win_rates({comparisons[u]}, judge).front();
+      }
+    }
   }
   nlohmann::json out;
   std::ostringstream table;
@@ -692,15 +756,13 @@ nlohmann::json DpoStage::evaluate_win_rates() {
         << "[dpo] win rate of each user's adapter against the base, judged by that user (" << P
         << " prompts x " << K << " samples; ties count half):\n";
   for (size_t j = 0; j < judged.size(); ++j) {
-    const size_t u = static_cast<size_t>(bank_->index_of(judged[j]));
-    const WinRate w = win_rate(comparisons[u], judges[j]);
+    const WinRate& w = own.at(judged[j]);
     out["win_rate"][judged[j]] = {
         {"wins", w.wins}, {"ties", w.ties}, {"losses", w.losses}, {"rate", w.rate()}};
     table << "  " << std::setw(16) << std::left << judged[j] << std::right << " " << w.rate()
           << "  (" << w.wins << " wins, " << w.ties << " ties, " << w.losses << " losses)\n";
   }
   if (r_.eval.cross_user) {
-    const auto matrix = cross_user_win_rates(comparisons, judges);
     out["cross_user"] = {{"adapters", users_}, {"judges", judged}, {"win_rate", matrix}};
     table << "[dpo] cross-user win rates against the base (row: adapter, column: judge):\n"
           << std::setw(18) << "";

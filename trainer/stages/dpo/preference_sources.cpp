@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <numeric>
 
 #include <nlohmann/json.hpp>
 
@@ -36,32 +35,32 @@ std::vector<std::string> read_prompts_jsonl(const fs::path& file) {
   return prompts;
 }
 
-std::vector<TextPair> pick_pairs(const std::string& user, const judges::OracleWeights& weights,
-                                 const std::string& prompt,
-                                 const std::vector<std::string>& all_samples, int64_t max_pairs) {
-  std::vector<std::string> samples;
-  for (const auto& s : all_samples)
-    if (!s.empty()) samples.push_back(s);
-  const size_t K = samples.size();
-  std::vector<int64_t> score(K, 0);
-  for (size_t i = 0; i < K; ++i)
-    for (size_t j = i + 1; j < K; ++j) {
-      const int vote = judges::mixture_prefers(weights, prompt, samples[i], samples[j]);
-      score[i] += vote;
-      score[j] -= vote;
-    }
-  std::vector<size_t> order(K);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return score[a] > score[b]; });
-  std::vector<TextPair> pairs;
-  for (size_t k = 0; k < K / 2 && static_cast<int64_t>(pairs.size()) < max_pairs; ++k) {
-    const std::string& best = samples[order[k]];
-    const std::string& worst = samples[order[K - 1 - k]];
-    if (judges::mixture_prefers(weights, prompt, best, worst) > 0)
-      pairs.push_back({user, prompt, best, worst});
+std::vector<std::vector<TextPair>> pick_pairs(const std::string& user, judges::Judge& judge,
+                                              const std::vector<std::string>& prompts,
+                                              const std::vector<std::vector<std::string>>& samples,
+                                              int64_t max_pairs) {
+  if (prompts.size() != samples.size())
+    throw Error("dpo", "pick_pairs: " + std::to_string(prompts.size()) + " prompts but " +
+                           std::to_string(samples.size()) + " lists of samples");
+  std::vector<judges::Candidates> groups(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    groups[i].prompt = prompts[i];
+    for (const auto& s : samples[i])
+      if (!s.empty()) groups[i].completions.push_back(s);
   }
-  return pairs;
+  const std::vector<judges::Ranking> rankings = judge.rank(groups);
+  std::vector<std::vector<TextPair>> out(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto& ranked = groups[i].completions;
+    const auto& r = rankings.at(i);
+    const size_t K = ranked.size();
+    for (size_t k = 0; k < K / 2 && static_cast<int64_t>(out[i].size()) < max_pairs; ++k) {
+      const size_t best = r.order[k], worst = r.order[K - 1 - k];
+      if (r.prefers[best][worst] > 0)
+        out[i].push_back({user, prompts[i], ranked[best], ranked[worst]});
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer& tokenizer,

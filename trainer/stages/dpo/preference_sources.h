@@ -1,7 +1,8 @@
 // Where per-user DPO pairs come from when no one labelled them: the base samples several answers
-// to each prompt and every simulated user (a weighted mixture of heuristic oracles) picks pairs
-// among them. The pairs are plain text, written as the {user, prompt, chosen, rejected} JSONL the
-// stage reads anyway (data/preferences/user_pairs.h), so both data sources train the same way.
+// to each prompt and every simulated user (an oracle mixture or a reward model,
+// trainer/judges/judge.h) picks pairs among them. The pairs are plain text, written as the {user,
+// prompt, chosen, rejected} JSONL the stage reads anyway (data/preferences/user_pairs.h), so both
+// data sources train the same way.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@
 #include "models/core/causal_lm.h"
 #include "models/generation/generate.h"
 #include "models/tokenizer/tokenizer.h"
-#include "trainer/judges/oracles.h"
+#include "trainer/judges/judge.h"
 #include "trainer/recipe/recipe.h"
 
 namespace tailor {
@@ -25,14 +26,16 @@ struct TextPair {
 // file and line: not a JSON object, no string "prompt", an empty prompt, no lines at all.
 std::vector<std::string> read_prompts_jsonl(const std::filesystem::path& file);
 
-// The pairs one user takes from one prompt's samples: the samples ranked by the user's votes
-// (Copeland: +1 for every sample it is preferred to, -1 for every one preferred to it; ties in
-// rank keep the sample order), then best vs worst, second best vs second worst, ... up to
-// max_pairs, keeping a pair only when the user strictly prefers the first. Empty samples (EOS
-// first) take no part: a pair needs two responses.
-std::vector<TextPair> pick_pairs(const std::string& user, const judges::OracleWeights& weights,
-                                 const std::string& prompt, const std::vector<std::string>& samples,
-                                 int64_t max_pairs);
+// The pairs one user takes from each prompt's samples (samples[i] are prompts[i]'s; result i its
+// pairs): the samples ranked by the user's judge (Judge::rank: an oracle mixture by Copeland
+// votes, a reward model by reward; ties keep the sample order), then best vs worst, second best
+// vs second worst, ... up to max_pairs, keeping a pair only when the judge strictly prefers the
+// first. Empty samples (EOS first) take no part: a pair needs two responses. All prompts go to
+// the judge in one call, so a reward model scores every sample once, in batches.
+std::vector<std::vector<TextPair>> pick_pairs(const std::string& user, judges::Judge& judge,
+                                              const std::vector<std::string>& prompts,
+                                              const std::vector<std::vector<std::string>>& samples,
+                                              int64_t max_pairs);
 
 // The text of `count` samples for each prompt (prompt-major: entry i * count + r), decoded
 // without the closing EOS. Prompts are encoded as training encodes them (encode_prompt) and

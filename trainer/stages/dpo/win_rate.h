@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "trainer/judges/judge.h"
+
 namespace tailor {
 
 // +1: a is preferred, -1: b is preferred, 0: a tie.
@@ -30,6 +32,12 @@ struct WinRate {
 // judge that favours a position cannot bias the rate; a comparison whose two verdicts disagree
 // counts as a tie.
 WinRate win_rate(const std::vector<Comparison>& comparisons, const Judge& judge);
+
+// The same with a judges::Judge (an oracle mixture or a reward model): every adapter's
+// comparisons (comparisons[i], both orders each) go to the judge in one compare() call, so a
+// reward model scores each distinct (prompt, completion) once. Result i: adapter i's win rate.
+std::vector<WinRate> win_rates(const std::vector<std::vector<Comparison>>& comparisons,
+                               judges::Judge& judge);
 
 // matrix[i][j]: adapter i's comparisons (comparisons[i]) judged by judges[j].
 std::vector<std::vector<double>> cross_user_win_rates(

@@ -44,24 +44,10 @@ std::string context_cache_key(const RewardRecipe& r) {
   return fnv1a64_hex(text.str());
 }
 
-at::Tensor context_embeddings(CausalLMImpl& model,
-                              const std::vector<std::vector<int32_t>>& sequences,
-                              const std::vector<int64_t>& needed, const fs::path& cache_file,
-                              const std::string& key, std::ostream& log, bool* cache_hit) {
-  const int64_t R = static_cast<int64_t>(sequences.size()), E = model.hidden_size();
-  if (cache_hit) *cache_hit = false;
-  if (fs::exists(cache_file)) {
-    const auto file = h5::File::open_read_only(cache_file);
-    if (file.has_attribute("key") && file.string_attribute("key") == key &&
-        file.int_attribute("rows") == R && file.int_attribute("dim") == E) {
-      auto values = file.read_float32("embeddings");
-      log << "[reward] context embeddings: " << needed.size() << " read from "
-          << cache_file.string() << "\n";
-      if (cache_hit) *cache_hit = true;
-      return at::tensor(values, at::kFloat).view({R, E});
-    }
-  }
-  at::Tensor out = at::zeros({R, E}, at::kFloat);
+at::Tensor embed_sequences(CausalLMImpl& model, const std::vector<std::vector<int32_t>>& sequences,
+                           const std::vector<int64_t>& needed) {
+  at::Tensor out =
+      at::empty({static_cast<int64_t>(needed.size()), model.hidden_size()}, at::kFloat);
   const bool was_training = model.is_training();
   model.eval();
   {
@@ -84,12 +70,33 @@ at::Tensor context_embeddings(CausalLMImpl& model,
         }
       }
       const at::Tensor e = last_token_features(model.hidden_states(ids, mask), mask);
-      out.index_copy_(0,
-                      at::tensor(std::vector<int64_t>(needed.begin() + i, needed.begin() + i + n)),
-                      e.to(at::kFloat));
+      out.slice(0, static_cast<int64_t>(i), static_cast<int64_t>(i + n)).copy_(e.to(at::kFloat));
     }
   }
   if (was_training) model.train();
+  return out;
+}
+
+at::Tensor context_embeddings(CausalLMImpl& model,
+                              const std::vector<std::vector<int32_t>>& sequences,
+                              const std::vector<int64_t>& needed, const fs::path& cache_file,
+                              const std::string& key, std::ostream& log, bool* cache_hit) {
+  const int64_t R = static_cast<int64_t>(sequences.size()), E = model.hidden_size();
+  if (cache_hit) *cache_hit = false;
+  if (fs::exists(cache_file)) {
+    const auto file = h5::File::open_read_only(cache_file);
+    if (file.has_attribute("key") && file.string_attribute("key") == key &&
+        file.int_attribute("rows") == R && file.int_attribute("dim") == E) {
+      auto values = file.read_float32("embeddings");
+      log << "[reward] context embeddings: " << needed.size() << " read from "
+          << cache_file.string() << "\n";
+      if (cache_hit) *cache_hit = true;
+      return at::tensor(values, at::kFloat).view({R, E});
+    }
+  }
+  at::Tensor out = at::zeros({R, E}, at::kFloat);
+  if (!needed.empty())
+    out.index_copy_(0, at::tensor(needed, at::kLong), embed_sequences(model, sequences, needed));
   fs::create_directories(cache_file.parent_path());
   write_atomic_with(cache_file, [&](const fs::path& tmp) {
     auto file = h5::File::create(tmp);

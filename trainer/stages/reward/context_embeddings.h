@@ -20,7 +20,15 @@ namespace tailor {
 // users, survey, bf16 weights), as a hash string stored in the cache file.
 std::string context_cache_key(const RewardRecipe& recipe);
 
-// [sequences.size(), n_embd] float32: rows `needed` hold the embeddings, the others zeros.
+// The embeddings of sequences[needed[i]] (row i): each one's final hidden state at its last token
+// (last_token_features), with `model` in eval mode and without gradients, in chunks of 64
+// right-padded sequences; [needed.size(), n_embd] float32. VPL's context encoder (also used by
+// the DPO stage's VPL judges, trainer/judges/reward_judge.h).
+at::Tensor embed_sequences(CausalLMImpl& model, const std::vector<std::vector<int32_t>>& sequences,
+                           const std::vector<int64_t>& needed);
+
+// [sequences.size(), n_embd] float32: rows `needed` hold the embeddings (embed_sequences), the
+// others zeros.
 // Reads `cache_file` when it exists with the same key and shape (the model is not run; the
 // file's values are returned as stored); otherwise computes them with `model` in eval mode
 // without gradients and writes the cache (atomically). `cache_hit`, when given, says which.
