@@ -17,7 +17,8 @@ fail() { echo "FAIL $*"; exit 1; }
   train.eval_every=0 samples.prompts=0 >"$WORK/base.log" 2>&1 || { cat "$WORK/base.log"; fail "base"; }
 "$TAILOR" run recipes/dpo_demo.yaml "output_dir=$WORK/dpo" "model.path=$WORK/base/export" \
   train.max_steps=2 train.pairs_per_user=2 train.eval_every=0 train.checkpoint_every=0 \
-  generate.max_new_tokens=8 eval.prompts=2 eval.completions=2 eval.max_new_tokens=8 \
+  generate.completions=4 generate.max_new_tokens=8 \
+  eval.prompts=2 eval.completions=2 eval.max_new_tokens=8 \
   >"$WORK/dpo.log" 2>&1 || { cat "$WORK/dpo.log"; fail "dpo"; }
 grep -q "win rate of each user's adapter" "$WORK/dpo.log" || fail "no win-rate table printed"
 for user in brief verbose quiet shouty; do
