@@ -111,6 +111,28 @@ TEST(DpoStage, FreshAdaptersGiveLn2AndZeroRewardsAtTheFirstStep) {
     EXPECT_LT(last["users/" + user + "/loss"].get<double>(), std::log(2.0)) << user;
 }
 
+// dpo.precompute_reference (the default) computes each distinct training pair's reference once
+// before training; alice/bob and carol/dave hold the same pairs in opposite order, so the mirror
+// bookkeeping is exercised. Against the reference computed inside every step (off), the adapters
+// must end the same: a pair given another pair's reference, or chosen and rejected swapped, would
+// move them far apart.
+TEST(DpoStage, PrecomputedReferenceTrainsAsTheInStepReference) {
+  const fs::path& on = four_user_run();
+  const fs::path dir = temp_dir("reference_off");
+  write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8));
+  ASSERT_EQ(run(dpo_test_recipe(dir / "pairs.jsonl", dir / "run",
+                                {"data.pad_to_max_length=true", "dpo.precompute_reference=false"})),
+            0);
+  for (const auto& user : kUsers) {
+    const double diff = testing::adapter_relative_difference(exported_adapter(on, user),
+                                                             exported_adapter(dir / "run", user));
+    std::cout << user << ": precomputed vs in-step reference, worst relative difference " << diff
+              << "\n";
+    EXPECT_LE(diff, 1e-5) << user;
+  }
+  fs::remove_all(dir);
+}
+
 // The held-out margins the run wrote (eval_pairs.jsonl) against the exported base + adapter,
 // scored here in float64 on the sequences as training builds them (prompt, response, EOS).
 TEST(DpoStage, ExportedAdaptersReproduceTheHeldOutMargins) {

@@ -121,6 +121,11 @@ Schema<DpoRecipe> build_dpo_schema() {
       .doc("adds weight x the chosen response's NLL per token (TRL's rpo_alpha); 0 = off")
       .default_value(0.0)
       .at_least(0);
+  s.key(TAILOR_MEMBER(dpo.precompute_reference))
+      .doc(
+          "compute the reference (base) log-probs of every training pair once before training, "
+          "each distinct pair once, instead of in every step (TRL's precompute_ref_log_probs)")
+      .default_value(true);
 
   add_optimizer_keys(s);
   add_schedule_keys(s);

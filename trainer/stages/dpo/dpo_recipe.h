@@ -45,10 +45,11 @@ struct DpoGenerateSection {
 };
 
 struct DpoLossSection {
-  std::string type;        // sigmoid | ipo
-  double beta;             // DPO's beta (IPO's tau)
-  double label_smoothing;  // conservative DPO (sigmoid only); 0 = plain DPO
-  double sft_weight;       // TRL's rpo_alpha: + weight x NLL per token of the chosen response
+  std::string type;           // sigmoid | ipo
+  double beta;                // DPO's beta (IPO's tau)
+  double label_smoothing;     // conservative DPO (sigmoid only); 0 = plain DPO
+  double sft_weight;          // TRL's rpo_alpha: + weight x NLL per token of the chosen response
+  bool precompute_reference;  // reference log-probs once per distinct pair before training
 };
 
 struct DpoTrainSection {

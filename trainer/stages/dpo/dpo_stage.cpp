@@ -109,6 +109,8 @@ class DpoStage {
       const std::vector<std::string>& users);
   void prepare_generated_pairs();
   void split_pairs();
+  void precompute_reference();
+  at::Tensor reference_of(const std::vector<int64_t>& pairs) const;
   std::vector<int64_t> next_step_pairs();
   void reduce_gradients();
   at::Tensor sum_over_ranks(at::Tensor values);
@@ -134,6 +136,9 @@ class DpoStage {
   std::vector<std::vector<int64_t>> train_of_, eval_of_;  // per user: indices into pairs_
   std::vector<std::string> eval_prompts_;                 // held-out prompts for the win rates
   std::vector<data::EpochSampler> samplers_;              // per user, over train_of_[u]
+  // dpo.precompute_reference: the reference log-probs {chosen, rejected} of every training pair
+  // (indexed like pairs_), computed once in setup(); empty when off.
+  std::vector<std::array<float, 2>> reference_;
   data::CollateOptions collate_;
   DpoStepConfig step_config_;
   std::optional<AdamW> optimizer_;
@@ -231,6 +236,7 @@ void DpoStage::setup() {
   schedule.base_lr = r_.optimizer.lr;
   schedule_.emplace(schedule);
   if (rank0_) metrics_.emplace(run_dir_ / "metrics.jsonl");
+  if (r_.dpo.precompute_reference) precompute_reference();
 
   log() << "[dpo] base: " << model_->model_type() << ", " << model_->num_layers() << " layers, "
         << base_params << " frozen parameters ("
@@ -391,6 +397,82 @@ void DpoStage::split_pairs() {
   }
 }
 
+// The reference is the frozen base, so a pair's reference log-probs never change: computed once
+// here instead of once per step (a forward pass of the base per row saved in every step). Pairs
+// with the same prompt and the same two responses (users with opposite tastes often pick the
+// same two answers, in opposite order) are computed once. The distinct pairs go in batches of
+// train.micro_batch_size (16 when 0) in a fixed order, dealt to the ranks in turn and summed
+// over them, so every rank gets the numbers one process computes.
+void DpoStage::precompute_reference() {
+  const double t0 = steady_clock_seconds();
+  using Key = std::array<std::vector<int32_t>, 3>;  // prompt, the smaller response, the larger
+  std::map<Key, int64_t> slot_of;
+  std::vector<int64_t> first;  // a pair index per distinct pair, in order of first appearance
+  std::vector<std::pair<int64_t, bool>> slot_of_pair(static_cast<size_t>(pairs_->size()),
+                                                     {-1, false});  // slot, swapped
+  for (const auto& list : train_of_)
+    for (int64_t i : list) {
+      const data::UserPair& pair = pairs_->pair(i);
+      const bool swapped = pair.rejected < pair.chosen;
+      Key key{pair.prompt, swapped ? pair.rejected : pair.chosen,
+              swapped ? pair.chosen : pair.rejected};
+      const auto [it, fresh] = slot_of.emplace(std::move(key), static_cast<int64_t>(first.size()));
+      if (fresh) first.push_back(i);
+      // The slot holds the log-probs in the order of its first pair.
+      const bool first_swapped = pairs_->pair(first[static_cast<size_t>(it->second)]).rejected <
+                                 pairs_->pair(first[static_cast<size_t>(it->second)]).chosen;
+      slot_of_pair[static_cast<size_t>(i)] = {it->second, swapped != first_swapped};
+    }
+  const int64_t n = static_cast<int64_t>(first.size());
+  const int64_t batch = r_.train.micro_batch_size > 0 ? r_.train.micro_batch_size : 16;
+  at::Tensor values = at::zeros({n, 2}, at::kFloat);  // [slot] {chosen, rejected} of its pair
+  {
+    AutocastScope autocast(r_.train.precision == Precision::kBf16Autocast, at::kCPU);
+    int64_t b = 0;
+    for (int64_t start = 0; start < n; start += batch, ++b) {
+      if (b % comm_.world_size() != comm_.rank()) continue;
+      const int64_t m = std::min(batch, n - start);
+      const std::vector<int64_t> chunk(first.begin() + start, first.begin() + start + m);
+      const at::Tensor ref =
+          reference_log_probs(*model_, *bank_, pairs_->collate(chunk, collate_), at::kCPU)
+              .to(at::kFloat);
+      values.narrow(0, start, m).select(1, 0).copy_(ref.narrow(0, 0, m));
+      values.narrow(0, start, m).select(1, 1).copy_(ref.narrow(0, m, m));
+    }
+  }
+  values = sum_over_ranks(values);  // each slot computed by one rank, zeros elsewhere: exact
+  const float* v = values.data_ptr<float>();
+  reference_.assign(static_cast<size_t>(pairs_->size()), {NAN, NAN});
+  for (size_t i = 0; i < slot_of_pair.size(); ++i) {
+    const auto [slot, swap] = slot_of_pair[i];
+    if (slot < 0) continue;
+    const float c = v[2 * slot], r = v[2 * slot + 1];
+    reference_[i] = swap ? std::array<float, 2>{r, c} : std::array<float, 2>{c, r};
+  }
+  int64_t train_pairs = 0;
+  for (const auto& list : train_of_)
+    train_pairs += static_cast<int64_t>(list.size());
+  log() << "[dpo] reference log-probs of " << train_pairs << " training pairs (" << n
+        << " distinct) computed once in " << seconds_text(steady_clock_seconds() - t0) << " s\n";
+}
+
+// The precomputed reference of a batch's pairs, as reference_log_probs orders it: [2B], every
+// pair's chosen first, then every pair's rejected.
+at::Tensor DpoStage::reference_of(const std::vector<int64_t>& pairs) const {
+  const int64_t B = static_cast<int64_t>(pairs.size());
+  at::Tensor out = at::empty({2 * B}, at::kFloat);
+  float* o = out.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& value = reference_[static_cast<size_t>(pairs[static_cast<size_t>(b)])];
+    if (std::isnan(value[0]) || std::isnan(value[1]))
+      throw Error("dpo", "internal: no precomputed reference for pair " +
+                             std::to_string(pairs[static_cast<size_t>(b)]));
+    o[b] = value[0];
+    o[B + b] = value[1];
+  }
+  return out;
+}
+
 void DpoStage::resume() {
   if (!r_.train.resume) return;
   const auto latest = latest_checkpoint(run_dir_);
@@ -509,8 +591,10 @@ void DpoStage::train() {
         const std::vector<int64_t> chunk(mine.begin() + start,
                                          mine.begin() + std::min(mine.size(), start + micro));
         const data::PairBatch batch = pairs_->collate(chunk, collate_);
+        const at::Tensor reference = reference_.empty() ? at::Tensor() : reference_of(chunk);
         const auto stats =
-            dpo_forward_backward(*model_, *bank_, batch, step_config_, at::kCPU, &pair_weights);
+            dpo_forward_backward(*model_, *bank_, batch, step_config_, at::kCPU, &pair_weights,
+                                 reference.defined() ? &reference : nullptr);
         for (size_t u = 0; u < U; ++u) {
           const auto it = stats.find(users_[u]);
           if (it == stats.end()) continue;

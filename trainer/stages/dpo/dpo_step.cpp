@@ -92,10 +92,23 @@ at::Tensor log_prob_gradient(CausalLMImpl& model, AdapterBank& bank, const at::T
 
 }  // namespace
 
+at::Tensor reference_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
+                               const at::Device& device) {
+  torch::NoGradGuard no_grad;
+  const at::Tensor ids = batch.rows.input_ids.to(device);
+  const at::Tensor mask = batch.rows.attention_mask.to(device);
+  const ScoredPositions p = scored_positions(batch.rows.labels.to(device));
+  bank.clear_route();  // every row through the base alone
+  const at::Tensor hidden = model.hidden_states(ids, mask);
+  return summed_log_probs(model, bank,
+                          hidden.reshape({-1, hidden.size(-1)}).index_select(0, p.flat), p, nullptr,
+                          ids.size(0));
+}
+
 std::map<std::string, DpoUserStats> dpo_forward_backward(
     CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
     const DpoStepConfig& config, const at::Device& device,
-    const std::map<std::string, double>* pair_weights) {
+    const std::map<std::string, double>* pair_weights, const at::Tensor* precomputed_reference) {
   const int64_t B = batch.pairs(), R = 2 * B;
   const at::Tensor ids = batch.rows.input_ids.to(device);
   const at::Tensor mask = batch.rows.attention_mask.to(device);
@@ -105,13 +118,15 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(
   const auto select = [&](const at::Tensor& hidden) {
     return hidden.reshape({-1, hidden.size(-1)}).index_select(0, p.flat);  // [M, C]
   };
-  // Reference: the base alone (every row routed to -1), no graph.
+  // Reference: the base alone, no graph; or the caller's (the same numbers, computed once).
   at::Tensor reference;
-  {
-    torch::NoGradGuard no_grad;
-    bank.clear_route();
-    reference =
-        summed_log_probs(model, bank, select(model.hidden_states(ids, mask)), p, nullptr, R);
+  if (precomputed_reference) {
+    if (precomputed_reference->dim() != 1 || precomputed_reference->size(0) != R)
+      throw Error("dpo",
+                  "a precomputed reference needs one log-prob per row (" + std::to_string(R) + ")");
+    reference = precomputed_reference->to(device);
+  } else {
+    reference = reference_log_probs(model, bank, batch, device);
   }
   // Policy: row b and row B + b through the adapter of pair b's user. The blocks run with the
   // graph; the vocabulary projection runs in chunks without it (summed_log_probs), and its

@@ -44,10 +44,19 @@ struct DpoUserStats {
 // (means over the user's pairs in this batch). `pair_weights` (user -> weight of each of its
 // pairs in the summed loss) lets a step split over several batches or ranks keep each user's
 // mean over the whole step: 1 / (the user's pairs in the step); default 1 / (its pairs here).
+// `precomputed_reference`: the batch's reference log-probs as reference_log_probs gives them
+// ([2B], chosen rows first), e.g. computed once per pair before training; null computes them here.
 std::map<std::string, DpoUserStats> dpo_forward_backward(
     CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
     const DpoStepConfig& config, const at::Device& device,
-    const std::map<std::string, double>* pair_weights = nullptr);
+    const std::map<std::string, double>* pair_weights = nullptr,
+    const at::Tensor* precomputed_reference = nullptr);
+
+// The reference policy's (the base with every adapter off) summed response log-probs of a
+// batch's rows: [2B] float32 (float64 for a float64 model), chosen rows first; no graph. Leaves
+// the bank unrouted.
+at::Tensor reference_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
+                               const at::Device& device);
 
 // Clips each user's gradient to max_norm (L2 over that user's slices of every bank parameter,
 // as clip_grad_norm_ over a single-user model's LoRA parameters); returns the pre-clip norms in
