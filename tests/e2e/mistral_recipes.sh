@@ -71,4 +71,22 @@ grep -q '"margin"' "$work/s3.log" || fail "no reward margin"
 run "$work/vpl.log" "$tailor" run recipes/mistral_tiny_rm.yaml output_dir="$work/vpl" $rm_short
 [ -f "$work/vpl/export/vpl_heads.safetensors" ] || fail "VPL heads missing"
 grep -q '"model_type": "mistral"' "$work/vpl/export/backbone/config.json" || fail "VPL backbone"
+# The Mistral-7B per-user DPO recipe as shipped, at a user-supplied model path: here the tiny
+# Mistral SFT export (tokenizer.json inside), bf16, LoRA on q, k, v, up, down, mistral_instruct;
+# only the sizes are overridden. Each user gets a PEFT adapter for Mistral's module names.
+for u in ann ben; do
+  for i in 1 2 3 4; do
+    printf '{"user": "%s", "prompt": "Question %s?", "chosen": " Answer %s.", "rejected": " No."}\n' \
+      "$u" "$i" "$i"
+  done
+done > "$work/user_pairs.jsonl"
+run "$work/dpo.log" "$tailor" run recipes/mistral7b_dpo_users.yaml output_dir="$work/dpo" \
+  model.path="$work/full/export" tokenizer="$work/full/export" data.path="$work/user_pairs.jsonl" \
+  data.max_length=32 train.max_steps=2 train.eval_every=0 train.checkpoint_every=0 \
+  train.log_every=1 data.eval_fraction=0.25
+for u in ann ben; do
+  grep -q '"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"' \
+    <(head -c 65536 "$work/dpo/export/users/$u/adapter_model.safetensors") || fail "dpo adapter $u"
+done
+grep -q '"users/ann/rewards/accuracies"' "$work/dpo/metrics.jsonl" || fail "dpo metrics"
 echo "mistral recipes: OK"
