@@ -690,15 +690,8 @@ nlohmann::json DpoStage::evaluate_margins(bool final) {
                                      share.begin() + std::min(share.size(), start + batch_pairs));
     const data::PairBatch batch = pairs_->collate(chunk, collate_);
     const int64_t B = batch.pairs();
-    bank_->clear_route();
-    const at::Tensor ref = response_logps(
-        model_->forward(batch.rows.input_ids, batch.rows.attention_mask), batch.rows.labels);
-    std::vector<std::string> rows(batch.users);
-    rows.insert(rows.end(), batch.users.begin(), batch.users.end());
-    bank_->route(rows, at::kCPU);
-    const at::Tensor policy = response_logps(
-        model_->forward(batch.rows.input_ids, batch.rows.attention_mask), batch.rows.labels);
-    bank_->clear_route();
+    const at::Tensor ref = reference_log_probs(*model_, *bank_, batch, at::kCPU);
+    const at::Tensor policy = policy_log_probs(*model_, *bank_, batch, at::kCPU);
     const at::Tensor p = policy.to(at::kDouble), q = ref.to(at::kDouble);
     for (int64_t b = 0; b < B; ++b)
       mine.push_back({chunk[static_cast<size_t>(b)], p[b].item<double>(), p[B + b].item<double>(),

@@ -105,6 +105,24 @@ at::Tensor reference_log_probs(CausalLMImpl& model, AdapterBank& bank, const dat
                           ids.size(0));
 }
 
+at::Tensor policy_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
+                            const at::Device& device) {
+  torch::NoGradGuard no_grad;
+  const at::Tensor ids = batch.rows.input_ids.to(device);
+  const at::Tensor mask = batch.rows.attention_mask.to(device);
+  const ScoredPositions p = scored_positions(batch.rows.labels.to(device));
+  std::vector<std::string> row_users(batch.users);
+  row_users.insert(row_users.end(), batch.users.begin(), batch.users.end());
+  bank.route(row_users, device);
+  const at::Tensor row_adapters = bank.routed_rows();
+  const at::Tensor hidden = model.hidden_states(ids, mask);
+  const at::Tensor out =
+      summed_log_probs(model, bank, hidden.reshape({-1, hidden.size(-1)}).index_select(0, p.flat),
+                       p, &row_adapters, ids.size(0));
+  bank.clear_route();
+  return out;
+}
+
 std::map<std::string, DpoUserStats> dpo_forward_backward(
     CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
     const DpoStepConfig& config, const at::Device& device,

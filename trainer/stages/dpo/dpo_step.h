@@ -58,6 +58,11 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(
 at::Tensor reference_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
                                const at::Device& device);
 
+// The same for the policy: each pair's two rows through its user's adapter. No graph; leaves
+// the bank unrouted.
+at::Tensor policy_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
+                            const at::Device& device);
+
 // Clips each user's gradient to max_norm (L2 over that user's slices of every bank parameter,
 // as clip_grad_norm_ over a single-user model's LoRA parameters); returns the pre-clip norms in
 // bank order. max_norm <= 0: only measures.
