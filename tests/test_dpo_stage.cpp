@@ -319,6 +319,48 @@ TEST(DpoStage, GeneratedPairsFollowTheOraclesAndWinRatesRecount) {
       EXPECT_LT(c, r) << p.dump();
   }
 
+  // A random base almost never samples EOS, so with 10 new tokens every answer stopped at the
+  // limit: each response is marked truncated (trained without a closing EOS).
+  for (const auto& p : pairs) {
+    EXPECT_EQ(p.value("chosen_truncated", false), true) << p.dump();
+    EXPECT_EQ(p.value("rejected_truncated", false), true) << p.dump();
+  }
+  // The held-out margins carry the marks, and tailor score, honouring them, reproduces the run's
+  // log-probs; read without the marks (an EOS appended), the same lines score differently.
+  {
+    const auto held_out = read_jsonl(dir / "run" / "eval_pairs.jsonl");
+    ASSERT_FALSE(held_out.empty());
+    std::ofstream marked(dir / "marked.jsonl"), plain(dir / "plain.jsonl");
+    for (const auto& p : held_out) {
+      ASSERT_TRUE(p.value("chosen_truncated", false)) << p.dump();
+      nlohmann::json line = {
+          {"prompt", p["prompt"]}, {"chosen", p["chosen"]}, {"rejected", p["rejected"]}};
+      plain << line.dump() << "\n";
+      line["chosen_truncated"] = p["chosen_truncated"];
+      line["rejected_truncated"] = p["rejected_truncated"];
+      marked << line.dump() << "\n";
+    }
+    marked.close();
+    plain.close();
+    const std::string user = held_out[0]["user"];
+    for (const std::string name : {"marked", "plain"}) {
+      const std::string command = std::string(TAILOR_BINARY) + " score --model " +
+                                  (dir / "run" / "export" / "base").string() + " --adapter " +
+                                  (dir / "run" / "export" / "users" / user).string() + " --input " +
+                                  (dir / (name + ".jsonl")).string() + " --output " +
+                                  (dir / (name + ".out")).string() + " 2>/dev/null";
+      ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    }
+    const auto marked_out = read_jsonl(dir / "marked.out");
+    const auto plain_out = read_jsonl(dir / "plain.out");
+    for (size_t i = 0; i < held_out.size(); ++i) {
+      if (held_out[i]["user"] != user) continue;
+      const double logp = held_out[i]["logp_chosen"].get<double>();
+      EXPECT_NEAR(marked_out[i]["chosen"].get<double>(), logp, 1e-5 * std::abs(logp));
+      EXPECT_GT(std::abs(plain_out[i]["chosen"].get<double>() - logp), 1e-3);
+    }
+  }
+
   // The win rates, counted again from eval_samples.jsonl: adapter sample r vs base sample r.
   const auto summary = nlohmann::json::parse(read_file(dir / "run" / "summary.json"));
   const auto samples = read_jsonl(dir / "run" / "eval_samples.jsonl");

@@ -70,6 +70,35 @@ TEST(UserPairs, ChosenRowsThenRejectedRowsWithOnlyResponsesLabelled) {
   EXPECT_EQ(row(cut.rows.labels, 1), (std::vector<int64_t>{x, x, x, 4}));
 }
 
+// A response marked truncated (a sample cut at max_new_tokens) gets no closing EOS: its row ends
+// with its last text token, the other side of the pair keeps its EOS.
+TEST(UserPairs, TruncatedResponsesGetNoClosingEos) {
+  const fs::path file = write("truncated",
+                              "{\"user\": \"u\", \"prompt\": \"a\", \"chosen\": \"bb\", "
+                              "\"rejected\": \"c\", \"chosen_truncated\": true}\n"
+                              "{\"user\": \"u\", \"prompt\": \"a\", \"chosen\": \"d\", "
+                              "\"rejected\": \"ee\", \"chosen_truncated\": false, "
+                              "\"rejected_truncated\": true}\n");
+  const UserPairs pairs = UserPairs::from_jsonl(file, encode);
+  fs::remove(file);
+  EXPECT_TRUE(pairs.pair(0).chosen_truncated);
+  EXPECT_FALSE(pairs.pair(0).rejected_truncated);
+  EXPECT_FALSE(pairs.pair(1).chosen_truncated);
+  EXPECT_TRUE(pairs.pair(1).rejected_truncated);
+  CollateOptions options;
+  options.max_length = 16;
+  options.eos_id = 50;
+  options.append_eos = true;
+  const PairBatch batch = pairs.collate({0, 1}, options);
+  const int64_t x = -100;
+  ASSERT_EQ(batch.rows.input_ids.size(1), 4);
+  EXPECT_EQ(row(batch.rows.labels, 0), (std::vector<int64_t>{x, x, 2, 2}));   // bb, cut
+  EXPECT_EQ(row(batch.rows.labels, 1), (std::vector<int64_t>{x, x, 4, 50}));  // d EOS
+  EXPECT_EQ(row(batch.rows.labels, 2), (std::vector<int64_t>{x, x, 3, 50}));  // c EOS
+  EXPECT_EQ(row(batch.rows.labels, 3), (std::vector<int64_t>{x, x, 5, 5}));   // ee, cut
+  EXPECT_EQ(row(batch.rows.attention_mask, 2), (std::vector<int64_t>{1, 1, 1, 1}));
+}
+
 TEST(UserPairs, ErrorsNameTheFileLineAndKey) {
   const auto expect_error = [](const std::string& text, const std::string& needle) {
     const fs::path file = write("errors", text);
@@ -91,6 +120,10 @@ TEST(UserPairs, ErrorsNameTheFileLineAndKey) {
                ":1: \"user\" is empty");
   expect_error("{\"user\": \"u\", \"prompt\": \"a\", \"chosen\": \"\", \"rejected\": \"c\"}\n",
                ":1: \"chosen\" and \"rejected\" must not be empty");
+  expect_error(
+      "{\"user\": \"u\", \"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\", "
+      "\"rejected_truncated\": \"yes\"}\n",
+      ":1: \"rejected_truncated\" must be true or false");
   expect_error("\n", "no pairs");
 }
 

@@ -47,6 +47,14 @@ UserPairs UserPairs::from_jsonl(const std::filesystem::path& file,
     pair.rejected = encode_field("response", pair.rejected_text);
     if (pair.chosen.empty() || pair.rejected.empty())
       throw Error("data", where + ": \"chosen\" and \"rejected\" must not be empty");
+    const auto flag = [&](const char* key) {
+      if (!record.contains(key)) return false;
+      if (!record[key].is_boolean())
+        throw Error("data", where + ": \"" + key + "\" must be true or false");
+      return record[key].get<bool>();
+    };
+    pair.chosen_truncated = flag("chosen_truncated");
+    pair.rejected_truncated = flag("rejected_truncated");
     pairs.push_back(std::move(pair));
   }
   if (pairs.empty()) throw Error("data", file.string() + ": no pairs");
@@ -73,6 +81,8 @@ PairBatch UserPairs::collate(const std::vector<int64_t>& indices,
   const size_t B = indices.size();
   std::vector<std::vector<int32_t>> rows(2 * B);
   std::vector<std::vector<bool>> learned(2 * B);
+  if (options.append_eos && options.eos_id < 0)
+    throw Error("data", "append_eos needs CollateOptions.eos_id");
   PairBatch batch;
   for (size_t b = 0; b < B; ++b) {
     const UserPair& p = pair(indices[b]);
@@ -82,11 +92,16 @@ PairBatch UserPairs::collate(const std::vector<int64_t>& indices,
       auto& row = rows[side * B + b];
       row = p.prompt;
       row.insert(row.end(), response.begin(), response.end());
+      // The EOS here rather than in collate_rows: a truncated response has none.
+      if (options.append_eos && !(side == 0 ? p.chosen_truncated : p.rejected_truncated))
+        row.push_back(options.eos_id);
       learned[side * B + b].assign(p.prompt.size(), false);
       learned[side * B + b].resize(row.size(), true);
     }
   }
-  batch.rows = collate_rows(std::move(rows), std::move(learned), options);
+  CollateOptions rows_options = options;
+  rows_options.append_eos = false;
+  batch.rows = collate_rows(std::move(rows), std::move(learned), rows_options);
   return batch;
 }
 

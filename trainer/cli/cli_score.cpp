@@ -9,7 +9,8 @@
 // {"chosen": lc, "rejected": lr, "margin": lc - lr, "tokens_chosen": nc, "tokens_rejected": nr}:
 // lc is the summed log-probability (natural log, float64 accumulation of float32 log_softmax) of
 // the chosen response's tokens and the EOS closing it, each given its prefix, with the ids the
-// DPO stage trains on (data/preferences/user_pairs.h: prompt ++ response ++ EOS); nc counts
+// DPO stage trains on (data/preferences/user_pairs.h: prompt ++ response ++ EOS; no EOS for a
+// response marked "chosen_truncated"/"rejected_truncated": true); nc counts
 // those tokens (response tokens + 1; one less when the prompt has no tokens, as the first token
 // of a sequence is never scored). Each sequence is scored on its own, without padding.
 // --per-token adds "log_probs": the float32 log-probability of each scored token given its
@@ -89,10 +90,18 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
     in.pair = true;
     in.prompt = encode("prompt");
     const int32_t eos = tokenizer().eos_id();
+    // "chosen_truncated"/"rejected_truncated": true (a sample cut at max_new_tokens, as the dpo
+    // stage marks it): that response is scored without the closing EOS, as the stage trains it.
+    const auto truncated = [&](const char* key) {
+      if (!j.contains(key)) return false;
+      if (!j.at(key).is_boolean())
+        throw Error("score", location(file, line) + ": \"" + key + "\" must be true or false");
+      return j.at(key).get<bool>();
+    };
     in.chosen = encode("chosen");
-    in.chosen.push_back(eos);
+    if (!truncated("chosen_truncated")) in.chosen.push_back(eos);
     in.rejected = encode("rejected");
-    in.rejected.push_back(eos);
+    if (!truncated("rejected_truncated")) in.rejected.push_back(eos);
   } else if (j.contains("ids")) {
     if (!j.at("ids").is_array())
       throw Error("score", location(file, line) + ": \"ids\" must be an array");

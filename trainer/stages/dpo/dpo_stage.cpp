@@ -318,28 +318,41 @@ void DpoStage::prepare_generated_pairs() {
   log() << "[dpo] sampling " << r_.generate.completions << " answers to each of " << P
         << " prompts from the base (" << r_.generate.max_new_tokens << " new tokens at most)\n";
   const double t0 = steady_clock_seconds();
+  std::vector<bool> cut;  // per sample of this rank: stopped at max_new_tokens
   const std::vector<std::string> mine =
       sample_completions(*model_, *tokenizer_, r_.data.prompt_template,
                          std::vector<std::string>(prompts.begin() + begin, prompts.begin() + end),
-                         config, r_.generate.completions, begin);
+                         config, r_.generate.completions, begin, /*batch_prompts=*/8, &cut);
   std::vector<std::string> samples;
+  std::vector<bool> truncated;
   for (const auto& part : comm_.all_gather_strings(
-           nlohmann::json(mine).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)))
-    for (const auto& s : nlohmann::json::parse(part))
+           nlohmann::json({{"texts", mine}, {"truncated", cut}})
+               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
+    const nlohmann::json gathered = nlohmann::json::parse(part);
+    for (const auto& s : gathered.at("texts"))
       samples.push_back(s.get<std::string>());
+    for (const auto& t : gathered.at("truncated"))
+      truncated.push_back(t.get<bool>());
+  }
+  const int64_t n_cut = std::count(truncated.begin(), truncated.end(), true);
   log() << "[dpo] sampled " << samples.size() << " answers in "
-        << seconds_text(steady_clock_seconds() - t0) << " s\n";
+        << seconds_text(steady_clock_seconds() - t0) << " s; " << n_cut
+        << " stopped at max_new_tokens (trained without a closing EOS)\n";
 
   const size_t K = static_cast<size_t>(r_.generate.completions);
   std::vector<std::vector<std::string>> answers(prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i)
+  std::vector<std::set<std::string>> cut_texts(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
     answers[i].assign(samples.begin() + i * K, samples.begin() + (i + 1) * K);
+    for (size_t k = i * K; k < (i + 1) * K; ++k)
+      if (truncated[k]) cut_texts[i].insert(samples[k]);
+  }
   std::map<std::string, std::vector<std::vector<TextPair>>> picked;  // user -> per prompt
   {
     const auto judge_of = make_judges(users_);
     for (const auto& user : users_)
-      picked[user] =
-          pick_pairs(user, *judge_of.at(user), prompts, answers, r_.generate.pairs_per_prompt);
+      picked[user] = pick_pairs(user, *judge_of.at(user), prompts, answers,
+                                r_.generate.pairs_per_prompt, &cut_texts);
   }
   std::vector<TextPair> pairs;               // prompt-major, users in name order
   std::map<std::string, int64_t> undecided;  // prompts where a user found no pair
@@ -720,17 +733,14 @@ nlohmann::json DpoStage::evaluate_margins(bool final) {
       logp_margin += pc - pr;
       if (final) {
         const auto& pair = pairs_->pair(i);
-        lines += nlohmann::json({{"user", users_[u]},
-                                 {"prompt", pair.prompt_text},
-                                 {"chosen", pair.chosen_text},
-                                 {"rejected", pair.rejected_text},
-                                 {"logp_chosen", pc},
-                                 {"logp_rejected", pr},
-                                 {"margin", pc - pr},
-                                 {"ref_logp_chosen", qc},
-                                 {"ref_logp_rejected", qr}})
-                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-                 "\n";
+        nlohmann::json line = {{"user", users_[u]},          {"prompt", pair.prompt_text},
+                               {"chosen", pair.chosen_text}, {"rejected", pair.rejected_text},
+                               {"logp_chosen", pc},          {"logp_rejected", pr},
+                               {"margin", pc - pr},          {"ref_logp_chosen", qc},
+                               {"ref_logp_rejected", qr}};
+        if (pair.chosen_truncated) line["chosen_truncated"] = true;
+        if (pair.rejected_truncated) line["rejected_truncated"] = true;
+        lines += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       }
     }
     const double n = static_cast<double>(eval_of_[u].size());

@@ -38,7 +38,11 @@ std::vector<std::string> read_prompts_jsonl(const fs::path& file) {
 std::vector<std::vector<TextPair>> pick_pairs(const std::string& user, judges::Judge& judge,
                                               const std::vector<std::string>& prompts,
                                               const std::vector<std::vector<std::string>>& samples,
-                                              int64_t max_pairs) {
+                                              int64_t max_pairs,
+                                              const std::vector<std::set<std::string>>* truncated) {
+  if (truncated && truncated->size() != prompts.size())
+    throw Error("dpo", "pick_pairs: truncation sets for " + std::to_string(truncated->size()) +
+                           " prompts, expected " + std::to_string(prompts.size()));
   if (prompts.size() != samples.size())
     throw Error("dpo", "pick_pairs: " + std::to_string(prompts.size()) + " prompts but " +
                            std::to_string(samples.size()) + " lists of samples");
@@ -56,8 +60,14 @@ std::vector<std::vector<TextPair>> pick_pairs(const std::string& user, judges::J
     const size_t K = ranked.size();
     for (size_t k = 0; k < K / 2 && static_cast<int64_t>(out[i].size()) < max_pairs; ++k) {
       const size_t best = r.order[k], worst = r.order[K - 1 - k];
-      if (r.prefers[best][worst] > 0)
-        out[i].push_back({user, prompts[i], ranked[best], ranked[worst]});
+      if (r.prefers[best][worst] > 0) {
+        TextPair pair{user, prompts[i], ranked[best], ranked[worst]};
+        if (truncated) {
+          pair.chosen_truncated = (*truncated)[i].count(pair.chosen) > 0;
+          pair.rejected_truncated = (*truncated)[i].count(pair.rejected) > 0;
+        }
+        out[i].push_back(std::move(pair));
+      }
     }
   }
   return out;
@@ -67,7 +77,8 @@ std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer
                                             PromptTemplate prompt_template,
                                             const std::vector<std::string>& prompts,
                                             GenerationConfig config, int64_t count,
-                                            int64_t first_prompt_index, int64_t batch_prompts) {
+                                            int64_t first_prompt_index, int64_t batch_prompts,
+                                            std::vector<bool>* truncated) {
   config.num_return_sequences = count;
   config.eos_token_id = tokenizer.eos_id();
   std::vector<std::string> out;
@@ -79,6 +90,7 @@ std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer
       ids.push_back(encode_prompt(tokenizer, prompt_template, prompts[i]));
     config.first_prompt_index = first_prompt_index + static_cast<int64_t>(start);
     for (auto& seq : generate(model, ids, config)) {
+      if (truncated) truncated->push_back(seq.finish_reason != FinishReason::kEos);
       if (seq.finish_reason == FinishReason::kEos && !seq.ids.empty()) seq.ids.pop_back();
       out.push_back(tokenizer.decode(seq.ids, /*skip_special_tokens=*/true));
     }
@@ -88,13 +100,13 @@ std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer
 
 void write_pairs_jsonl(const fs::path& file, const std::vector<TextPair>& pairs) {
   std::string text;
-  for (const auto& p : pairs)
-    text += nlohmann::json({{"user", p.user},
-                            {"prompt", p.prompt},
-                            {"chosen", p.chosen},
-                            {"rejected", p.rejected}})
-                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-            "\n";
+  for (const auto& p : pairs) {
+    nlohmann::json line = {
+        {"user", p.user}, {"prompt", p.prompt}, {"chosen", p.chosen}, {"rejected", p.rejected}};
+    if (p.chosen_truncated) line["chosen_truncated"] = true;
+    if (p.rejected_truncated) line["rejected_truncated"] = true;
+    text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
   write_file_atomic(file, text);
 }
 
