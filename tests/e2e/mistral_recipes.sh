@@ -29,6 +29,17 @@ grep -q 'exact match: [0-9]*/4' "$work/full.log" || fail "no exact-match line"
 # The prompt of a sample is shown in the instruct format it was trained in.
 grep -q '"prompt":"\[INST\]' "$work/full/samples.jsonl" || fail "samples not in [INST] format"
 
+# tailor generate --template mistral_instruct samples the export as the SFT stage sampled it: its
+# greedy answers (samples.jsonl, prompts shown wrapped) come back token for token.
+sed -E 's/.*"prompt":"\[INST\] (.*) \[\/INST\]".*/{"prompt": "\1"}/' "$work/full/samples.jsonl" \
+  > "$work/sample_prompts.jsonl"
+run "$work/gt.log" "$tailor" generate --model "$work/full/export" --template mistral_instruct \
+  --input "$work/sample_prompts.jsonl" --output "$work/sampled_again.jsonl" --max-new-tokens 32
+cmp -s <(grep -o '"completion":"[^"]*","[a-z_]*":[a-z]*,"finish_reason":"[a-z]*"' \
+           "$work/full/samples.jsonl" | sed -E 's/,"exact_match":[a-z]*//') \
+  <(grep -o '"completion":"[^"]*","finish_reason":"[a-z]*"' "$work/sampled_again.jsonl") ||
+  fail "generate --template mistral_instruct differs from the SFT stage's samples"
+
 # SFT with LoRA on all seven projections: PEFT adapter names and fan_in_fan_out false.
 run "$work/lora.log" "$tailor" run recipes/mistral_tiny_sft.yaml output_dir="$work/lora" $short \
   lora.enabled=true optimizer.lr=1.0e-2 samples.prompts=0

@@ -9,6 +9,9 @@
 //   {"prompt": <the text or ids as given>, "ids": [generated ids, EOS included when produced],
 //    "completion": <the ids decoded, special tokens (EOS) skipped; only with a tokenizer>,
 //    "finish_reason": "eos" | "length"}
+// --template mistral_instruct wraps each text prompt as training does (the recipes'
+// data.template; trainer/stages/prompt_format.h: "<s>[INST] prompt [/INST]"), so a model or
+// adapter trained with that template is sampled as it was trained; plain (default) leaves it.
 // Every line is checked (JSON, keys, ids, length) before anything is generated; errors name the
 // file and line.
 
@@ -23,6 +26,7 @@
 #include "models/tokenizer/tokenizer.h"
 #include "trainer/cli/cli_args.h"
 #include "trainer/cli/commands.h"
+#include "trainer/stages/prompt_format.h"
 
 namespace tailor::cli {
 namespace fs = std::filesystem;
@@ -45,7 +49,8 @@ bool has_tokenizer_files(const fs::path& dir) {
 }
 
 Prompt parse_line(const std::string& text, const fs::path& file, int64_t line,
-                  const Tokenizer* tokenizer, const fs::path& tokenizer_dir, int64_t vocab) {
+                  const Tokenizer* tokenizer, const fs::path& tokenizer_dir, int64_t vocab,
+                  PromptTemplate format) {
   const std::string where = location(file, line);
   nlohmann::ordered_json j;
   try {
@@ -83,7 +88,9 @@ Prompt parse_line(const std::string& text, const fs::path& file, int64_t line,
                                   "vocab.json + merges.txt) in " +
                                   tokenizer_dir.string() + "; or give {\"ids\": [...]}");
     }
-    p.ids = tokenizer->encode_hf(p.given.get<std::string>(), /*add_special_tokens=*/true);
+    p.ids = format == PromptTemplate::kPlain
+                ? tokenizer->encode_hf(p.given.get<std::string>(), /*add_special_tokens=*/true)
+                : encode_prompt(*tokenizer, format, p.given.get<std::string>());
     for (int32_t id : p.ids)
       if (id >= vocab)
         throw Error("generate", where + ": the tokenizer gave id " + std::to_string(id) +
@@ -140,6 +147,11 @@ int generate_command(const std::vector<std::string>& args) {
       ->check(CLI::IsMember({"fp32", "bf16", "float32", "bfloat16"}));
   app.add_option("--batch-size", batch_size, "prompts generated together (default 8)")
       ->check(CLI::PositiveNumber);
+  std::string template_name = "plain";
+  app.add_option("--template", template_name,
+                 "how text prompts are wrapped, as the recipes' data.template: plain (default) | "
+                 "mistral_instruct (<s>[INST] prompt [/INST])")
+      ->check(CLI::IsMember({"plain", "mistral_instruct"}));
   if (auto code = parse_arguments(app, args)) return *code;
   config.validate();
   if (config.temperature == 0 && (app.count("--top-k") > 0 || app.count("--top-p") > 0))
@@ -172,7 +184,9 @@ int generate_command(const std::vector<std::string>& args) {
   for (int64_t line = 1; std::getline(in, text); ++line) {
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     Prompt p =
-        parse_line(text, input, line, tokenizer ? &*tokenizer : nullptr, tokenizer_dir, vocab);
+        parse_line(text, input, line, tokenizer ? &*tokenizer : nullptr, tokenizer_dir, vocab,
+                   template_name == "mistral_instruct" ? PromptTemplate::kMistralInstruct
+                                                       : PromptTemplate::kPlain);
     const int64_t n = static_cast<int64_t>(p.ids.size());
     if (n > max_prompt) {
       throw Error("generate", location(input, line) + ": " + std::to_string(n) +
