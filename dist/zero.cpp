@@ -596,6 +596,26 @@ void ZeroEngine::scale_gradients(double factor) {
     if (f.trainable && f.own_len > 0) m.owned_grad(f).mul_(factor);
 }
 
+void ZeroEngine::for_each_owned_gradient(const std::function<void(const GradientPart&)>& visit) {
+  Impl& m = *impl_;
+  // Where each parameter lives, to visit in constructor order.
+  std::vector<std::pair<int, int>> where(m.params.size(), {-1, -1});
+  for (size_t fi = 0; fi < m.flats.size(); ++fi)
+    for (size_t si = 0; si < m.flats[fi].slots.size(); ++si)
+      where[m.flats[fi].slots[si].param] = {static_cast<int>(fi), static_cast<int>(si)};
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < m.params.size(); ++i) {
+    if (where[i].first < 0) continue;
+    Flat& f = m.flats[where[i].first];
+    if (!f.trainable || f.own_len == 0) continue;
+    const Slot& s = f.slots[where[i].second];
+    const auto [b, e] = overlap(s, f.own_begin, f.own_len);
+    if (e <= b) continue;
+    visit(GradientPart{m.params[i].name, s.shape, b - s.offset,
+                       m.owned_grad(f).narrow(0, b - f.own_begin, e - b)});
+  }
+}
+
 void ZeroEngine::step(double lr) {
   Impl& m = *impl_;
   at::NoGradGuard no_grad;

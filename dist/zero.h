@@ -74,6 +74,17 @@ struct ParameterPart {
   at::Tensor dst;
 };
 
+// One trainable parameter's part of the reduced gradient owned by this rank
+// (ZeroEngine::for_each_owned_gradient): `grad`, a writable view into the engine's gradient,
+// holds elements [begin, begin + grad.numel()) of the flattened parameter's gradient. Stage 0
+// owns every element.
+struct GradientPart {
+  const std::string& name;
+  const std::vector<int64_t>& shape;
+  int64_t begin;
+  at::Tensor grad;
+};
+
 struct ModelStateBytes {
   int64_t params = 0;     // parameter storage held (flats at stages 0-2, owned chunks at 3)
   int64_t grads = 0;      // gradient storage held between micro-batches
@@ -106,6 +117,11 @@ class ZeroEngine : public ForwardHooks {
   double reduce_gradients();
   // Multiplies the reduced gradients by `factor` (gradient clipping).
   void scale_gradients(double factor);
+  // After reduce_gradients: calls `visit` for each trainable parameter of which this rank owns
+  // elements, in the order the constructor got them, with that part of the reduced gradient
+  // (read or scale it in place, e.g. for a norm over a slice of parameters that the flat chunks
+  // cut arbitrarily: partial sums here, all-reduced by the caller). Local: no collective.
+  void for_each_owned_gradient(const std::function<void(const GradientPart&)>& visit);
   // One AdamW step with learning rate `lr` on the owned chunks; stages 1-2 then all-gather the
   // parameters. Weight decay as trainer/optim/adamw.h.
   void step(double lr);

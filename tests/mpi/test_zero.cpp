@@ -20,6 +20,7 @@
 #include "dist/communicator.h"
 #include "dist/runtime.h"
 #include "dist/sharded_checkpoint.h"
+#include "dist/zero.h"
 #include "trainer/recipe/recipe.h"
 #include "trainer/run/checkpoint.h"
 #include "trainer/stages/sft/sft_stage.h"
@@ -157,6 +158,66 @@ TEST(ZeroResume, ContinueAtThisWorldSize) {
   auto single = dist::make_single_process_communicator();
   ASSERT_EQ(run_sft_stage(recipe, *single), 0);
   EXPECT_LE(worst_relative_difference(final_model(resumed), final_model(ref)), 1e-5);
+}
+
+// for_each_owned_gradient: at stages 0-2, the owned parts of the reduced gradients cover every
+// trainable element exactly once over the ranks (stage 0: each rank all of it), hold the summed
+// gradient, and scaling a part in place scales what the step uses (here: what a second visit
+// reads). Three parameters, one frozen, a bucket small enough to give two trainable flats.
+TEST(ZeroOwnedGradients, CoverEveryTrainableElementOnceWithTheSummedGradient) {
+  auto& comm = dist::world();
+  const int W = comm.world_size(), rank = comm.rank();
+  for (int stage : {0, 1, 2}) {
+    SCOPED_TRACE("stage " + std::to_string(stage));
+    const std::vector<std::vector<int64_t>> shapes = {{3, 5}, {7}, {2, 2, 3}};
+    std::vector<dist::ZeroParam> params;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      int64_t n = 1;
+      for (int64_t d : shapes[i])
+        n *= d;
+      at::Tensor p = (at::arange(n, at::kFloat) * 0.01f + static_cast<float>(i)).reshape(shapes[i]);
+      p.set_requires_grad(i != 1);  // the second is frozen
+      params.push_back({"p" + std::to_string(i), p, true});
+    }
+    std::vector<at::Tensor> live;
+    for (const auto& p : params)
+      live.push_back(p.param);
+    dist::ZeroConfig config;
+    config.stage = stage;
+    config.bucket_bytes = 15 * 4;  // p0 (15 floats) and p2 (12) in flats of their own
+    dist::ZeroEngine engine(comm, std::move(params), {}, config);
+    // Rank r's loss: sum_i (r + 1) * <c_i, p_i>, c_i = arange; the summed gradient of p_i is
+    // W (W + 1) / 2 * c_i.
+    at::Tensor loss = at::zeros({}, at::kFloat);
+    for (size_t i : {size_t{0}, size_t{2}}) {
+      const at::Tensor c = at::arange(live[i].numel(), at::kFloat).reshape(shapes[i]);
+      loss = loss + (live[i] * c).sum() * static_cast<float>(rank + 1);
+    }
+    loss.backward();
+    engine.after_backward();
+    engine.reduce_gradients();
+    const float total = static_cast<float>(W * (W + 1) / 2);
+    std::map<std::string, at::Tensor> covered;  // name -> per-element count on this rank
+    covered["p0"] = at::zeros({15}, at::kDouble);
+    covered["p2"] = at::zeros({12}, at::kDouble);
+    engine.for_each_owned_gradient([&](const dist::GradientPart& part) {
+      ASSERT_TRUE(covered.count(part.name)) << part.name << " is frozen";
+      const int64_t n = part.grad.numel();
+      const at::Tensor expected = at::arange(part.begin, part.begin + n, at::kFloat) * total;
+      EXPECT_TRUE(at::allclose(part.grad, expected)) << part.name << " @" << part.begin;
+      covered[part.name].narrow(0, part.begin, n).add_(1);
+      part.grad.mul_(2);  // visible on the next visit
+    });
+    engine.for_each_owned_gradient([&](const dist::GradientPart& part) {
+      const at::Tensor expected =
+          at::arange(part.begin, part.begin + part.grad.numel(), at::kFloat) * (2 * total);
+      EXPECT_TRUE(at::allclose(part.grad, expected)) << part.name;
+    });
+    for (auto& [name, count] : covered) {
+      if (stage > 0) comm.all_reduce_sum(count);
+      EXPECT_TRUE(at::equal(count, at::ones_like(count))) << name;
+    }
+  }
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/shape_string.h"
+#include "dist/sharded_checkpoint.h"
 #include "models/core/lora.h"
 #include "models/io/pretrained.h"
 #include "models/registry.h"
@@ -16,6 +17,8 @@ namespace tailor {
 namespace fs = std::filesystem;
 
 std::vector<std::string> dpo_checkpoint_users(const fs::path& checkpoint_dir) {
+  // trainer_state.json is in both layouts (one process's files; a sharded checkpoint of
+  // dist.zero_stage 1 or 2).
   const fs::path state_file = checkpoint_dir / "trainer_state.json";
   if (!fs::exists(state_file)) return {};
   const auto state = nlohmann::json::parse(read_file(state_file));
@@ -36,9 +39,10 @@ CausalLM dpo_user_model(const fs::path& checkpoint_dir, const std::string& user,
                 checkpoint_dir.string() + ": no user \"" + user + "\" (users: " + known + ")");
   }
   const int64_t u = it - users.begin();
-  const Checkpoint ckpt = load_checkpoint(checkpoint_dir);
+  // Either layout; only the model tensors are read (not the optimizer state).
+  const dist::ShardedCheckpointReader reader(checkpoint_dir);
   const std::string source = (checkpoint_dir / "trainer_state.json").string();
-  const ModelProvenance p = provenance_from_json(ckpt.state.extra.at("model"), source);
+  const ModelProvenance p = provenance_from_json(reader.state().extra.at("model"), source);
   const auto dtype = p.dtype == "bfloat16" ? at::kBFloat16 : at::kFloat;
   CausalLM model = p.base_model.empty()
                        ? causal_lm_from_config(p.config, source, /*init_weights=*/false)
@@ -50,7 +54,10 @@ CausalLM dpo_user_model(const fs::path& checkpoint_dir, const std::string& user,
   auto params = model->named_parameters(/*recurse=*/true);
   int64_t copied = 0;
   torch::NoGradGuard no_grad;
-  for (const auto& [name, tensor] : ckpt.model) {
+  for (const auto& info : reader.tensors()) {
+    if (info.kind == "optimizer") continue;
+    const std::string& name = info.name;
+    const at::Tensor tensor = reader.read(name);
     std::string target = name;
     at::Tensor value = tensor;
     for (const char* side : {"A", "B"}) {

@@ -207,6 +207,12 @@ Schema<DpoRecipe> build_dpo_schema() {
           "0 = wait forever")
       .default_value(600.0)
       .at_least(0);
+  s.key(TAILOR_MEMBER(dist.zero_stage))
+      .doc(
+          "0: every rank keeps all adapters' AdamW state; 1: ZeRO-1, each rank keeps the fp32 "
+          "master and AdamW moments of its 1/N of the adapters, gradients reduce-scattered; 2: "
+          "ZeRO-2, also the gradients sharded during backward")
+      .default_value(0);
 
   s.section("export", "PEFT adapters at the end of the run: output_dir/export/users/<user>/");
   s.key(
@@ -231,6 +237,14 @@ void check_dpo_rules(const ResolvedConfig& c) {
     c.fail("export.merge_lora",
            "the dpo stage exports one adapter per user; merge one with `tailor export "
            "--checkpoint RUN --user NAME --merge-lora --out DIR`");
+  const int64_t zero_stage = c.get<int64_t>("dist.zero_stage");
+  if (zero_stage == 3)
+    c.fail("dist.zero_stage",
+           "3 is not built for the dpo stage: the base is frozen and replicated on every rank, "
+           "and ZeRO-3 of the adapters alone is not implemented; use 1 or 2 (the adapters' "
+           "optimizer state, and at 2 their gradients, sharded)");
+  if (zero_stage < 0 || zero_stage > 3)
+    c.fail("dist.zero_stage", "must be 0 (replicated), 1 or 2, got " + std::to_string(zero_stage));
   const auto& users = c.get<WeightTable>("users");
   for (const auto& [user, weights] : users) {
     try {
@@ -288,6 +302,7 @@ DpoRecipe load_dpo_recipe(const fs::path& file, const std::vector<std::string>& 
 std::string dpo_recipe_hash(const DpoRecipe& recipe) {
   DpoRecipe same_run = recipe;
   same_run.train.resume = false;
+  same_run.dist.zero_stage = 0;  // the same run whether its optimizer state is sharded or not
   return dpo_recipe_schema().unbind(same_run, "(recipe)").hash();
 }
 

@@ -78,6 +78,7 @@ struct DpoEvalSection {
 
 struct DpoDistSection {
   double collective_timeout_s;  // 0 = wait forever
+  int64_t zero_stage;           // 0 = replicated adapters and AdamW state; 1, 2 = sharded (ZeRO)
 };
 
 struct DpoRecipe {

@@ -7,9 +7,13 @@
 //
 // Data parallel: every rank draws the same pairs from the per-user samplers and takes its share
 // of each user's; a pair weighs 1 / pairs_per_user in the loss wherever it runs, so the summed
-// gradients are one process's on the same global step. The adapters are small next to the base,
-// so every rank keeps all of them and their AdamW state (replicated, ZeRO stage 0): the gradients
-// are summed over the ranks and every rank takes the same step.
+// gradients are one process's on the same global step. dist.zero_stage 0: every rank keeps all
+// adapters and their AdamW state (replicated): the gradients are summed over the ranks and every
+// rank takes the same step. 1 and 2: dist::ZeroEngine takes over the adapters (the bank
+// parameters; the frozen base stays a plain replicated model), each rank keeping the AdamW state
+// of its 1/N chunk of them; gradients are reduce-scattered (2: during backward), each rank updates
+// its chunk and the adapters are all-gathered. Per-user clipping sums each user's squares over the
+// owned gradient chunks and all-reduces the [users] vector. Checkpoints are then sharded.
 #include "trainer/stages/dpo/dpo_stage.h"
 
 #include <algorithm>
@@ -34,6 +38,8 @@
 #include "data/sampling/epoch_sampler.h"
 #include "dist/collective_watchdog.h"
 #include "dist/runtime.h"
+#include "dist/sharded_checkpoint.h"
+#include "dist/zero.h"
 #include "models/core/adapter_bank.h"
 #include "models/core/lora.h"
 #include "models/io/pretrained.h"
@@ -119,6 +125,8 @@ class DpoStage {
   void save_checkpoint();
   void export_adapters() const;
   std::vector<at::Tensor> bank_parameters() const;
+  void setup_optimizer();
+  bool stores_base() const { return r_.model.init == ModelInit::kRandom; }
   std::ostream& log() { return rank0_ ? std::cerr : null_; }
 
   const DpoRecipe& r_;
@@ -141,7 +149,10 @@ class DpoStage {
   std::vector<std::array<float, 2>> reference_;
   data::CollateOptions collate_;
   DpoStepConfig step_config_;
-  std::optional<AdamW> optimizer_;
+  std::optional<AdamW> optimizer_;            // dist.zero_stage 0
+  std::unique_ptr<dist::ZeroEngine> engine_;  // dist.zero_stage 1, 2
+  dist::ModelStateBytes state_bytes_;         // the adapters' model state on this rank
+  int64_t trainable_params_ = 0;              // every user's adapter
   std::optional<LrSchedule> schedule_;
   std::optional<MetricsWriter> metrics_;
   int64_t step_ = 0;
@@ -209,17 +220,11 @@ void DpoStage::setup() {
   bank_ = std::make_unique<AdapterBank>(*model_, lora_, users_);
   for (const auto& user : users_)
     bank_->init_user(user, user_seed(static_cast<uint64_t>(r_.seed), user, kInitStream));
-  optimizer_.emplace(AdamWConfig{r_.optimizer.beta1, r_.optimizer.beta2, r_.optimizer.eps,
-                                 r_.optimizer.weight_decay});
   int64_t adapter_params = 0, base_params = 0;
-  for (const auto& item : model_->named_parameters()) {
-    if (item.value().requires_grad()) {
-      optimizer_->add_param(item.key(), item.value(), decays_by_default(item.value()));
-      adapter_params += item.value().numel();
-    } else {
-      base_params += item.value().numel();
-    }
-  }
+  for (const auto& item : model_->named_parameters())
+    (item.value().requires_grad() ? adapter_params : base_params) += item.value().numel();
+  trainable_params_ = adapter_params;
+  setup_optimizer();
   for (size_t u = 0; u < users_.size(); ++u)
     samplers_.emplace_back(static_cast<int64_t>(train_of_[u].size()),
                            user_seed(static_cast<uint64_t>(r_.seed), users_[u], kSamplerStream));
@@ -251,6 +256,60 @@ void DpoStage::setup() {
   for (size_t u = 0; u < users_.size(); ++u)
     log() << "[dpo]   " << users_[u] << ": " << train_of_[u].size() << " train pairs, "
           << eval_of_[u].size() << " held out\n";
+  log() << "[dpo] adapters' model state per rank: params " << state_bytes_.params << " B, grads "
+        << state_bytes_.grads << " B, optimizer " << state_bytes_.optimizer << " B ("
+        << (engine_ ? "ZeRO stage " + std::to_string(engine_->stage()) + ", sharded over " +
+                          std::to_string(comm_.world_size()) + " ranks"
+                    : std::string("replicated on every rank"))
+        << ")\n";
+}
+
+// The optimizer over the trainable parameters (the adapters): plain AdamW on every rank, or the
+// ZeRO engine (dist.zero_stage 1, 2), which takes over their storage.
+void DpoStage::setup_optimizer() {
+  const AdamWConfig adam{r_.optimizer.beta1, r_.optimizer.beta2, r_.optimizer.eps,
+                         r_.optimizer.weight_decay};
+  // zero_stage is not part of the recipe hash (it does not change the result): check it here.
+  const auto stages = comm_.all_gather_strings(std::to_string(r_.dist.zero_stage));
+  for (size_t i = 1; i < stages.size(); ++i)
+    if (stages[i] != stages[0])
+      throw Error("dist", "rank " + std::to_string(i) + " has dist.zero_stage " + stages[i] +
+                              ", rank 0 " + stages[0] + "; every rank must run the same recipe");
+  if (r_.dist.zero_stage == 2)
+    for (const auto& path : bank_->module_paths())
+      if (path == "lm_head" ||
+          (path.size() > 8 && path.compare(path.size() - 8, 8, ".lm_head") == 0))
+        throw Error(
+            "recipe",
+            "dist.zero_stage: 2 reduces each adapter's gradient once per backward, but with "
+            "lm_head among lora.targets the output layer's adapters get theirs in several "
+            "passes (one per chunk of positions, a number that differs between ranks); use "
+            "dist.zero_stage 1");
+  if (r_.dist.zero_stage > 0) {
+    std::vector<dist::ZeroParam> params;
+    for (const auto& item : model_->named_parameters())
+      if (item.value().requires_grad())
+        params.push_back({item.key(), item.value(), decays_by_default(item.value())});
+    dist::ZeroConfig config;
+    config.stage = static_cast<int>(r_.dist.zero_stage);
+    config.adam = adam;
+    engine_ = std::make_unique<dist::ZeroEngine>(comm_, std::move(params),
+                                                 std::vector<std::vector<std::string>>{}, config);
+    state_bytes_ = engine_->state_bytes();
+    return;
+  }
+  optimizer_.emplace(adam);
+  for (const auto& item : model_->named_parameters()) {
+    if (!item.value().requires_grad()) continue;
+    optimizer_->add_param(item.key(), item.value(), decays_by_default(item.value()));
+    // Replicated: weights, gradients, AdamW moments (float32) and, for low-precision weights,
+    // a float32 master copy, all of every adapter.
+    const at::Tensor& p = item.value();
+    const int64_t n = p.numel(), size = static_cast<int64_t>(p.element_size());
+    state_bytes_.params += n * size;
+    state_bytes_.grads += n * size;
+    state_bytes_.optimizer += n * (8 + (size < 4 ? 4 : 0));
+  }
 }
 
 bool DpoStage::has_judge(const std::string& user) const {
@@ -493,29 +552,42 @@ void DpoStage::resume() {
     log() << "[dpo] resume: no checkpoint in " << run_dir_.string() << ", starting from step 0\n";
     return;
   }
-  const Checkpoint ck = load_checkpoint(*latest);
-  if (ck.state.recipe_hash != dpo_recipe_hash(r_))
+  // The reader opens both layouts (one process's files, or a sharded checkpoint of any world
+  // size), so a run resumes into any dist.zero_stage.
+  const dist::ShardedCheckpointReader reader(*latest);
+  const TrainerState& state = reader.state();
+  if (state.recipe_hash != dpo_recipe_hash(r_))
     throw Error("dpo", latest->string() + " was written by a different recipe (hash " +
-                           ck.state.recipe_hash + ", this one " + dpo_recipe_hash(r_) +
+                           state.recipe_hash + ", this one " + dpo_recipe_hash(r_) +
                            "); resume needs the recipe of that run");
-  if (ck.state.extra.value("users", nlohmann::json::array()) != nlohmann::json(users_))
+  if (state.extra.value("users", nlohmann::json::array()) != nlohmann::json(users_))
     throw Error("dpo", latest->string() + ": its users differ from this run's");
   {
     torch::NoGradGuard no_grad;
     auto params = model_->named_parameters();
-    for (const auto& [name, tensor] : ck.model) {
-      auto* param = params.find(name);
+    TensorMap optimizer_state;
+    for (const auto& info : reader.tensors()) {
+      if (info.kind == "optimizer") {
+        if (!engine_) optimizer_state[info.name] = reader.read(info.name);
+        continue;
+      }
+      auto* param = params.find(info.name);
       if (!param)
-        throw Error("dpo", latest->string() + ": tensor " + name + " is not in the model");
-      param->copy_(tensor);
+        throw Error("dpo", latest->string() + ": tensor " + info.name + " is not in the model");
+      if (engine_ && param->requires_grad()) continue;  // the engine reads its own part
+      param->copy_(reader.read(info.name));
+    }
+    if (engine_) {
+      engine_->load_checkpoint(reader, /*include_frozen=*/false);
+    } else {
+      optimizer_->import_state(optimizer_state);
     }
   }
-  optimizer_->import_state(ck.optimizer);
-  step_ = ck.state.step;
-  const auto& positions = ck.state.extra.at("samplers");
+  step_ = state.step;
+  const auto& positions = state.extra.at("samplers");
   for (size_t u = 0; u < samplers_.size(); ++u)
     samplers_[u].set_position({positions[u][0].get<int64_t>(), positions[u][1].get<int64_t>()});
-  const auto& ranks = ck.state.rng.at("ranks");
+  const auto& ranks = state.rng.at("ranks");
   if (ranks.size() == static_cast<size_t>(comm_.world_size())) {
     restore_torch_rng_states(ranks[comm_.rank()]);
   } else {
@@ -608,6 +680,7 @@ void DpoStage::train() {
         const auto stats =
             dpo_forward_backward(*model_, *bank_, batch, step_config_, at::kCPU, &pair_weights,
                                  reference.defined() ? &reference : nullptr);
+        if (engine_) engine_->after_backward();
         for (size_t u = 0; u < U; ++u) {
           const auto it = stats.find(users_[u]);
           if (it == stats.end()) continue;
@@ -619,12 +692,19 @@ void DpoStage::train() {
         s[U * (kStats + 1)] += batch.rows.attention_mask.sum().item<double>();
       }
     }
-    reduce_gradients();
-    const std::vector<double> norms =
-        clip_bank_gradients_per_user(*bank_, *model_, r_.optimizer.grad_clip);
     const double lr = schedule_->lr_at(step_);
-    optimizer_->step(lr);
-    optimizer_->zero_grad();
+    std::vector<double> norms;
+    if (engine_) {
+      engine_->reduce_gradients();
+      norms = clip_bank_gradients_per_user(*bank_, *engine_, comm_, r_.optimizer.grad_clip);
+      engine_->step(lr);
+      engine_->zero_grad();
+    } else {
+      reduce_gradients();
+      norms = clip_bank_gradients_per_user(*bank_, *model_, r_.optimizer.grad_clip);
+      optimizer_->step(lr);
+      optimizer_->zero_grad();
+    }
     sums = sum_over_ranks(sums);
     s = sums.data_ptr<double>();
     step_ += 1;
@@ -671,6 +751,12 @@ void DpoStage::train() {
       record["peak_rss_mib"] = peak_rss_mib();
       record["peak_rss_mib_max_rank"] = peak_rss_max;
       record["world_size"] = comm_.world_size();
+      // The adapters' model state on rank 0 (ranks differ only by padding); see dist/zero.h.
+      record["zero_stage"] = r_.dist.zero_stage;
+      record["trainable_params"] = trainable_params_;
+      record["state_bytes_params"] = state_bytes_.params;
+      record["state_bytes_grads"] = state_bytes_.grads;
+      record["state_bytes_optimizer"] = state_bytes_.optimizer;
       if (metrics_) metrics_->log(step_, record);
     }
     if (r_.train.eval_every > 0 && step_ % r_.train.eval_every == 0 && !last)
@@ -886,33 +972,56 @@ nlohmann::json DpoStage::evaluate_win_rates() {
 }
 
 // Rank 0 writes the adapters, their AdamW state, the sampler positions and every rank's RNG
-// state; `latest` names it only once complete (trainer/run/checkpoint.h).
+// state; `latest` names it only once complete (trainer/run/checkpoint.h). Under the ZeRO engine
+// every rank writes its chunks of the adapters and their AdamW state (dist/sharded_checkpoint.h),
+// rank 0 the base too when the run stores it.
 void DpoStage::save_checkpoint() {
+  TrainerState state;
+  state.step = step_;
+  state.recipe_hash = dpo_recipe_hash(r_);
+  state.extra["users"] = users_;
+  nlohmann::json positions = nlohmann::json::array();
+  for (const auto& sampler : samplers_)
+    positions.push_back({sampler.position().epoch, sampler.position().index});
+  state.extra["samplers"] = positions;
+  ModelProvenance provenance;
+  provenance.config = model_->hf_config(dtype_);
+  provenance.lora = lora_;
+  provenance.tokenizer = fs::absolute(r_.tokenizer);
+  provenance.dtype = dtype_ == at::kBFloat16 ? "bfloat16" : "float32";
+  if (!stores_base()) provenance.base_model = fs::absolute(r_.model.path);
+  state.extra["model"] = provenance_to_json(provenance);
+  state.extra["dpo"] = {{"users", users_}};
+  if (engine_) {
+    state.extra["dist"] = {{"world_size", comm_.world_size()}, {"zero_stage", engine_->stage()}};
+    state.rng = capture_torch_rng_states();  // gathered into {"ranks": [...]}
+    std::vector<dist::TensorInfo> tensors = engine_->checkpoint_tensors(/*include_frozen=*/false);
+    std::vector<dist::ShardPiece> pieces = engine_->checkpoint_pieces(/*include_frozen=*/false);
+    if (stores_base())
+      for (const auto& item : model_->named_parameters()) {
+        const at::Tensor& p = item.value();
+        if (p.requires_grad()) continue;
+        tensors.push_back({item.key(), p.scalar_type(), p.sizes().vec(), "model"});
+        if (rank0_) pieces.push_back({item.key(), 0, p.detach().contiguous().reshape({-1})});
+      }
+    dist::SaveShardedOptions options;
+    options.keep_last = static_cast<int>(r_.train.keep_checkpoints);
+    const fs::path dir =
+        dist::save_sharded_checkpoint(comm_, run_dir_, tensors, pieces, state, options);
+    log() << "[dpo] checkpoint " << dir.string() << " (sharded over " << comm_.world_size()
+          << " ranks)\n";
+    last_checkpoint_step_ = step_;
+    return;
+  }
   const auto rng_states = comm_.all_gather_strings(capture_torch_rng_states().dump());
   if (rank0_) {
-    TrainerState state;
-    state.step = step_;
-    state.recipe_hash = dpo_recipe_hash(r_);
     state.rng["ranks"] = nlohmann::json::array();
     for (const auto& s : rng_states)
       state.rng["ranks"].push_back(nlohmann::json::parse(s));
-    state.extra["users"] = users_;
-    nlohmann::json positions = nlohmann::json::array();
-    for (const auto& sampler : samplers_)
-      positions.push_back({sampler.position().epoch, sampler.position().index});
-    state.extra["samplers"] = positions;
-    ModelProvenance provenance;
-    provenance.config = model_->hf_config(dtype_);
-    provenance.lora = lora_;
-    provenance.tokenizer = fs::absolute(r_.tokenizer);
-    provenance.dtype = dtype_ == at::kBFloat16 ? "bfloat16" : "float32";
-    const bool stores_base = r_.model.init == ModelInit::kRandom;
-    if (!stores_base) provenance.base_model = fs::absolute(r_.model.path);
-    state.extra["model"] = provenance_to_json(provenance);
-    state.extra["dpo"] = {{"users", users_}};
     TensorMap tensors;
     for (const auto& item : model_->named_parameters())
-      if (stores_base || is_adapter_bank_parameter(item.key())) tensors[item.key()] = item.value();
+      if (stores_base() || is_adapter_bank_parameter(item.key()))
+        tensors[item.key()] = item.value();
     SaveCheckpointOptions options;
     options.keep_last = static_cast<int>(r_.train.keep_checkpoints);
     const fs::path dir =

@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "dist/communicator.h"
+#include "dist/zero.h"
 #include "models/core/lora.h"
 
 namespace tailor {
@@ -229,6 +231,62 @@ std::vector<double> clip_bank_gradients_per_user(const AdapterBank& bank, torch:
       for (const auto& g : grads)
         g[u].mul_(coef);
   }
+  return norms;
+}
+
+std::vector<double> clip_bank_gradients_per_user(const AdapterBank& bank, dist::ZeroEngine& engine,
+                                                 dist::Communicator& comm, double max_norm) {
+  const int64_t U = bank.size();
+  // Calls fn(u, piece) for each user's elements of a bank parameter's owned gradient part: a
+  // bank parameter is [U, ...] with user u's slice the elements [u n, (u + 1) n) of its
+  // flattening, n = numel / U.
+  const auto for_each_user = [U](const dist::GradientPart& part, const auto& fn) {
+    if (!is_adapter_bank_parameter(part.name)) return;
+    if (part.shape.empty() || part.shape[0] != U)
+      throw Error("dpo", "internal: bank parameter " + part.name + " does not lead with the " +
+                             std::to_string(U) + " users");
+    int64_t numel = 1;
+    for (int64_t d : part.shape)
+      numel *= d;
+    const int64_t n = numel / U, end = part.begin + part.grad.numel();
+    for (int64_t u = part.begin / n; u < U && u * n < end; ++u) {
+      const int64_t b = std::max(part.begin, u * n), e = std::min(end, (u + 1) * n);
+      if (e > b) fn(u, part.grad.narrow(0, b - part.begin, e - b));
+    }
+  };
+  torch::NoGradGuard no_grad;
+  at::Tensor sum_sq = at::zeros({U}, at::kDouble);
+  double* s = sum_sq.data_ptr<double>();
+  engine.for_each_owned_gradient([&](const dist::GradientPart& part) {
+    for_each_user(part, [&](int64_t u, const at::Tensor& g) {
+      const at::Tensor d = g.to(at::kDouble);
+      s[u] += at::dot(d, d).item<double>();
+    });
+  });
+  if (engine.stage() > 0 && comm.world_size() > 1) {
+    at::Tensor on_comm = sum_sq.to(comm.device());
+    comm.all_reduce_sum(on_comm);
+    sum_sq = on_comm.cpu();
+    s = sum_sq.data_ptr<double>();
+  }
+  std::vector<double> norms, coefs(static_cast<size_t>(U), 1.0);
+  bool clips = false;
+  for (int64_t u = 0; u < U; ++u) {
+    const double norm = std::sqrt(s[u]);
+    norms.push_back(norm);
+    if (max_norm <= 0 || !std::isfinite(norm)) continue;
+    const double coef = max_norm / (norm + 1e-6);  // as clip_grad_norm_
+    if (coef < 1.0) {
+      coefs[static_cast<size_t>(u)] = coef;
+      clips = true;
+    }
+  }
+  if (clips)
+    engine.for_each_owned_gradient([&](const dist::GradientPart& part) {
+      for_each_user(part, [&](int64_t u, const at::Tensor& g) {
+        if (coefs[static_cast<size_t>(u)] < 1.0) g.mul_(coefs[static_cast<size_t>(u)]);
+      });
+    });
   return norms;
 }
 

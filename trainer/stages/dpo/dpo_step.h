@@ -19,6 +19,11 @@
 #include "models/core/causal_lm.h"
 #include "trainer/losses/dpo_loss.h"
 
+namespace tailor::dist {
+class Communicator;
+class ZeroEngine;
+}  // namespace tailor::dist
+
 namespace tailor {
 
 struct DpoStepConfig {
@@ -68,5 +73,12 @@ at::Tensor policy_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::
 // bank order. max_norm <= 0: only measures.
 std::vector<double> clip_bank_gradients_per_user(const AdapterBank& bank, torch::nn::Module& model,
                                                  double max_norm);
+
+// The same when a ZeRO engine holds the adapters' reduced gradients in chunks that cut the users'
+// slices arbitrarily: each rank sums each user's squares over the gradient it owns, the [users]
+// vector is all-reduced (stages 1-2), and each rank scales each user's elements of its own chunk.
+// Call after engine.reduce_gradients(); collective at stages 1-2.
+std::vector<double> clip_bank_gradients_per_user(const AdapterBank& bank, dist::ZeroEngine& engine,
+                                                 dist::Communicator& comm, double max_norm);
 
 }  // namespace tailor
