@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "jsonl_test_support.h"
 #include "models/io/safetensors.h"
 #include "trainer/stages/dpo/dpo_recipe.h"
 
@@ -42,16 +43,6 @@ inline std::vector<nlohmann::json> dpo_user_pairs(int per_user) {
         {{"user", "dave"}, {"prompt", p}, {"chosen", " " + upper}, {"rejected", " " + lower}});
   }
   return lines;
-}
-
-// Every non-empty line of a JSONL file, parsed.
-inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& file) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
 }
 
 // Writes the lines whose user is in `users` (all when empty).

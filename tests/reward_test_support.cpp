@@ -20,12 +20,4 @@ RewardRecipe tiny_reward_recipe(const std::string& variant, const std::filesyste
   return load_reward_recipe("recipes/rm_synth_" + variant + ".yaml", overrides);
 }
 
-std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& file) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
-
 }  // namespace tailor::testing

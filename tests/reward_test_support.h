@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jsonl_test_support.h"
 #include "trainer/stages/reward/reward_recipe.h"
 
 namespace tailor::testing {
@@ -23,8 +24,5 @@ struct InRepo {
 // and 60 synthetic prompts, then `extra` overrides (the train.* keys each test needs).
 RewardRecipe tiny_reward_recipe(const std::string& variant, const std::filesystem::path& out,
                                 const std::vector<std::string>& extra);
-
-// Every non-empty line of a JSONL file.
-std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& file);
 
 }  // namespace tailor::testing
