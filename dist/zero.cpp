@@ -281,6 +281,15 @@ struct ZeroEngine::Impl {
 
   void update(Flat& f, double lr);  // AdamW on the owned range
 
+  // Where each parameter lives: {flat, slot} by parameter index ({-1, -1}: in no flat).
+  std::vector<std::pair<int, int>> param_slots() const {
+    std::vector<std::pair<int, int>> where(params.size(), {-1, -1});
+    for (size_t fi = 0; fi < flats.size(); ++fi)
+      for (size_t si = 0; si < flats[fi].slots.size(); ++si)
+        where[flats[fi].slots[si].param] = {static_cast<int>(fi), static_cast<int>(si)};
+    return where;
+  }
+
   // ---- weights and gradients of the owned range (optimizer coordinates) ----
   at::Tensor weights_low(Flat& f) {  // the parameter dtype's owned elements
     return config.stage == 3 ? f.shard.narrow(0, f.own_begin - rank * f.chunk, f.own_len)
@@ -598,11 +607,7 @@ void ZeroEngine::scale_gradients(double factor) {
 
 void ZeroEngine::for_each_owned_gradient(const std::function<void(const GradientPart&)>& visit) {
   Impl& m = *impl_;
-  // Where each parameter lives, to visit in constructor order.
-  std::vector<std::pair<int, int>> where(m.params.size(), {-1, -1});
-  for (size_t fi = 0; fi < m.flats.size(); ++fi)
-    for (size_t si = 0; si < m.flats[fi].slots.size(); ++si)
-      where[m.flats[fi].slots[si].param] = {static_cast<int>(fi), static_cast<int>(si)};
+  const auto where = m.param_slots();  // to visit in constructor order
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < m.params.size(); ++i) {
     if (where[i].first < 0) continue;
@@ -772,11 +777,7 @@ void ZeroEngine::set_overlap(bool overlap) {
 void ZeroEngine::fill_parameters(const std::function<void(const ParameterPart&)>& fill) {
   Impl& m = *impl_;
   if (m.config.stage != 3) throw Error(kScope, "fill_parameters is for stage 3");
-  // Where each parameter lives: its flat and slot.
-  std::vector<std::pair<int, int>> where(m.params.size(), {-1, -1});
-  for (size_t fi = 0; fi < m.flats.size(); ++fi)
-    for (size_t si = 0; si < m.flats[fi].slots.size(); ++si)
-      where[m.flats[fi].slots[si].param] = {static_cast<int>(fi), static_cast<int>(si)};
+  const auto where = m.param_slots();
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < m.params.size(); ++i) {
     Flat& f = m.flats[where[i].first];

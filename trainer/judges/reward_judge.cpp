@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "data/store/jsonl_lines.h"
 #include "dist/communicator.h"
 #include "models/core/lora.h"
 #include "models/heads/reward_model.h"
@@ -85,23 +86,16 @@ struct ContextAnswer {
 };
 
 std::vector<ContextAnswer> read_context(const fs::path& file, const std::string& key) {
-  std::ifstream in(file);
-  if (!in) throw Error("recipe", key + ".context: cannot open " + file.string());
+  if (!fs::exists(file)) throw Error("recipe", key + ".context: cannot open " + file.string());
+  data::JsonlReader reader(file);
   std::vector<ContextAnswer> out;
-  std::string text;
-  for (int64_t line = 1; std::getline(in, text); ++line) {
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = file.string() + ":" + std::to_string(line);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("reward_judge", where + ": invalid JSON: " + e.what());
-    }
+  for (std::string line; reader.next(line);) {
+    const nlohmann::json j = reader.parse_object(line);
     for (const char* field : {"prompt", "chosen", "rejected"})
-      if (!j.is_object() || !j.contains(field) || !j[field].is_string())
-        throw Error("reward_judge", where + ": expected {\"prompt\", \"chosen\", \"rejected\"} " +
-                                        "strings (a user's answer to a context question)");
+      if (!j.contains(field) || !j[field].is_string())
+        reader.fail(field,
+                    "expected a string ({\"prompt\", \"chosen\", \"rejected\"}: a user's "
+                    "answer to a context question)");
     out.push_back({j["prompt"].get<std::string>(), j["chosen"].get<std::string>(),
                    j["rejected"].get<std::string>()});
   }

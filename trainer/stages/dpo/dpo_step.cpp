@@ -92,37 +92,52 @@ at::Tensor log_prob_gradient(CausalLMImpl& model, AdapterBank& bank, const at::T
   return grad;
 }
 
+// Rows b and B + b (pair b's chosen and rejected) through the adapter of pair b's user; returns
+// the per-row adapter indices (for routing the vocabulary projection's chunks).
+at::Tensor route_pair_rows(AdapterBank& bank, const data::PairBatch& batch,
+                           const at::Device& device) {
+  std::vector<std::string> row_users(batch.users);
+  row_users.insert(row_users.end(), batch.users.begin(), batch.users.end());
+  bank.route(row_users, device);
+  return bank.routed_rows();
+}
+
+// The last hidden states at the scored positions: [M, C].
+at::Tensor scored_hidden(CausalLMImpl& model, const at::Tensor& ids, const at::Tensor& mask,
+                         const ScoredPositions& p) {
+  const at::Tensor hidden = model.hidden_states(ids, mask);
+  return hidden.reshape({-1, hidden.size(-1)}).index_select(0, p.flat);
+}
+
+// Every row's summed response log-prob, without a graph: through the base alone, or (adapters)
+// each pair's rows through its user's adapter. Leaves the bank unrouted.
+at::Tensor batch_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
+                           const at::Device& device, bool adapters) {
+  torch::NoGradGuard no_grad;
+  const at::Tensor ids = batch.rows.input_ids.to(device);
+  const at::Tensor mask = batch.rows.attention_mask.to(device);
+  const ScoredPositions p = scored_positions(batch.rows.labels.to(device));
+  at::Tensor row_adapters;
+  if (adapters)
+    row_adapters = route_pair_rows(bank, batch, device);
+  else
+    bank.clear_route();
+  const at::Tensor out = summed_log_probs(model, bank, scored_hidden(model, ids, mask, p), p,
+                                          adapters ? &row_adapters : nullptr, ids.size(0));
+  bank.clear_route();
+  return out;
+}
+
 }  // namespace
 
 at::Tensor reference_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
                                const at::Device& device) {
-  torch::NoGradGuard no_grad;
-  const at::Tensor ids = batch.rows.input_ids.to(device);
-  const at::Tensor mask = batch.rows.attention_mask.to(device);
-  const ScoredPositions p = scored_positions(batch.rows.labels.to(device));
-  bank.clear_route();  // every row through the base alone
-  const at::Tensor hidden = model.hidden_states(ids, mask);
-  return summed_log_probs(model, bank,
-                          hidden.reshape({-1, hidden.size(-1)}).index_select(0, p.flat), p, nullptr,
-                          ids.size(0));
+  return batch_log_probs(model, bank, batch, device, /*adapters=*/false);
 }
 
 at::Tensor policy_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
                             const at::Device& device) {
-  torch::NoGradGuard no_grad;
-  const at::Tensor ids = batch.rows.input_ids.to(device);
-  const at::Tensor mask = batch.rows.attention_mask.to(device);
-  const ScoredPositions p = scored_positions(batch.rows.labels.to(device));
-  std::vector<std::string> row_users(batch.users);
-  row_users.insert(row_users.end(), batch.users.begin(), batch.users.end());
-  bank.route(row_users, device);
-  const at::Tensor row_adapters = bank.routed_rows();
-  const at::Tensor hidden = model.hidden_states(ids, mask);
-  const at::Tensor out =
-      summed_log_probs(model, bank, hidden.reshape({-1, hidden.size(-1)}).index_select(0, p.flat),
-                       p, &row_adapters, ids.size(0));
-  bank.clear_route();
-  return out;
+  return batch_log_probs(model, bank, batch, device, /*adapters=*/true);
 }
 
 std::map<std::string, DpoUserStats> dpo_forward_backward(
@@ -135,9 +150,6 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(
   const at::Tensor labels = batch.rows.labels.to(device);
   const ScoredPositions p = scored_positions(labels);
   const at::Tensor counts = labels.slice(1, 1).ne(-100).sum(1);  // scored tokens per row
-  const auto select = [&](const at::Tensor& hidden) {
-    return hidden.reshape({-1, hidden.size(-1)}).index_select(0, p.flat);  // [M, C]
-  };
   // Reference: the base alone, no graph; or the caller's (the same numbers, computed once).
   at::Tensor reference;
   if (precomputed_reference) {
@@ -151,11 +163,8 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(
   // Policy: row b and row B + b through the adapter of pair b's user. The blocks run with the
   // graph; the vocabulary projection runs in chunks without it (summed_log_probs), and its
   // gradient is taken chunk by chunk once the loss has given d loss / d log-prob of every row.
-  std::vector<std::string> row_users(batch.users);
-  row_users.insert(row_users.end(), batch.users.begin(), batch.users.end());
-  bank.route(row_users, device);
-  const at::Tensor row_adapters = bank.routed_rows();
-  const at::Tensor selected = select(model.hidden_states(ids, mask));
+  const at::Tensor row_adapters = route_pair_rows(bank, batch, device);
+  const at::Tensor selected = scored_hidden(model, ids, mask, p);
   const at::Tensor policy =
       summed_log_probs(model, bank, selected.detach(), p, &row_adapters, R).requires_grad_(true);
 

@@ -7,28 +7,20 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "data/store/jsonl_lines.h"
 #include "trainer/stages/prompt_format.h"
 
 namespace tailor {
 namespace fs = std::filesystem;
 
 std::vector<std::string> read_prompts_jsonl(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw Error("dpo", file.string() + ": cannot open the prompts file");
+  data::JsonlReader reader(file);
   std::vector<std::string> prompts;
-  std::string text;
-  for (int64_t line = 1; std::getline(in, text); ++line) {
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = file.string() + ":" + std::to_string(line);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("dpo", where + ": invalid JSON: " + e.what());
-    }
-    if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
-      throw Error("dpo", where + ": expected {\"prompt\": \"...\"}");
-    if (j["prompt"].get<std::string>().empty()) throw Error("dpo", where + ": empty \"prompt\"");
+  for (std::string line; reader.next(line);) {
+    const nlohmann::json j = reader.parse_object(line);
+    if (!j.contains("prompt") || !j["prompt"].is_string())
+      reader.fail("prompt", "expected a string ({\"prompt\": \"...\"})");
+    if (j["prompt"].get<std::string>().empty()) reader.fail("prompt", "empty");
     prompts.push_back(j["prompt"].get<std::string>());
   }
   if (prompts.empty()) throw Error("dpo", file.string() + ": no prompts");
