@@ -8,6 +8,7 @@
 //   embeddings by the frozen initial backbone, vpl_scores with z = mean), for a LoRA export (its
 //   base is the context encoder) and a fully trained one (context_encoder named);
 // - the oracle-mixture judge picks exactly the pairs the former Copeland code picked;
+// - for_each_judge loads one reward export at a time and gives each user its own export's judge;
 // - recipe errors name the key;
 // - a dpo run with an oracle user, a Bradley–Terry user and a VPL user on generated pairs: the
 //   reward users' pairs follow their rewards and their win rates recount from the samples.
@@ -17,6 +18,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <sstream>
 
@@ -37,6 +39,7 @@
 #include "models/tokenizer/tokenizer.h"
 #include "trainer/cli/commands.h"
 #include "trainer/judges/judge.h"
+#include "trainer/judges/judge_set.h"
 #include "trainer/judges/oracles.h"
 #include "trainer/judges/reward_judge.h"
 #include "trainer/stages/dpo/dpo_stage.h"
@@ -511,6 +514,45 @@ TEST(OracleJudge, PicksThePairsAndVerdictsOfTheMixtureVotes) {
 }
 
 // --- the recipe -----------------------------------------------------------------------------
+
+// for_each_judge holds one reward export at a time: users on the same export share one load and
+// come one after the other; each user gets its own export's rewards (equal to a judge of that
+// export loaded alone); nothing stays loaded after.
+TEST(JudgeSet, VisitsEveryUserWithOneRewardModelLoadedAtATime) {
+  const fs::path dir = temp_dir("judge_set");
+  RewardModel first = tiny_bt(31), second = tiny_bt(32);
+  save_reward_model(dir / "rm1", first, /*merged=*/false, kTokenizer);
+  save_reward_model(dir / "rm2", second, /*merged=*/false, kTokenizer);
+  const judges::OracleUsers oracles = {{"olga", {{"shorter_length", 1.0}}}};
+  const judges::RewardUsers rewards = {{"ann", {{"model", (dir / "rm1").string()}}},
+                                       {"bob", {{"model", (dir / "rm2").string()}}},
+                                       {"cid", {{"model", (dir / "rm1").string()}}}};
+  const Items items = {{"What is a cat?", " A pet."}, {"Name a colour.", " Red"}};
+  std::map<std::string, std::vector<double>> expected;
+  expected["ann"] = expected["cid"] = judge_of({dir / "rm1", "", ""})->rewards(items);
+  expected["bob"] = judge_of({dir / "rm2", "", ""})->rewards(items);
+  ASSERT_NE(expected["ann"], expected["bob"]);
+  ASSERT_EQ(judges::live_reward_models(), 0);
+
+  std::vector<std::string> visited;
+  int64_t most_loaded = 0;
+  judges::for_each_judge(
+      {"ann", "bob", "olga", "cid"}, oracles, rewards, {},
+      [&](const std::string& user, judges::Judge& judge) {
+        visited.push_back(user);
+        most_loaded = std::max(most_loaded, judges::live_reward_models());
+        if (user == "olga") return;
+        EXPECT_EQ(dynamic_cast<RewardJudge&>(judge).rewards(items), expected.at(user)) << user;
+      });
+  EXPECT_EQ(visited, (std::vector<std::string>{"olga", "ann", "cid", "bob"}));
+  EXPECT_EQ(most_loaded, 1);
+  EXPECT_EQ(judges::live_reward_models(), 0);
+  EXPECT_NE(error_of([&] {
+              judges::for_each_judge({"zed"}, oracles, rewards, {},
+                                     [](const std::string&, judges::Judge&) {});
+            }).find("user \"zed\" has no judge"),
+            std::string::npos);
+}
 
 TEST(RewardUsersRecipe, ErrorsNameTheKey) {
   const fs::path dir = temp_dir("recipe");

@@ -21,7 +21,6 @@ bool is_adapter_parameter(const std::string& name) {
 }
 }  // namespace
 
-
 at::ScalarType CausalLMImpl::dtype() const {
   return token_embedding_weight().scalar_type();
 }
@@ -52,7 +51,8 @@ void CausalLMImpl::init_weights() {
     if (!is_adapter_parameter(item.key())) init_parameter(item.key(), item.value());
 }
 
-void CausalLMImpl::load_hf_state_dict(const TensorMap& tensors, const std::string& source) {
+void CausalLMImpl::load_hf_state_dict(const TensorMap& tensors, const std::string& source,
+                                      const std::function<void(const at::Tensor&)>& copied) {
   const std::string scope = model_type();
   for (const auto& item : named_modules()) {
     if (auto* linear = item.value()->as<LinearImpl>(); linear && linear->merged()) {
@@ -98,8 +98,11 @@ void CausalLMImpl::load_hf_state_dict(const TensorMap& tensors, const std::strin
   if (!missing.empty()) throw Error(scope, source + ": missing key(s) " + list_some(missing));
 
   torch::NoGradGuard no_grad;
-  for (auto& [name, parameter] : expected)
-    parameter.copy_(matched.at(name).second);
+  for (auto& [name, parameter] : expected) {
+    const at::Tensor& from = matched.at(name).second;
+    parameter.copy_(from);
+    if (copied) copied(from);
+  }
 }
 
 TensorMap CausalLMImpl::hf_state_dict() const {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -96,8 +97,10 @@ class CausalLMImpl : public torch::nn::Module {
   // unexpected keys, duplicates, non-floating tensors and shape mismatches throw
   // Error("<model_type>", "<source>: ...") naming the key (and both shapes), leaving the model
   // untouched. LoRA factors are not part of a base state dict; loading into a merged model is
-  // refused.
-  void load_hf_state_dict(const TensorMap& tensors, const std::string& source = "state dict");
+  // refused. `copied`, if set, sees each source tensor right after its copy (the pretrained
+  // loader drops the source's file pages there).
+  void load_hf_state_dict(const TensorMap& tensors, const std::string& source = "state dict",
+                          const std::function<void(const at::Tensor&)>& copied = {});
   // The base weights under the names save_pretrained writes (no tied lm_head, no LoRA factors),
   // as detached views of the parameters.
   TensorMap hf_state_dict() const;

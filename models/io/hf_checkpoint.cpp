@@ -10,6 +10,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/mapped_pages.h"
 #include "models/io/safetensors.h"
 
 namespace tailor::hf {
@@ -183,6 +184,10 @@ TensorMap map_state_dict(const fs::path& dir, const std::string& basename) {
                           at::TensorOptions().dtype(dtype)));
   }
   return out;
+}
+
+void release_mapped(const at::Tensor& tensor) {
+  drop_mapped_pages(tensor.data_ptr(), tensor.nbytes());
 }
 
 TensorMap load_state_dict(const fs::path& dir, const std::string& basename) {

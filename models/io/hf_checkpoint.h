@@ -43,6 +43,13 @@ class CheckpointReader {
 // Tensors whose bytes are not aligned to their element size are copied instead.
 TensorMap map_state_dict(const std::filesystem::path& dir, const std::string& basename = "model");
 
+// Drops the pages of a tensor from map_state_dict out of this process once its bytes have been
+// copied: a mapped page read stays resident (and counted in RSS) until the mapping goes, so a
+// loader that releases each tensor after copying it peaks at the model, not the model plus the
+// files. The tensor must not be read again (it would be read from the file, or, for one of the
+// copied misaligned tensors, be zeros).
+void release_mapped(const at::Tensor& tensor);
+
 // Loads every tensor of a checkpoint directory (copies).
 TensorMap load_state_dict(const std::filesystem::path& dir, const std::string& basename = "model");
 

@@ -39,8 +39,12 @@ CausalLM load_pretrained(const fs::path& dir, c10::ScalarType dtype) {
   // Converted to `dtype` before loading, so that a bf16 model never exists in float32 (the
   // float32 parameters were never written and cost no memory), and read from the mapped files.
   model->to(dtype);
-  model->load_hf_state_dict(hf::map_state_dict(dir), dir.string());
+  load_pretrained_weights(*model, dir);
   return model;
+}
+
+void load_pretrained_weights(CausalLMImpl& model, const fs::path& dir) {
+  model.load_hf_state_dict(hf::map_state_dict(dir), dir.string(), hf::release_mapped);
 }
 
 void save_model_config(const fs::path& dir, nlohmann::json config, c10::ScalarType dtype,

@@ -238,7 +238,7 @@ RewardModel load_reward_model(const fs::path& dir, const fs::path& adapter_dir,
   backbone->to(dtype);
   RewardModel model(backbone, num_labels);
 
-  TensorMap tensors = hf::load_state_dict(dir);
+  TensorMap tensors = hf::map_state_dict(dir);  // views of the files, released once copied
   const fs::path file = weights_file(dir);
   auto head = tensors.find(kScoreKey);
   if (head == tensors.end()) {
@@ -252,7 +252,7 @@ RewardModel load_reward_model(const fs::path& dir, const fs::path& adapter_dir,
     model->score->weight.copy_(head->second);
   }
   tensors.erase(head);
-  backbone->load_hf_state_dict(tensors, dir.string());
+  backbone->load_hf_state_dict(tensors, dir.string(), hf::release_mapped);
 
   fs::path adapter = adapter_dir;
   if (adapter.empty() && fs::exists(dir / "adapter" / "adapter_config.json"))

@@ -1,6 +1,7 @@
 #include "trainer/judges/reward_judge.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <numeric>
@@ -40,7 +41,14 @@ bool has_lora_adapter(const fs::path& vpl_export) {
 }
 
 // A loaded reward export, shared by the judges that name it.
+std::atomic<int64_t> live_exports{0};
+
 struct LoadedExport {
+  LoadedExport() { ++live_exports; }
+  ~LoadedExport() { --live_exports; }
+  LoadedExport(const LoadedExport&) = delete;
+  LoadedExport& operator=(const LoadedExport&) = delete;
+
   RewardExportKind kind = RewardExportKind::kBradleyTerry;
   fs::path dir;
   std::optional<Tokenizer> tokenizer;
@@ -330,6 +338,10 @@ RewardExportKind check_reward_judge_inputs(const RewardJudgeSpec& spec, const st
                               "started from (its model.path)");
   }
   return kind;
+}
+
+int64_t live_reward_models() {
+  return live_exports.load();
 }
 
 std::vector<std::unique_ptr<RewardJudge>> make_reward_judges(

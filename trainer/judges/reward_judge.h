@@ -103,6 +103,9 @@ class RewardJudge : public Judge {
 // +1 when reward a beats reward b beyond the tolerance, -1 the reverse, 0 a tie.
 int reward_prefers(double a, double b);
 
+// How many reward exports this process holds loaded now (each shared by its judges), for tests.
+int64_t live_reward_models();
+
 // Loads one judge per spec (keys[i] names specs[i] in errors), after check_reward_judge_inputs.
 // Specs naming the same export share one loaded model (VPL users usually share a model and differ
 // by their context).

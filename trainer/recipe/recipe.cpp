@@ -379,4 +379,15 @@ void write_resolved_recipe(const SftRecipe& recipe, const fs::path& run_dir) {
   write_resolved_recipe(sft_recipe_to_config(recipe), run_dir);
 }
 
+ScheduleConfig schedule_config(const ScheduleSection& schedule, const OptimizerSection& optimizer,
+                               int64_t max_steps) {
+  ScheduleConfig out;
+  out.type = schedule.type;
+  out.warmup_steps = std::min(schedule.warmup_steps, max_steps);
+  out.total_steps = max_steps;
+  out.min_lr_ratio = schedule.min_lr_ratio;
+  out.base_lr = optimizer.lr;
+  return out;
+}
+
 }  // namespace tailor

@@ -78,6 +78,11 @@ struct ScheduleSection {
   double min_lr_ratio;
 };
 
+// The learning-rate schedule of a run of max_steps optimizer steps, as every stage builds it:
+// base rate optimizer.lr, warmup capped at the run's length.
+ScheduleConfig schedule_config(const ScheduleSection& schedule, const OptimizerSection& optimizer,
+                               int64_t max_steps);
+
 struct TrainSection {
   int64_t max_steps;
   int64_t micro_batch_size;

@@ -4,7 +4,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "models/io/hf_checkpoint.h"
+#include "models/io/pretrained.h"
 #include "models/registry.h"
 
 namespace tailor {
@@ -80,7 +80,7 @@ CausalLM build_model(const ModelSection& model, const nlohmann::json& config,
   CausalLM lm = causal_lm_from_config(config, source, /*init_weights=*/false);
   lm->to(dtype);
   if (pretrained) {
-    lm->load_hf_state_dict(hf::map_state_dict(model.path), model.path.string());
+    load_pretrained_weights(*lm, model.path);
   } else {
     lm->init_weights();
   }

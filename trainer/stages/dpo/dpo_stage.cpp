@@ -45,7 +45,7 @@
 #include "models/io/pretrained.h"
 #include "models/tokenizer/tokenizer.h"
 #include "trainer/judges/judge.h"
-#include "trainer/judges/reward_judge.h"
+#include "trainer/judges/judge_set.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/run/checkpoint.h"
@@ -111,8 +111,8 @@ class DpoStage {
  private:
   void check_ranks_agree();
   bool has_judge(const std::string& user) const;
-  std::map<std::string, std::unique_ptr<judges::Judge>> make_judges(
-      const std::vector<std::string>& users);
+  void for_each_judge(const std::vector<std::string>& users,
+                      const std::function<void(const std::string&, judges::Judge&)>& use);
   void prepare_generated_pairs();
   void split_pairs();
   void precompute_reference();
@@ -233,13 +233,7 @@ void DpoStage::setup() {
   step_config_.loss.validate();
   step_config_.sft_weight = r_.dpo.sft_weight;
 
-  ScheduleConfig schedule;
-  schedule.type = r_.schedule.type;
-  schedule.warmup_steps = std::min(r_.schedule.warmup_steps, r_.train.max_steps);
-  schedule.total_steps = r_.train.max_steps;
-  schedule.min_lr_ratio = r_.schedule.min_lr_ratio;
-  schedule.base_lr = r_.optimizer.lr;
-  schedule_.emplace(schedule);
+  schedule_.emplace(schedule_config(r_.schedule, r_.optimizer, r_.train.max_steps));
   if (rank0_) metrics_.emplace(run_dir_ / "metrics.jsonl");
   if (r_.dpo.precompute_reference) precompute_reference();
 
@@ -316,33 +310,20 @@ bool DpoStage::has_judge(const std::string& user) const {
   return r_.users.count(user) > 0 || r_.reward_users.count(user) > 0;
 }
 
-// The judges of `users` (each in `users` or `reward_users`). A reward model is as large as a
-// base, so the judges are loaded where they are needed and dropped after. Reward judges split
-// their scoring over the ranks and gather it: every rank gets one process's verdicts.
-std::map<std::string, std::unique_ptr<judges::Judge>> DpoStage::make_judges(
-    const std::vector<std::string>& users) {
-  std::map<std::string, std::unique_ptr<judges::Judge>> out;
-  std::vector<judges::RewardJudgeSpec> specs;
-  std::vector<std::string> keys, reward_users;
-  for (const auto& user : users) {
-    if (const auto it = r_.users.find(user); it != r_.users.end()) {
-      out[user] = judges::make_oracle_judge(it->second);
-    } else if (const auto rt = r_.reward_users.find(user); rt != r_.reward_users.end()) {
-      keys.push_back("reward_users." + user);
-      specs.push_back(judges::reward_judge_spec(rt->second, keys.back()));
-      reward_users.push_back(user);
-    }
-  }
-  if (!specs.empty()) {
-    judges::RewardJudgeOptions options;
-    options.comm = &comm_;
-    auto loaded = judges::make_reward_judges(specs, keys, options);
-    for (size_t i = 0; i < loaded.size(); ++i)
-      out[reward_users[i]] = std::move(loaded[i]);
-  }
-  for (const auto& [user, judge] : out)
-    log() << "[dpo]   " << user << " judged by " << judge->description() << "\n";
-  return out;
+// Visits the judge of each of `users` (each in `users` or `reward_users`): a reward model is as
+// large as a base, so one export at a time is loaded beside the base and dropped after its users.
+// Reward judges split their scoring over the ranks and gather it: every rank gets one process's
+// verdicts.
+void DpoStage::for_each_judge(const std::vector<std::string>& users,
+                              const std::function<void(const std::string&, judges::Judge&)>& use) {
+  judges::RewardJudgeOptions options;
+  options.comm = &comm_;
+  judges::for_each_judge(users, r_.users, r_.reward_users, options,
+                         [&](const std::string& user, judges::Judge& judge) {
+                           log() << "[dpo]   " << user << " judged by " << judge.description()
+                                 << "\n";
+                           use(user, judge);
+                         });
 }
 
 // data.source generated: the base samples generate.completions answers for every prompt, every
@@ -407,12 +388,10 @@ void DpoStage::prepare_generated_pairs() {
       if (truncated[k]) cut_texts[i].insert(samples[k]);
   }
   std::map<std::string, std::vector<std::vector<TextPair>>> picked;  // user -> per prompt
-  {
-    const auto judge_of = make_judges(users_);
-    for (const auto& user : users_)
-      picked[user] = pick_pairs(user, *judge_of.at(user), prompts, answers,
-                                r_.generate.pairs_per_prompt, &cut_texts);
-  }
+  for_each_judge(users_, [&](const std::string& user, judges::Judge& judge) {
+    picked[user] =
+        pick_pairs(user, judge, prompts, answers, r_.generate.pairs_per_prompt, &cut_texts);
+  });
   std::vector<TextPair> pairs;               // prompt-major, users in name order
   std::map<std::string, int64_t> undecided;  // prompts where a user found no pair
   for (size_t i = 0; i < prompts.size(); ++i)
@@ -906,23 +885,22 @@ nlohmann::json DpoStage::evaluate_win_rates() {
   }
   // Each judge takes all its comparisons in one call: with eval.cross_user every adapter's
   // (column j of the matrix), else only its own user's.
-  std::map<std::string, WinRate> own;                      // judge -> its adapter's win rate
-  std::vector<std::vector<double>> matrix(users_.size());  // [adapter][judge]
-  {
-    const auto judge_of = make_judges(judged);
-    for (const auto& user : judged) {
-      const size_t u = static_cast<size_t>(bank_->index_of(user));
-      judges::Judge& judge = *judge_of.at(user);
-      if (r_.eval.cross_user) {
-        const std::vector<WinRate> column = win_rates(comparisons, judge);
-        for (size_t i = 0; i < users_.size(); ++i)
-          matrix[i].push_back(column[i].rate());
-        own[user] = column[u];
-      } else {
-        own[user] = win_rates({comparisons[u]}, judge).front();
-      }
+  std::map<std::string, WinRate> own;  // judge -> its adapter's win rate
+  std::vector<std::vector<double>> matrix(users_.size(),
+                                          std::vector<double>(judged.size()));  // [adapter][judge]
+  for_each_judge(judged, [&](const std::string& user, judges::Judge& judge) {
+    const size_t u = static_cast<size_t>(bank_->index_of(user));
+    if (r_.eval.cross_user) {
+      const size_t j =
+          static_cast<size_t>(std::find(judged.begin(), judged.end(), user) - judged.begin());
+      const std::vector<WinRate> column = win_rates(comparisons, judge);
+      for (size_t i = 0; i < users_.size(); ++i)
+        matrix[i][j] = column[i].rate();
+      own[user] = column[u];
+    } else {
+      own[user] = win_rates({comparisons[u]}, judge).front();
     }
-  }
+  });
   nlohmann::json out;
   std::ostringstream table;
   table << std::fixed << std::setprecision(3)

@@ -234,13 +234,7 @@ void RewardStage::setup() {
                                  r_.optimizer.weight_decay});
   for (const auto& [name, p] : params_)
     optimizer_->add_param(name, p, decays_by_default(p));
-  ScheduleConfig schedule;
-  schedule.type = r_.schedule.type;
-  schedule.warmup_steps = std::min(r_.schedule.warmup_steps, r_.train.max_steps);
-  schedule.total_steps = r_.train.max_steps;
-  schedule.min_lr_ratio = r_.schedule.min_lr_ratio;
-  schedule.base_lr = r_.optimizer.lr;
-  schedule_.emplace(schedule);
+  schedule_.emplace(schedule_config(r_.schedule, r_.optimizer, r_.train.max_steps));
 
   const int64_t U = data_.num_users();
   if (r_.train.sampling == "adaptive") {

@@ -223,13 +223,7 @@ void SftStage::setup() {
         optimizer_->add_param(item.key(), item.value(), decays_by_default(item.value()));
     }
   }
-  ScheduleConfig schedule;
-  schedule.type = r_.schedule.type;
-  schedule.warmup_steps = std::min(r_.schedule.warmup_steps, r_.train.max_steps);
-  schedule.total_steps = r_.train.max_steps;
-  schedule.min_lr_ratio = r_.schedule.min_lr_ratio;
-  schedule.base_lr = r_.optimizer.lr;
-  schedule_.emplace(schedule);
+  schedule_.emplace(schedule_config(r_.schedule, r_.optimizer, r_.train.max_steps));
   if (rank0_) metrics_.emplace(run_dir_ / "metrics.jsonl");
   if (distributed && !engine_) setup_engine();
   if (engine_) announce_engine();
