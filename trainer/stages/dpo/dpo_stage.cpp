@@ -53,6 +53,7 @@
 #include "trainer/run/metrics.h"
 #include "trainer/run/model_checkpoint.h"
 #include "trainer/run/model_setup.h"
+#include "trainer/run/ranks.h"
 #include "trainer/run/rng_state.h"
 #include "trainer/stages/dpo/dpo_step.h"
 #include "trainer/stages/dpo/preference_sources.h"
@@ -109,7 +110,6 @@ class DpoStage {
   void finish();
 
  private:
-  void check_ranks_agree();
   bool has_judge(const std::string& user) const;
   void for_each_judge(const std::vector<std::string>& users,
                       const std::function<void(const std::string&, judges::Judge&)>& use);
@@ -119,7 +119,6 @@ class DpoStage {
   at::Tensor reference_of(const std::vector<int64_t>& pairs) const;
   std::vector<int64_t> next_step_pairs();
   void reduce_gradients();
-  at::Tensor sum_over_ranks(at::Tensor values);
   nlohmann::json evaluate_margins(bool final);
   nlohmann::json evaluate_win_rates();
   void save_checkpoint();
@@ -160,18 +159,9 @@ class DpoStage {
   double start_time_ = steady_clock_seconds();
 };
 
-void DpoStage::check_ranks_agree() {
-  const auto hashes = comm_.all_gather_strings(dpo_recipe_hash(r_));
-  for (size_t i = 1; i < hashes.size(); ++i)
-    if (hashes[i] != hashes[0])
-      throw Error("dist", "rank " + std::to_string(i) + " resolved a different recipe (hash " +
-                              hashes[i] + ") than rank 0 (" + hashes[0] +
-                              "); every rank must run the same recipe file and overrides");
-}
-
 void DpoStage::setup() {
   run_dir_ = r_.output_dir;
-  check_ranks_agree();
+  check_ranks_agree(comm_, dpo_recipe_hash(r_));
   if (r_.train.pairs_per_user % comm_.world_size() != 0)
     throw Error("recipe", "train.pairs_per_user: " + std::to_string(r_.train.pairs_per_user) +
                               " pairs per user do not split over " +
@@ -491,7 +481,7 @@ void DpoStage::precompute_reference() {
       values.narrow(0, start, m).select(1, 1).copy_(ref.narrow(0, m, m));
     }
   }
-  values = sum_over_ranks(values);  // each slot computed by one rank, zeros elsewhere: exact
+  values = sum_over_ranks(comm_, values);  // each slot computed by one rank, zeros elsewhere: exact
   const float* v = values.data_ptr<float>();
   reference_.assign(static_cast<size_t>(pairs_->size()), {NAN, NAN});
   for (size_t i = 0; i < slot_of_pair.size(); ++i) {
@@ -626,13 +616,6 @@ void DpoStage::reduce_gradients() {
   }
 }
 
-at::Tensor DpoStage::sum_over_ranks(at::Tensor values) {
-  if (comm_.world_size() == 1) return values;
-  at::Tensor on_comm = values.to(comm_.device()).contiguous();
-  comm_.all_reduce_sum(on_comm);
-  return on_comm.cpu();
-}
-
 void DpoStage::train() {
   model_->train();
   const size_t U = users_.size();
@@ -684,7 +667,7 @@ void DpoStage::train() {
       optimizer_->step(lr);
       optimizer_->zero_grad();
     }
-    sums = sum_over_ranks(sums);
+    sums = sum_over_ranks(comm_, sums);
     s = sums.data_ptr<double>();
     step_ += 1;
 

@@ -41,6 +41,7 @@
 #include "trainer/run/metrics.h"
 #include "trainer/run/model_checkpoint.h"
 #include "trainer/run/model_setup.h"
+#include "trainer/run/ranks.h"
 #include "trainer/run/rng_state.h"
 #include "trainer/run/sharded_export.h"
 #include "trainer/run/sharded_model.h"
@@ -66,11 +67,9 @@ class SftStage {
   std::vector<data::SftBatch> next_step_batches();
   data::SftBatch on_device(data::SftBatch batch) const;
   // Sums host-side numbers over the ranks through the communicator (on its device).
-  at::Tensor sum_over_ranks(at::Tensor values);
   double evaluate();
   void save_checkpoint();
   bool stores_base() const { return !r_.lora.enabled || r_.model.init == ModelInit::kRandom; }
-  void check_ranks_agree();
   void write_samples_if_asked();
   dist::ZeroConfig zero_config() const;
   void setup_engine();
@@ -104,19 +103,9 @@ class SftStage {
   int64_t last_checkpoint_step_ = -1;
 };
 
-void SftStage::check_ranks_agree() {
-  const auto hashes = comm_.all_gather_strings(recipe_hash(r_));
-  for (size_t i = 1; i < hashes.size(); ++i) {
-    if (hashes[i] != hashes[0])
-      throw Error("dist", "rank " + std::to_string(i) + " resolved a different recipe (hash " +
-                              hashes[i] + ") than rank 0 (" + hashes[0] +
-                              "); every rank must run the same recipe file and overrides");
-  }
-}
-
 void SftStage::setup() {
   run_dir_ = r_.output_dir;
-  check_ranks_agree();
+  check_ranks_agree(comm_, recipe_hash(r_));
   grad_accum_ = grad_accum_for_world(r_, comm_.world_size());
   if (rank0_) fs::create_directories(run_dir_);  // `tailor run` already wrote recipe.yaml
   comm_.barrier();
@@ -335,13 +324,6 @@ data::SftBatch SftStage::on_device(data::SftBatch batch) const {
   return batch;
 }
 
-at::Tensor SftStage::sum_over_ranks(at::Tensor values) {
-  if (comm_.world_size() == 1) return values;
-  at::Tensor on_comm = values.to(comm_.device()).contiguous();
-  comm_.all_reduce_sum(on_comm);
-  return on_comm.cpu();
-}
-
 void SftStage::optimizer_step(const std::vector<data::SftBatch>& batches, double scale,
                               double* loss_sum, double* norm) {
   {
@@ -387,15 +369,16 @@ void SftStage::train() {
       counts[1] += static_cast<double>(data::count_tokens(b));
     }
     const dist::CommStats before = comm_.stats();
-    counts = sum_over_ranks(counts);
+    counts = sum_over_ranks(comm_, counts);
     const double loss_tokens = counts[0].item<double>();
     const int64_t tokens = static_cast<int64_t>(counts[1].item<double>());
     const double scale = 1.0 / std::max(1.0, loss_tokens);
     double loss_sum = 0, norm = 0;
     const double lr = schedule_->lr_at(step_);
     optimizer_step(batches, scale, &loss_sum, &norm);
-    loss_sum = sum_over_ranks(at::full({1}, loss_sum, at::TensorOptions().dtype(at::kDouble)))
-                   .item<double>();
+    loss_sum =
+        sum_over_ranks(comm_, at::full({1}, loss_sum, at::TensorOptions().dtype(at::kDouble)))
+            .item<double>();
     const int64_t comm_bytes = comm_.stats().total_bytes() - before.total_bytes();
     step_ += 1;
 
