@@ -103,6 +103,14 @@ Schema<DpoRecipe> build_dpo_schema() {
       .doc("sampling seed, fixed so that every training seed sees the same pairs")
       .default_value(0)
       .at_least(0);
+  s.key(TAILOR_MEMBER(generate.rounds))
+      .doc(
+          "rounds of pairs (iterative, on-policy DPO): round 1 judges the base's samples; each "
+          "later round samples generate.completions answers to every training prompt from each "
+          "user's adapter as trained so far, and the user's judge picks that round's pairs from "
+          "them; train.max_steps is split evenly over the rounds; 1 = the base's samples only")
+      .default_value(1)
+      .at_least(1);
 
   s.section("dpo", "the preference loss (Rafailov et al. 2023; IPO: Azar et al. 2023)");
   s.choice(TAILOR_MEMBER(dpo.type), Names{"sigmoid", "ipo"})
@@ -245,6 +253,15 @@ void check_dpo_rules(const ResolvedConfig& c) {
            "optimizer state, and at 2 their gradients, sharded)");
   if (zero_stage < 0 || zero_stage > 3)
     c.fail("dist.zero_stage", "must be 0 (replicated), 1 or 2, got " + std::to_string(zero_stage));
+  const int64_t rounds = c.get<int64_t>("generate.rounds");
+  if (rounds > 1 && c.get<std::string>("data.source") != "generated")
+    c.fail("generate.rounds",
+           "rounds of pairs sample the adapters and need data.source generated (a pairs file is "
+           "one fixed set of pairs); set it to 1");
+  if (rounds > c.get<int64_t>("train.max_steps"))
+    c.fail("generate.rounds", std::to_string(rounds) + " rounds need at least as many steps; " +
+                                  "train.max_steps is " +
+                                  std::to_string(c.get<int64_t>("train.max_steps")));
   const auto& users = c.get<WeightTable>("users");
   for (const auto& [user, weights] : users) {
     try {

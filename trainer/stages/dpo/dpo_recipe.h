@@ -42,6 +42,7 @@ struct DpoGenerateSection {
   double top_p;              // 1 = off
   int64_t pairs_per_prompt;  // most pairs each user takes from one prompt's K samples
   int64_t seed;              // sampling seed (fixed across training seeds)
+  int64_t rounds;            // on-policy rounds: later rounds judge the adapters' own samples
 };
 
 struct DpoLossSection {

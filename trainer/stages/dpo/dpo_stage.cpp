@@ -25,6 +25,7 @@
 #include <memory>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <torch/torch.h>
 
@@ -113,10 +114,25 @@ class DpoStage {
   bool has_judge(const std::string& user) const;
   void for_each_judge(const std::vector<std::string>& users,
                       const std::function<void(const std::string&, judges::Judge&)>& use);
+  std::vector<int32_t> encode_field(const std::string& field, const std::string& text) const;
   void prepare_generated_pairs();
+  GenerationConfig sampling_config(int64_t round) const;
+  std::pair<std::vector<std::string>, std::vector<bool>> sample_answers(
+      const std::vector<std::string>& prompts, const GenerationConfig& config,
+      const std::string& model_name);
+  std::vector<TextPair> pick_all_pairs(
+      const std::vector<std::string>& prompts,
+      const std::map<std::string, std::vector<std::string>>& samples,
+      const std::map<std::string, std::vector<bool>>& truncated);
+  void use_pairs(const fs::path& file);
+  int64_t round_start(int64_t round) const;
+  int64_t round_at(int64_t step) const;
+  fs::path round_pairs_file(int64_t round) const;
+  void start_round(int64_t round, bool resuming);
   void split_pairs();
   void precompute_reference();
   at::Tensor reference_of(const std::vector<int64_t>& pairs) const;
+  void reset_samplers();
   std::vector<int64_t> next_step_pairs();
   void reduce_gradients();
   nlohmann::json evaluate_margins(bool final);
@@ -142,7 +158,9 @@ class DpoStage {
   std::optional<data::UserPairs> pairs_;
   std::vector<std::vector<int64_t>> train_of_, eval_of_;  // per user: indices into pairs_
   std::vector<std::string> eval_prompts_;                 // held-out prompts for the win rates
-  std::vector<data::EpochSampler> samplers_;              // per user, over train_of_[u]
+  std::vector<std::string> train_prompts_;                // data.source generated: the others
+  int64_t round_ = 0;  // generate.rounds: the round whose pairs train now (0-based)
+  std::vector<data::EpochSampler> samplers_;  // per user, over train_of_[u]
   // dpo.precompute_reference: the reference log-probs {chosen, rejected} of every training pair
   // (indexed like pairs_), computed once in setup(); empty when off.
   std::vector<std::array<float, 2>> reference_;
@@ -185,9 +203,6 @@ void DpoStage::setup() {
   collate_.pad_to_max_length = r_.data.pad_to_max_length;
 
   // The pairs, and from them the users.
-  const auto encode_field = [this](const std::string& field, const std::string& text) {
-    return encode_sft_field(*tokenizer_, r_.data.prompt_template, field, text);
-  };
   if (r_.data.source == "generated") {
     // Every simulated user, in name order (the two tables share no name).
     std::set<std::string> names;
@@ -197,12 +212,13 @@ void DpoStage::setup() {
       names.insert(user);
     users_.assign(names.begin(), names.end());
     prepare_generated_pairs();
-    pairs_ = data::UserPairs::from_jsonl(run_dir_ / "pairs.jsonl", encode_field);
+    use_pairs(run_dir_ / "pairs.jsonl");
+    split_pairs();
   } else {
-    pairs_ = data::UserPairs::from_jsonl(r_.data.path, encode_field);
+    use_pairs(r_.data.path);
     users_ = pairs_->users();
+    split_pairs();
   }
-  split_pairs();
 
   // One adapter per user; its lora_A drawn from the seed, its lora_B zero (the policy starts as
   // the base: loss ln 2, rewards 0).
@@ -215,9 +231,7 @@ void DpoStage::setup() {
     (item.value().requires_grad() ? adapter_params : base_params) += item.value().numel();
   trainable_params_ = adapter_params;
   setup_optimizer();
-  for (size_t u = 0; u < users_.size(); ++u)
-    samplers_.emplace_back(static_cast<int64_t>(train_of_[u].size()),
-                           user_seed(static_cast<uint64_t>(r_.seed), users_[u], kSamplerStream));
+  reset_samplers();
   step_config_.loss =
       DpoLossConfig{dpo_loss_type_from_name(r_.dpo.type), r_.dpo.beta, r_.dpo.label_smoothing};
   step_config_.loss.validate();
@@ -318,6 +332,11 @@ void DpoStage::for_each_judge(const std::vector<std::string>& users,
 
 // data.source generated: the base samples generate.completions answers for every prompt, every
 // user picks pairs among them; written to output_dir/pairs.jsonl (reused when resuming).
+std::vector<int32_t> DpoStage::encode_field(const std::string& field,
+                                            const std::string& text) const {
+  return encode_sft_field(*tokenizer_, r_.data.prompt_template, field, text);
+}
+
 void DpoStage::prepare_generated_pairs() {
   const fs::path file = run_dir_ / "pairs.jsonl";
   const auto prompts = read_prompts_jsonl(r_.data.path);
@@ -326,27 +345,51 @@ void DpoStage::prepare_generated_pairs() {
   const auto order = split.permutation(0);
   const int64_t n_eval =
       held_out_count(r_.data.eval_fraction, static_cast<int64_t>(prompts.size()));
-  std::vector<int64_t> eval_ids(order.begin(), order.begin() + n_eval);
-  std::sort(eval_ids.begin(), eval_ids.end());
-  for (int64_t i : eval_ids)
-    eval_prompts_.push_back(prompts[static_cast<size_t>(i)]);
+  std::vector<bool> held_out(prompts.size(), false);
+  for (int64_t k = 0; k < n_eval; ++k)
+    held_out[static_cast<size_t>(order[static_cast<size_t>(k)])] = true;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    (held_out[i] ? eval_prompts_ : train_prompts_).push_back(prompts[i]);
 
   if (r_.train.resume && fs::exists(file) && latest_checkpoint(run_dir_)) {
     log() << "[dpo] resume: reusing " << file.string() << "\n";
     return;
   }
-  // Each rank samples a contiguous share of the prompts; the random streams depend on the
-  // prompt's index only, so the samples do not depend on the number of ranks.
-  const int64_t P = static_cast<int64_t>(prompts.size()), W = comm_.world_size();
-  const int64_t begin = P * comm_.rank() / W, end = P * (comm_.rank() + 1) / W;
+  log() << "[dpo] sampling " << r_.generate.completions << " answers to each of " << prompts.size()
+        << " prompts from the base (" << r_.generate.max_new_tokens << " new tokens at most)\n";
+  auto [samples, truncated] = sample_answers(prompts, sampling_config(0), "the base");
+  std::map<std::string, std::vector<std::string>> samples_of;
+  std::map<std::string, std::vector<bool>> truncated_of;
+  for (const auto& user : users_) {  // every user judges the same samples of the base
+    samples_of[user] = samples;
+    truncated_of[user] = truncated;
+  }
+  const std::vector<TextPair> pairs = pick_all_pairs(prompts, samples_of, truncated_of);
+  if (rank0_) write_pairs_jsonl(file, pairs);
+  comm_.barrier();
+  log() << "[dpo] " << pairs.size() << " pairs -> " << file.string() << "\n";
+}
+
+// The sampling settings of generate.*; round r (0-based) samples with seed generate.seed + r.
+GenerationConfig DpoStage::sampling_config(int64_t round) const {
   GenerationConfig config;
   config.max_new_tokens = r_.generate.max_new_tokens;
   config.temperature = r_.generate.temperature;
   config.top_k = r_.generate.top_k;
   config.top_p = r_.generate.top_p;
-  config.seed = static_cast<uint64_t>(r_.generate.seed);
-  log() << "[dpo] sampling " << r_.generate.completions << " answers to each of " << P
-        << " prompts from the base (" << r_.generate.max_new_tokens << " new tokens at most)\n";
+  config.seed = static_cast<uint64_t>(r_.generate.seed + round);
+  return config;
+}
+
+// generate.completions samples of every prompt (prompt-major) from the model as routed now, and
+// whether each stopped at max_new_tokens. Each rank samples a contiguous share of the prompts;
+// the random streams depend on the prompt's index only, so the samples do not depend on the
+// number of ranks.
+std::pair<std::vector<std::string>, std::vector<bool>> DpoStage::sample_answers(
+    const std::vector<std::string>& prompts, const GenerationConfig& config,
+    const std::string& model_name) {
+  const int64_t P = static_cast<int64_t>(prompts.size()), W = comm_.world_size();
+  const int64_t begin = P * comm_.rank() / W, end = P * (comm_.rank() + 1) / W;
   const double t0 = steady_clock_seconds();
   std::vector<bool> cut;  // per sample of this rank: stopped at max_new_tokens
   const std::vector<std::string> mine =
@@ -365,20 +408,31 @@ void DpoStage::prepare_generated_pairs() {
       truncated.push_back(t.get<bool>());
   }
   const int64_t n_cut = std::count(truncated.begin(), truncated.end(), true);
-  log() << "[dpo] sampled " << samples.size() << " answers in "
+  log() << "[dpo] sampled " << samples.size() << " answers from " << model_name << " in "
         << seconds_text(steady_clock_seconds() - t0) << " s; " << n_cut
         << " stopped at max_new_tokens (trained without a closing EOS)\n";
+  return {std::move(samples), std::move(truncated)};
+}
 
+// Every user's pairs among its samples of each prompt (samples.at(user), prompt-major, K per
+// prompt), prompt-major with the users in name order; logs the prompts where a user found no
+// pair.
+std::vector<TextPair> DpoStage::pick_all_pairs(
+    const std::vector<std::string>& prompts,
+    const std::map<std::string, std::vector<std::string>>& samples,
+    const std::map<std::string, std::vector<bool>>& truncated) {
   const size_t K = static_cast<size_t>(r_.generate.completions);
-  std::vector<std::vector<std::string>> answers(prompts.size());
-  std::vector<std::set<std::string>> cut_texts(prompts.size());
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    answers[i].assign(samples.begin() + i * K, samples.begin() + (i + 1) * K);
-    for (size_t k = i * K; k < (i + 1) * K; ++k)
-      if (truncated[k]) cut_texts[i].insert(samples[k]);
-  }
   std::map<std::string, std::vector<std::vector<TextPair>>> picked;  // user -> per prompt
   for_each_judge(users_, [&](const std::string& user, judges::Judge& judge) {
+    const auto& texts = samples.at(user);
+    const auto& cut = truncated.at(user);
+    std::vector<std::vector<std::string>> answers(prompts.size());
+    std::vector<std::set<std::string>> cut_texts(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      answers[i].assign(texts.begin() + i * K, texts.begin() + (i + 1) * K);
+      for (size_t k = i * K; k < (i + 1) * K; ++k)
+        if (cut[k]) cut_texts[i].insert(texts[k]);
+    }
     picked[user] =
         pick_pairs(user, judge, prompts, answers, r_.generate.pairs_per_prompt, &cut_texts);
   });
@@ -390,12 +444,97 @@ void DpoStage::prepare_generated_pairs() {
       if (mine.empty()) ++undecided[user];
       pairs.insert(pairs.end(), mine.begin(), mine.end());
     }
-  if (rank0_) write_pairs_jsonl(file, pairs);
-  comm_.barrier();
   for (const auto& [user, count] : undecided)
     log() << "[dpo]   " << user << ": no preference among the answers to " << count << " of "
           << prompts.size() << " prompts\n";
-  log() << "[dpo] " << pairs.size() << " pairs -> " << file.string() << "\n";
+  return pairs;
+}
+
+// The pairs of a file, tokenized (split_pairs then splits them).
+void DpoStage::use_pairs(const fs::path& file) {
+  pairs_ =
+      data::UserPairs::from_jsonl(file, [this](const std::string& field, const std::string& text) {
+        return encode_field(field, text);
+      });
+}
+
+// generate.rounds: round r (0-based) trains steps round_start(r) + 1 .. round_start(r + 1).
+int64_t DpoStage::round_start(int64_t round) const {
+  return round * r_.train.max_steps / r_.generate.rounds;
+}
+
+// The round of the step after `step` completed steps.
+int64_t DpoStage::round_at(int64_t step) const {
+  int64_t round = 0;
+  while (round + 1 < r_.generate.rounds && round_start(round + 1) <= step)
+    ++round;
+  return round;
+}
+
+fs::path DpoStage::round_pairs_file(int64_t round) const {
+  return round == 0 ? run_dir_ / "pairs.jsonl"
+                    : run_dir_ / ("pairs_round_" + std::to_string(round + 1) + ".jsonl");
+}
+
+// Round r >= 1 of iterative DPO: each user's adapter, as trained so far, samples answers to the
+// training prompts; the user's judge picks the round's pairs among them (a user whose samples
+// give no pair keeps its pairs of the round before). The held-out pairs stay those of round 1,
+// so the held-out margins of every round compare. Written to pairs_round_<r + 1>.jsonl before the
+// round trains: a resumed run reads the file of its checkpoint's round back (`resuming`).
+void DpoStage::start_round(int64_t round, bool resuming) {
+  const fs::path file = round_pairs_file(round);
+  if (!(resuming && fs::exists(file))) {
+    log() << "[dpo] round " << round + 1 << " of " << r_.generate.rounds << " (steps "
+          << round_start(round) + 1 << "-" << round_start(round + 1) << "): sampling "
+          << r_.generate.completions << " answers to each of " << train_prompts_.size()
+          << " training prompts from each user's adapter\n";
+    model_->eval();  // no LoRA dropout while sampling
+    std::map<std::string, std::vector<std::string>> samples;
+    std::map<std::string, std::vector<bool>> truncated;
+    for (const auto& user : users_) {
+      bank_->route_all(user);
+      std::tie(samples[user], truncated[user]) =
+          sample_answers(train_prompts_, sampling_config(round), user + "'s adapter");
+    }
+    bank_->clear_route();
+    model_->train();
+    std::vector<TextPair> pairs = pick_all_pairs(train_prompts_, samples, truncated);
+    std::set<std::string> renewed;
+    for (const auto& pair : pairs)
+      renewed.insert(pair.user);
+    const auto text_pair = [this](int64_t i) {
+      const data::UserPair& p = pairs_->pair(i);
+      return TextPair{p.user,          p.prompt_text,      p.chosen_text,
+                      p.rejected_text, p.chosen_truncated, p.rejected_truncated};
+    };
+    for (size_t u = 0; u < users_.size(); ++u) {
+      if (!renewed.count(users_[u])) {
+        log() << "[dpo]   " << users_[u] << ": no pair among its adapter's samples; keeps its "
+              << train_of_[u].size() << " pairs of round " << round << "\n";
+        for (int64_t i : train_of_[u])
+          pairs.push_back(text_pair(i));
+      }
+      for (int64_t i : eval_of_[u])
+        pairs.push_back(text_pair(i));
+    }
+    if (rank0_) write_pairs_jsonl(file, pairs);
+    comm_.barrier();
+    log() << "[dpo] round " << round + 1 << ": " << pairs.size() << " pairs -> " << file.string()
+          << "\n";
+  } else {
+    log() << "[dpo] resume: reusing " << file.string() << "\n";
+  }
+  use_pairs(file);
+  split_pairs();
+  round_ = round;
+  reset_samplers();
+  if (r_.dpo.precompute_reference) precompute_reference();
+  if (metrics_ && !resuming) {
+    nlohmann::json record = {{"round", round + 1}};
+    for (size_t u = 0; u < users_.size(); ++u)
+      record["users/" + users_[u] + "/round_pairs"] = train_of_[u].size();
+    metrics_->log(step_ + 1, record);  // with the round's first step (a resume cuts it off)
+  }
 }
 
 // Held-out pairs: generated data holds out its held-out prompts' pairs; a pairs file holds out
@@ -553,6 +692,13 @@ void DpoStage::resume() {
     }
   }
   step_ = state.step;
+  // The checkpoint's round: its pairs (written before that round trained) and pair order.
+  if (const int64_t round = state.extra.value("round", int64_t{0}); round > 0) {
+    if (!fs::exists(round_pairs_file(round)))
+      throw Error("dpo", latest->string() + " was taken in round " + std::to_string(round + 1) +
+                             " but its pairs " + round_pairs_file(round).string() + " are missing");
+    start_round(round, /*resuming=*/true);
+  }
   const auto& positions = state.extra.at("samplers");
   for (size_t u = 0; u < samplers_.size(); ++u)
     samplers_[u].set_position({positions[u][0].get<int64_t>(), positions[u][1].get<int64_t>()});
@@ -567,6 +713,16 @@ void DpoStage::resume() {
   if (metrics_) metrics_->truncate_after(step_);
   last_checkpoint_step_ = step_;
   log() << "[dpo] resumed from " << latest->string() << " at step " << step_ << "\n";
+}
+
+// Each user's pair order over its training pairs of the current round, from the seed and the
+// user's name (round 1's stream is the one a run without rounds uses).
+void DpoStage::reset_samplers() {
+  samplers_.clear();
+  for (size_t u = 0; u < users_.size(); ++u)
+    samplers_.emplace_back(static_cast<int64_t>(train_of_[u].size()),
+                           user_seed(static_cast<uint64_t>(r_.seed), users_[u],
+                                     kSamplerStream + 16 * static_cast<uint64_t>(round_)));
 }
 
 // This rank's pairs of the next step: every user's next pairs_per_user pairs (the same draw on
@@ -624,6 +780,7 @@ void DpoStage::train() {
     pair_weights[user] = 1.0 / static_cast<double>(r_.train.pairs_per_user);
   ProgressLine progress({r_.train.max_steps, step_, 10.0, 20}, log());
   while (step_ < r_.train.max_steps) {
+    if (const int64_t round = round_at(step_); round != round_) start_round(round, false);
     maybe_inject_fault(comm_.rank(), step_ + 1);
     const std::vector<int64_t> mine = next_step_pairs();
     const size_t micro = r_.train.micro_batch_size > 0
@@ -944,7 +1101,8 @@ void DpoStage::save_checkpoint() {
   nlohmann::json positions = nlohmann::json::array();
   for (const auto& sampler : samplers_)
     positions.push_back({sampler.position().epoch, sampler.position().index});
-  state.extra["samplers"] = positions;
+  state.extra["samplers"] = positions;  // over the training pairs of round state.extra.round
+  state.extra["round"] = round_;
   ModelProvenance provenance;
   provenance.config = model_->hf_config(dtype_);
   provenance.lora = lora_;
@@ -1033,8 +1191,9 @@ void DpoStage::finish() {
       train_pairs[users_[u]] = train_of_[u].size();
       eval_pairs[users_[u]] = eval_of_[u].size();
     }
-    summary["train_pairs"] = train_pairs;
+    summary["train_pairs"] = train_pairs;  // of the last round
     summary["eval_pairs"] = eval_pairs;
+    summary["rounds"] = r_.generate.rounds;
     if (wins.contains("win_rate")) summary["win_rate"] = wins["win_rate"];
     if (wins.contains("cross_user")) summary["cross_user"] = wins["cross_user"];
     write_file_atomic(run_dir_ / "summary.json", summary.dump(2) + "\n");
