@@ -1,4 +1,5 @@
-// Shared by the per-user DPO stage tests (tests/test_dpo_stage.cpp, tests/mpi/test_dpo_dist.cpp):
+// Shared by the per-user DPO stage tests (tests/test_dpo_stage.cpp, tests/test_dpo_rounds.cpp,
+// tests/mpi/test_dpo_dist.cpp):
 // a small per-user pairs file, a recipe on a random gpt2-tiny base, and the trained adapters read
 // back from a run's export.
 #pragma once
@@ -77,6 +78,25 @@ inline DpoRecipe dpo_test_recipe(const std::filesystem::path& pairs,
                            "train: {max_steps: 3, pairs_per_user: 2, log_every: 1}\n"
                            "eval: {completions: 0}\n";
   return dpo_recipe_from_config(resolve_dpo_recipe(yaml, "dpo test recipe", overrides));
+}
+
+// The error dpo_test_recipe throws for these overrides, or "no error".
+inline std::string dpo_recipe_error(const std::vector<std::string>& overrides) {
+  try {
+    dpo_test_recipe("pairs.jsonl", "out", overrides);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// A run's metrics records without the fields that differ between two runs of the same steps
+// (wall clock, speed, memory): what a resumed run must reproduce exactly.
+inline std::vector<nlohmann::json> without_timing(std::vector<nlohmann::json> records) {
+  for (auto& r : records)
+    for (const char* key : {"time", "tokens_per_s", "peak_rss_mib", "peak_rss_mib_max_rank"})
+      r.erase(key);
+  return records;
 }
 
 // One user's exported PEFT adapter tensors.

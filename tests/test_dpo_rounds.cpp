@@ -29,6 +29,7 @@ namespace fs = std::filesystem;
 using testing::dpo_test_recipe;
 using testing::exported_adapter;
 using testing::read_jsonl;
+using testing::without_timing;
 
 const std::vector<std::string> kPrompts = {"The cat",  "A story:",  "Today I",
                                            "Water is", "My friend", "In the city"};
@@ -154,14 +155,8 @@ TEST(DpoRounds, ResumeInRoundTwoIsBitExact) {
       for (const auto& [name, t] : a)
         EXPECT_TRUE(at::equal(t, b.at(name))) << every << " " << user << " " << name;
     }
-    auto strip = [](std::vector<nlohmann::json> records) {
-      for (auto& r : records)
-        for (const char* key : {"time", "tokens_per_s", "peak_rss_mib", "peak_rss_mib_max_rank"})
-          r.erase(key);
-      return records;
-    };
-    EXPECT_EQ(strip(read_jsonl(dir / "straight" / "metrics.jsonl")),
-              strip(read_jsonl(out / "metrics.jsonl")))
+    EXPECT_EQ(without_timing(read_jsonl(dir / "straight" / "metrics.jsonl")),
+              without_timing(read_jsonl(out / "metrics.jsonl")))
         << every;
     EXPECT_EQ(read_jsonl(dir / "straight" / "pairs_round_2.jsonl"),
               read_jsonl(out / "pairs_round_2.jsonl"));
@@ -170,14 +165,7 @@ TEST(DpoRounds, ResumeInRoundTwoIsBitExact) {
 }
 
 TEST(DpoRounds, RecipeErrorsNameTheKey) {
-  const auto error_of = [](const std::vector<std::string>& overrides) {
-    try {
-      dpo_test_recipe("pairs.jsonl", "out", overrides);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto& error_of = testing::dpo_recipe_error;
   EXPECT_NE(error_of({"generate.rounds=2"}).find("generate.rounds"), std::string::npos);
   EXPECT_NE(error_of({"generate.rounds=2"}).find("data.source generated"), std::string::npos);
   const std::string too_many = error_of(rounds_overrides({"generate.rounds=5"}));

@@ -35,6 +35,7 @@ using testing::dpo_test_recipe;
 using testing::dpo_user_pairs;
 using testing::exported_adapter;
 using testing::read_jsonl;
+using testing::without_timing;
 using testing::write_user_pairs;
 
 const std::vector<std::string> kUsers = {"alice", "bob", "carol", "dave"};
@@ -279,14 +280,8 @@ TEST(DpoStage, ResumedRunEndsBitIdenticalToAnUninterruptedOne) {
       EXPECT_TRUE(at::equal(t, b.at(name))) << user << " " << name;
   }
   // The metrics of every step appear once and equal the uninterrupted run's.
-  auto strip = [](std::vector<nlohmann::json> records) {
-    for (auto& r : records)
-      for (const char* key : {"time", "tokens_per_s", "peak_rss_mib", "peak_rss_mib_max_rank"})
-        r.erase(key);
-    return records;
-  };
-  EXPECT_EQ(strip(read_jsonl(dir / "straight" / "metrics.jsonl")),
-            strip(read_jsonl(dir / "resumed" / "metrics.jsonl")));
+  EXPECT_EQ(without_timing(read_jsonl(dir / "straight" / "metrics.jsonl")),
+            without_timing(read_jsonl(dir / "resumed" / "metrics.jsonl")));
   fs::remove_all(dir);
 }
 
@@ -391,14 +386,7 @@ TEST(DpoStage, GeneratedPairsFollowTheOraclesAndWinRatesRecount) {
 }
 
 TEST(DpoStage, RecipeErrorsNameTheKey) {
-  const auto error_of = [](const std::vector<std::string>& overrides) {
-    try {
-      dpo_test_recipe("pairs.jsonl", "out", overrides);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
+  const auto& error_of = testing::dpo_recipe_error;
   EXPECT_NE(error_of({"lora.enabled=false"}).find("lora.enabled"), std::string::npos);
   EXPECT_NE(error_of({"data.source=generated"}).find("users"), std::string::npos);
   const std::string unknown = error_of({"users={alice: {shortest: 1.0}}"});
