@@ -25,7 +25,6 @@
 #include <memory>
 #include <set>
 #include <sstream>
-#include <tuple>
 
 #include <torch/torch.h>
 
@@ -100,6 +99,13 @@ int64_t held_out_count(double fraction, int64_t n) {
   return std::clamp<int64_t>(std::llround(fraction * static_cast<double>(n)), 1, n - 1);
 }
 
+// Sampled answers, prompt-major (generate.completions per prompt), and whether each stopped at
+// generate.max_new_tokens instead of EOS.
+struct Samples {
+  std::vector<std::string> texts;
+  std::vector<bool> truncated;
+};
+
 class DpoStage {
  public:
   DpoStage(const DpoRecipe& recipe, dist::Communicator& comm)
@@ -117,13 +123,11 @@ class DpoStage {
   std::vector<int32_t> encode_field(const std::string& field, const std::string& text) const;
   void prepare_generated_pairs();
   GenerationConfig sampling_config(int64_t round) const;
-  std::pair<std::vector<std::string>, std::vector<bool>> sample_answers(
-      const std::vector<std::string>& prompts, const GenerationConfig& config,
-      const std::string& model_name);
+  Samples sample_answers(const std::vector<std::string>& prompts, const GenerationConfig& config,
+                         const std::string& model_name);
   std::vector<TextPair> pick_all_pairs(
       const std::vector<std::string>& prompts,
-      const std::map<std::string, std::vector<std::string>>& samples,
-      const std::map<std::string, std::vector<bool>>& truncated);
+      const std::function<const Samples&(const std::string& user)>& samples_of);
   void use_pairs(const fs::path& file);
   int64_t round_start(int64_t round) const;
   int64_t round_at(int64_t step) const;
@@ -330,13 +334,13 @@ void DpoStage::for_each_judge(const std::vector<std::string>& users,
                          });
 }
 
-// data.source generated: the base samples generate.completions answers for every prompt, every
-// user picks pairs among them; written to output_dir/pairs.jsonl (reused when resuming).
 std::vector<int32_t> DpoStage::encode_field(const std::string& field,
                                             const std::string& text) const {
   return encode_sft_field(*tokenizer_, r_.data.prompt_template, field, text);
 }
 
+// data.source generated: the base samples generate.completions answers for every prompt, every
+// user picks pairs among them; written to output_dir/pairs.jsonl (reused when resuming).
 void DpoStage::prepare_generated_pairs() {
   const fs::path file = run_dir_ / "pairs.jsonl";
   const auto prompts = read_prompts_jsonl(r_.data.path);
@@ -357,14 +361,10 @@ void DpoStage::prepare_generated_pairs() {
   }
   log() << "[dpo] sampling " << r_.generate.completions << " answers to each of " << prompts.size()
         << " prompts from the base (" << r_.generate.max_new_tokens << " new tokens at most)\n";
-  auto [samples, truncated] = sample_answers(prompts, sampling_config(0), "the base");
-  std::map<std::string, std::vector<std::string>> samples_of;
-  std::map<std::string, std::vector<bool>> truncated_of;
-  for (const auto& user : users_) {  // every user judges the same samples of the base
-    samples_of[user] = samples;
-    truncated_of[user] = truncated;
-  }
-  const std::vector<TextPair> pairs = pick_all_pairs(prompts, samples_of, truncated_of);
+  const Samples base = sample_answers(prompts, sampling_config(0), "the base");
+  // Every user judges the same samples of the base.
+  const std::vector<TextPair> pairs =
+      pick_all_pairs(prompts, [&](const std::string&) -> const Samples& { return base; });
   if (rank0_) write_pairs_jsonl(file, pairs);
   comm_.barrier();
   log() << "[dpo] " << pairs.size() << " pairs -> " << file.string() << "\n";
@@ -385,9 +385,8 @@ GenerationConfig DpoStage::sampling_config(int64_t round) const {
 // whether each stopped at max_new_tokens. Each rank samples a contiguous share of the prompts;
 // the random streams depend on the prompt's index only, so the samples do not depend on the
 // number of ranks.
-std::pair<std::vector<std::string>, std::vector<bool>> DpoStage::sample_answers(
-    const std::vector<std::string>& prompts, const GenerationConfig& config,
-    const std::string& model_name) {
+Samples DpoStage::sample_answers(const std::vector<std::string>& prompts,
+                                 const GenerationConfig& config, const std::string& model_name) {
   const int64_t P = static_cast<int64_t>(prompts.size()), W = comm_.world_size();
   const int64_t begin = P * comm_.rank() / W, end = P * (comm_.rank() + 1) / W;
   const double t0 = steady_clock_seconds();
@@ -396,42 +395,39 @@ std::pair<std::vector<std::string>, std::vector<bool>> DpoStage::sample_answers(
       sample_completions(*model_, *tokenizer_, r_.data.prompt_template,
                          std::vector<std::string>(prompts.begin() + begin, prompts.begin() + end),
                          config, r_.generate.completions, begin, /*batch_prompts=*/8, &cut);
-  std::vector<std::string> samples;
-  std::vector<bool> truncated;
+  Samples out;
   for (const auto& part : comm_.all_gather_strings(
            nlohmann::json({{"texts", mine}, {"truncated", cut}})
                .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))) {
     const nlohmann::json gathered = nlohmann::json::parse(part);
     for (const auto& s : gathered.at("texts"))
-      samples.push_back(s.get<std::string>());
+      out.texts.push_back(s.get<std::string>());
     for (const auto& t : gathered.at("truncated"))
-      truncated.push_back(t.get<bool>());
+      out.truncated.push_back(t.get<bool>());
   }
-  const int64_t n_cut = std::count(truncated.begin(), truncated.end(), true);
-  log() << "[dpo] sampled " << samples.size() << " answers from " << model_name << " in "
+  const int64_t n_cut = std::count(out.truncated.begin(), out.truncated.end(), true);
+  log() << "[dpo] sampled " << out.texts.size() << " answers from " << model_name << " in "
         << seconds_text(steady_clock_seconds() - t0) << " s; " << n_cut
         << " stopped at max_new_tokens (trained without a closing EOS)\n";
-  return {std::move(samples), std::move(truncated)};
+  return out;
 }
 
-// Every user's pairs among its samples of each prompt (samples.at(user), prompt-major, K per
-// prompt), prompt-major with the users in name order; logs the prompts where a user found no
-// pair.
+// Every user's pairs among its samples of the prompts (samples_of(user)), prompt-major with the
+// users in name order; logs the prompts where a user found no pair.
 std::vector<TextPair> DpoStage::pick_all_pairs(
     const std::vector<std::string>& prompts,
-    const std::map<std::string, std::vector<std::string>>& samples,
-    const std::map<std::string, std::vector<bool>>& truncated) {
+    const std::function<const Samples&(const std::string& user)>& samples_of) {
   const size_t K = static_cast<size_t>(r_.generate.completions);
   std::map<std::string, std::vector<std::vector<TextPair>>> picked;  // user -> per prompt
   for_each_judge(users_, [&](const std::string& user, judges::Judge& judge) {
-    const auto& texts = samples.at(user);
-    const auto& cut = truncated.at(user);
+    const Samples& mine = samples_of(user);
+    const auto& texts = mine.texts;
     std::vector<std::vector<std::string>> answers(prompts.size());
     std::vector<std::set<std::string>> cut_texts(prompts.size());
     for (size_t i = 0; i < prompts.size(); ++i) {
       answers[i].assign(texts.begin() + i * K, texts.begin() + (i + 1) * K);
       for (size_t k = i * K; k < (i + 1) * K; ++k)
-        if (cut[k]) cut_texts[i].insert(texts[k]);
+        if (mine.truncated[k]) cut_texts[i].insert(texts[k]);
     }
     picked[user] =
         pick_pairs(user, judge, prompts, answers, r_.generate.pairs_per_prompt, &cut_texts);
@@ -483,22 +479,27 @@ fs::path DpoStage::round_pairs_file(int64_t round) const {
 // round trains: a resumed run reads the file of its checkpoint's round back (`resuming`).
 void DpoStage::start_round(int64_t round, bool resuming) {
   const fs::path file = round_pairs_file(round);
-  if (!(resuming && fs::exists(file))) {
+  if (resuming) {
+    if (!fs::exists(file))
+      throw Error("dpo", "resume: the checkpoint was taken in round " + std::to_string(round + 1) +
+                             " but that round's pairs " + file.string() + " are missing");
+    log() << "[dpo] resume: reusing " << file.string() << "\n";
+  } else {
     log() << "[dpo] round " << round + 1 << " of " << r_.generate.rounds << " (steps "
           << round_start(round) + 1 << "-" << round_start(round + 1) << "): sampling "
           << r_.generate.completions << " answers to each of " << train_prompts_.size()
           << " training prompts from each user's adapter\n";
     model_->eval();  // no LoRA dropout while sampling
-    std::map<std::string, std::vector<std::string>> samples;
-    std::map<std::string, std::vector<bool>> truncated;
+    std::map<std::string, Samples> samples;
     for (const auto& user : users_) {
       bank_->route_all(user);
-      std::tie(samples[user], truncated[user]) =
-          sample_answers(train_prompts_, sampling_config(round), user + "'s adapter");
+      samples[user] = sample_answers(train_prompts_, sampling_config(round), user + "'s adapter");
     }
     bank_->clear_route();
     model_->train();
-    std::vector<TextPair> pairs = pick_all_pairs(train_prompts_, samples, truncated);
+    std::vector<TextPair> pairs =
+        pick_all_pairs(train_prompts_,
+                       [&](const std::string& user) -> const Samples& { return samples.at(user); });
     std::set<std::string> renewed;
     for (const auto& pair : pairs)
       renewed.insert(pair.user);
@@ -521,8 +522,6 @@ void DpoStage::start_round(int64_t round, bool resuming) {
     comm_.barrier();
     log() << "[dpo] round " << round + 1 << ": " << pairs.size() << " pairs -> " << file.string()
           << "\n";
-  } else {
-    log() << "[dpo] resume: reusing " << file.string() << "\n";
   }
   use_pairs(file);
   split_pairs();
@@ -693,12 +692,8 @@ void DpoStage::resume() {
   }
   step_ = state.step;
   // The checkpoint's round: its pairs (written before that round trained) and pair order.
-  if (const int64_t round = state.extra.value("round", int64_t{0}); round > 0) {
-    if (!fs::exists(round_pairs_file(round)))
-      throw Error("dpo", latest->string() + " was taken in round " + std::to_string(round + 1) +
-                             " but its pairs " + round_pairs_file(round).string() + " are missing");
+  if (const int64_t round = state.extra.value("round", int64_t{0}); round > 0)
     start_round(round, /*resuming=*/true);
-  }
   const auto& positions = state.extra.at("samplers");
   for (size_t u = 0; u < samplers_.size(); ++u)
     samplers_[u].set_position({positions[u][0].get<int64_t>(), positions[u][1].get<int64_t>()});
