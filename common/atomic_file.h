@@ -29,8 +29,8 @@ std::filesystem::path temp_sibling_path(const std::filesystem::path& path);
 // directory. An existing `dir` is swapped with `tmp_dir` in one atomic renameat2
 // RENAME_EXCHANGE, so `dir` names a complete directory at every instant, then the old contents
 // are removed; where the filesystem lacks the exchange, `dir` is moved aside first (a short
-// window without it). Used by dist/sharded_checkpoint.h, whose temporary directory is filled
-// (and fsynced) by several processes.
+// window without it). Used by train/checkpoint/sharded_checkpoint.h, whose temporary directory is
+// filled (and fsynced) by several processes.
 void replace_dir(const std::filesystem::path& tmp_dir, const std::filesystem::path& dir);
 
 // Reads a whole file; throws tailor::Error("io", ...) naming the path if it cannot.

@@ -30,10 +30,24 @@ bool cuda_usable() {
   return cuda_build() && torch::cuda::is_available();
 }
 
-c10::Device resolve_device(const std::string& name, int local_rank, const std::string& what) {
-  if (name == "cpu") return c10::Device(c10::kCPU);
-  if (name != "cuda")
-    throw Error("device", what + ": \"" + name + "\" is not a device; expected cpu or cuda");
+const EnumNames<DeviceType>& device_type_names() {
+  static const EnumNames<DeviceType> table = {{"cpu", DeviceType::kCpu},
+                                              {"cuda", DeviceType::kCuda}};
+  return table;
+}
+
+const std::string& to_string(DeviceType type) {
+  return enum_name(device_type_names(), type);
+}
+
+DeviceType device_type_from_name(const std::string& name, const std::string& what) {
+  if (const auto type = enum_from_name(device_type_names(), name)) return *type;
+  throw Error("device", what + ": \"" + name + "\" is not a device; expected " +
+                            enum_choices(device_type_names()));
+}
+
+c10::Device resolve_device(DeviceType type, int local_rank, const std::string& what) {
+  if (type == DeviceType::kCpu) return c10::Device(c10::kCPU);
   if (!cuda_build())
     throw Error("device", what +
                               ": cuda: this tailor was built without CUDA (a CPU build); "

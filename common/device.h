@@ -8,16 +8,25 @@
 
 #include <c10/core/Device.h>
 
+#include "common/enum_names.h"
+
 namespace tailor {
 
 // Whether this binary was built with the CUDA path (TAILOR_WITH_CUDA) and sees a GPU now.
 bool cuda_build();
 bool cuda_usable();
 
-// "cpu" -> CPU; "cuda" -> the GPU of this process's local rank (local_rank modulo the visible
-// GPUs is not done: a rank without its own GPU is an error naming `what`, e.g. "dist.device").
+enum class DeviceType { kCpu, kCuda };
+// "cpu", "cuda": the names recipes (dist.device) and `--device` flags use.
+const EnumNames<DeviceType>& device_type_names();
+const std::string& to_string(DeviceType type);
+// The device named `name`; Error("device", ...) naming `what` and the allowed names otherwise.
+DeviceType device_type_from_name(const std::string& name, const std::string& what);
+
+// kCpu -> CPU; kCuda -> the GPU of this process's local rank (local_rank modulo the visible GPUs
+// is not done: a rank without its own GPU is an error naming `what`, e.g. "dist.device").
 // Throws Error("device", ...) when this build has no CUDA or no GPU is visible.
-c10::Device resolve_device(const std::string& name, int local_rank, const std::string& what);
+c10::Device resolve_device(DeviceType type, int local_rank, const std::string& what);
 
 // Waits for the work queued on `device` (no-op on CPU): host timers read after this are honest.
 void synchronize(const c10::Device& device);

@@ -8,7 +8,8 @@
 // never linked or run: the machine it was written on has no GPU. The first CUDA build must run
 // tests/mpi under mpirun on GPUs before it is trusted.
 //
-// Bootstrap (REFERENCE.md "NCCL bootstrap over MPI"): every rank first reports whether it can
+// Bootstrap over MPI (NCCL's documented pattern: one rank makes the unique id, MPI broadcasts it,
+// every rank calls ncclCommInitRank; docs/distributed.md): every rank first reports whether it can
 // take part (a GPU for its local rank), so a rank without one makes every rank throw instead of
 // leaving the others waiting; then rank 0's ncclUniqueId reaches all ranks over the bootstrap
 // communicator (MPI_Allgatherv underneath) and each rank calls ncclCommInitRank on GPU

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include <mpi.h>
@@ -181,12 +182,24 @@ void abort_all(const std::string& message, int code) {
   std::exit(code);
 }
 
-std::shared_ptr<Communicator> make_device_communicator(const std::string& backend) {
+const EnumNames<Backend>& backend_names() {
+  static const EnumNames<Backend> table = {{"auto", Backend::kAuto},
+                                           {"mpi", Backend::kMpi},
+                                           {"nccl", Backend::kNccl},
+                                           {"single", Backend::kSingle}};
+  return table;
+}
+
+const std::string& to_string(Backend backend) {
+  return enum_name(backend_names(), backend);
+}
+
+std::shared_ptr<Communicator> make_device_communicator(Backend backend) {
   // world() lives until the Runtime ends; aliases of it do not own it.
   auto alias_of_world = [] {
     return std::shared_ptr<Communicator>(&world(), [](Communicator*) {});
   };
-  if (backend == "single") {
+  if (backend == Backend::kSingle) {
     const int size = world().world_size();
     if (size > 1) {
       throw Error("dist", "dist.backend=single but " + std::to_string(size) +
@@ -194,8 +207,8 @@ std::shared_ptr<Communicator> make_device_communicator(const std::string& backen
     }
     return std::shared_ptr<Communicator>(make_single_process_communicator());
   }
-  if (backend == "mpi") return alias_of_world();
-  if (backend == "nccl") {
+  if (backend == Backend::kMpi) return alias_of_world();
+  if (backend == Backend::kNccl) {
 #ifdef TAILOR_WITH_NCCL
     return make_nccl_communicator(world());
 #else
@@ -205,13 +218,13 @@ std::shared_ptr<Communicator> make_device_communicator(const std::string& backen
                 "dist.backend=mpi for CPU training");
 #endif
   }
-  if (backend == "auto") {
+  if (backend == Backend::kAuto) {
 #ifdef TAILOR_WITH_NCCL
     if (torch::cuda::is_available()) return make_nccl_communicator(world());
 #endif
     return alias_of_world();
   }
-  throw Error("dist", "dist.backend \"" + backend + "\" is not one of auto, mpi, nccl, single");
+  throw std::logic_error("make_device_communicator: a Backend without a case");
 }
 
 }  // namespace tailor::dist

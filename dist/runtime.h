@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "common/enum_names.h"
 #include "dist/communicator.h"
 
 namespace tailor::dist {
@@ -53,11 +54,16 @@ bool mpi_active();
 // active, std::exit(code) otherwise. Never returns.
 [[noreturn]] void abort_all(const std::string& message, int code = 1);
 
-// backend: "auto" (NCCL when CUDA is available and this build has it, else world()), "mpi",
-// "nccl", or "single". For NCCL: rank 0 creates the unique id, it is broadcast over MPI, every
-// rank calls ncclCommInitRank on GPU local_rank. Throws Error("dist", ...) with a clear reason
-// when the backend cannot be had (e.g. "nccl requested but this build has no CUDA" or "no GPU").
-// The returned communicator's collectives expect tensors on its device (device()).
-std::shared_ptr<Communicator> make_device_communicator(const std::string& backend);
+// Where collectives run (recipe key dist.backend): auto (NCCL when CUDA is available and this
+// build has it, else world()), mpi, nccl, or single (one process).
+enum class Backend { kAuto, kMpi, kNccl, kSingle };
+const EnumNames<Backend>& backend_names();  // "auto", "mpi", "nccl", "single"
+const std::string& to_string(Backend backend);
+
+// A communicator of `backend`. For NCCL: rank 0 creates the unique id, it is broadcast over MPI,
+// every rank calls ncclCommInitRank on GPU local_rank. Throws Error("dist", ...) with a clear
+// reason when the backend cannot be had (e.g. "nccl requested but this build has no CUDA" or "no
+// GPU"). The returned communicator's collectives expect tensors on its device (device()).
+std::shared_ptr<Communicator> make_device_communicator(Backend backend);
 
 }  // namespace tailor::dist

@@ -24,7 +24,7 @@ at the start and the end of every step; mean over the timed steps after the warm
 Peak memory on both sides: the CUDA caching allocator's peak allocated bytes of the
 configuration (torch.cuda.max_memory_allocated after a reset; tailor reports the same counter).
 
-PyTorch side, details chosen to match tailor's bench (trainer/cli/cli_bench.cpp):
+PyTorch side, details chosen to match tailor's bench (cli/cli_bench.cpp):
   * loss: HF's labels=input_ids loss = mean next-token cross-entropy over B*(T-1) tokens, logits
     upcast to float32 (tailor: causal_lm_loss_sum(float32 logits) / (B*(T-1))).
   * optimizer: torch.optim.AdamW(lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,

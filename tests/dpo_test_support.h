@@ -14,9 +14,11 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "dist/communicator.h"
 #include "jsonl_test_support.h"
 #include "models/io/safetensors.h"
-#include "trainer/stages/dpo/dpo_recipe.h"
+#include "stages/dpo/dpo_recipe.h"
+#include "stages/dpo/dpo_stage.h"
 
 namespace tailor::testing {
 
@@ -81,6 +83,12 @@ inline DpoRecipe dpo_test_recipe(const std::filesystem::path& pairs,
 }
 
 // The error dpo_test_recipe throws for these overrides, or "no error".
+// Runs the dpo stage on a communicator of its own (one process), as the tests run stages.
+inline void run_dpo_in_process(const DpoRecipe& recipe) {
+  auto comm = dist::make_single_process_communicator();
+  run_dpo_stage(recipe, *comm);
+}
+
 inline std::string dpo_recipe_error(const std::vector<std::string>& overrides) {
   try {
     dpo_test_recipe("pairs.jsonl", "out", overrides);

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "jsonl_test_support.h"
-#include "trainer/stages/reward/reward_recipe.h"
+#include "stages/reward/reward_recipe.h"
 
 namespace tailor::testing {
 

@@ -91,9 +91,11 @@ TEST_P(AdapterBankTest, EachRowGoesThroughItsOwnUsersAdapterAndRowMinusOneThroug
   const int64_t T = 7;
   const at::Tensor ids = at::randint(model->vocab_size(), {4, T}, at::kLong);
   const std::vector<std::string> users = {"alice", "carol", "", "bob"};
-  bank.route(users, at::kCPU);
   torch::NoGradGuard no_grad;
-  const at::Tensor logits = model->forward(ids);
+  const at::Tensor logits = [&] {
+    const AdapterRoute route(bank, users, at::kCPU);
+    return model->forward(ids);
+  }();
   CausalLM base = small_model(f.preset, 5);
   for (int64_t row = 0; row < 4; ++row) {
     SCOPED_TRACE("row " + std::to_string(row) + " (" + users[row] + ")");
@@ -118,8 +120,10 @@ TEST_P(AdapterBankTest, EachUsersGradientIsItsSingleAdapterGradientOverItsRows) 
   const at::Tensor ids = at::randint(model->vocab_size(), {5, T}, at::kLong);
   const std::vector<std::string> users = {"bob", "alice", "bob", "", "alice"};  // carol: none
   const at::Tensor weights = at::randn({5, T, model->vocab_size()}, at::kDouble);
-  bank.route(users, at::kCPU);
-  (model->forward(ids) * weights).sum().backward();
+  {
+    const AdapterRoute route(bank, users, at::kCPU);
+    (model->forward(ids) * weights).sum().backward();
+  }
   const auto bank_params = model->named_parameters();
   for (const std::string user : {"alice", "bob", "carol"}) {
     SCOPED_TRACE(user);
@@ -162,14 +166,26 @@ TEST_P(AdapterBankTest, NoRouteAdaptersOffAndAFreshBankAreAllTheBase) {
   const at::Tensor ids = at::randint(model->vocab_size(), {2, 5}, at::kLong);
   torch::NoGradGuard no_grad;
   const at::Tensor expected = base->forward(ids);
-  bank.route({"alice", "bob"}, at::kCPU);  // fresh: B = 0, so every adapter adds nothing
+  {
+    const AdapterRoute route(bank, {"alice", "bob"}, at::kCPU);
+    // Fresh: B = 0, so every adapter adds nothing.
+    EXPECT_EQ(relative(model->forward(ids), expected), 0.0);
+    randomise_bank(*model, 13);
+    EXPECT_GT(relative(model->forward(ids), expected), 1e-3);
+    set_adapters_enabled(*model, false);  // the reference policy
+    EXPECT_EQ(relative(model->forward(ids), expected), 0.0);
+    set_adapters_enabled(*model, true);
+    // A nested route hands the outer one back when it ends.
+    { const AdapterRoute base_only(bank, std::string()); }
+    EXPECT_GT(relative(model->forward(ids), expected), 1e-3);
+  }
+  // Outside every route the base runs alone, even after a route left by an exception.
   EXPECT_EQ(relative(model->forward(ids), expected), 0.0);
-  randomise_bank(*model, 13);
-  EXPECT_GT(relative(model->forward(ids), expected), 1e-3);
-  set_adapters_enabled(*model, false);  // the reference policy
-  EXPECT_EQ(relative(model->forward(ids), expected), 0.0);
-  set_adapters_enabled(*model, true);
-  bank.clear_route();
+  try {
+    const AdapterRoute route(bank, {"alice", "bob"}, at::kCPU);
+    throw Error("test", "leaves the scope");
+  } catch (const Error&) {
+  }
   EXPECT_EQ(relative(model->forward(ids), expected), 0.0);
 }
 
@@ -210,10 +226,10 @@ TEST(AdapterBank, ErrorsNameTheProblem) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("users: alice, bob"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(bank.route_indices(at::tensor(std::vector<int64_t>{0, 2}, at::kLong)), Error);
+  EXPECT_THROW(AdapterRoute(bank, at::tensor(std::vector<int64_t>{0, 2}, at::kLong)), Error);
   EXPECT_THROW(AdapterBank(*model, lora_config(f), {"again"}), Error);  // already has a bank
   EXPECT_THROW(apply_lora(*model, lora_config(f)), Error);
-  bank.route({"alice", "bob", "alice"}, at::kCPU);  // 3 rows for a batch of 2
+  const AdapterRoute route(bank, {"alice", "bob", "alice"}, at::kCPU);  // 3 rows, batch of 2
   try {
     model->forward(at::zeros({2, 3}, at::kLong));
     ADD_FAILURE() << "routing of the wrong length accepted";
@@ -248,7 +264,7 @@ TEST(AdapterBank, EachUsersPeftExportReloadsToTheSameOutputs) {
     CausalLM reloaded = small_model(f.preset, 5);
     load_peft_adapter(dir, *reloaded);
     torch::NoGradGuard no_grad;
-    bank.route({user}, at::kCPU);
+    const AdapterRoute route(bank, std::vector<std::string>{user}, at::kCPU);
     EXPECT_LT(relative(reloaded->forward(ids), model->forward(ids)), 1e-12);
   }
   std::filesystem::remove_all(root);

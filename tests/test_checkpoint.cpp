@@ -10,11 +10,11 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "trainer/optim/adamw.h"
-#include "trainer/optim/grad_clip.h"
-#include "trainer/optim/lr_schedule.h"
-#include "trainer/run/checkpoint.h"
-#include "trainer/run/rng_state.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/rng_state.h"
+#include "train/optim/adamw.h"
+#include "train/optim/grad_clip.h"
+#include "train/optim/lr_schedule.h"
 
 namespace fs = std::filesystem;
 

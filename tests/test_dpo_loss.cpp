@@ -1,4 +1,4 @@
-// DPO losses (trainer/losses/dpo_loss.h) against values worked out by hand, and their gradient
+// DPO losses (train/losses/dpo_loss.h) against values worked out by hand, and their gradient
 // with respect to LoRA adapter weights against central finite differences on a float64 model
 // whose reference policy is the same model with the adapters off.
 #include <gtest/gtest.h>
@@ -11,7 +11,7 @@
 #include "models/core/adapter_bank.h"
 #include "models/core/causal_lm.h"
 #include "models/registry.h"
-#include "trainer/losses/dpo_loss.h"
+#include "train/losses/dpo_loss.h"
 
 namespace tailor {
 namespace {
@@ -70,8 +70,8 @@ TEST(DpoLoss, ConfigErrorsNameTheField) {
   EXPECT_THROW(dpo_losses(x, x, x, x, {DpoLossType::kSigmoid, 0.0, 0.0}), Error);
   EXPECT_THROW(dpo_losses(x, x, x, x, {DpoLossType::kSigmoid, 0.1, 0.5}), Error);
   EXPECT_THROW(dpo_losses(x, x, x, x, {DpoLossType::kIpo, 0.1, 0.1}), Error);
-  EXPECT_THROW(dpo_loss_type_from_name("kto"), Error);
-  EXPECT_EQ(dpo_loss_type_from_name("ipo"), DpoLossType::kIpo);
+  EXPECT_FALSE(enum_from_name(dpo_loss_type_names(), "kto"));
+  EXPECT_EQ(enum_from_name(dpo_loss_type_names(), "ipo"), DpoLossType::kIpo);
 }
 
 // A tiny float64 GPT-2 with a one-user adapter bank; pairs share a 3-token prompt.
@@ -110,10 +110,10 @@ struct TinyPolicy {
     at::Tensor reference;
     {
       torch::NoGradGuard no_grad;
-      bank->route({"", "", "", ""}, at::kCPU);
+      const AdapterRoute route(*bank, {"", "", "", ""}, at::kCPU);
       reference = response_logps(model->forward(ids), labels);
     }
-    bank->route({"user", "user", "user", "user"}, at::kCPU);
+    const AdapterRoute route(*bank, {"user", "user", "user", "user"}, at::kCPU);
     const at::Tensor policy = response_logps(model->forward(ids), labels);
     DpoLosses d =
         dpo_losses(policy.narrow(0, 0, 2), policy.narrow(0, 2, 2), reference.narrow(0, 0, 2),

@@ -1,4 +1,4 @@
-// Iterative (on-policy) DPO: generate.rounds > 1 (trainer/stages/dpo/dpo_stage.cpp, start_round).
+// Iterative (on-policy) DPO: generate.rounds > 1 (stages/dpo/dpo_stage.cpp, start_round).
 // - Round 2's pairs are the ones its user's judge picks among that user's adapter's own samples:
 //   rebuilt here from the round-boundary checkpoint, exported with `tailor export --user`,
 //   loaded as a plain PEFT model and sampled outside the stage;
@@ -16,11 +16,11 @@
 #include "common/error.h"
 #include "dist/communicator.h"
 #include "dpo_test_support.h"
+#include "judges/judge.h"
+#include "judges/preference_sources.h"
 #include "models/io/pretrained.h"
 #include "models/tokenizer/tokenizer.h"
-#include "trainer/judges/judge.h"
-#include "trainer/stages/dpo/dpo_stage.h"
-#include "trainer/stages/dpo/preference_sources.h"
+#include "stages/dpo/dpo_stage.h"
 
 namespace tailor {
 namespace {
@@ -29,6 +29,7 @@ namespace fs = std::filesystem;
 using testing::dpo_test_recipe;
 using testing::exported_adapter;
 using testing::read_jsonl;
+using testing::run_dpo_in_process;
 using testing::without_timing;
 
 const std::vector<std::string> kPrompts = {"The cat",  "A story:",  "Today I",
@@ -43,11 +44,6 @@ fs::path temp_dir(const std::string& name) {
   for (const auto& p : kPrompts)
     prompts << nlohmann::json({{"prompt", p}}).dump() << "\n";
   return dir;
-}
-
-int run(const DpoRecipe& recipe) {
-  auto comm = dist::make_single_process_communicator();
-  return run_dpo_stage(recipe, *comm);
 }
 
 // Two users of opposite tastes on the base's samples, two rounds over 4 steps (round 2 = steps
@@ -66,12 +62,15 @@ std::vector<std::string> rounds_overrides(std::vector<std::string> more = {}) {
   return out;
 }
 
-TEST(DpoRounds, RoundTwoJudgesTheAdaptersOwnSamples) {
+// A wiring test: round 2's pairs are the user's judge on the adapter's own samples, drawn again
+// here with the production sampler and pair picker (whose choices test_dpo_stage.cpp and
+// OracleJudge.PicksThePairsAndVerdictsOfTheMixtureVotes check against independent values).
+TEST(DpoRounds, RoundTwoWiresTheAdaptersOwnSamplesToTheJudge) {
   const fs::path dir = temp_dir("pairs");
   const fs::path out = dir / "run";
   const DpoRecipe recipe =
       dpo_test_recipe(dir / "prompts.jsonl", out, rounds_overrides({"train.checkpoint_every=2"}));
-  ASSERT_EQ(run(recipe), 0);
+  run_dpo_in_process(recipe);
   const auto round1 = read_jsonl(out / "pairs.jsonl");
   const auto round2 = read_jsonl(out / "pairs_round_2.jsonl");
   ASSERT_FALSE(round2.empty());
@@ -134,21 +133,20 @@ TEST(DpoRounds, RoundTwoJudgesTheAdaptersOwnSamples) {
 // (round 2's pairs sampled again by the resumed run).
 TEST(DpoRounds, ResumeInRoundTwoIsBitExact) {
   const fs::path dir = temp_dir("resume");
-  ASSERT_EQ(run(dpo_test_recipe(dir / "prompts.jsonl", dir / "straight",
-                                rounds_overrides({"lora.dropout=0.1"}))),
-            0);
+  run_dpo_in_process(dpo_test_recipe(dir / "prompts.jsonl", dir / "straight",
+                                     rounds_overrides({"lora.dropout=0.1"})));
   for (const std::string every : {"3", "2"}) {
     const fs::path out = dir / ("resumed_" + every);
     const auto overrides =
         rounds_overrides({"lora.dropout=0.1", "train.checkpoint_every=" + every});
     ::setenv("TAILOR_FAULT_RANK", "0", 1);
     ::setenv("TAILOR_FAULT_STEP", "4", 1);
-    EXPECT_THROW(run(dpo_test_recipe(dir / "prompts.jsonl", out, overrides)), Error);
+    EXPECT_THROW(run_dpo_in_process(dpo_test_recipe(dir / "prompts.jsonl", out, overrides)), Error);
     ::unsetenv("TAILOR_FAULT_RANK");
     ::unsetenv("TAILOR_FAULT_STEP");
     auto resume = overrides;
     resume.push_back("train.resume=true");
-    ASSERT_EQ(run(dpo_test_recipe(dir / "prompts.jsonl", out, resume)), 0);
+    run_dpo_in_process(dpo_test_recipe(dir / "prompts.jsonl", out, resume));
     for (const std::string user : {"brief", "verbose"}) {
       const TensorMap a = exported_adapter(dir / "straight", user);
       const TensorMap b = exported_adapter(out, user);

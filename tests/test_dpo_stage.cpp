@@ -1,4 +1,4 @@
-// The per-user DPO stage (trainer/stages/dpo/dpo_stage.h) end to end on a random gpt2-tiny base:
+// The per-user DPO stage (stages/dpo/dpo_stage.h) end to end on a random gpt2-tiny base:
 // - four users trained in one run end with the same adapters as four one-user runs;
 // - fresh adapters give loss ln 2 and zero rewards at the first step;
 // - an interrupted run resumed from its checkpoint ends bit-identical to an uninterrupted one;
@@ -20,12 +20,12 @@
 #include "common/error.h"
 #include "dist/communicator.h"
 #include "dpo_test_support.h"
+#include "judges/oracles.h"
 #include "models/io/pretrained.h"
 #include "models/io/safetensors.h"
+#include "models/tokenizer/prompt_format.h"
 #include "models/tokenizer/tokenizer.h"
-#include "trainer/judges/oracles.h"
-#include "trainer/stages/dpo/dpo_stage.h"
-#include "trainer/stages/prompt_format.h"
+#include "stages/dpo/dpo_stage.h"
 
 namespace tailor {
 namespace {
@@ -35,6 +35,7 @@ using testing::dpo_test_recipe;
 using testing::dpo_user_pairs;
 using testing::exported_adapter;
 using testing::read_jsonl;
+using testing::run_dpo_in_process;
 using testing::without_timing;
 using testing::write_user_pairs;
 
@@ -48,34 +49,40 @@ fs::path temp_dir(const std::string& name) {
   return dir;
 }
 
-int run(const DpoRecipe& recipe) {
-  auto comm = dist::make_single_process_communicator();
-  return run_dpo_stage(recipe, *comm);
+// A four-user run, float32 or float64 (train.precision fp64). Several tests read each.
+fs::path make_four_user_run(const std::string& name, const std::vector<std::string>& overrides) {
+  const fs::path dir = temp_dir(name);
+  write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8));
+  const fs::path run_dir = dir / "run";
+  std::vector<std::string> all = {"data.pad_to_max_length=true"};
+  all.insert(all.end(), overrides.begin(), overrides.end());
+  run_dpo_in_process(dpo_test_recipe(dir / "pairs.jsonl", run_dir, all));
+  return run_dir;
 }
 
-// One shared four-user run (several tests read it).
+// float32, as users train.
 const fs::path& four_user_run() {
-  static const fs::path out = [] {
-    const fs::path dir = temp_dir("four");
-    write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8));
-    const fs::path run_dir = dir / "run";
-    // One padded length in every run: the one-user runs' batches are shorter otherwise, and the
-    // sums over the sequence then round differently.
-    EXPECT_EQ(run(dpo_test_recipe(dir / "pairs.jsonl", run_dir, {"data.pad_to_max_length=true"})),
-              0);
-    return run_dir;
-  }();
+  static const fs::path out = make_four_user_run("four", {});
+  return out;
+}
+
+// float64: where two ways of running claim to compute the same thing, they are compared here,
+// free of float32 rounding (which differs between BLAS kernels: OPENBLAS_CORETYPE=Haswell against
+// AVX-512). The runs differ only in summation order, so 1e-10 relative leaves six orders of
+// magnitude above float64 rounding after three Adam steps. One padded length in every run: the
+// one-user runs' batches are shorter otherwise.
+const fs::path& four_user_run_fp64() {
+  static const fs::path out = make_four_user_run("four_fp64", {"train.precision=fp64"});
   return out;
 }
 
 TEST(DpoStage, FourUsersInOneRunEqualFourOneUserRuns) {
-  const fs::path& all = four_user_run();
+  const fs::path& all = four_user_run_fp64();
   const fs::path dir = temp_dir("single");
   for (const auto& user : kUsers) {
     write_user_pairs(dir / user / "pairs.jsonl", dpo_user_pairs(8), {user});
-    ASSERT_EQ(run(dpo_test_recipe(dir / user / "pairs.jsonl", dir / user / "run",
-                                  {"data.pad_to_max_length=true"})),
-              0);
+    run_dpo_in_process(dpo_test_recipe(dir / user / "pairs.jsonl", dir / user / "run",
+                                       {"data.pad_to_max_length=true", "train.precision=fp64"}));
     const TensorMap single = exported_adapter(dir / user / "run", user);
     const TensorMap together = exported_adapter(all, user);
     ASSERT_EQ(single.size(), together.size());
@@ -87,21 +94,24 @@ TEST(DpoStage, FourUsersInOneRunEqualFourOneUserRuns) {
     std::string where;
     const double diff = testing::adapter_relative_difference(together, single, &where);
     std::cout << user << ": worst relative difference " << diff << " (" << where << ")\n";
-    EXPECT_LE(diff, 1e-5) << user;
+    EXPECT_LE(diff, 1e-10) << user;
   }
   fs::remove_all(dir);
 }
 
+// lora_B starts at zero, so at the first step the policy is the reference: the loss is exactly
+// ln 2 and the rewards 0 in exact arithmetic (float64: within 1e-9 of it, the policy's and the
+// reference's log-probs coming from differently shaped batches).
 TEST(DpoStage, FreshAdaptersGiveLn2AndZeroRewardsAtTheFirstStep) {
-  const auto records = read_jsonl(four_user_run() / "metrics.jsonl");
+  const auto records = read_jsonl(four_user_run_fp64() / "metrics.jsonl");
   ASSERT_FALSE(records.empty());
   const auto& first = records.front();
   ASSERT_EQ(first["step"].get<int64_t>(), 1);
   EXPECT_NEAR(first["loss"].get<double>(), std::log(2.0), 1e-9);
   for (const auto& user : kUsers) {
     EXPECT_NEAR(first["users/" + user + "/loss"].get<double>(), std::log(2.0), 1e-9) << user;
-    EXPECT_EQ(first["users/" + user + "/rewards/chosen"].get<double>(), 0.0) << user;
-    EXPECT_EQ(first["users/" + user + "/rewards/margins"].get<double>(), 0.0) << user;
+    EXPECT_NEAR(first["users/" + user + "/rewards/chosen"].get<double>(), 0.0, 1e-9) << user;
+    EXPECT_NEAR(first["users/" + user + "/rewards/margins"].get<double>(), 0.0, 1e-9) << user;
   }
   // And training lowered every user's loss below ln 2 by the last step.
   nlohmann::json last;
@@ -118,18 +128,18 @@ TEST(DpoStage, FreshAdaptersGiveLn2AndZeroRewardsAtTheFirstStep) {
 // must end the same: a pair given another pair's reference, or chosen and rejected swapped, would
 // move them far apart.
 TEST(DpoStage, PrecomputedReferenceTrainsAsTheInStepReference) {
-  const fs::path& on = four_user_run();
+  const fs::path& on = four_user_run_fp64();
   const fs::path dir = temp_dir("reference_off");
   write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8));
-  ASSERT_EQ(run(dpo_test_recipe(dir / "pairs.jsonl", dir / "run",
-                                {"data.pad_to_max_length=true", "dpo.precompute_reference=false"})),
-            0);
+  run_dpo_in_process(dpo_test_recipe(
+      dir / "pairs.jsonl", dir / "run",
+      {"data.pad_to_max_length=true", "dpo.precompute_reference=false", "train.precision=fp64"}));
   for (const auto& user : kUsers) {
     const double diff = testing::adapter_relative_difference(exported_adapter(on, user),
                                                              exported_adapter(dir / "run", user));
     std::cout << user << ": precomputed vs in-step reference, worst relative difference " << diff
               << "\n";
-    EXPECT_LE(diff, 1e-5) << user;
+    EXPECT_LE(diff, 1e-10) << user;
   }
   fs::remove_all(dir);
 }
@@ -262,16 +272,17 @@ TEST(DpoStage, ResumedRunEndsBitIdenticalToAnUninterruptedOne) {
   write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8), {"alice", "bob"});
   const std::vector<std::string> overrides = {"train.max_steps=4", "train.checkpoint_every=2",
                                               "lora.dropout=0.1"};  // dropout: RNG state too
-  ASSERT_EQ(run(dpo_test_recipe(dir / "pairs.jsonl", dir / "straight", overrides)), 0);
+  run_dpo_in_process(dpo_test_recipe(dir / "pairs.jsonl", dir / "straight", overrides));
 
   ::setenv("TAILOR_FAULT_RANK", "0", 1);
   ::setenv("TAILOR_FAULT_STEP", "4", 1);  // after the step-2 checkpoint and step 3
-  EXPECT_THROW(run(dpo_test_recipe(dir / "pairs.jsonl", dir / "resumed", overrides)), Error);
+  EXPECT_THROW(run_dpo_in_process(dpo_test_recipe(dir / "pairs.jsonl", dir / "resumed", overrides)),
+               Error);
   ::unsetenv("TAILOR_FAULT_RANK");
   ::unsetenv("TAILOR_FAULT_STEP");
   auto resume = overrides;
   resume.push_back("train.resume=true");
-  ASSERT_EQ(run(dpo_test_recipe(dir / "pairs.jsonl", dir / "resumed", resume)), 0);
+  run_dpo_in_process(dpo_test_recipe(dir / "pairs.jsonl", dir / "resumed", resume));
 
   for (const std::string user : {"alice", "bob"}) {
     const TensorMap a = exported_adapter(dir / "straight", user);
@@ -299,7 +310,7 @@ TEST(DpoStage, GeneratedPairsFollowTheOraclesAndWinRatesRecount) {
                        "users={brief: {shorter_length: 1.0}, verbose: {shorter_length: -1.0}}",
                        "generate.completions=4", "generate.max_new_tokens=10", "eval.completions=3",
                        "eval.max_new_tokens=10", "eval.prompts=0", "train.max_steps=2"});
-  ASSERT_EQ(run(recipe), 0);
+  run_dpo_in_process(recipe);
   const auto& shorter = judges::oracle("shorter_length");
 
   // Every pair is oriented by its user's taste, and held-out prompts gave no training pairs.

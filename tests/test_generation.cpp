@@ -15,8 +15,10 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "gpt2_reference.h"
 #include "models/generation/generate.h"
 #include "models/generation/sampling.h"
+#include "models/gpt2/gpt2.h"
 #include "models/io/pretrained.h"
 #include "models/registry.h"
 #include "models/tokenizer/tokenizer.h"
@@ -118,6 +120,42 @@ TEST(GenerationSampling, CategoricalDrawInvertsTheCumulativeSum) {
     ones += drawn[1] == 1;
   }
   EXPECT_NEAR(ones / 4000.0, 0.25, 0.03);  // 1 / (3 + 1); 0.03 is > 4 standard deviations
+}
+
+// Greedy decoding against the float64 reference GPT-2 (tests/gpt2_reference.h), not against
+// another generate() path: every new token of every row of a left-padded batch is the argmax of
+// the reference's last-position logits on that row's prompt plus the tokens before it.
+TEST(GenerationGreedy, EveryTokenIsTheFloat64ReferencesArgmax) {
+  tailor::GPT2Config config;
+  config.vocab_size = 41;
+  config.n_positions = 32;
+  config.n_embd = 16;
+  config.n_layer = 2;
+  config.n_head = 2;
+  config.resid_pdrop = config.embd_pdrop = config.attn_pdrop = 0.0;
+  const tailor::TensorMap weights = tailor::reference::random_hf_weights(config, 8);
+  tailor::GPT2LMHead model(config);
+  model->load_hf_state_dict(weights);
+  model->to(at::kDouble);
+  model->eval();
+  const std::vector<std::vector<int32_t>> prompts = {{3, 17, 5}, {40}, {1, 2, 3, 4, 5, 6, 7}};
+  tailor::GenerationConfig greedy_config;
+  greedy_config.max_new_tokens = 10;
+  greedy_config.temperature = 0;
+  const auto out = tailor::generate(*model, prompts, greedy_config);
+  ASSERT_EQ(out.size(), prompts.size());
+  for (size_t row = 0; row < prompts.size(); ++row) {
+    ASSERT_EQ(out[row].ids.size(), 10u) << "row " << row;  // eos 50256 is outside the vocabulary
+    std::vector<int64_t> sequence(prompts[row].begin(), prompts[row].end());
+    for (size_t k = 0; k < out[row].ids.size(); ++k) {
+      const int64_t T = static_cast<int64_t>(sequence.size()), V = config.vocab_size;
+      const auto logits = tailor::reference::gpt2_logits(config, weights, sequence, 1, T);
+      const auto last = logits.begin() + (T - 1) * V;
+      const int64_t want = std::max_element(last, last + V) - last;
+      EXPECT_EQ(out[row].ids[k], want) << "row " << row << " token " << k;
+      sequence.push_back(out[row].ids[k]);  // follow tailor's choice so one miss stays one
+    }
+  }
 }
 
 // ---- generate() on random models --------------------------------------------------------------

@@ -10,7 +10,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "trainer/optim/grad_surgery.h"
+#include "train/optim/grad_surgery.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "trainer/run/metrics.h"
+#include "train/loop/metrics.h"
 
 namespace fs = std::filesystem;
 

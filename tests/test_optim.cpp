@@ -8,9 +8,9 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "trainer/optim/adamw.h"
-#include "trainer/optim/grad_clip.h"
-#include "trainer/optim/lr_schedule.h"
+#include "train/optim/adamw.h"
+#include "train/optim/grad_clip.h"
+#include "train/optim/lr_schedule.h"
 
 namespace {
 

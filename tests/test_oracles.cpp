@@ -8,8 +8,8 @@
 #include <limits>
 
 #include "common/error.h"
-#include "trainer/judges/oracles.h"
-#include "trainer/judges/text_features.h"
+#include "judges/oracles.h"
+#include "judges/text_features.h"
 
 using namespace tailor::judges;
 using Strings = std::vector<std::string>;

@@ -217,29 +217,31 @@ TEST_F(PrefDataTest, RatedStoreRejectsOtherSchemasAndInconsistentData) {
 // ---- simulated users ----------------------------------------------------------------------
 
 TEST(SimulatedUsers, TwoConflictAndUniformExactWeights) {
-  const auto two = make_users("two_conflict", 2, 4, 0);
+  const auto two = make_users(UserKind::kTwoConflict, 2, 4, 0);
   ASSERT_EQ(two.size(), 2u);
   EXPECT_EQ(two[0].name, "user0");
   EXPECT_EQ(two[1].name, "user1");
   EXPECT_EQ(two[0].weights, (std::vector<double>{1, 0, 0, 0}));
   EXPECT_EQ(two[1].weights, (std::vector<double>{0, 1, 0, 0}));
-  EXPECT_EQ(make_users("uniform", 1, 4, 3)[0].weights,
+  EXPECT_EQ(make_users(UserKind::kUniform, 1, 4, 3)[0].weights,
             (std::vector<double>{0.25, 0.25, 0.25, 0.25}));
-  for (auto bad : {std::make_pair(std::string("two_conflict"), int64_t{3}),
-                   std::make_pair(std::string("uniform"), int64_t{2}),
-                   std::make_pair(std::string("random"), int64_t{0}),
-                   std::make_pair(std::string("dirichlet"), int64_t{5})}) {
+  for (auto bad : {std::make_pair(UserKind::kTwoConflict, int64_t{3}),
+                   std::make_pair(UserKind::kUniform, int64_t{2}),
+                   std::make_pair(UserKind::kRandom, int64_t{0})}) {
     const std::string what = error_of([&] { make_users(bad.first, bad.second, 4, 0); });
     EXPECT_EQ(what.rfind("[recipe] ", 0), 0u) << what;
-    EXPECT_NE(what.find(bad.first), std::string::npos) << what;
+    EXPECT_NE(what.find(to_string(bad.first)), std::string::npos) << what;
     EXPECT_NE(what.find(std::to_string(bad.second)), std::string::npos) << what;
   }
-  EXPECT_THROW(make_users("two_conflict", 2, 1, 0), Error);
-  EXPECT_THROW(make_users("clustered", 100, 3, 0), Error);
+  // from_data users are the data's own; make_users says so.
+  EXPECT_NE(error_of([&] { make_users(UserKind::kFromData, 2, 4, 0); }).find("from_data"),
+            std::string::npos);
+  EXPECT_THROW(make_users(UserKind::kTwoConflict, 2, 1, 0), Error);
+  EXPECT_THROW(make_users(UserKind::kClustered, 100, 3, 0), Error);
 }
 
 TEST(SimulatedUsers, RandomUsersOnSimplexWithUniformLast) {
-  const auto users = make_users("random", 100, 4, 7);
+  const auto users = make_users(UserKind::kRandom, 100, 4, 7);
   ASSERT_EQ(users.size(), 100u);
   std::set<std::vector<double>> distinct;
   for (const auto& u : users) {
@@ -256,8 +258,8 @@ TEST(SimulatedUsers, RandomUsersOnSimplexWithUniformLast) {
   EXPECT_EQ(users.back().weights, (std::vector<double>{0.25, 0.25, 0.25, 0.25}));
   EXPECT_EQ(users[99].name, "user99");
   // Determinism: same seed -> same users; another seed -> others.
-  const auto again = make_users("random", 100, 4, 7);
-  const auto other = make_users("random", 100, 4, 8);
+  const auto again = make_users(UserKind::kRandom, 100, 4, 7);
+  const auto other = make_users(UserKind::kRandom, 100, 4, 8);
   for (size_t u = 0; u < 99; ++u)
     EXPECT_EQ(users[u].weights, again[u].weights);
   EXPECT_NE(users[0].weights, other[0].weights);
@@ -268,7 +270,7 @@ TEST(SimulatedUsers, ClusteredCountsAndClusterMeans) {
   // count 11: 10 users; quotas 4.95, 3.03, 2.02 -> floors 4, 3, 2, the last one to cluster 0.
   EXPECT_EQ(clustered_user_counts(11), (std::vector<int64_t>{5, 3, 2, 1}));
   EXPECT_EQ(clustered_user_counts(1), (std::vector<int64_t>{0, 0, 0, 1}));
-  const auto users = make_users("clustered", 100, 4, 1);
+  const auto users = make_users(UserKind::kClustered, 100, 4, 1);
   ASSERT_EQ(users.size(), 100u);
   EXPECT_EQ(users[99].weights, (std::vector<double>{0.25, 0.25, 0.25, 0.25}));
   // Cluster means are alpha / sum(alpha): (.25,.25,.25,.25), (.07,.03,.6,.3), (.75,.05,.12,.08).
@@ -283,7 +285,7 @@ TEST(SimulatedUsers, ClusteredCountsAndClusterMeans) {
   EXPECT_NEAR(mean(49, 79, 1), 0.03, 0.03);
   EXPECT_NEAR(mean(79, 99, 0), 0.75, 0.08);
   EXPECT_NEAR(mean(79, 99, 1), 0.05, 0.04);
-  const auto again = make_users("clustered", 100, 4, 1);
+  const auto again = make_users(UserKind::kClustered, 100, 4, 1);
   for (size_t u = 0; u < 100; ++u)
     EXPECT_EQ(users[u].weights, again[u].weights);
 }
@@ -399,7 +401,7 @@ TEST(LabelPairs, BradleyTerryFrequenciesFollowSigmoid) {
   const std::vector<SimulatedUser> users = {user("u", {1})};
   for (double temperature : {0.5, 2.0}) {
     LabelOptions options;
-    options.mode = "bradley_terry";
+    options.mode = LabelMode::kBradleyTerry;
     options.temperature = temperature;
     const int seeds = 4000;
     int first_wins = 0, tie_wins = 0;
@@ -417,9 +419,7 @@ TEST(LabelPairs, BradleyTerryFrequenciesFollowSigmoid) {
     EXPECT_NEAR(tie_wins / double(seeds), 0.5, 4 * std::sqrt(0.25 / seeds));
   }
   LabelOptions bad;
-  bad.mode = "softmax";
-  EXPECT_THROW(label_pairs(c, users, bad, 0), Error);
-  bad.mode = "bradley_terry";
+  bad.mode = LabelMode::kBradleyTerry;
   bad.temperature = 0;
   EXPECT_THROW(label_pairs(c, users, bad, 0), Error);
   EXPECT_THROW(label_pairs(c, {user("u", {0.5, 0.5})}, LabelOptions{}, 0), Error);
@@ -456,8 +456,9 @@ TEST(SurveySelection, InfoGainGreedyOrderOnHandBuiltAnswers) {
                                        1, 1,  -1, -1,  //
                                        1, -1, -1, -1,  //
                                        1, -1, 1,  -1};
-  EXPECT_EQ(select_survey(answers, 4, 4, 2, "info_gain", 0), (std::vector<int64_t>{1, 3}));
-  const auto three = select_survey(answers, 4, 4, 3, "info_gain", 5);
+  EXPECT_EQ(select_survey(answers, 4, 4, 2, SurveySelection::kInfoGain, 0),
+            (std::vector<int64_t>{1, 3}));
+  const auto three = select_survey(answers, 4, 4, 3, SurveySelection::kInfoGain, 5);
   ASSERT_EQ(three.size(), 3u);
   EXPECT_EQ(three[0], 1);
   EXPECT_EQ(three[1], 3);
@@ -469,28 +470,28 @@ TEST(SurveySelection, InfoGainGreedyOrderOnHandBuiltAnswers) {
   EXPECT_NEAR(survey_information(answers, 4, {1, 3}), 4 * std::log(4.0), 1e-12);
   // 0 (unknown) is an answer of its own: q0 = [0, +1, -1] separates all three users.
   const std::vector<int8_t> with_unknown = {1, 1, -1, /**/ 0, 1, -1, /**/ 1, -1, -1};
-  EXPECT_EQ(select_survey(with_unknown, 3, 3, 1, "info_gain", 0), (std::vector<int64_t>{1}));
+  EXPECT_EQ(select_survey(with_unknown, 3, 3, 1, SurveySelection::kInfoGain, 0),
+            (std::vector<int64_t>{1}));
 }
 
 TEST(SurveySelection, RandomSubsetIsSeededAndDistinct) {
   const int64_t Q = 50, U = 3;
   std::vector<int8_t> answers(Q * U, 1);
-  const auto a = select_survey(answers, Q, U, 10, "random", 1);
+  const auto a = select_survey(answers, Q, U, 10, SurveySelection::kRandom, 1);
   ASSERT_EQ(a.size(), 10u);
   EXPECT_TRUE(std::is_sorted(a.begin(), a.end()));
   EXPECT_EQ(std::set<int64_t>(a.begin(), a.end()).size(), 10u);
   for (int64_t q : a)
     EXPECT_TRUE(q >= 0 && q < Q);
-  EXPECT_EQ(select_survey(answers, Q, U, 10, "random", 1), a);
-  EXPECT_NE(select_survey(answers, Q, U, 10, "random", 2), a);
+  EXPECT_EQ(select_survey(answers, Q, U, 10, SurveySelection::kRandom, 1), a);
+  EXPECT_NE(select_survey(answers, Q, U, 10, SurveySelection::kRandom, 2), a);
   // All users alike: info_gain finds nothing and falls back to a random fill.
-  EXPECT_EQ(select_survey(answers, Q, U, 10, "info_gain", 1).size(), 10u);
+  EXPECT_EQ(select_survey(answers, Q, U, 10, SurveySelection::kInfoGain, 1).size(), 10u);
   // Fewer questions than the pool: all of them.
-  EXPECT_EQ(select_survey(answers, Q, U, 60, "random", 1).size(), 50u);
-  EXPECT_THROW(select_survey(answers, Q, U, 10, "greedy", 1), Error);
-  EXPECT_THROW(select_survey(answers, Q + 1, U, 10, "random", 1), Error);
+  EXPECT_EQ(select_survey(answers, Q, U, 60, SurveySelection::kRandom, 1).size(), 50u);
+  EXPECT_THROW(select_survey(answers, Q + 1, U, 10, SurveySelection::kRandom, 1), Error);
   answers[4] = 2;
-  EXPECT_THROW(select_survey(answers, Q, U, 10, "random", 1), Error);
+  EXPECT_THROW(select_survey(answers, Q, U, 10, SurveySelection::kRandom, 1), Error);
 }
 
 // ---- synthetic benchmark ------------------------------------------------------------------

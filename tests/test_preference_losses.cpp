@@ -9,7 +9,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "trainer/losses/preference_losses.h"
+#include "train/losses/preference_losses.h"
 
 namespace {
 
@@ -185,21 +185,21 @@ TEST(PreferenceLosses, ContrastiveGradientMatchesFiniteDifferences) {
 }
 
 TEST(PreferenceLosses, KLWeightSchedules) {
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("constant", 1e-4, 0, 0), 1e-4);
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("constant", 1e-4, 500, 100), 1e-4);
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("linear", 2.0, 0, 100), 0.0);
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("linear", 2.0, 25, 100), 0.5);
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("linear", 2.0, 100, 100), 2.0);
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("linear", 2.0, 250, 100), 2.0);
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("cosine", 2.0, 0, 100), 0.0);
-  EXPECT_NEAR(tailor::kl_weight("cosine", 2.0, 50, 100), 1.0, 1e-15);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kConstant, 1e-4, 0, 0), 1e-4);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kConstant, 1e-4, 500, 100), 1e-4);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kLinear, 2.0, 0, 100), 0.0);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kLinear, 2.0, 25, 100), 0.5);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kLinear, 2.0, 100, 100), 2.0);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kLinear, 2.0, 250, 100), 2.0);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kCosine, 2.0, 0, 100), 0.0);
+  EXPECT_NEAR(tailor::kl_weight(tailor::KlSchedule::kCosine, 2.0, 50, 100), 1.0, 1e-15);
   // 1 - cos(pi / 4) = 1 - sqrt(2)/2.
-  EXPECT_NEAR(tailor::kl_weight("cosine", 2.0, 25, 100), 1.0 - std::sqrt(0.5), 1e-15);
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("cosine", 2.0, 100, 100), 2.0);
-  EXPECT_DOUBLE_EQ(tailor::kl_weight("cosine", 2.0, 1000, 100), 2.0);
-  EXPECT_THROW(tailor::kl_weight("exponential", 1.0, 0, 10), tailor::Error);
-  EXPECT_THROW(tailor::kl_weight("linear", 1.0, 0, 0), tailor::Error);
-  EXPECT_THROW(tailor::kl_weight("cosine", 1.0, -1, 10), tailor::Error);
+  EXPECT_NEAR(tailor::kl_weight(tailor::KlSchedule::kCosine, 2.0, 25, 100), 1.0 - std::sqrt(0.5),
+              1e-15);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kCosine, 2.0, 100, 100), 2.0);
+  EXPECT_DOUBLE_EQ(tailor::kl_weight(tailor::KlSchedule::kCosine, 2.0, 1000, 100), 2.0);
+  EXPECT_THROW(tailor::kl_weight(tailor::KlSchedule::kLinear, 1.0, 0, 0), tailor::Error);
+  EXPECT_THROW(tailor::kl_weight(tailor::KlSchedule::kCosine, 1.0, -1, 10), tailor::Error);
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "trainer/losses/preference_metrics.h"
+#include "train/losses/preference_metrics.h"
 
 namespace {
 

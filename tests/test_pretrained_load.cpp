@@ -2,7 +2,9 @@
 // has been read stays resident, and counted in RSS, until the mapping goes: without dropping each
 // tensor's pages once copied, a load peaks at the model plus the whole file (22 GB instead of
 // 15 GB for Mistral-7B in bf16, on a 24 GiB machine). These tests load a ~100 MB model and check
-// the process's peak RSS (VmHWM, reset before the load) against the model's own size.
+// the process's peak RSS (VmHWM, reset before the load) against the model's own size. Each test
+// needs a process of its own (memory an earlier test freed would serve the load unseen), so ctest
+// runs this suite one test per process (tests/CMakeLists.txt).
 #include <gtest/gtest.h>
 
 #include <filesystem>

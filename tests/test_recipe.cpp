@@ -14,12 +14,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "trainer/cli/commands.h"
-#include "trainer/recipe/recipe.h"
-#include "trainer/recipe/schema.h"
-#include "trainer/recipe/stages.h"
+#include "stages/registry.h"
+#include "stages/sft/sft_recipe.h"
+#include "train/recipe/schema.h"
 
 namespace tailor {
 namespace {
@@ -479,6 +479,59 @@ TEST(RecipeStages, StageKeyChoosesTheSchema) {
       error_of([] { recipe_stage(kMinimal, kSource, {"stage=ppo"}); }),
       "[recipe] override 'stage=ppo': stage: expected one of sft, reward, dpo, got \"ppo\"");
   EXPECT_EQ(find_stage("sft").schema, &sft_recipe_schema().spec());
+}
+
+// --- recipes that build on a base recipe (`base:`) ----------------------------------------------
+
+// A base, a recipe on it, and one on that: each key comes from the nearest recipe that sets it;
+// sections merge key by key; a list is one value; overrides win over all of them.
+TEST_F(RecipeFiles, BaseRecipesChainAndTheNearestValueWins) {
+  write_text(dir_ / "bases" / "common.yaml",
+             "stage: sft\noutput_dir: runs/common\ndata:\n  train: data/train.jsonl\n"
+             "optimizer:\n  lr: 1.0e-3\n  weight_decay: 0.5\nlora:\n  targets: [c_attn, c_fc]\n"
+             "train:\n  max_steps: 7\n");
+  write_text(dir_ / "bases" / "middle.yaml",
+             "base: common.yaml\noptimizer:\n  lr: 2.0e-3\nlora:\n  targets: [c_proj]\n");
+  write_text(dir_ / "run.yaml", "base: bases/middle.yaml\noutput_dir: runs/mine\n");
+  const SftRecipe r = load_sft_recipe(dir_ / "run.yaml", {"train.max_steps=9"});
+  EXPECT_EQ(r.output_dir, "runs/mine");                           // the recipe's own
+  EXPECT_EQ(r.optimizer.lr, 2.0e-3);                              // middle's
+  EXPECT_EQ(r.optimizer.weight_decay, 0.5);                       // common's, same section
+  EXPECT_EQ(r.lora.targets, std::vector<std::string>{"c_proj"});  // a list is replaced whole
+  EXPECT_EQ(r.train.max_steps, 9);                                // the override's
+  EXPECT_EQ(r.data.train, "data/train.jsonl");                    // common's
+  // The stage may come from a base; the resolved recipe names no base and says where each key
+  // came from.
+  const std::string text = read_file(dir_ / "run.yaml");
+  const std::string source = (dir_ / "run.yaml").string();
+  EXPECT_EQ(recipe_stage(text, source).name, "sft");
+  const ResolvedConfig c = resolve_sft_recipe(text, source);
+  EXPECT_EQ(c.to_yaml(false).find("base"), std::string::npos);
+  EXPECT_EQ(c.where("optimizer.weight_decay"), (dir_ / "bases" / "common.yaml").string() + ":7");
+  EXPECT_EQ(c.where("output_dir"), source + ":2");
+  // The same recipe written out in full resolves to the same thing.
+  const std::string flat = c.to_yaml(false);
+  EXPECT_EQ(resolve_sft_recipe(flat, "flat.yaml").to_yaml(false), flat);
+}
+
+TEST_F(RecipeFiles, BaseRecipeErrorsNameTheFiles) {
+  write_text(dir_ / "a.yaml", "base: b.yaml\nstage: sft\n");
+  write_text(dir_ / "b.yaml", "base: a.yaml\n");
+  const std::string a = (dir_ / "a.yaml").string();
+  EXPECT_EQ(error_of([&] { load_sft_recipe(dir_ / "a.yaml"); }),
+            "[recipe] " + (dir_ / "b.yaml").string() + ":1: base: " + a +
+                " builds on itself: " + a + " -> " + (dir_ / "b.yaml").string() + " -> " + a);
+  write_text(dir_ / "c.yaml", std::string(kMinimal) + "base: nowhere.yaml\n");
+  EXPECT_CONTAINS(error_of([&] { load_sft_recipe(dir_ / "c.yaml"); }),
+                  "c.yaml:5: base: file not found: " + (dir_ / "nowhere.yaml").string());
+  write_text(dir_ / "d.yaml", std::string(kMinimal) + "base: [x.yaml]\n");
+  EXPECT_CONTAINS(error_of([&] { load_sft_recipe(dir_ / "d.yaml"); }),
+                  "d.yaml:5: base: expected the file name of a recipe to build on, got a list");
+  // A mistake inside a base names the base's file and line.
+  write_text(dir_ / "bad_base.yaml", "optimizer:\n  lr: fast\n");
+  write_text(dir_ / "e.yaml", std::string(kMinimal) + "base: bad_base.yaml\n");
+  EXPECT_CONTAINS(error_of([&] { load_sft_recipe(dir_ / "e.yaml"); }),
+                  (dir_ / "bad_base.yaml").string() + ":2: optimizer.lr: expected a number > 0");
 }
 
 // --- tables of weights (kWeightTable), e.g. the per-user DPO recipe's `users` ------------------

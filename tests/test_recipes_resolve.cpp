@@ -12,12 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "trainer/cli/commands.h"
-#include "trainer/recipe/recipe.h"
-#include "trainer/recipe/schema.h"
-#include "trainer/recipe/stages.h"
+#include "stages/registry.h"
+#include "stages/sft/sft_recipe.h"
+#include "train/recipe/schema.h"
 
 namespace tailor {
 namespace {
@@ -153,7 +153,8 @@ TEST(ShippedRecipes, UltraFeedbackRecipesValidateAndNameMissingInputs) {
     const ResolvedConfig with_data = resolve_file(uf, {"data.path=" + (dir / "uf.jsonl").string()});
     const std::string model_path = with_data.get<std::string>("model.path");
     const std::string no_model = error_of([&] { stage.check_inputs(with_data); });
-    ASSERT_FALSE(fs::exists(model_path)) << "the test expects no GPT-2 checkpoint at " << model_path;
+    ASSERT_FALSE(fs::exists(model_path))
+        << "the test expects no GPT-2 checkpoint at " << model_path;
     EXPECT_TRUE(starts_with(no_model, "[recipe] model.path: directory not found: " + model_path))
         << no_model;
     const ResolvedConfig complete = resolve_file(

@@ -17,11 +17,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/report/charts.h"
+#include "cli/report/run_report.h"
+#include "cli/report/svg.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "trainer/report/charts.h"
-#include "trainer/report/run_report.h"
-#include "trainer/report/svg.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

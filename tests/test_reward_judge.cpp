@@ -1,4 +1,4 @@
-// Reward-model judges for the per-user DPO stage (trainer/judges/reward_judge.h, recipe key
+// Reward-model judges for the per-user DPO stage (judges/reward_judge.h, recipe key
 // reward_users), checked against references computed without the judge:
 // - a Bradley–Terry export's judge gives `tailor score`'s rewards and the in-memory model's
 //   unpadded forward (long texts: its forward on the last n_positions tokens);
@@ -26,29 +26,29 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "dist/communicator.h"
 #include "dpo_test_support.h"
+#include "judges/judge.h"
+#include "judges/judge_set.h"
+#include "judges/oracles.h"
+#include "judges/preference_sources.h"
+#include "judges/reward_judge.h"
+#include "judges/win_rate.h"
 #include "models/core/lora.h"
 #include "models/gpt2/gpt2.h"
 #include "models/heads/reward_model.h"
 #include "models/heads/vpl.h"
 #include "models/io/pretrained.h"
 #include "models/io/reward_export.h"
+#include "models/io/vpl_export.h"
+#include "models/tokenizer/prompt_format.h"
 #include "models/tokenizer/tokenizer.h"
-#include "trainer/cli/commands.h"
-#include "trainer/judges/judge.h"
-#include "trainer/judges/judge_set.h"
-#include "trainer/judges/oracles.h"
-#include "trainer/judges/reward_judge.h"
-#include "trainer/stages/dpo/dpo_stage.h"
-#include "trainer/stages/dpo/preference_sources.h"
-#include "trainer/stages/dpo/win_rate.h"
-#include "trainer/stages/prompt_format.h"
-#include "trainer/stages/reward/context_embeddings.h"
-#include "trainer/stages/reward/reward_step.h"
-#include "trainer/stages/reward/vpl_export.h"
+#include "stages/dpo/dpo_stage.h"
+#include "stages/reward/reward_step.h"
+#include "train/features/context_embeddings.h"
 
 namespace tailor {
 namespace {
@@ -57,6 +57,7 @@ namespace fs = std::filesystem;
 using judges::RewardJudge;
 using judges::RewardJudgeSpec;
 using testing::read_jsonl;
+using testing::run_dpo_in_process;
 using Items = std::vector<std::pair<std::string, std::string>>;
 
 const fs::path kTokenizer = fs::path(TAILOR_SOURCE_DIR) / "assets/tokenizers/gpt2";
@@ -379,7 +380,10 @@ const Items kVplItems = {{"What is rain?", " Water."},
                          {"Who wrote Hamlet?", " shakespeare"},
                          {"Who wrote Hamlet?", " SHAKESPEARE!"}};
 
-TEST(RewardJudge, VplWithAContextGivesTheRewardStagesEvaluationPath) {
+// A wiring test: the judge embeds the context with the initial backbone and decodes with z = mean,
+// as the reward stage's evaluation does (both through the production heads; their maths is
+// test_vpl.cpp's float64 reference).
+TEST(RewardJudge, VplWithAContextIsWiredLikeTheRewardStagesEvaluationPath) {
   const fs::path dir = temp_dir("vpl");
   // A LoRA run: the base (= the initial backbone, the context encoder) plus a trained adapter.
   CausalLM initial = tiny_gpt2(21), trained = tiny_gpt2(21);
@@ -500,15 +504,29 @@ TEST(OracleJudge, PicksThePairsAndVerdictsOfTheMixtureVotes) {
         }
       }
     }
-    std::vector<judges::Matchup> matchups;
-    for (size_t i = 0; i < prompts.size(); ++i)
-      for (const auto& a : samples[i])
-        for (const auto& b : samples[i])
-          matchups.push_back({prompts[i], a, b});
-    const std::vector<int> verdicts = judge->compare(matchups);
-    for (size_t m = 0; m < matchups.size(); ++m)
-      EXPECT_EQ(verdicts[m],
-                judges::mixture_prefers(weights, matchups[m].prompt, matchups[m].a, matchups[m].b));
+  }
+  // Verdicts worked out by hand: shorter_length counts words; new_lines (0.7) outvotes lowercase
+  // (0.3) when they disagree, and both count when they agree; equal texts tie.
+  struct Verdict {
+    judges::OracleWeights weights;
+    std::string a, b;
+    int want;
+  };
+  const std::vector<Verdict> verdicts = {
+      {{{"shorter_length", 1.0}}, "Cats.", "cats sleep a lot and eat fish", 1},
+      {{{"shorter_length", 1.0}}, "cats sleep a lot and eat fish", "Cats.", -1},
+      {{{"shorter_length", 1.0}}, "because", "Because.", 0},
+      {{{"new_lines", 0.7}, {"lowercase", 0.3}}, "Cats are small.\nThey purr.", "CATS!!!", 1},
+      {{{"new_lines", 0.7}, {"lowercase", 0.3}},
+       "cats sleep a lot",
+       "Cats are small.\nThey purr.",
+       -1},
+      {{{"lowercase", 1.0}}, "cats sleep a lot", "Cats are small.\nThey purr.", 1},
+      {{{"new_lines", 0.7}, {"lowercase", 0.3}}, "the end", "the end", 0}};
+  for (const auto& v : verdicts) {
+    const auto judge = judges::make_oracle_judge(v.weights);
+    EXPECT_EQ(judge->compare({{"Tell me about cats.", v.a, v.b}}), std::vector<int>{v.want})
+        << judge->description() << ": \"" << v.a << "\" vs \"" << v.b << "\"";
   }
   EXPECT_CONTAINS(error_of([] { judges::make_oracle_judge({{"shortest", 1.0}}); }), "shortest");
 }
@@ -615,11 +633,6 @@ TEST(RewardUsersRecipe, ErrorsNameTheKey) {
 
 // --- the dpo stage with reward-model users --------------------------------------------------
 
-int run(const DpoRecipe& recipe) {
-  auto comm = dist::make_single_process_communicator();
-  return run_dpo_stage(recipe, *comm);
-}
-
 // One oracle user (brief), one Bradley–Terry user (carol) and one VPL user (dave) on the base's
 // own samples.
 TEST(DpoStageRewardJudges, GeneratedPairsAndWinRatesFollowTheRewardModels) {
@@ -652,7 +665,7 @@ TEST(DpoStageRewardJudges, GeneratedPairsAndWinRatesFollowTheRewardModels) {
        "generate.completions=4", "generate.max_new_tokens=10", "eval.completions=3",
        "eval.max_new_tokens=10", "eval.prompts=0", "train.max_steps=2"});
   check_dpo_inputs(recipe);
-  ASSERT_EQ(run(recipe), 0);
+  run_dpo_in_process(recipe);
 
   // Independent rewards: carol's by the in-memory model, unpadded; dave's by the reward stage's
   // evaluation path.

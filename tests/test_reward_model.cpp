@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "models/core/lora.h"
@@ -23,7 +24,6 @@
 #include "models/io/reward_export.h"
 #include "models/io/safetensors.h"
 #include "models/tokenizer/byte_level.h"
-#include "trainer/cli/commands.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -361,10 +361,11 @@ TEST(RewardExport, LoadErrorsNameTheFile) {
   fs::remove_all(dir);
 }
 
-// `tailor score` on a reward-model directory: rewards of prompt+response (tokenized separately,
-// ids concatenated), of text, and chosen/rejected pairs with their margin, against the model
-// run here on ids spelled out by hand (a byte-level tokenizer without merges: id = byte).
-TEST(RewardScoreCli, RewardsPairsAndLmScoringUnchanged) {
+// A wiring test of `tailor score` on a reward-model directory: rewards of prompt+response
+// (tokenized separately, ids concatenated), of text, and chosen/rejected pairs with their margin,
+// against the model run here on ids spelled out by hand (a byte-level tokenizer without merges:
+// id = byte). The reward's own maths is RewardModel.PoolsTheLastRealToken's float64 check.
+TEST(RewardScoreCli, WiresPromptResponseAndPairIdsToTheRewardModel) {
   const fs::path dir = fresh_dir("cli");
   const fs::path tok = byte_tokenizer(dir / "tok");
 

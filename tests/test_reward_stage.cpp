@@ -25,9 +25,9 @@
 #include "models/heads/reward_model.h"
 #include "models/io/reward_export.h"
 #include "reward_test_support.h"
-#include "trainer/stages/reward/context_embeddings.h"
-#include "trainer/stages/reward/reward_recipe.h"
-#include "trainer/stages/reward/reward_stage.h"
+#include "stages/reward/reward_recipe.h"
+#include "stages/reward/reward_stage.h"
+#include "train/features/context_embeddings.h"
 
 namespace tailor {
 namespace {
@@ -50,7 +50,7 @@ TEST_P(RewardStageVariants, RunsAndWritesMetricsSummaryAndExport) {
   InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / ("tailor_test_rm_" + GetParam());
   fs::remove_all(out);
-  ASSERT_EQ(run_reward_stage(tiny(GetParam(), out)), 0);
+  run_reward_stage(tiny(GetParam(), out));
 
   const auto summary = nlohmann::json::parse(read_file(out / "summary.json"));
   EXPECT_EQ(summary["steps"], 6);
@@ -148,7 +148,7 @@ TEST(RewardStage, VplWithAdaptiveSamplingBeatsBradleyTerryOnConflictingUsers) {
         load_reward_recipe("recipes/rm_synth_" + variant + ".yaml",
                            {"output_dir=" + dir.string(), "seed=0", "train.max_steps=150",
                             "train.eval_every=0", "train.log_every=50", "export.enabled=false"});
-    EXPECT_EQ(run_reward_stage(r), 0);
+    run_reward_stage(r);
     return nlohmann::json::parse(read_file(dir / "summary.json"));
   };
   const auto bt = summary_of("bt");
@@ -170,7 +170,7 @@ TEST(RewardStage, ExportedBradleyTerryModelRescoresHeldOutPairsIdentically) {
   InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / "tailor_test_rm_bt_export";
   fs::remove_all(out);
-  ASSERT_EQ(run_reward_stage(tiny("bt", out)), 0);
+  run_reward_stage(tiny("bt", out));
   RewardModel model = load_reward_model(out / "export");
   model->eval();
   torch::NoGradGuard no_grad;
@@ -195,9 +195,9 @@ TEST(RewardStage, SameSeedSameRunOtherSeedOtherRun) {
   const fs::path c = fs::temp_directory_path() / "tailor_test_rm_seed_c";
   for (const auto& dir : {a, b, c})
     fs::remove_all(dir);
-  ASSERT_EQ(run_reward_stage(tiny("vae_adaptive", a, {"export.enabled=false"})), 0);
-  ASSERT_EQ(run_reward_stage(tiny("vae_adaptive", b, {"export.enabled=false"})), 0);
-  ASSERT_EQ(run_reward_stage(tiny("vae_adaptive", c, {"export.enabled=false", "seed=1"})), 0);
+  run_reward_stage(tiny("vae_adaptive", a, {"export.enabled=false"}));
+  run_reward_stage(tiny("vae_adaptive", b, {"export.enabled=false"}));
+  run_reward_stage(tiny("vae_adaptive", c, {"export.enabled=false", "seed=1"}));
   EXPECT_EQ(read_file(a / "eval_predictions.jsonl"), read_file(b / "eval_predictions.jsonl"));
   EXPECT_NE(read_file(a / "eval_predictions.jsonl"), read_file(c / "eval_predictions.jsonl"));
   for (const auto& dir : {a, b, c})
@@ -218,12 +218,12 @@ TEST(RewardStage, RerunReadsContextEmbeddingsFromTheCache) {
   fs::remove_all(out);
   const RewardRecipe recipe = tiny("vae_adaptive", out, {"export.enabled=false"});
   const fs::path cache = out / "cache" / "context_embeddings.h5";
-  ASSERT_EQ(run_reward_stage(recipe), 0);
+  run_reward_stage(recipe);
   EXPECT_EQ(summary_field(out, "context_cache"), "\"computed\"");
   ASSERT_TRUE(fs::is_regular_file(cache));
   const std::string first = read_file(out / "eval_predictions.jsonl");
 
-  ASSERT_EQ(run_reward_stage(recipe), 0);
+  run_reward_stage(recipe);
   EXPECT_EQ(summary_field(out, "context_cache"), "\"hit\"");
   EXPECT_EQ(read_file(out / "eval_predictions.jsonl"), first);
 
@@ -249,7 +249,7 @@ TEST(RewardStage, RerunReadsContextEmbeddingsFromTheCache) {
     file.write_float32("embeddings", values);
     file.close();
   }
-  ASSERT_EQ(run_reward_stage(recipe), 0);
+  run_reward_stage(recipe);
   EXPECT_EQ(summary_field(out, "context_cache"), "\"hit\"");
   EXPECT_NE(read_file(out / "eval_predictions.jsonl"), first);
   fs::remove_all(out);
@@ -320,19 +320,21 @@ TEST(RewardStage, ManyUserSettingsAreAccepted) {
     auto extra = users;
     extra.push_back("export.enabled=false");
     extra.push_back("train.max_steps=2");
-    ASSERT_EQ(run_reward_stage(tiny("vae_adaptive", out, extra)), 0);
+    run_reward_stage(tiny("vae_adaptive", out, extra));
     const auto summary = nlohmann::json::parse(read_file(out / "summary.json"));
     EXPECT_EQ(summary["users"], users[1] == "users.count=4" ? 4 : 20);
     fs::remove_all(out);
   }
 }
 
-TEST(RewardStage, RealPerUserPairsTrainWithTheirOwnUsers) {
+// Wiring: real per-user pairs (data.source pairs, users.kind from_data) reach their own users. Two
+// users with opposite tastes on the same questions, "alice" preferring the long answer and "bob"
+// the short one: each user's held-out pairs, as the run scored them, keep that user's direction.
+TEST(RewardStage, RealPerUserPairsReachTheirOwnUsers) {
   InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / "tailor_test_rm_pairs";
   fs::remove_all(out);
   fs::create_directories(out);
-  // Two users with opposite tastes on the same questions: "alice" prefers the long answer.
   std::string lines;
   for (int i = 0; i < 30; ++i) {
     const std::string prompt = "Question number " + std::to_string(i) + "?";
@@ -348,15 +350,28 @@ TEST(RewardStage, RealPerUserPairsTrainWithTheirOwnUsers) {
              "\n";
   }
   write_file_atomic(out / "pairs.jsonl", lines);
-  const RewardRecipe recipe =
-      tiny("vae", out / "run",
-           {"data.source=pairs", "data.path=" + (out / "pairs.jsonl").string(),
-            "users.kind=from_data", "export.enabled=false"});
-  ASSERT_EQ(run_reward_stage(recipe), 0);
-  const auto summary = nlohmann::json::parse(read_file(out / "run" / "summary.json"));
+  const fs::path vae = out / "vae";
+  run_reward_stage(tiny("vae", vae,
+                        {"data.source=pairs", "data.path=" + (out / "pairs.jsonl").string(),
+                         "users.kind=from_data", "export.enabled=false"}));
+  const auto summary = nlohmann::json::parse(read_file(vae / "summary.json"));
   EXPECT_EQ(summary["users"], 2);
-  EXPECT_TRUE(summary["user_accuracy"].contains("alice"));
-  EXPECT_TRUE(summary["user_accuracy"].contains("bob"));
+  // The held-out pairs of each user, as the run scored them: alice's chosen is the longer text.
+  int64_t alice = 0, bob = 0;
+  for (const auto& p : read_jsonl(vae / "eval_predictions.jsonl")) {
+    const size_t chosen = p["chosen_ids"].size(), rejected = p["rejected_ids"].size();
+    if (p["user"] == "alice") {
+      EXPECT_GT(chosen, rejected);
+      ++alice;
+    } else {
+      EXPECT_EQ(p["user"], "bob");
+      EXPECT_LT(chosen, rejected);
+      ++bob;
+    }
+  }
+  EXPECT_GT(alice, 0);
+  EXPECT_GT(bob, 0);
+  EXPECT_EQ(alice + bob, 12);  // data.eval_fraction 0.2 of the 60 pairs
   fs::remove_all(out);
 }
 
@@ -364,9 +379,8 @@ TEST(RewardStage, AdaptiveOrderChoosesWhichUserTrainsFirst) {
   InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / "tailor_test_rm_order";
   fs::remove_all(out);
-  ASSERT_EQ(run_reward_stage(tiny("vae_adaptive", out,
-                                  {"train.adaptive_order=[user1, user0]", "export.enabled=false"})),
-            0);
+  run_reward_stage(
+      tiny("vae_adaptive", out, {"train.adaptive_order=[user1, user0]", "export.enabled=false"}));
   // What the run drew, per phase (6 steps of 8, 3 per phase): phase 0 trains user1 as group B,
   // A = {user0} : B = {user1} = 1 : 2 of 24 -> user0 8, user1 16; phase 1 B = {user0} : C =
   // {user1} = 2 : 4 -> user0 8, user1 16. The default order gives user0 16, user1 8 in both

@@ -133,8 +133,9 @@ TEST_P(ScoreCli, MatchesFloat64ReferenceOnHfDirectory) {
     on_disk[(c.prefix ? "transformer." : "") + name] = t;
   tailor::hf::save_state_dict(dir / "model", on_disk, c.shard_cap);
   tailor::write_file_atomic(dir / "model" / "config.json", config.to_json().dump(2));
-  if (c.shard_cap < 1000000)
+  if (c.shard_cap < 1000000) {
     ASSERT_TRUE(fs::exists(dir / "model" / "model.safetensors.index.json"));
+  }
 
   const auto seqs = random_sequences(c.vocab, 20, 5, 11);
   write_ids_jsonl(dir / "in.jsonl", seqs);

@@ -1,5 +1,5 @@
-// Sharded checkpoints (dist/sharded_checkpoint.h), the streaming safetensors writer and the
-// streaming export. References are independent of the code under test: the original tensors
+// Sharded checkpoints (train/checkpoint/sharded_checkpoint.h), the streaming safetensors writer and
+// the streaming export. References are independent of the code under test: the original tensors
 // (sliced with plain torch ops), safetensors::save's bytes, and export_model's output for the
 // same model held in memory.
 #include <gtest/gtest.h>
@@ -15,19 +15,19 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "dist/sharded_checkpoint.h"
 #include "models/core/lora.h"
 #include "models/gpt2/gpt2.h"
 #include "models/io/hf_checkpoint.h"
 #include "models/io/pretrained.h"
 #include "models/io/safetensors.h"
 #include "models/io/safetensors_stream.h"
-#include "trainer/cli/commands.h"
-#include "trainer/run/checkpoint.h"
-#include "trainer/run/model_checkpoint.h"
-#include "trainer/run/sharded_export.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/model_checkpoint.h"
+#include "train/checkpoint/sharded_checkpoint.h"
+#include "train/checkpoint/sharded_export.h"
 
 namespace fs = std::filesystem;
 using tailor::Error;

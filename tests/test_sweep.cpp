@@ -1,4 +1,4 @@
-// `tailor sweep`'s tables (trainer/cli/sweep_table.h, trainer/cli/cli_sweep.cpp):
+// `tailor sweep`'s tables (cli/sweep_table.h, cli/cli_sweep.cpp):
 // - hand-written dpo summaries give one row per (recipe, user) with the hand-computed means and
 //   sample stds of win rate, held-out reward accuracy and margin, the seeds finished and the mean
 //   wall time, then the cross-user matrix averaged over the seeds;
@@ -20,10 +20,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/sweep_table.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "dpo_test_support.h"
-#include "trainer/cli/sweep_table.h"
 
 namespace tailor {
 namespace {

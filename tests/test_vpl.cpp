@@ -18,8 +18,8 @@
 #include "models/core/lora.h"
 #include "models/gpt2/gpt2.h"
 #include "models/heads/vpl.h"
-#include "trainer/stages/reward/reward_step.h"
-#include "trainer/stages/reward/vpl_export.h"
+#include "models/io/vpl_export.h"
+#include "stages/reward/reward_step.h"
 
 namespace tailor {
 namespace {
@@ -111,14 +111,14 @@ TEST(Vpl, SampleLatentHasTheRequestedMoments) {
   EXPECT_NEAR(z.std().item<double>(), 2.0, 0.05);
 }
 
-// ---- The reward stage's step (trainer/stages/reward/reward_step.h) against a float64 reference.
+// ---- The reward stage's step (stages/reward/reward_step.h) against a float64 reference.
 //
 // A small differentiable "backbone" (features = tanh([x_chosen; x_rejected] W^T), W trainable)
 // feeds VplHeads in float64; vpl_scores + reward_step_backward, exactly as the stage calls them,
 // write the step's gradient. The reference below re-derives every term from the formulas in
-// REFERENCE.md ("Personalization methods") with its own encode/decode (the mlp()/linear()
-// helpers above), takes per-objective gradients by central finite differences, and combines
-// them with PCGrad / MGDA written out here.
+// the VPL paper (Poddar et al. 2024; docs/reward_modeling.md) with its own encode/decode (the
+// mlp()/linear() helpers above), takes per-objective gradients by central finite differences, and
+// combines them with PCGrad / MGDA written out here.
 
 struct StepBatch {
   at::Tensor x_chosen, x_rejected;  // [B, F] backbone inputs
@@ -312,8 +312,8 @@ double max_abs(const Vec& a) {
   return m;
 }
 
-// PCGrad (REFERENCE.md): each g_i projected against the ORIGINAL g_j it conflicts with, j in
-// `orders[i]`; mean of the projected gradients.
+// PCGrad (Yu et al. 2020, Algorithm 1): each g_i projected against the ORIGINAL g_j it conflicts
+// with, j in `orders[i]`; mean of the projected gradients.
 Vec reference_pcgrad(const std::vector<Vec>& g, const std::vector<std::vector<size_t>>& orders) {
   Vec sum(g[0].size(), 0.0);
   for (size_t i = 0; i < g.size(); ++i) {
@@ -400,7 +400,7 @@ TEST(VplStep, GradientsMatchFloat64ReferenceAndFiniteDifferences) {
     o.vae = true;
     o.kl_weight = beta;
     o.contrastive = coef;
-    o.grad_surgery = c.surgery;
+    o.grad_surgery = *enum_from_name(grad_surgery_names(), c.surgery);
     const nlohmann::json record = stage_step(m, b, o);
     const Vec got = grads_of(m);
     EXPECT_LT(max_abs_diff(got, c.want), c.tol) << c.surgery;
@@ -439,7 +439,7 @@ TEST(VplStep, ThreeUsersPCGradIsOneOfTheVisitingOrders) {
   RewardLossOptions o;
   o.vae = true;
   o.kl_weight = beta;
-  o.grad_surgery = "pcgrad";
+  o.grad_surgery = GradSurgery::kPcgrad;
   for (uint64_t seed : {1, 2, 3}) {
     stage_step(m, b, o, seed);
     const Vec got = grads_of(m);
@@ -460,7 +460,7 @@ TEST(VplStep, ThreeUsersPCGradIsOneOfTheVisitingOrders) {
     EXPECT_LT(best, tol) << "seed " << seed;
     EXPECT_GT(worst, 100 * tol) << "the visiting order should matter for these gradients";
   }
-  o.grad_surgery = "none";
+  o.grad_surgery = GradSurgery::kNone;
   stage_step(m, b, o);
   EXPECT_LT(max_abs_diff(grads_of(m), fd.batch), 1e-7);
 }

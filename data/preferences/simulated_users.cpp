@@ -8,6 +8,29 @@
 
 namespace tailor::data {
 
+const EnumNames<UserKind>& user_kind_names() {
+  static const EnumNames<UserKind> table = {{"two_conflict", UserKind::kTwoConflict},
+                                            {"uniform", UserKind::kUniform},
+                                            {"random", UserKind::kRandom},
+                                            {"clustered", UserKind::kClustered},
+                                            {"from_data", UserKind::kFromData}};
+  return table;
+}
+
+const std::string& to_string(UserKind kind) {
+  return enum_name(user_kind_names(), kind);
+}
+
+const EnumNames<LabelMode>& label_mode_names() {
+  static const EnumNames<LabelMode> table = {{"argmax", LabelMode::kArgmax},
+                                             {"bradley_terry", LabelMode::kBradleyTerry}};
+  return table;
+}
+
+const std::string& to_string(LabelMode mode) {
+  return enum_name(label_mode_names(), mode);
+}
+
 namespace detail {
 
 double uniform_open01(std::mt19937_64& rng) {
@@ -38,10 +61,10 @@ std::vector<double> uniform_weights(int64_t num_aspects) {
   return std::vector<double>(static_cast<size_t>(num_aspects), 1.0 / num_aspects);
 }
 
-[[noreturn]] void bad_users(const std::string& kind, int64_t count, int64_t num_aspects,
+[[noreturn]] void bad_users(UserKind kind, int64_t count, int64_t num_aspects,
                             const std::string& why) {
-  throw Error("recipe", "users '" + kind + "' with count " + std::to_string(count) + " and " +
-                            std::to_string(num_aspects) + " aspects: " + why);
+  throw Error("recipe", "users '" + to_string(kind) + "' with count " + std::to_string(count) +
+                            " and " + std::to_string(num_aspects) + " aspects: " + why);
 }
 
 }  // namespace
@@ -106,28 +129,28 @@ std::vector<int64_t> clustered_user_counts(int64_t count) {
   return sizes;
 }
 
-std::vector<SimulatedUser> make_users(const std::string& kind, int64_t count, int64_t num_aspects,
+std::vector<SimulatedUser> make_users(UserKind kind, int64_t count, int64_t num_aspects,
                                       uint64_t seed) {
   if (num_aspects < 1) bad_users(kind, count, num_aspects, "need at least one aspect");
   std::vector<std::vector<double>> weights;
   std::mt19937_64 rng(seed);
-  if (kind == "two_conflict") {
+  if (kind == UserKind::kTwoConflict) {
     if (count != 2) bad_users(kind, count, num_aspects, "the two-user conflict needs count 2");
     if (num_aspects < 2) bad_users(kind, count, num_aspects, "needs at least 2 aspects");
     for (int64_t u = 0; u < 2; ++u) {
       weights.emplace_back(static_cast<size_t>(num_aspects), 0.0);
       weights.back()[static_cast<size_t>(u)] = 1.0;
     }
-  } else if (kind == "uniform") {
+  } else if (kind == UserKind::kUniform) {
     if (count != 1) bad_users(kind, count, num_aspects, "the uniform user needs count 1");
     weights.push_back(uniform_weights(num_aspects));
-  } else if (kind == "random") {
+  } else if (kind == UserKind::kRandom) {
     if (count < 1) bad_users(kind, count, num_aspects, "needs count >= 1");
     const std::vector<double> ones(static_cast<size_t>(num_aspects), 1.0);
     for (int64_t u = 0; u + 1 < count; ++u)
       weights.push_back(sample_dirichlet(ones, rng));
     weights.push_back(uniform_weights(num_aspects));
-  } else if (kind == "clustered") {
+  } else if (kind == UserKind::kClustered) {
     if (count < 1) bad_users(kind, count, num_aspects, "needs count >= 1");
     if (num_aspects != 4)
       bad_users(kind, count, num_aspects, "the clusters are defined over 4 aspects");
@@ -142,8 +165,9 @@ std::vector<SimulatedUser> make_users(const std::string& kind, int64_t count, in
     }
     weights.push_back(uniform_weights(num_aspects));
   } else {
-    throw Error("recipe", "unknown users kind '" + kind + "' (count " + std::to_string(count) +
-                              "); expected two_conflict, uniform, random or clustered");
+    throw Error("recipe",
+                "users.kind from_data: the users come from the data's `user` field, "
+                "not from make_users");
   }
   std::vector<SimulatedUser> users;
   for (size_t u = 0; u < weights.size(); ++u)
@@ -173,10 +197,7 @@ std::vector<UserPair> label_pairs(const RatedCorpus& corpus,
                                   const std::vector<SimulatedUser>& users,
                                   const LabelOptions& options, uint64_t seed) {
   corpus.validate();
-  const bool bradley_terry = options.mode == "bradley_terry";
-  if (!bradley_terry && options.mode != "argmax") {
-    throw Error("recipe", "label mode '" + options.mode + "': expected argmax or bradley_terry");
-  }
+  const bool bradley_terry = options.mode == LabelMode::kBradleyTerry;
   if (bradley_terry && !(options.temperature > 0.0)) {
     throw Error("recipe",
                 "label temperature must be > 0, got " + std::to_string(options.temperature));

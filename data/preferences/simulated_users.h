@@ -1,6 +1,6 @@
 // Simulated users over a rated corpus (data/preferences/rated_corpus.h): a user is a weight vector
 // w on the aspect simplex, its score of a response is w . ratings, and it prefers the higher score.
-// Settings follow the seed reports (REFERENCE.md, "Simulated users from multi-aspect ratings").
+// Settings follow the seed reports (docs/reward_modeling.md, "Data").
 //
 // Dimension legend: A aspects, U users.
 #pragma once
@@ -10,9 +10,22 @@
 #include <string>
 #include <vector>
 
+#include "common/enum_names.h"
 #include "data/preferences/rated_corpus.h"
 
 namespace tailor::data {
+
+// Where a run's users come from (recipe key users.kind): one of the settings make_users builds, or
+// from_data, the users named by the data's own `user` field.
+enum class UserKind { kTwoConflict, kUniform, kRandom, kClustered, kFromData };
+const EnumNames<UserKind>&
+user_kind_names();  // two_conflict, uniform, random, clustered, from_data
+const std::string& to_string(UserKind kind);
+
+// How a user's scores become a label (recipe key users.label).
+enum class LabelMode { kArgmax, kBradleyTerry };
+const EnumNames<LabelMode>& label_mode_names();  // argmax, bradley_terry
+const std::string& to_string(LabelMode mode);
 
 struct SimulatedUser {
   std::string name;             // "user<i>"
@@ -29,8 +42,8 @@ struct SimulatedUser {
 //                   100) drawn from Dirichlet(2.5, 2.5, 2.5, 2.5), Dirichlet(0.7, 0.3, 6, 3) and
 //                   Dirichlet(7.5, 0.5, 1.2, 0.8) in that order, then the uniform user.
 // Deterministic in `seed`. Throws Error("recipe", ...) naming the kind and count when they do not
-// fit.
-std::vector<SimulatedUser> make_users(const std::string& kind, int64_t count, int64_t num_aspects,
+// fit, and for kFromData (those users are in the data).
+std::vector<SimulatedUser> make_users(UserKind kind, int64_t count, int64_t num_aspects,
                                       uint64_t seed);
 
 // Users per cluster for make_users("clustered", count, ...): count - 1 split 49:30:20 by largest
@@ -54,9 +67,9 @@ struct UserPair {
 };
 
 struct LabelOptions {
-  std::string mode = "argmax";  // argmax | bradley_terry
-  double temperature = 1.0;     // bradley_terry: P(i > j) = sigmoid((s_i - s_j) / temperature)
-  bool conflict_only = false;   // keep only pairs the users disagree on (seed report's conflict)
+  LabelMode mode = LabelMode::kArgmax;
+  double temperature = 1.0;    // bradley_terry: P(i > j) = sigmoid((s_i - s_j) / temperature)
+  bool conflict_only = false;  // keep only pairs the users disagree on (seed report's conflict)
 };
 
 // Labels every candidate pair (responses i < j of the same prompt) for every user:
@@ -68,7 +81,7 @@ struct LabelOptions {
 // - conflict_only: a pair is kept only when it is usable and untied for EVERY user and the users'
 //   preferred responses (by score) are not all the same; it is then emitted for every user
 //   (labels drawn as above in bradley_terry mode).
-// Output is sorted by (prompt, i, j, user). Throws Error("recipe", ...) for a bad mode or
+// Output is sorted by (prompt, i, j, user). Throws Error("recipe", ...) for a bad
 // temperature and Error("data", ...) when a user's weights do not have one entry per aspect.
 std::vector<UserPair> label_pairs(const RatedCorpus& corpus,
                                   const std::vector<SimulatedUser>& users,

@@ -9,6 +9,16 @@
 
 namespace tailor::data {
 
+const EnumNames<SurveySelection>& survey_selection_names() {
+  static const EnumNames<SurveySelection> table = {{"random", SurveySelection::kRandom},
+                                                   {"info_gain", SurveySelection::kInfoGain}};
+  return table;
+}
+
+const std::string& to_string(SurveySelection selection) {
+  return enum_name(survey_selection_names(), selection);
+}
+
 namespace {
 
 // Users are partitioned by their answers so far: group[u] in [0, U), equal for users who answered
@@ -77,11 +87,8 @@ double survey_information(const std::vector<int8_t>& answers, int64_t num_users,
 }
 
 std::vector<int64_t> select_survey(const std::vector<int8_t>& answers, int64_t num_questions,
-                                   int64_t num_users, int64_t pool_size, const std::string& mode,
+                                   int64_t num_users, int64_t pool_size, SurveySelection mode,
                                    uint64_t seed) {
-  if (mode != "random" && mode != "info_gain") {
-    throw Error("recipe", "survey selection '" + mode + "': expected random or info_gain");
-  }
   if (pool_size < 0)
     throw Error("recipe", "survey pool size must be >= 0, got " + std::to_string(pool_size));
   check_answers(answers, num_questions, num_users);
@@ -92,7 +99,7 @@ std::vector<int64_t> select_survey(const std::vector<int8_t>& answers, int64_t n
     return chosen;
   }
   std::vector<bool> taken(static_cast<size_t>(num_questions), false);
-  if (mode == "info_gain") {
+  if (mode == SurveySelection::kInfoGain) {
     std::vector<int64_t> group(static_cast<size_t>(num_users), 0), scratch, counts;
     double current = 0.0;
     while (static_cast<int64_t>(chosen.size()) < pool_size) {
@@ -130,7 +137,7 @@ std::vector<int64_t> select_survey(const std::vector<int8_t>& answers, int64_t n
     std::swap(rest[k], rest[pick]);
     chosen.push_back(rest[k]);
   }
-  if (mode == "random") std::sort(chosen.begin(), chosen.end());
+  if (mode == SurveySelection::kRandom) std::sort(chosen.begin(), chosen.end());
   return chosen;
 }
 

@@ -1,4 +1,4 @@
-// Adaptive continual sampling (seed report §4.2.2; REFERENCE.md "Personalization methods"):
+// Adaptive continual sampling (seed report §4.2.2; docs/reward_modeling.md):
 // which user each training sample of a step comes from.
 //
 // Users move through three groups: A (still to train), B (in training, one user), C (finished).

@@ -55,36 +55,50 @@ int64_t AdapterBank::index_of(const std::string& name) const {
   throw Error("lora", "no adapter for user \"" + name + "\" (users: " + known + ")");
 }
 
-void AdapterBank::route(const std::vector<std::string>& users, const at::Device& device) {
-  std::vector<int64_t> rows;
-  rows.reserve(users.size());
-  for (const auto& user : users)
-    rows.push_back(user.empty() ? -1 : index_of(user));
-  route_indices(at::tensor(rows, at::kLong).to(device));
-}
+namespace {
 
-void AdapterBank::route_indices(const at::Tensor& rows) {
+at::Tensor checked_rows(const at::Tensor& rows, int64_t adapters) {
   if (rows.dim() != 1 || rows.scalar_type() != at::kLong)
     throw Error("lora", "adapter routing must be a 1-D int64 tensor of row indices");
-  if (rows.numel() > 0 && (rows.min().item<int64_t>() < -1 || rows.max().item<int64_t>() >= size()))
+  if (rows.numel() > 0 &&
+      (rows.min().item<int64_t>() < -1 || rows.max().item<int64_t>() >= adapters))
     throw Error("lora",
-                "adapter routing holds an index outside [-1, " + std::to_string(size()) + ")");
-  routing_->rows = rows;
-  routing_->every_row = -1;
+                "adapter routing holds an index outside [-1, " + std::to_string(adapters) + ")");
+  return rows;
 }
 
-void AdapterBank::route_all(const std::string& name) {
-  routing_->rows = at::Tensor();
-  routing_->every_row = name.empty() ? -1 : index_of(name);
+}  // namespace
+
+AdapterRoute::AdapterRoute(AdapterBank& bank, const std::vector<std::string>& row_users,
+                           const at::Device& device)
+    : bank_(bank), before_(*bank.routing_) {
+  std::vector<int64_t> rows;
+  rows.reserve(row_users.size());
+  for (const auto& user : row_users)
+    rows.push_back(user.empty() ? -1 : bank.index_of(user));
+  bank_.routing_->rows = checked_rows(at::tensor(rows, at::kLong).to(device), bank.size());
+  bank_.routing_->every_row = -1;
 }
 
-void AdapterBank::clear_route() {
-  routing_->rows = at::Tensor();
-  routing_->every_row = -1;
+AdapterRoute::AdapterRoute(AdapterBank& bank, const at::Tensor& row_indices)
+    : bank_(bank), before_(*bank.routing_) {
+  bank_.routing_->rows = checked_rows(row_indices, bank.size());
+  bank_.routing_->every_row = -1;
 }
 
-at::Tensor AdapterBank::routed_rows() const {
-  return routing_->rows;
+AdapterRoute::AdapterRoute(AdapterBank& bank, const std::string& user)
+    : bank_(bank), before_(*bank.routing_) {
+  const int64_t index = user.empty() ? -1 : bank.index_of(user);
+  bank_.routing_->rows = at::Tensor();
+  bank_.routing_->every_row = index;
+}
+
+AdapterRoute::~AdapterRoute() {
+  *bank_.routing_ = before_;
+}
+
+at::Tensor AdapterRoute::rows() const {
+  return bank_.routing_->rows;
 }
 
 TensorMap AdapterBank::user_adapter(const std::string& name) const {

@@ -5,10 +5,14 @@
 // AdamW acts element by element, so each user's slice has its own optimizer state.
 //
 //   AdapterBank bank(*model, lora_config, {"alice", "bob"});
-//   bank.route({"alice", "bob", "", "alice"}, device);   // rows 0..3; "" = base only
-//   auto logits = model->forward(ids);                   // ids [4, T]
-//   bank.clear_route();                                  // every row: base only
-//   TensorMap peft = bank.user_adapter("bob");           // "<module>.lora_A.weight", ...
+//   {
+//     AdapterRoute route(bank, {"alice", "bob", "", "alice"}, device);  // rows 0..3; "" = base
+//     auto logits = model->forward(ids);                                // ids [4, T]
+//   }                                                  // the route ends: every row, base only
+//   TensorMap peft = bank.user_adapter("bob");        // "<module>.lora_A.weight", ...
+//
+// Routing is scoped (AdapterRoute below): outside a route every row runs the base alone, so the
+// reference pass cannot see an adapter by mistake, even when an exception left the scope.
 #pragma once
 
 #include <cstdint>
@@ -44,27 +48,41 @@ class AdapterBank {
   // Index of a user; Error("lora", ...) naming the known users otherwise.
   int64_t index_of(const std::string& name) const;
 
-  // Row b of the next forwards goes through adapter users[b] ("" = none), on `device`.
-  void route(const std::vector<std::string>& users, const at::Device& device);
-  // The same with adapter indices ([B] int64, -1 = none), already on the model's device.
-  void route_indices(const at::Tensor& rows);
-  // Every row of every later batch (any size) through user `name`'s adapter ("" = none), e.g.
-  // to generate with it; a route() or clear_route() ends it.
-  void route_all(const std::string& name);
-  void clear_route();  // every row through the base alone
-  // The per-row adapter indices of the last route()/route_indices() (undefined after
-  // route_all or clear_route).
-  at::Tensor routed_rows() const;
-
   // User `name`'s adapter as PEFT names it: "<module path>.lora_A.weight" [r, in] and
   // ".lora_B.weight" [out, r] (copies, detached).
   TensorMap user_adapter(const std::string& name) const;
 
  private:
+  friend class AdapterRoute;
   std::vector<std::string> names_;
   std::vector<std::string> paths_;
   std::vector<LinearImpl*> layers_;
   std::shared_ptr<AdapterRouting> routing_;
+};
+
+// Rows through adapters for as long as the route lives; when it ends, the bank routes as it did
+// before it began (every row through the base alone, outside any route). Routes nest: the
+// vocabulary projection routes the rows of one chunk of positions inside the policy's route.
+class AdapterRoute {
+ public:
+  // Row b of the next forwards through adapter row_users[b] ("" = none), on `device`.
+  AdapterRoute(AdapterBank& bank, const std::vector<std::string>& row_users,
+               const at::Device& device);
+  // The same with adapter indices ([B] int64, -1 = none), already on the model's device.
+  AdapterRoute(AdapterBank& bank, const at::Tensor& row_indices);
+  // Every row of every batch (any size) through user `user`'s adapter ("" = none), e.g. to
+  // generate with it.
+  AdapterRoute(AdapterBank& bank, const std::string& user);
+  ~AdapterRoute();
+  AdapterRoute(const AdapterRoute&) = delete;
+  AdapterRoute& operator=(const AdapterRoute&) = delete;
+
+  // The per-row adapter indices of a per-row route (undefined for a route of every row).
+  at::Tensor rows() const;
+
+ private:
+  AdapterBank& bank_;
+  AdapterRouting before_;
 };
 
 }  // namespace tailor

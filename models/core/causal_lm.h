@@ -119,7 +119,7 @@ class CausalLMImpl : public torch::nn::Module {
   void init_weights();
   // HF's initial value of one parameter (by its name here), drawn into `p` in place. Calling it
   // on each parameter in order on freshly allocated tensors draws exactly what init_weights
-  // does: that is how ZeRO-3 initialises a model no rank holds whole (trainer/run/model_setup.h).
+  // does: that is how ZeRO-3 initialises a model no rank holds whole (train/loop/model_setup.h).
   virtual void init_parameter(const std::string& name, at::Tensor& p) const = 0;
 };
 

@@ -61,7 +61,8 @@ void save_state_dict(const std::filesystem::path& dir, const TensorMap& tensors,
                      const std::string& basename = "model");
 
 // The file layout save_state_dict uses, for writers that stream tensors one at a time
-// (trainer/run/sharded_export.h): greedy packing in name order as transformers' `shard_checkpoint`.
+// (train/checkpoint/sharded_export.h): greedy packing in name order as transformers'
+// `shard_checkpoint`.
 struct StateDictFile {
   std::string filename;            // "model.safetensors" or "model-00001-of-00003.safetensors"
   std::vector<std::string> names;  // sorted

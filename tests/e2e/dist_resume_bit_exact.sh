@@ -9,89 +9,22 @@
 # and optimizer state, compared by name, bit for bit), the manifest and trainer_state.json (step,
 # data position, every rank's RNG state; all but the recipe hash, which covers train.resume).
 #   bash tests/e2e/dist_resume_bit_exact.sh TAILOR_BINARY REPO_ROOT
-set -euo pipefail
-tailor=$1
-cd "$2"
-if ! command -v mpirun >/dev/null 2>&1; then
-  echo "SKIP: mpirun not installed (apt install openmpi-bin)"
-  exit 0
-fi
-tailor=$(cd "$(dirname "$tailor")" && pwd)/$(basename "$tailor")
-work=$(mktemp -d)
-# Every process of this test's MPI jobs carries this variable (mpirun passes its environment to
-# local ranks); it is how they are found, without touching other tests' processes.
-token="dist_resume_bit_exact.$$.$RANDOM"
-source tests/e2e/lib/mpi_job.sh  # the jobs' processes (cwd is the repository root)
-# One intra-op thread per rank: float sums in a fixed order, so runs are repeatable.
-export OMP_NUM_THREADS=1
+# shellcheck source-path=SCRIPTDIR source=lib/dist_job.sh
+source "$(dirname "$0")/lib/dist_job.sh" "$@"  # tailor, work, fail, the jobs (lib/mpi_job.sh)
 max_steps=24
 
-cleanup() {
-  local -a left
-  mapfile -t left < <(job_procs)
-  [ ${#left[@]} -eq 0 ] || kill -9 "${left[@]}" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*" >&2
-  for log in "$work"/*.log; do
-    [ -f "$log" ] && { echo "--- $log (last 30 lines)"; tail -n 30 "$log"; } >&2
-  done
-  exit 1
-}
+# The tiny GPT-2 of lib/dist_job.sh (many steps a second on one core), with dropout; global batch
+# 8 = micro 2 x accumulation 2 x 2 ranks; warmup + cosine, so the schedule position matters too; a
+# checkpoint every 4 steps, all of them kept (the one the resumed run starts from among them).
+seed=11 dropout=0.1 schedule=cosine warmup=4 batch="global_batch_size: 8" checkpoint_every=4 \
+  keep=100 write_recipe
 
-# A tiny GPT-2 (many steps a second on one core); global batch 8 = micro 2 x accumulation 2 x 2
-# ranks; warmup + cosine, so the schedule position matters too; a checkpoint every 4 steps.
-cat > "$work/recipe.yaml" << EOF
-stage: sft
-seed: 11
-output_dir: $work/run
-tokenizer: assets/tokenizers/gpt2
-model:
-  init: random
-  preset: gpt2-tiny
-  n_layer: 2
-  n_head: 2
-  n_embd: 32
-  dropout: 0.1
-lora:
-  enabled: false
-  rank: 4
-  alpha: 8.0
-  dropout: 0.1
-data:
-  train: assets/datasets/quickstart/train.jsonl
-  eval: assets/datasets/quickstart/eval.jsonl
-  format: prompt_response
-  max_length: 64
-optimizer:
-  lr: 1.0e-3
-schedule:
-  type: cosine
-  warmup_steps: 4
-train:
-  max_steps: $max_steps
-  micro_batch_size: 2
-  global_batch_size: 8
-  log_every: 1
-  eval_every: 0
-  eval_batches: 1
-  checkpoint_every: 4
-  keep_checkpoints: 100          # keep the one the resumed run starts from
-dist:
-  backend: mpi
-export:
-  enabled: false
-EOF
-
-mpi=(mpirun --oversubscribe --allow-run-as-root -np 2 --bind-to none -x OMP_NUM_THREADS
-  -x TAILOR_E2E_RUN)
-run_job() {  # LOG TAILOR-RUN-ARGS...: in the foreground; fails the test unless it succeeds
+run_job() {  # LOG TAILOR-RUN-ARGS...: waits for it; fails the test unless it succeeds
   local log=$1
   shift
-  TAILOR_E2E_RUN=$token "${mpi[@]}" "$tailor" run "$work/recipe.yaml" "$@" > "$work/$log" 2>&1 ||
-    fail "tailor run $* failed (see $log)"
+  start_job "$log" -- "$@"
+  job_status
+  [ "$rc" -eq 0 ] || fail "tailor run $* failed (see $log)"
 }
 
 # Compares two checkpoint directories; prints a summary or the differences and exits 1.
@@ -157,14 +90,8 @@ check_stage() {  # NAME OVERRIDES...
   mv "$run" "$full"
 
   # The copy to kill, in the background; SIGKILL every process of the job at once.
-  TAILOR_E2E_RUN=$token "${mpi[@]}" "$tailor" run "$work/recipe.yaml" "$@" \
-    > "$work/$name.killed.log" 2>&1 &
-  local job_pid=$! deadline=$((SECONDS + 300))
-  until [ -f "$run/checkpoints/latest" ]; do
-    kill -0 "$job_pid" 2>/dev/null || fail "$name: the run to be killed ended before its first checkpoint"
-    [ "$SECONDS" -lt "$deadline" ] || fail "$name: no checkpoint within 300 s"
-    sleep 0.05
-  done
+  start_job "$name.killed.log" -- "$@"
+  wait_checkpoint "$name (the run to be killed): "
   local -a procs
   mapfile -t procs < <(job_procs)
   kill -9 "${procs[@]}" 2>/dev/null || true

@@ -3,12 +3,8 @@
 # under PEFT's names, merged vs adapter scores, generation from the export), and the reward stage
 # (Bradley-Terry export scored as MistralForSequenceClassification; VPL).
 #   bash tests/e2e/mistral_recipes.sh TAILOR_BINARY REPO_ROOT
-set -euo pipefail
-tailor=$1
-cd "$2"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib/e2e.sh
+source "$(dirname "$0")/lib/e2e.sh" "$@"  # tailor, work, fail; cwd: the repository root
 run() {  # run LOG ARGS...: the command's output goes to LOG, shown on failure
   local log=$1
   shift

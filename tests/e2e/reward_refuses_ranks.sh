@@ -2,12 +2,8 @@
 # The reward stage is not data-parallel yet: under mpirun it must exit non-zero on every rank
 # with a message saying so, before writing anything (no N copies racing on one output_dir).
 #   bash tests/e2e/reward_refuses_ranks.sh TAILOR_BINARY REPO_ROOT
-set -euo pipefail
-tailor=$1
-cd "$2"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib/e2e.sh
+source "$(dirname "$0")/lib/e2e.sh" "$@"  # tailor, work, fail; cwd: the repository root
 
 if OMP_NUM_THREADS=1 timeout 120 mpirun --oversubscribe --allow-run-as-root -np 2 \
   "$tailor" run recipes/rm_synth_bt.yaml output_dir="$work/rm" > "$work/log" 2>&1; then

@@ -11,11 +11,8 @@
 #   Bradley-Terry with LoRA on a pretrained base (the checkpoints hold only the adapters and the
 #   score head; the base comes back from model.path).
 #   bash tests/e2e/reward_resume_bit_exact.sh TAILOR_BINARY REPO_ROOT
-set -euo pipefail
-tailor=$1
-cd "$2"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# shellcheck source-path=SCRIPTDIR source=lib/e2e.sh
+source "$(dirname "$0")/lib/e2e.sh" "$@"  # tailor, work, fail; cwd: the repository root
 # One fixed thread so float sums are repeatable.
 export OMP_NUM_THREADS=1
 tiny=(data.synthetic_prompts=60 model.n_layer=1 model.n_embd=16 model.n_head=2 vae.latent_dim=8
@@ -37,16 +34,8 @@ check() {
   "$tailor" run "${args[@]}" output_dir="$dir/full" >"$dir.full.log" 2>&1 ||
     { cat "$dir.full.log"; echo "FAIL $name: uninterrupted run"; exit 1; }
 
-  "$tailor" run "${args[@]}" output_dir="$dir/killed" >"$dir.killed.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 1 3000); do
-    [ -f "$dir/killed/checkpoints/latest" ] && break
-    sleep 0.01
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
   local latest
-  latest=$(cat "$dir/killed/checkpoints/latest")
+  kill_at_checkpoint "$dir/killed" "$dir.killed.log" "${args[@]}"
   echo "$name: killed after $latest"
   [ "$latest" != "$final" ] || { echo "FAIL $name: the run finished before it was killed"; exit 1; }
 

@@ -381,16 +381,16 @@ TEST_F(MpiCommunicatorTest, DeviceCommunicatorChoices) {
   if (nccl) {
     EXPECT_EQ(comm->backend(), "nccl");
     EXPECT_EQ(comm->device(), at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(rank)));
-    EXPECT_EQ(make_device_communicator("auto")->backend(), "nccl");
+    EXPECT_EQ(make_device_communicator(Backend::kAuto)->backend(), "nccl");
     return;
   }
-  EXPECT_EQ(make_device_communicator("mpi").get(), &world());
+  EXPECT_EQ(make_device_communicator(Backend::kMpi).get(), &world());
 #ifndef TAILOR_WITH_NCCL
-  EXPECT_EQ(make_device_communicator("auto").get(), &world());
+  EXPECT_EQ(make_device_communicator(Backend::kAuto).get(), &world());
 #endif
   if (size > 1) {
     try {
-      make_device_communicator("single");
+      make_device_communicator(Backend::kSingle);
       ADD_FAILURE() << "single backend accepted with " << size << " ranks";
     } catch (const Error& error) {
       EXPECT_NE(

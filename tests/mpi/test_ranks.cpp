@@ -1,4 +1,4 @@
-// trainer/run/ranks.h under mpirun: one rank with another recipe stops every rank with an error
+// train/loop/ranks.h under mpirun: one rank with another recipe stops every rank with an error
 // naming that rank; sum_over_ranks gives the exact sum of hand-set per-rank values.
 #include <cmath>
 #include <string>
@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
-#include "trainer/run/ranks.h"
+#include "train/loop/ranks.h"
 
 namespace tailor {
 namespace {

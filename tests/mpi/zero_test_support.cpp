@@ -11,8 +11,8 @@
 #include "common/atomic_file.h"
 #include "dist/communicator.h"
 #include "dist/runtime.h"
-#include "dist/sharded_checkpoint.h"
-#include "trainer/run/checkpoint.h"
+#include "train/checkpoint/checkpoint.h"
+#include "train/checkpoint/sharded_checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -26,6 +26,23 @@ fs::path shared_temp_dir(const std::string& tag) {
     name = mkdtemp(pattern.data());
   }
   return comm.all_gather_strings(name)[0];
+}
+
+bool on_rank0(dist::Communicator& comm, const std::function<void()>& body) {
+  std::string error;
+  if (comm.rank() == 0) {
+    const bool failed_before = ::testing::Test::HasFailure();
+    try {
+      body();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (error.empty() && !failed_before && ::testing::Test::HasFailure())
+      error = "an expectation failed";
+  }
+  const std::string rank0 = comm.all_gather_strings(error)[0];
+  if (!rank0.empty()) ADD_FAILURE() << "rank 0: " << rank0;
+  return rank0.empty();
 }
 
 namespace {
@@ -48,8 +65,10 @@ std::string recipe_yaml(const fs::path& out, bool lora, Family family) {
        // not that conditioning.
        "optimizer: {lr: 0.003, weight_decay: 0.1, grad_clip: 1.0, eps: 1e-5}\n" +
        "schedule: {type: constant, warmup_steps: 0}\n" +
+       // float64: N ranks and one process differ only in the order sums are taken, so the
+       // tests compare them at 1e-10, far above float64 rounding on any machine's BLAS.
        "train: {max_steps: 4, micro_batch_size: 2, log_every: 1, eval_every: 0, "
-       "checkpoint_every: 0}\n" +
+       "checkpoint_every: 0, precision: fp64}\n" +
        "export: {enabled: false}\n";
   if (!lora) return y + "lora: {enabled: false}\n";
   return y + (gpt2 ? "lora: {enabled: true, rank: 4, alpha: 8, dropout: 0.0, targets: [c_attn, "
@@ -77,6 +96,20 @@ std::map<std::string, at::Tensor> final_model(const fs::path& run_dir) {
   for (const auto& info : reader.tensors())
     if (info.kind == "model") out[info.name] = reader.read(info.name);
   return out;
+}
+
+double lora_b_abs_sum(const std::map<std::string, at::Tensor>& tensors) {
+  double sum = 0;
+  for (const auto& [name, t] : tensors)
+    if (name.find("lora_B") != std::string::npos) sum += t.abs().sum().item<double>();
+  return sum;
+}
+
+int64_t total_numel(const std::map<std::string, at::Tensor>& tensors) {
+  int64_t n = 0;
+  for (const auto& [name, t] : tensors)
+    n += t.numel();
+  return n;
 }
 
 double worst_relative_difference(const std::map<std::string, at::Tensor>& a,

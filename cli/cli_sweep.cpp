@@ -1,0 +1,368 @@
+// tailor sweep RECIPE.yaml [RECIPE.yaml ...] [key=value ...] [--seeds 0,1,2] [--table FILE]
+//
+// Runs every recipe once per seed (as `tailor run RECIPE seed=S output_dir=OUT/seedS`, with
+// OUT the recipe's own output_dir, or OUT/<recipe file stem> when recipes share one), then reads
+// each run's summary.json and prints the tables of cli/sweep_table.h: for reward-stage
+// recipes the seed report's table (held-out accuracy mean ± std over seeds, how many runs
+// converged, the steps and epochs they took to converge, wall time); for dpo recipes one row per
+// user (win rate against the base, held-out reward accuracy and margin, each mean ± std over
+// seeds; seeds finished; wall time) and each recipe's cross-user win-rate matrix averaged over
+// the seeds. A sweep mixing both prints both. --table also writes them (Markdown) to FILE, and
+// OUT/sweep.json keeps the numbers of every run. A run that fails is reported in the table and
+// does not stop the others; the exit code is then 1.
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/sweep_table.h"
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "stages/registry.h"
+
+namespace tailor::cli {
+namespace fs = std::filesystem;
+namespace {
+
+struct Stats {
+  double mean = NAN, std = NAN;
+};
+
+// Mean and sample standard deviation (n - 1; 0 for a single value).
+Stats stats_of(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  double sum = 0;
+  for (double x : v)
+    sum += x;
+  s.mean = sum / v.size();
+  double ss = 0;
+  for (double x : v)
+    ss += (x - s.mean) * (x - s.mean);
+  s.std = v.size() > 1 ? std::sqrt(ss / (v.size() - 1)) : 0.0;
+  return s;
+}
+
+std::string fixed(double v, int digits) {
+  if (std::isnan(v)) return "–";
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(digits) << v;
+  return out.str();
+}
+
+std::string mean_std(const Stats& s, int digits) {
+  return fixed(s.mean, digits) + " ± " + fixed(s.std, digits);
+}
+
+// "2/3" seeds, with " (1 failed)" when some failed.
+std::string of_seeds(size_t count, size_t seeds, size_t failed) {
+  return std::to_string(count) + "/" + std::to_string(seeds) +
+         (failed ? " (" + std::to_string(failed) + " failed)" : "");
+}
+
+// "vae + adaptive + pcgrad + contrastive 0.5" from a summary.
+std::string variant_of(const nlohmann::json& s) {
+  std::string v = s.value("reward_kind", std::string("?"));
+  if (s.value("sampling", std::string()) == "adaptive") v += " + adaptive";
+  const std::string surgery = s.value("grad_surgery", std::string("none"));
+  if (surgery != "none") v += " + " + surgery;
+  if (s.value("reward_kind", std::string()) == "vae" && s.value("contrastive", 0.0) > 0) {
+    std::ostringstream c;
+    c << s["contrastive"].get<double>();
+    v += " + contrastive " + c.str();
+  }
+  return v;
+}
+
+std::string file_name(const std::string& recipe) {
+  return fs::path(recipe).filename().string();
+}
+
+// The summaries of the runs that finished.
+std::vector<const nlohmann::json*> finished_summaries(const SweepRecipe& recipe) {
+  std::vector<const nlohmann::json*> out;
+  for (const auto& run : recipe.runs)
+    if (run.contains("summary")) out.push_back(&run.at("summary"));
+  return out;
+}
+
+// Appends `name` to `order` unless it is there already (first-seen order).
+void add_name(std::vector<std::string>& order, const std::string& name) {
+  if (std::find(order.begin(), order.end(), name) == order.end()) order.push_back(name);
+}
+
+// A number at json[a][b], or none.
+bool number_at(const nlohmann::json& j, const std::string& a, const std::string& b, double* out) {
+  if (!j.is_object() || !j.contains(a) || !j[a].is_object() || !j[a].contains(b) ||
+      !j[a][b].is_number())
+    return false;
+  *out = j[a][b].get<double>();
+  return true;
+}
+
+void reward_row(std::ostream& table, const SweepRecipe& recipe) {
+  std::vector<double> accuracy, steps, epochs, wall;
+  size_t converged = 0;
+  std::string variant = "?";
+  const auto summaries = finished_summaries(recipe);
+  for (const nlohmann::json* s : summaries) {
+    variant = variant_of(*s);
+    accuracy.push_back(s->at("accuracy").get<double>());
+    wall.push_back(s->at("wall_seconds").get<double>());
+    if (s->at("converged").get<bool>()) {
+      ++converged;
+      steps.push_back(s->at("converge_step").get<double>());
+      epochs.push_back(s->at("converge_epoch").get<double>());
+    }
+  }
+  const size_t failed = recipe.runs.size() - summaries.size();
+  table << "| " << file_name(recipe.recipe) << " | " << variant << " | "
+        << mean_std(stats_of(accuracy), 3) << " | "
+        << of_seeds(converged, recipe.runs.size(), failed) << " | "
+        << fixed(stats_of(steps).mean, 0) << " | " << fixed(stats_of(epochs).mean, 2) << " | "
+        << fixed(stats_of(wall).mean, 0) << " s |\n";
+}
+
+// One row per user of the recipe's finished runs (one row with user "–" when none finished).
+void dpo_rows(std::ostream& table, const SweepRecipe& recipe) {
+  const auto summaries = finished_summaries(recipe);
+  std::vector<std::string> users;
+  std::vector<double> wall;
+  for (const nlohmann::json* s : summaries) {
+    for (const auto& user : s->at("users"))
+      add_name(users, user.get<std::string>());
+    wall.push_back(s->at("wall_seconds").get<double>());
+  }
+  const size_t failed = recipe.runs.size() - summaries.size();
+  const std::string tail = " | " + of_seeds(summaries.size(), recipe.runs.size(), failed) + " | " +
+                           fixed(stats_of(wall).mean, 0) + " s |\n";
+  if (users.empty()) {
+    table << "| " << file_name(recipe.recipe) << " | – | – ± – | – ± – | – ± –" << tail;
+    return;
+  }
+  for (const auto& user : users) {
+    std::vector<double> win, accuracy, margin;
+    for (const nlohmann::json* s : summaries) {
+      double v = 0;
+      if (s->contains("win_rate") && number_at(s->at("win_rate"), user, "rate", &v))
+        win.push_back(v);
+      if (s->contains("eval") && number_at(s->at("eval"), user, "rewards/accuracies", &v))
+        accuracy.push_back(v);
+      if (s->contains("eval") && number_at(s->at("eval"), user, "rewards/margins", &v))
+        margin.push_back(v);
+    }
+    table << "| " << file_name(recipe.recipe) << " | " << user << " | "
+          << mean_std(stats_of(win), 3) << " | " << mean_std(stats_of(accuracy), 3) << " | "
+          << mean_std(stats_of(margin), 3) << tail;
+  }
+}
+
+// The recipe's cross-user matrix, each cell the mean over the runs that have it; nothing when no
+// run has one.
+void cross_user_table(std::ostream& table, const SweepRecipe& recipe) {
+  std::vector<std::string> adapters, judges;
+  std::map<std::pair<std::string, std::string>, std::vector<double>> cells;
+  size_t runs = 0;
+  for (const nlohmann::json* s : finished_summaries(recipe)) {
+    if (!s->contains("cross_user")) continue;
+    const auto& cross = s->at("cross_user");
+    const auto& rows = cross.at("adapters");
+    const auto& columns = cross.at("judges");
+    const auto& matrix = cross.at("win_rate");
+    ++runs;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      add_name(adapters, rows[i].get<std::string>());
+      for (size_t j = 0; j < columns.size(); ++j) {
+        add_name(judges, columns[j].get<std::string>());
+        cells[{rows[i].get<std::string>(), columns[j].get<std::string>()}].push_back(
+            matrix.at(i).at(j).get<double>());
+      }
+    }
+  }
+  if (runs == 0) return;
+  table << "\nCross-user win rate against the base, " << file_name(recipe.recipe) << ", mean over "
+        << runs << (runs == 1 ? " seed" : " seeds") << " (rows: adapter, columns: judge):\n\n"
+        << "| adapter \\ judge |";
+  for (const auto& judge : judges)
+    table << " " << judge << " |";
+  table << "\n|---|";
+  for (size_t j = 0; j < judges.size(); ++j)
+    table << "---|";
+  table << "\n";
+  for (const auto& adapter : adapters) {
+    table << "| " << adapter << " |";
+    for (const auto& judge : judges) {
+      const auto cell = cells.find({adapter, judge});
+      table << " "
+            << (cell == cells.end() ? std::string("–") : fixed(stats_of(cell->second).mean, 3))
+            << " |";
+    }
+    table << "\n";
+  }
+}
+
+}  // namespace
+
+void check_sweep_summary(const std::string& stage, const nlohmann::json& summary) {
+  const auto need = [&](const char* key, bool ok) {
+    if (!ok)
+      throw Error("sweep", std::string("summary.json: no usable \"") + key + "\" (a " + stage +
+                               " run's summary needs it)");
+  };
+  const auto number = [&](const char* key) {
+    need(key, summary.contains(key) && summary[key].is_number());
+  };
+  need("summary", summary.is_object());
+  number("wall_seconds");
+  if (stage == "dpo") {
+    need("users", summary.contains("users") && summary["users"].is_array());
+    for (const auto& user : summary["users"])
+      need("users", user.is_string());
+    if (summary.contains("cross_user")) {
+      const auto& c = summary["cross_user"];
+      bool ok = c.is_object() && c.contains("adapters") && c["adapters"].is_array() &&
+                c.contains("judges") && c["judges"].is_array() && c.contains("win_rate") &&
+                c["win_rate"].is_array() && c["win_rate"].size() == c["adapters"].size();
+      for (size_t i = 0; ok && i < c["adapters"].size(); ++i) {
+        ok = c["adapters"][i].is_string() && c["win_rate"][i].is_array() &&
+             c["win_rate"][i].size() == c["judges"].size();
+        for (size_t j = 0; ok && j < c["judges"].size(); ++j)
+          ok = c["judges"][j].is_string() && c["win_rate"][i][j].is_number();
+      }
+      need("cross_user", ok);
+    }
+    return;
+  }
+  number("accuracy");
+  need("converged", summary.contains("converged") && summary["converged"].is_boolean());
+  if (summary["converged"].get<bool>()) {
+    number("converge_step");
+    number("converge_epoch");
+  }
+}
+
+std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
+  std::ostringstream reward, dpo, cross;
+  for (const auto& recipe : recipes) {
+    if (recipe.stage == "dpo") {
+      dpo_rows(dpo, recipe);
+      cross_user_table(cross, recipe);
+    } else {
+      reward_row(reward, recipe);
+    }
+  }
+  std::string out;
+  if (!reward.str().empty())
+    out +=
+        "| recipe | variant | accuracy (mean ± std) | converged | steps to converge | epochs to "
+        "converge | wall time per run |\n|---|---|---|---|---|---|---|\n" +
+        reward.str();
+  if (!dpo.str().empty()) {
+    if (!out.empty()) out += "\n";
+    out +=
+        "| recipe | user | win rate vs base (mean ± std) | held-out reward accuracy (mean ± std) "
+        "| held-out reward margin (mean ± std) | seeds finished | wall time per run |\n"
+        "|---|---|---|---|---|---|---|\n" +
+        dpo.str() + cross.str();
+  }
+  return out;
+}
+
+int sweep_command(const std::vector<std::string>& args) {
+  CLI::App app{
+      "Run recipes over several seeds and print the accuracy / convergence table (reward "
+      "recipes) or the per-user win-rate table (dpo recipes).",
+      args.at(0)};
+  std::vector<std::string> items;
+  std::string seeds_text = "0,1,2";
+  std::string table_file;
+  app.add_option("items", items, "recipe files, then key=value overrides applied to every run")
+      ->required();
+  app.add_option("--seeds", seeds_text, "comma-separated seeds (default 0,1,2)");
+  app.add_option("--table", table_file, "also write the Markdown tables to this file");
+  std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  std::vector<std::string> recipes, overrides;
+  for (const auto& item : items)
+    (item.find('=') != std::string::npos ? overrides : recipes).push_back(item);
+  if (recipes.empty()) throw Error("sweep", "no recipe file given");
+  std::vector<int64_t> seeds;
+  std::stringstream seed_list(seeds_text);
+  for (std::string s; std::getline(seed_list, s, ',');) {
+    try {
+      size_t used = 0;
+      seeds.push_back(std::stoll(s, &used));
+      if (used != s.size() || seeds.back() < 0) throw std::invalid_argument(s);
+    } catch (const std::exception&) {
+      throw Error("sweep", "--seeds: expected comma-separated non-negative integers, got \"" +
+                               seeds_text + "\"");
+    }
+  }
+
+  bool all_ok = true;
+  // Validate every recipe before any seed runs. Recipes that share an output_dir (e.g. one
+  // output_dir=... override for all) each get a subdirectory named after the recipe file.
+  std::vector<fs::path> outs;
+  std::vector<SweepRecipe> results;
+  for (const auto& recipe : recipes) {
+    const std::string text = read_file(recipe);
+    const Stage& stage = recipe_stage(text, recipe, overrides);
+    outs.push_back(stage.resolve(text, recipe, overrides).get<std::string>("output_dir"));
+    results.push_back({recipe, stage.name, {}});
+  }
+  const std::vector<fs::path> given = outs;
+  for (size_t i = 0; i < recipes.size(); ++i) {
+    if (std::count(given.begin(), given.end(), given[i]) > 1)
+      outs[i] = given[i] / fs::path(recipes[i]).stem();
+  }
+  for (size_t r = 0; r < recipes.size(); ++r) {
+    const std::string& recipe = recipes[r];
+    const fs::path out = outs[r];
+    SweepRecipe& result = results[r];
+    for (int64_t seed : seeds) {
+      const fs::path run_dir = out / ("seed" + std::to_string(seed));
+      std::vector<std::string> run_args = {"tailor run", recipe};
+      run_args.insert(run_args.end(), overrides.begin(), overrides.end());
+      run_args.push_back("seed=" + std::to_string(seed));
+      run_args.push_back("output_dir=" + run_dir.string());
+      std::cerr << "[sweep] " << recipe << " seed " << seed << " -> " << run_dir.string() << "\n";
+      try {
+        if (run_command(run_args) != 0) throw Error("sweep", "run exited non-zero");
+        const auto summary = nlohmann::json::parse(read_file(run_dir / "summary.json"));
+        check_sweep_summary(result.stage, summary);
+        result.runs.push_back({{"seed", seed}, {"summary", summary}});
+      } catch (const std::exception& e) {
+        std::cerr << "[sweep] " << recipe << " seed " << seed << " failed: " << e.what() << "\n";
+        result.runs.push_back({{"seed", seed}, {"error", e.what()}});
+        all_ok = false;
+      }
+    }
+    fs::create_directories(out);
+    write_file_atomic(out / "sweep.json", nlohmann::json({{"recipe", recipe},
+                                                          {"stage", result.stage},
+                                                          {"overrides", overrides},
+                                                          {"runs", result.runs}})
+                                                  .dump(2) +
+                                              "\n");
+  }
+  const std::string tables = sweep_tables(results);
+  std::cout << tables << std::flush;
+  if (!table_file.empty()) write_file_atomic(table_file, tables);
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace tailor::cli

@@ -1,0 +1,77 @@
+#include "stages/registry.h"
+
+#include "common/error.h"
+#include "dist/collective_watchdog.h"
+#include "stages/dpo/dpo_recipe.h"
+#include "stages/dpo/dpo_stage.h"
+#include "stages/reward/reward_recipe.h"
+#include "stages/reward/reward_stage.h"
+#include "stages/sft/sft_stage.h"
+
+namespace tailor {
+namespace {
+
+std::string stage_names() {
+  std::string names;
+  for (const auto& s : stages())
+    names += (names.empty() ? "" : ", ") + s.name;
+  return names;
+}
+
+}  // namespace
+
+const std::vector<Stage>& stages() {
+  static const std::vector<Stage> table = {
+      // The runner is the last argument; an empty one makes `tailor run` report that the stage
+      // is not available in this build.
+      make_stage<SftRecipe>(
+          "sft", "supervised fine-tuning: causal LM loss on text or responses", sft_recipe_schema(),
+          resolve_sft_recipe, sft_recipe_from_config, check_sft_inputs,
+          [](const SftRecipe& recipe) {
+            // A collective waiting longer for the other ranks ends the job (a stuck rank).
+            dist::set_collective_timeout(recipe.dist.collective_timeout_s);
+            run_sft_stage(recipe);
+          },
+          /*data_parallel=*/true),
+      make_stage<RewardRecipe>(
+          "reward", "reward model on per-user preferences: Bradley-Terry or VPL (conditional VAE)",
+          reward_recipe_schema(), resolve_reward_recipe, reward_recipe_from_config,
+          check_reward_inputs, [](const RewardRecipe& recipe) { run_reward_stage(recipe); },
+          /*data_parallel=*/false),
+      make_stage<DpoRecipe>(
+          "dpo", "per-user DPO: one LoRA adapter per user on one frozen base, trained together",
+          dpo_recipe_schema(), resolve_dpo_recipe, dpo_recipe_from_config, check_dpo_inputs,
+          [](const DpoRecipe& recipe) {
+            dist::set_collective_timeout(recipe.dist.collective_timeout_s);
+            run_dpo_stage(recipe);
+          },
+          /*data_parallel=*/true),
+  };
+  return table;
+}
+
+const Stage& find_stage(const std::string& name) {
+  for (const auto& s : stages())
+    if (s.name == name) return s;
+  throw Error("recipe", "stage: expected one of " + stage_names() + ", got \"" + name + "\"");
+}
+
+const Stage& recipe_stage(const std::string& yaml_text, const std::string& source,
+                          const std::vector<std::string>& overrides) {
+  const auto stage = peek_top_level(yaml_text, source, "stage", overrides);
+  if (!stage) {
+    throw Error("recipe", source + ": stage: missing required key (what to run; one of " +
+                              stage_names() + ")");
+  }
+  std::vector<std::string> names;
+  for (const auto& s : stages()) {
+    if (s.name == stage->value) return s;
+    names.push_back(s.name);
+  }
+  const std::string close = closest_match(stage->value, names);
+  throw Error("recipe", stage->where + ": stage: expected one of " + stage_names() + ", got \"" +
+                            stage->value + "\"" +
+                            (close.empty() ? "" : "; did you mean '" + close + "'?"));
+}
+
+}  // namespace tailor
