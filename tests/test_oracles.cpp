@@ -1,4 +1,4 @@
-// The heuristic preference oracles (trainer/judges): the text statistics against values counted
+// The heuristic preference oracles (judges/): the text statistics against values counted
 // by hand on hand-made strings, each oracle's direction on a pair with an obvious answer, ties,
 // the weighted-mixture vote and the errors.
 #include <gtest/gtest.h>
