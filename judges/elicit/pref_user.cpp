@@ -4,23 +4,11 @@
 #include <string>
 
 #include "common/error.h"
+#include "judges/elicit/logistic.h"
 
 namespace tailor::elicit {
 
 namespace {
-
-double sigmoid(double x) {
-  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
-  const double e = std::exp(x);
-  return e / (1.0 + e);
-}
-
-double dot(const double* a, const double* b, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i)
-    s += a[i] * b[i];
-  return s;
-}
 
 // Cholesky factor L (lower, row-major) of a symmetric positive definite [n, n] matrix.
 std::vector<double> cholesky(const std::vector<double>& a, int64_t n) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "judges/elicit/logistic.h"
 
 namespace tailor::elicit {
 
@@ -37,13 +38,6 @@ class Normal {
   bool has_spare_ = false;
   double spare_ = 0;
 };
-
-double dot(const double* a, const double* b, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i)
-    s += a[i] * b[i];
-  return s;
-}
 
 }  // namespace
 

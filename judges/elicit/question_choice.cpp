@@ -4,16 +4,11 @@
 #include <string>
 
 #include "common/error.h"
+#include "judges/elicit/logistic.h"
 
 namespace tailor::elicit {
 
 namespace {
-
-double sigmoid(double x) {
-  if (x >= 0) return 1.0 / (1.0 + std::exp(-x));
-  const double e = std::exp(x);
-  return e / (1.0 + e);
-}
 
 // The outcome probabilities of "j or k?" under each sample: p[m] (j preferred), q[m] (k).
 void outcome_probabilities(const std::vector<double>& rewards, int64_t M, int64_t N, int64_t j,
