@@ -7,9 +7,10 @@
 // converged, the steps and epochs they took to converge, wall time); for dpo recipes one row per
 // user (win rate against the base, held-out reward accuracy and margin, each mean ± std over
 // seeds; seeds finished; wall time) and each recipe's cross-user win-rate matrix averaged over
-// the seeds. A sweep mixing both prints both. --table also writes them (Markdown) to FILE, and
-// OUT/sweep.json keeps the numbers of every run. A run that fails is reported in the table and
-// does not stop the others; the exit code is then 1.
+// the seeds; for elicit recipes one row per user and selector (held-out accuracy after each K of
+// elicit.questions, mean ± std). A sweep mixing stages prints each table. --table also writes them
+// (Markdown) to FILE, and OUT/sweep.json keeps the numbers of every run. A run that fails is
+// reported in the table and does not stop the others; the exit code is then 1.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -211,6 +212,49 @@ void cross_user_table(std::ostream& table, const SweepRecipe& recipe) {
   }
 }
 
+// One row per (user, selector) of an elicit recipe's finished runs, the unpersonalised model's
+// accuracy first ("default"), with the held-out accuracy after each K as mean ± std over seeds.
+void elicit_rows(std::ostream& table, const SweepRecipe& recipe, std::vector<std::string>& ks) {
+  const auto summaries = finished_summaries(recipe);
+  std::vector<std::string> users, selectors = {"default"};
+  std::vector<double> wall;
+  for (const nlohmann::json* s : summaries) {
+    for (const auto& k : s->at("questions"))
+      add_name(ks, std::to_string(k.get<int64_t>()));
+    for (const auto& [user, u] : s->at("users").items()) {
+      add_name(users, user);
+      for (const auto& [selector, v] : u.at("selectors").items())
+        add_name(selectors, selector);
+    }
+    wall.push_back(s->at("wall_seconds").get<double>());
+  }
+  const size_t failed = recipe.runs.size() - summaries.size();
+  const std::string tail = " " + of_seeds(summaries.size(), recipe.runs.size(), failed) + " | " +
+                           fixed(stats_of(wall).mean, 0) + " s |\n";
+  for (const auto& user : users) {
+    for (const auto& selector : selectors) {
+      table << "| " << file_name(recipe.recipe) << " | " << user << " | " << selector << " |";
+      for (const auto& k : ks) {
+        std::vector<double> values;
+        for (const nlohmann::json* s : summaries) {
+          if (!s->at("users").contains(user)) continue;
+          const auto& u = s->at("users").at(user);
+          if (selector == "default") {
+            values.push_back(100 * u.at("default_accuracy").get<double>());
+            continue;
+          }
+          double v = 0;
+          if (u.at("selectors").contains(selector) &&
+              number_at(u.at("selectors").at(selector), "accuracy", k, &v))
+            values.push_back(100 * v);
+        }
+        table << " " << mean_std(stats_of(values), 1) << " |";
+      }
+      table << tail;
+    }
+  }
+}
+
 }  // namespace
 
 void check_sweep_summary(const std::string& stage, const nlohmann::json& summary) {
@@ -243,6 +287,18 @@ void check_sweep_summary(const std::string& stage, const nlohmann::json& summary
     }
     return;
   }
+  if (stage == "elicit") {
+    need("questions", summary.contains("questions") && summary["questions"].is_array());
+    need("users", summary.contains("users") && summary["users"].is_object());
+    for (const auto& [user, u] : summary["users"].items()) {
+      need("users", u.is_object() && u.contains("default_accuracy") &&
+                        u["default_accuracy"].is_number() && u.contains("selectors") &&
+                        u["selectors"].is_object());
+      for (const auto& [selector, v] : u["selectors"].items())
+        need("users", v.is_object() && v.contains("accuracy") && v["accuracy"].is_object());
+    }
+    return;
+  }
   number("accuracy");
   need("converged", summary.contains("converged") && summary["converged"].is_boolean());
   if (summary["converged"].get<bool>()) {
@@ -252,11 +308,14 @@ void check_sweep_summary(const std::string& stage, const nlohmann::json& summary
 }
 
 std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
-  std::ostringstream reward, dpo, cross;
+  std::ostringstream reward, dpo, cross, elicit;
+  std::vector<std::string> ks;  // the elicit table's columns, in first-seen order
   for (const auto& recipe : recipes) {
     if (recipe.stage == "dpo") {
       dpo_rows(dpo, recipe);
       cross_user_table(cross, recipe);
+    } else if (recipe.stage == "elicit") {
+      elicit_rows(elicit, recipe, ks);
     } else {
       reward_row(reward, recipe);
     }
@@ -274,6 +333,16 @@ std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
         "| held-out reward margin (mean ± std) | seeds finished | wall time per run |\n"
         "|---|---|---|---|---|---|---|\n" +
         dpo.str() + cross.str();
+  }
+  if (!elicit.str().empty()) {
+    if (!out.empty()) out += "\n";
+    out += "| recipe | user | selector |";
+    for (const auto& k : ks)
+      out += " accuracy % after " + k + " (mean ± std) |";
+    out += " seeds finished | wall time per run |\n|---|---|---|";
+    for (size_t i = 0; i < ks.size(); ++i)
+      out += "---|";
+    out += "---|---|\n" + elicit.str();
   }
   return out;
 }

@@ -16,5 +16,6 @@ int data_command(const std::vector<std::string>& args);      // tailor data impo
 int bench_command(const std::vector<std::string>& args);     // tailor bench
 int sweep_command(const std::vector<std::string>& args);     // tailor sweep RECIPE... --seeds
 int report_command(const std::vector<std::string>& args);    // tailor report RUN_DIR [--out DIR]
+int elicit_command(const std::vector<std::string>& args);    // tailor elicit --recipe R --user U
 
 }  // namespace tailor::cli

@@ -8,6 +8,9 @@
 //   `eval`), each mean ± std over the seeds that finished; seeds finished; wall time per run.
 //   Then, for each dpo recipe whose runs have a `cross_user` matrix, that matrix averaged over
 //   the seeds (rows: adapters, columns: judges).
+// - elicit recipes: one row per (recipe, user, selector), the unpersonalised model ("default",
+//   the mean of the reward model's heads) first: the held-out accuracy in % after each K of
+//   elicit.questions, mean ± std over the seeds that finished (seed 000's Table 1).
 // Standard deviations are sample ones (n - 1; 0 for one run). Values a run does not have (a
 // user without a judge has no win rate) show as "–".
 #pragma once
@@ -22,7 +25,8 @@ namespace tailor::cli {
 // One recipe's runs in a sweep.
 struct SweepRecipe {
   std::string recipe;  // the recipe file as given; the tables show its file name
-  std::string stage;   // its `stage`: "dpo" goes to the dpo tables, anything else to the reward one
+  std::string stage;   // its `stage`: "dpo" and "elicit" have their own tables, the rest share the
+                       // reward one
   // One entry per seed, as OUT/sweep.json keeps them: {"seed": S, "summary": {...}} for a run
   // that finished, {"seed": S, "error": "..."} for one that failed.
   std::vector<nlohmann::json> runs;
@@ -30,11 +34,13 @@ struct SweepRecipe {
 
 // Throws Error("sweep", ...) when a finished run's summary lacks what the tables read (the sweep
 // then counts that run as failed): reward: accuracy, wall_seconds, converged (and, when converged,
-// converge_step and converge_epoch); dpo: users, wall_seconds.
+// converge_step and converge_epoch); dpo: users, wall_seconds; elicit: questions, wall_seconds,
+// users (each with default_accuracy and selectors.<name>.accuracy).
 void check_sweep_summary(const std::string& stage, const nlohmann::json& summary);
 
-// The Markdown tables, separated by blank lines: the reward table when any recipe is not dpo,
-// then the per-user dpo table and the cross-user matrices when any recipe is dpo.
+// The Markdown tables, separated by blank lines: the reward table when any recipe is neither dpo
+// nor elicit, then the per-user dpo table and the cross-user matrices when any recipe is dpo,
+// then the elicit table when any recipe is elicit.
 std::string sweep_tables(const std::vector<SweepRecipe>& recipes);
 
 }  // namespace tailor::cli

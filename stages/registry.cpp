@@ -4,6 +4,8 @@
 #include "dist/collective_watchdog.h"
 #include "stages/dpo/dpo_recipe.h"
 #include "stages/dpo/dpo_stage.h"
+#include "stages/elicit/elicit_recipe.h"
+#include "stages/elicit/elicit_stage.h"
 #include "stages/reward/reward_recipe.h"
 #include "stages/reward/reward_stage.h"
 #include "stages/sft/sft_stage.h"
@@ -46,6 +48,11 @@ const std::vector<Stage>& stages() {
             run_dpo_stage(recipe);
           },
           /*data_parallel=*/true),
+      make_stage<ElicitRecipe>(
+          "elicit", "learn new users' preferences from a few answers: 20 Questions",
+          elicit_recipe_schema(), resolve_elicit_recipe, elicit_recipe_from_config,
+          check_elicit_inputs, [](const ElicitRecipe& recipe) { run_elicit_stage(recipe); },
+          /*data_parallel=*/false),
   };
   return table;
 }

@@ -156,6 +156,46 @@ TEST(SweepTable, RewardTableIsUnchangedAndAMixedSweepPrintsBoth) {
   EXPECT_EQ(mixed.substr(reward_table.size() + 1), sweep_tables({dpo_recipe_runs()}));
 }
 
+// An elicit summary.json as ElicitStage::finish() writes it (what the table reads of it).
+json elicit_summary(double default_acc, double info5, double info20, double random5,
+                    double random20, double wall) {
+  return {{"stage", "elicit"},
+          {"questions", {5, 20}},
+          {"wall_seconds", wall},
+          {"users",
+           {{"length",
+             {{"default_accuracy", default_acc},
+              {"selectors",
+               {{"info_gain", {{"accuracy", {{"5", info5}, {"20", info20}}}}},
+                {"random", {{"accuracy", {{"5", random5}, {"20", random20}}}}}}}}}}}};
+}
+
+TEST(SweepTable, ElicitRowsPerUserAndSelectorAreMeanAndStdInPercent) {
+  SweepRecipe elicit{"recipes/elicit_20q.yaml", "elicit", {}};
+  elicit.runs.push_back(finished(0, elicit_summary(0.40, 0.60, 0.80, 0.50, 0.70, 10)));
+  elicit.runs.push_back(finished(1, elicit_summary(0.42, 0.70, 0.90, 0.50, 0.74, 20)));
+  elicit.runs.push_back(failed(2));
+  // info_gain at 5: 60, 70 -> 65.0 ± 7.1 (sample std 7.07); at 20: 80, 90 -> 85.0 ± 7.1;
+  // random at 20: 70, 74 -> 72.0 ± 2.8; default 40, 42 -> 41.0 ± 1.4; wall (10 + 20) / 2.
+  const std::string expected =
+      "| recipe | user | selector | accuracy % after 5 (mean ± std) | accuracy % after 20 (mean "
+      "± std) | seeds finished | wall time per run |\n"
+      "|---|---|---|---|---|---|---|\n"
+      "| elicit_20q.yaml | length | default | 41.0 ± 1.4 | 41.0 ± 1.4 | 2/3 (1 failed) | 15 s |\n"
+      "| elicit_20q.yaml | length | info_gain | 65.0 ± 7.1 | 85.0 ± 7.1 | 2/3 (1 failed) | 15 s "
+      "|\n"
+      "| elicit_20q.yaml | length | random | 50.0 ± 0.0 | 72.0 ± 2.8 | 2/3 (1 failed) | 15 s |\n";
+  EXPECT_EQ(sweep_tables({elicit}), expected);
+
+  EXPECT_NO_THROW(check_sweep_summary("elicit", elicit_summary(0.4, 0.6, 0.8, 0.5, 0.7, 1)));
+  json no_default = elicit_summary(0.4, 0.6, 0.8, 0.5, 0.7, 1);
+  no_default["users"]["length"].erase("default_accuracy");
+  EXPECT_THROW(check_sweep_summary("elicit", no_default), Error);
+  json no_questions = elicit_summary(0.4, 0.6, 0.8, 0.5, 0.7, 1);
+  no_questions.erase("questions");
+  EXPECT_THROW(check_sweep_summary("elicit", no_questions), Error);
+}
+
 TEST(SweepTable, SummariesMissingWhatTheTableReadsAreRefused) {
   const json good = dpo_recipe_runs().runs[0]["summary"];
   EXPECT_NO_THROW(check_sweep_summary("dpo", good));

@@ -60,7 +60,9 @@ void check_model_rules(const ResolvedConfig& c) {
     c.fail("model.n_embd", "expected a multiple of model.n_head (" + std::to_string(n_head) +
                                "), got " + std::to_string(n_embd));
   }
-  if (c.get<bool>("lora.enabled") && c.get<std::vector<std::string>>("lora.targets").empty()) {
+  // A stage with a frozen backbone (elicit) has no lora section.
+  if (c.schema().find_key("lora.enabled") && c.get<bool>("lora.enabled") &&
+      c.get<std::vector<std::string>>("lora.targets").empty()) {
     c.fail("lora.targets", "expected at least one module name when lora.enabled is true");
   }
 }

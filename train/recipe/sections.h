@@ -235,7 +235,8 @@ void add_schedule_keys(Schema<R>& s) {
 }
 
 // The cross-key rules of the model and lora sections (model.path with init: pretrained, the
-// shape keys only for random init, n_embd a multiple of n_head, lora.targets non-empty).
+// shape keys only for random init, n_embd a multiple of n_head, lora.targets non-empty when the
+// schema has a lora section).
 void check_model_rules(const ResolvedConfig& c);
 
 // Input checks before a run; each throws Error("recipe", ...) naming `key` and the path.

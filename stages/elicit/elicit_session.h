@@ -1,0 +1,70 @@
+// One user's elicitation, as the stage runs it for simulated users and `tailor elicit` runs it
+// for a person: the embeddings h(x, y) of every candidate, the user's own order of the question
+// prompts, the query loop's settings from the recipe, and the profile it leaves.
+//
+// Files, under OUTPUT_DIR/users/<user>/<selector>/:
+//   answers.jsonl          one line per answered question, appended as answers come
+//   profile.json           method, user, selector, answers, the posterior mean, the reward
+//                          model's path and id (a profile is only ever used with that model)
+//   posterior.safetensors  "samples": the M posterior samples [M, H] (float64)
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "judges/elicit/preference_posterior.h"
+#include "judges/elicit/question_choice.h"
+#include "stages/elicit/elicit_data.h"
+#include "stages/elicit/elicit_recipe.h"
+#include "stages/elicit/query_loop.h"
+
+namespace tailor {
+
+class MultiRewardImpl;
+
+// h(x, y) of every candidate row, float64 [rows, dim] row-major.
+struct Embeddings {
+  int64_t dim = 0;
+  std::vector<double> values;
+  const double* row(int64_t r) const { return values.data() + r * dim; }
+};
+
+// The model's hidden layer (eval mode, no gradients) on every row of `features`.
+Embeddings embed_candidates(MultiRewardImpl& model, const at::Tensor& features);
+
+// The share of `pairs` whose label the embedding w gets right (a zero margin counts half).
+double pair_accuracy(const Embeddings& h, const std::vector<double>& w,
+                     const std::vector<RowPair>& pairs);
+
+// Question t's pool for `user`: the user's own order of the question prompts (fixed by the seed
+// and the user's name, the same for every selector, so selectors are compared on equal terms).
+std::function<QuestionPool(int64_t)> question_pools(const ElicitRecipe& recipe,
+                                                    const ElicitData& data, const Embeddings& h,
+                                                    const std::string& user);
+
+// elicit.* as the loop's settings for `selector` (its seed from the recipe's seed and the
+// selector).
+QueryLoopConfig query_config(const ElicitRecipe& recipe, elicit::Selector selector, int64_t dim);
+
+// OUTPUT_DIR/users/<user>/<selector>/.
+std::filesystem::path user_dir(const ElicitRecipe& recipe, const std::string& user,
+                               elicit::Selector selector);
+
+// Refuses to continue a user whose profile was made with another reward model: Error("elicit",
+// ...) naming the profile file, its id and `model_id`. A damaged profile is an error too.
+void check_profile_model(const std::filesystem::path& dir, const std::string& model_id);
+
+// Writes profile.json and posterior.safetensors into `dir` (atomically). `accuracy` is the
+// held-out accuracy after 0..answers answers (empty for a person, whose labels are unknown).
+void write_profile(const std::filesystem::path& dir, const ElicitRecipe& recipe,
+                   const std::string& user, elicit::Selector selector,
+                   const QueryLoopResult& result, int64_t dim, const std::string& model_id,
+                   const std::vector<double>& accuracy);
+
+}  // namespace tailor

@@ -1,0 +1,200 @@
+// The elicit stage end to end (stages/elicit/): `tailor run` on a tiny random GPT-2 backbone and
+// a pool of candidates built so that the user's oracle is easy to recompute here (shorter_length:
+// fewer words). Checked against values computed in this test, not by the stage:
+//   - every answer in answers.jsonl is the one the user's preference gives (word counts here);
+//   - the profile's posterior mean is the mean of the samples in posterior.safetensors, and its
+//     reward model id is the export's, which loads and scores;
+//   - the same seed gives the same answers; summary.json holds every user, selector and K;
+//   - bad recipes are errors naming the key, with nothing written.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "models/io/multi_reward_export.h"
+#include "models/io/safetensors.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace tailor {
+namespace {
+
+struct InRepo {
+  fs::path old = fs::current_path();
+  InRepo() { fs::current_path(TAILOR_SOURCE_DIR); }
+  ~InRepo() { fs::current_path(old); }
+};
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+int64_t words(const std::string& s) {
+  std::istringstream in(s);
+  int64_t n = 0;
+  for (std::string w; in >> w;)
+    ++n;
+  return n;
+}
+
+// 12 prompts, each with 6 candidates of 1..6 words ("cats are small and very soft"), so the
+// shorter_length user never ties.
+fs::path write_pool(const fs::path& dir) {
+  const std::vector<std::string> words_of = {"cats", "are", "small", "and", "very", "soft"};
+  std::string text;
+  for (int p = 0; p < 12; ++p) {
+    json line = {{"prompt", "Tell me about animal " + std::to_string(p) + "."},
+                 {"completions", json::array()}};
+    for (int n = 1; n <= 6; ++n) {
+      std::string c;
+      for (int i = 0; i < n; ++i)
+        c += " " + words_of[(i + p) % 6];
+      line["completions"].push_back(c);
+    }
+    text += line.dump() + "\n";
+  }
+  write_file_atomic(dir / "pool.jsonl", text);
+  return dir / "pool.jsonl";
+}
+
+std::string recipe_text(const fs::path& dir, const std::string& extra = "") {
+  return "stage: elicit\n"
+         "seed: 3\n"
+         "output_dir: " +
+         (dir / "run").string() +
+         "\n"
+         "tokenizer: assets/tokenizers/gpt2\n"
+         "model: {init: random, preset: gpt2-tiny, n_layer: 1, n_embd: 32, n_head: 2}\n"
+         "users:\n"
+         "  brief: {shorter_length: 1.0}\n"
+         "  wordy: {shorter_length: -1.0}\n"
+         "data: {source: pool, path: " +
+         (dir / "pool.jsonl").string() +
+         ", max_length: 32, eval_fraction: 0.25}\n"
+         "reward: {oracles: [new_lines, short_words, readability], hidden_dim: 16, "
+         "pairs_per_prompt: 15}\n"
+         "optimizer: {lr: 1.0e-2}\n"
+         "train: {max_steps: 30, batch_size: 16, log_every: 10}\n"
+         "elicit: {selector: [info_gain, random], questions: [3, 6], samples: 20, burn_in: 100, "
+         "thinning: 5}\n" +
+         extra;
+}
+
+json read_json(const fs::path& file) {
+  return json::parse(read_file(file));
+}
+
+TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
+  InRepo in_repo;
+  const fs::path dir = fs::temp_directory_path() / "tailor_elicit_stage";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  write_pool(dir);
+  write_file_atomic(dir / "recipe.yaml", recipe_text(dir));
+  ASSERT_EQ(cli::run_command({"tailor run", (dir / "recipe.yaml").string()}), 0);
+
+  const json summary = read_json(dir / "run" / "summary.json");
+  EXPECT_EQ(summary.at("questions"), json({3, 6}));
+  const std::string id = multi_reward_export_id(dir / "run" / "export");
+  EXPECT_EQ(summary.at("reward_model").at("id"), id);
+  for (const std::string user : {"brief", "wordy"}) {
+    SCOPED_TRACE(user);
+    const auto& u = summary.at("users").at(user);
+    EXPECT_TRUE(u.at("default_accuracy").is_number());
+    for (const std::string selector : {"info_gain", "random"}) {
+      SCOPED_TRACE(selector);
+      const fs::path at = dir / "run" / "users" / user / selector;
+      const auto& s = u.at("selectors").at(selector);
+      EXPECT_EQ(s.at("curve").size(), 7u);  // after 0..6 answers
+      EXPECT_EQ(s.at("accuracy").at("3"), s.at("curve").at(3));
+      EXPECT_EQ(s.at("accuracy").at("6"), s.at("curve").at(6));
+
+      // Each answer is the user's: brief prefers fewer words (answer 1 = the first), wordy more.
+      std::istringstream lines(read_file(at / "answers.jsonl"));
+      int64_t n = 0;
+      for (std::string line; std::getline(lines, line);) {
+        const json a = json::parse(line);
+        EXPECT_EQ(a.at("question"), ++n);
+        const int64_t first = words(a.at("first")), second = words(a.at("second"));
+        ASSERT_NE(first, second);
+        const bool first_shorter = first < second;
+        EXPECT_EQ(a.at("answer"), (first_shorter == (user == "brief")) ? 1 : 2) << line;
+      }
+      EXPECT_EQ(n, 6);
+
+      // The profile: its mean is the samples' mean, and it names this reward model.
+      const json profile = read_json(at / "profile.json");
+      EXPECT_EQ(profile.at("reward_model_id"), id);
+      EXPECT_EQ(profile.at("answers"), 6);
+      const at::Tensor samples = safetensors::load(at / "posterior.safetensors").at("samples");
+      ASSERT_EQ(samples.size(0), 20);
+      ASSERT_EQ(samples.size(1), 16);
+      const auto mean = profile.at("posterior_mean").get<std::vector<double>>();
+      for (int64_t j = 0; j < 16; ++j) {
+        double s = 0;
+        for (int64_t m = 0; m < 20; ++m)
+          s += samples[m][j].item<double>();
+        EXPECT_NEAR(mean[j], s / 20, 1e-12);
+      }
+    }
+  }
+  // The exported model loads and scores with the profile.
+  MultiRewardExport loaded = load_multi_reward_export(dir / "run" / "export");
+  EXPECT_EQ(loaded.model->config().heads,
+            (std::vector<std::string>{"new_lines", "short_words", "readability"}));
+
+  // The same seed asks the same questions and gets the same answers.
+  const std::string answers = read_file(dir / "run/users/brief/info_gain/answers.jsonl");
+  write_file_atomic(dir / "again.yaml",
+                    recipe_text(dir) + "cache_dir: " + (dir / "run" / "cache").string() + "\n");
+  ASSERT_EQ(cli::run_command({"tailor run", (dir / "again.yaml").string(),
+                              "output_dir=" + (dir / "run2").string()}),
+            0);
+  EXPECT_EQ(read_file(dir / "run2/users/brief/info_gain/answers.jsonl"), answers);
+  fs::remove_all(dir);
+}
+
+TEST(ElicitStage, BadRecipesNameTheKeyAndWriteNothing) {
+  InRepo in_repo;
+  const fs::path dir = fs::temp_directory_path() / "tailor_elicit_stage_errors";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  write_pool(dir);
+  write_file_atomic(dir / "recipe.yaml", recipe_text(dir));
+  auto run_error = [&](const std::string& override_) {
+    return error_of([&] {
+      cli::run_command({"tailor run", (dir / "recipe.yaml").string(), override_});
+    });
+  };
+  std::string e = run_error("elicit.method=twenty_answers");
+  EXPECT_NE(e.find("elicit.method"), std::string::npos) << e;
+  EXPECT_NE(e.find("twenty_questions"), std::string::npos) << e;
+  e = run_error("elicit.selector=[info_gain, best]");
+  EXPECT_NE(e.find("elicit.selector: unknown selector 'best'"), std::string::npos) << e;
+  // 12 prompts, 3 held out: 9 questions at most.
+  e = run_error("elicit.questions=[5, 10]");
+  EXPECT_NE(e.find("elicit.questions: 10 questions need as many prompts"), std::string::npos) << e;
+  EXPECT_NE(e.find("has 12 prompts, 9 of them outside the held-out share"), std::string::npos) << e;
+  e = run_error("users={}");
+  EXPECT_NE(e.find("users"), std::string::npos) << e;
+  e = run_error("reward.oracles=[new_lines, lowercaps]");
+  EXPECT_NE(e.find("reward.oracles"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(dir / "run")) << "nothing may be written for a bad recipe";
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace tailor
