@@ -7,6 +7,8 @@
 //   zero3   under `mpirun -np N`: ZeRO-3 LoRA steps of a Mistral-7B-shaped model cut to a few
 //           blocks (bf16, built in shards), with dist.overlap on and off on the same model, in
 //           alternating rounds so both see the same machine state.
+//   elicit  20 Questions: ms from an answer to the next question (posterior sampling + pair
+//           choice) for N = 64 and 128 candidates (cli/bench_elicit.h).
 //
 // Each configuration builds a randomly initialised model, runs warm-up steps, then times the
 // work on random tokens, and reports the peak memory of the configuration: resident memory
@@ -23,6 +25,7 @@
 #include <iostream>
 
 #include "cli/bench_dpo_users.h"
+#include "cli/bench_elicit.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "common/device.h"
@@ -227,7 +230,7 @@ int bench_command(const std::vector<std::string>& args) {
   std::vector<std::string> only;
   app.add_option("--suite", suites,
                  "suites to run: train, decode, lora7b (default these three), zero3 (mpirun), "
-                 "dpo_users; "
+                 "dpo_users, elicit; "
                  "comma-separated or repeated")
       ->delimiter(',');
   app.add_option("--preset", preset, "train suite: model preset (gpt2 = 124M)");
@@ -252,6 +255,13 @@ int bench_command(const std::vector<std::string>& args) {
                  "dpo_users suite: pairs per user per step");
   app.add_option("--dpo-tokens", dpo_users.response_tokens,
                  "dpo_users suite: tokens per response (prompts: 16)");
+  ElicitBench elicit;
+  app.add_option("--elicit-candidates", elicit.candidates,
+                 "elicit suite: candidates per question (N), e.g. 64,128")
+      ->delimiter(',');
+  app.add_option("--elicit-samples", elicit.samples, "elicit suite: posterior samples (M)");
+  app.add_option("--elicit-questions", elicit.questions, "elicit suite: questions (K)");
+  app.add_option("--elicit-dim", elicit.dim, "elicit suite: embedding dimension");
   int64_t zero3_layers = 4, zero3_seq = 64, zero3_steps = 3, zero3_rounds = 2;
   int zero3_prefetch = 1;
   app.add_option("--zero3-layers", zero3_layers, "zero3 suite: Mistral-7B blocks kept");
@@ -266,9 +276,9 @@ int bench_command(const std::vector<std::string>& args) {
   if (auto code = parse_arguments(app, args)) return *code;
   for (const auto& suite : suites)
     if (suite != "train" && suite != "decode" && suite != "lora7b" && suite != "zero3" &&
-        suite != "dpo_users")
-      throw Error("bench",
-                  "--suite " + suite + ": expected train, decode, lora7b, zero3 or dpo_users");
+        suite != "dpo_users" && suite != "elicit")
+      throw Error("bench", "--suite " + suite +
+                               ": expected train, decode, lora7b, zero3, dpo_users or elicit");
   const at::Device device =
       resolve_device(device_type_from_name(device_name, "--device"), 0, "--device");
   if (B < 1 || T < 2 || steps < 1 || warmup < 0 || lora_seq < 2 || lora_steps < 1)
@@ -341,6 +351,9 @@ int bench_command(const std::vector<std::string>& args) {
       std::cerr << r.dump() << "\n";
     }
   }
+  if (wants("elicit"))
+    for (const auto& row : bench_elicit(elicit))
+      std::cerr << row.dump() << "\n";
   if (wants("dpo_users")) {
     dpo_users.device = device_name;
     std::cerr << bench_dpo_users(dpo_users).dump() << "\n";

@@ -470,14 +470,14 @@ TEST(RecipeStages, StageKeyChoosesTheSchema) {
   EXPECT_EQ(
       error_of([] { recipe_stage("output_dir: x\n", kSource); }),
       "[recipe] recipes/test.yaml: stage: missing required key (what to run; one of sft, reward, "
-      "dpo)");
-  EXPECT_EQ(
-      error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
-      "[recipe] recipes/test.yaml:2: stage: expected one of sft, reward, dpo, got \"sfx\"; did "
-      "you mean 'sft'?");
+      "dpo, elicit)");
+  EXPECT_EQ(error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
+            "[recipe] recipes/test.yaml:2: stage: expected one of sft, reward, dpo, elicit, got "
+            "\"sfx\"; did you mean 'sft'?");
   EXPECT_CONTAINS(
       error_of([] { recipe_stage(kMinimal, kSource, {"stage=ppo"}); }),
-      "[recipe] override 'stage=ppo': stage: expected one of sft, reward, dpo, got \"ppo\"");
+      "[recipe] override 'stage=ppo': stage: expected one of sft, reward, dpo, elicit, got "
+      "\"ppo\"");
   EXPECT_EQ(find_stage("sft").schema, &sft_recipe_schema().spec());
 }
 

@@ -475,6 +475,35 @@ TEST(ReportReward, LossAndPerUserEvalAccuracy) {
   EXPECT_NEAR(single_line(acc, "u1").front().second, Layout::plot_bottom, kPixel);
 }
 
+TEST(ReportElicit, AccuracyAgainstAnswersPerSelectorWithTheDefaultDashed) {
+  TempDir dir("elicit");
+  tailor::write_file_atomic(dir.path / "recipe.yaml", "stage: elicit\n");
+  write_metrics(dir.path, {{{"step", 1}, {"loss", 0.69}}, {{"step", 2}, {"loss", 0.5}}});
+  const json summary = {{"users",
+                         {{"length",
+                           {{"default_accuracy", 0.4},
+                            {"selectors",
+                             {{"info_gain", {{"curve", {0.5, 0.7, 0.9}}}},
+                              {"random", {{"curve", {0.5, 0.6, nullptr}}}}}}}}}}};
+  tailor::write_file_atomic(dir.path / "summary.json", summary.dump());
+  const auto report = tailor::report::build_report(dir.path);
+  ASSERT_EQ(report.figures.size(), 2u);
+  EXPECT_EQ(report.figures[0].file, "loss.svg");
+  EXPECT_EQ(report.figures[1].file, "accuracy_length.svg");
+  const std::string& acc = report.figures[1].svg;
+  EXPECT_EQ(legend(acc),
+            (std::vector<std::string>{"info_gain", "random", "default (mean of heads)"}));
+  EXPECT_EQ(point_count(series_lines(acc, "info_gain")), 3u);
+  EXPECT_EQ(point_count(series_lines(acc, "random")), 2u);  // the null breaks the line
+  // 0.9 (info_gain after 2 answers) on top, the default's 0.4 at the bottom, across all K.
+  EXPECT_NEAR(single_line(acc, "info_gain").back().second, Layout::plot_top, kPixel);
+  const auto flat = single_line(acc, "default (mean of heads)");
+  ASSERT_EQ(flat.size(), 2u);
+  EXPECT_NEAR(flat.front().second, Layout::plot_bottom, kPixel);
+  EXPECT_NEAR(flat.front().first, Layout::plot_left, kPixel);
+  EXPECT_NEAR(flat.back().first, Layout::plot_left + Layout::plot_width, kPixel);
+}
+
 namespace {
 
 // The message of the tailor::Error that `f` throws ("" if none).

@@ -185,6 +185,49 @@ std::string html_number(const nlohmann::json& v) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
+// 20 Questions (seed 000, Table 1 and Figure 3): per user, the held-out accuracy of the posterior
+// mean after 0..K answers, one line per selector, and the unpersonalised model (the mean of the
+// heads) as a dashed line; plus the multi-reward model's training loss.
+void elicit_figures(const MetricsLog& log, const nlohmann::json* summary, Builder& out) {
+  LineChart loss{
+      "Multi-reward model: training loss", "step", "loss", {metric_series(log, "loss", "loss")}};
+  out.line("loss.svg", loss, "metrics.jsonl has no loss values");
+  if (summary == nullptr) {
+    out.note("summary.json not found (the run has not finished): accuracy figures skipped");
+    return;
+  }
+  if (!summary->contains("users") || !(*summary)["users"].is_object()) {
+    out.note("summary.json has no users: accuracy figures skipped");
+    return;
+  }
+  for (const auto& [user, u] : (*summary)["users"].items()) {
+    LineChart chart{
+        "Held-out accuracy of " + user + " after K answers", "answers K", "accuracy", {}};
+    size_t longest = 0;
+    if (u.contains("selectors") && u["selectors"].is_object()) {
+      for (const auto& [selector, s] : u["selectors"].items()) {
+        if (!s.contains("curve") || !s["curve"].is_array()) continue;
+        Series series{selector, {}, {}};
+        for (size_t k = 0; k < s["curve"].size(); ++k) {
+          series.x.push_back(static_cast<double>(k));
+          series.y.push_back(s["curve"][k].is_number() ? s["curve"][k].get<double>() : NAN);
+        }
+        longest = std::max(longest, series.x.size());
+        series.colour = series_colour(chart.series.size());
+        chart.series.push_back(std::move(series));
+      }
+    }
+    if (u.contains("default_accuracy") && u["default_accuracy"].is_number() && longest > 1) {
+      Series flat{"default (mean of heads)", {0.0, static_cast<double>(longest - 1)}, {}};
+      flat.y.assign(2, u["default_accuracy"].get<double>());
+      flat.colour = "#777777";
+      flat.dashed = true;
+      chart.series.push_back(std::move(flat));
+    }
+    out.line("accuracy_" + user + ".svg", chart, "summary.json has no curve for " + user);
+  }
+}
+
 // The summary's scalar entries, and for DPO its win-rate table.
 std::string summary_tables(const nlohmann::json& summary) {
   std::ostringstream html;
@@ -346,6 +389,8 @@ RunReport build_report(const fs::path& run_dir) {
     reward_figures(log, out);
   } else if (report.stage == "dpo") {
     dpo_figures(log, summary ? &*summary : nullptr, out);
+  } else if (report.stage == "elicit") {
+    elicit_figures(log, summary ? &*summary : nullptr, out);
   } else {
     if (report.stage != "sft") {
       out.note("stage \"" + report.stage + "\" has no figures of its own: drawing the loss only");

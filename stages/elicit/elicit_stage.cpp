@@ -191,7 +191,8 @@ void ElicitStage::forward_backward(int64_t step, Optimizer& optimizer) {
   optimizer.after_backward();
   const at::Tensor right = ((margin * labels) > 0).to(at::kFloat) * decided;
   loss_ = loss.item<double>();
-  record_ = {{"accuracy", (right.sum() / decided.sum().clamp_min(1)).item<double>()}};
+  record_ = {{"loss", loss_},
+             {"accuracy", (right.sum() / decided.sum().clamp_min(1)).item<double>()}};
 }
 
 nlohmann::json ElicitStage::dev_accuracy() {

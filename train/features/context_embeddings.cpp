@@ -60,8 +60,8 @@ at::Tensor context_embeddings(CausalLMImpl& model,
     if (file.has_attribute("key") && file.string_attribute("key") == key &&
         file.int_attribute("rows") == R && file.int_attribute("dim") == E) {
       auto values = file.read_float32("embeddings");
-      log << "[reward] context embeddings: " << needed.size() << " read from "
-          << cache_file.string() << "\n";
+      log << "[features] " << needed.size() << " embeddings read from " << cache_file.string()
+          << "\n";
       if (cache_hit) *cache_hit = true;
       return at::tensor(values, at::kFloat).view({R, E});
     }
@@ -80,7 +80,7 @@ at::Tensor context_embeddings(CausalLMImpl& model,
                                                         flat.data_ptr<float>() + flat.numel()));
     file.close();
   });
-  log << "[reward] context embeddings: " << needed.size() << " responses embedded by the frozen "
+  log << "[features] " << needed.size() << " responses embedded by the frozen "
       << "encoder, cached in " << cache_file.string() << "\n";
   return out;
 }
