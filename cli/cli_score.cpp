@@ -28,6 +28,11 @@
 // {"prompt", "chosen", "rejected"} -> {"chosen": [...], "rejected": [...], "margin": r_c0 - r_r0}.
 // Prompt and response are tokenized separately and concatenated (no EOS), with the plain
 // template, as the reward stage does.
+//
+// --profile FILE (a user's profile.json from an elicit run, stages/elicit/elicit_session.h) with
+// --model the run's multi-reward export: {"prompt", "response"} -> {"reward": w . h(x, y)};
+// {"prompt", "chosen", "rejected"} -> {"chosen", "rejected", "margin"}. A profile made with
+// another reward model (its reward_model_id) is refused.
 
 #include <fstream>
 #include <iomanip>
@@ -39,10 +44,13 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/sft/sft_dataset.h"
+#include "data/store/jsonl_lines.h"
+#include "models/io/multi_reward_export.h"
 #include "models/io/pretrained.h"
 #include "models/io/reward_export.h"
 #include "models/tokenizer/prompt_format.h"
 #include "models/tokenizer/tokenizer.h"
+#include "stages/elicit/elicit_session.h"
 #include "train/losses/lm_loss.h"
 
 namespace tailor::cli {
@@ -229,6 +237,61 @@ SequenceScore score_sequence(CausalLMImpl& model, const std::vector<int64_t>& se
   return s;
 }
 
+// --profile: one user's rewards under an elicit run's multi-reward model. Every line is read
+// first (errors name the line), then all completions are scored in one batched pass.
+int score_with_profile(const fs::path& model_dir, const fs::path& profile_file,
+                       const fs::path& tokenizer_dir, const fs::path& input,
+                       const fs::path& output) {
+  if (!is_multi_reward_dir(model_dir))
+    throw Error("score", model_dir.string() +
+                             ": --profile needs --model to be an elicit run's multi-reward export "
+                             "(OUTPUT_DIR/export, with multi_reward_config.json)");
+  const UserProfile profile = read_profile(profile_file);
+  MultiRewardExport model = load_multi_reward_export(model_dir);
+  const Tokenizer tokenizer =
+      Tokenizer::from_dir(tokenizer_dir.empty() ? model_dir / "backbone" : tokenizer_dir);
+  data::JsonlReader reader(input);
+  std::vector<std::string> prompts, completions;
+  std::vector<bool> pair;
+  for (std::string line; reader.next(line);) {
+    const nlohmann::json j = reader.parse_object(line);
+    const auto text = [&](const char* key) {
+      if (!j.contains(key) || !j[key].is_string()) reader.fail(key, "expected a string");
+      return j[key].get<std::string>();
+    };
+    const bool is_pair = j.contains("chosen");
+    const std::string prompt = text("prompt");
+    pair.push_back(is_pair);
+    for (const char* key : is_pair ? std::vector<const char*>{"chosen", "rejected"}
+                                   : std::vector<const char*>{"response"}) {
+      prompts.push_back(prompt);
+      completions.push_back(text(key));
+    }
+  }
+  const std::vector<double> rewards =
+      profile_rewards(model, tokenizer, profile, profile_file, prompts, completions);
+  std::ostringstream out;
+  out << std::setprecision(17);
+  size_t r = 0;
+  for (bool is_pair : pair) {
+    if (is_pair) {
+      out << nlohmann::json({{"chosen", rewards[r]},
+                             {"rejected", rewards[r + 1]},
+                             {"margin", rewards[r] - rewards[r + 1]}})
+                 .dump()
+          << "\n";
+      r += 2;
+    } else {
+      out << nlohmann::json({{"reward", rewards[r++]}}).dump() << "\n";
+    }
+  }
+  if (output.empty())
+    std::cout << out.str() << std::flush;
+  else
+    write_file_atomic(output, out.str());
+  return 0;
+}
+
 }  // namespace
 
 int score_command(const std::vector<std::string>& args) {
@@ -268,7 +331,14 @@ int score_command(const std::vector<std::string>& args) {
   app.add_flag("--reward", reward,
                "score with a reward model's head (the default when --model is a "
                "*ForSequenceClassification directory)");
+  fs::path profile_file;
+  app.add_option("--profile", profile_file,
+                 "a user's profile.json from an elicit run: score {\"prompt\",\"response\"} "
+                 "or {\"prompt\",\"chosen\",\"rejected\"} lines with that user's reward w . "
+                 "h(x, y); --model is the run's multi-reward export (OUTPUT_DIR/export)");
   if (auto code = parse_arguments(app, args)) return *code;
+  if (!profile_file.empty())
+    return score_with_profile(model_dir, profile_file, tokenizer_dir, input, output);
 
   const auto dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
   const bool reward_dir = is_reward_model_dir(model_dir);

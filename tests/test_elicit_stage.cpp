@@ -20,6 +20,8 @@
 #include "common/error.h"
 #include "models/io/multi_reward_export.h"
 #include "models/io/safetensors.h"
+#include "models/tokenizer/tokenizer.h"
+#include "train/features/response_features.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -151,10 +153,66 @@ TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
       }
     }
   }
-  // The exported model loads and scores with the profile.
+  // The exported model loads, and `tailor score --profile` scores with the user's embedding:
+  // w . h(x, y), h recomputed here in float64 loops from the backbone's features and the
+  // exported weights.
   MultiRewardExport loaded = load_multi_reward_export(dir / "run" / "export");
   EXPECT_EQ(loaded.model->config().heads,
             (std::vector<std::string>{"new_lines", "short_words", "readability"}));
+  const fs::path profile = dir / "run/users/brief/info_gain/profile.json";
+  const std::vector<double> w = read_json(profile).at("posterior_mean").get<std::vector<double>>();
+  const std::vector<std::string> prompts = {"Tell me about animal 1.", "Tell me about animal 1."};
+  const std::vector<std::string> texts = {" are", " are small and very soft cats"};
+  write_file_atomic(
+      dir / "score.jsonl",
+      json({{"prompt", prompts[0]}, {"response", texts[0]}}).dump() + "\n" +
+          json({{"prompt", prompts[0]}, {"chosen", texts[0]}, {"rejected", texts[1]}}).dump() +
+          "\n");
+  ASSERT_EQ(
+      cli::score_command({"tailor score", "--model", (dir / "run/export").string(), "--profile",
+                          profile.string(), "--input", (dir / "score.jsonl").string(), "--output",
+                          (dir / "scored.jsonl").string()}),
+      0);
+  std::ostringstream quiet;
+  const at::Tensor f =
+      response_features(*loaded.backbone, Tokenizer::from_dir("assets/tokenizers/gpt2"),
+                        PromptTemplate::kPlain, 32, prompts, texts, {}, quiet)
+          .to(at::kDouble);
+  const auto& m = *loaded.model;
+  const at::Tensor W = m.hidden_layer->weight.to(at::kDouble),
+                   b = m.hidden_layer->bias.to(at::kDouble);
+  const at::Tensor mean = m.feature_mean.to(at::kDouble), scale = m.feature_scale.to(at::kDouble);
+  std::vector<double> expected;
+  for (int64_t n = 0; n < 2; ++n) {
+    double r = 0;
+    for (int64_t j = 0; j < W.size(0); ++j) {
+      double h = b[j].item<double>();
+      for (int64_t i = 0; i < W.size(1); ++i)
+        h += W[j][i].item<double>() * (f[n][i].item<double>() - mean[i].item<double>()) /
+             scale[i].item<double>();
+      r += w[j] * h;
+    }
+    expected.push_back(r);
+  }
+  std::istringstream scored(read_file(dir / "scored.jsonl"));
+  std::string first, second;
+  std::getline(scored, first);
+  std::getline(scored, second);
+  // float32 features and hidden layer in the tool against float64 here: |r| is O(1), so 1e-4.
+  EXPECT_NEAR(json::parse(first).at("reward").get<double>(), expected[0], 1e-4);
+  EXPECT_NEAR(json::parse(second).at("margin").get<double>(), expected[0] - expected[1], 1e-4);
+  // A profile whose reward model id is not this export's is refused, naming the profile.
+  json other = read_json(profile);
+  other["reward_model_id"] = "0123456789abcdef";
+  write_file_atomic(dir / "other_profile.json", other.dump());
+  const std::string e = error_of([&] {
+    cli::score_command({"tailor score", "--model", (dir / "run/export").string(), "--profile",
+                        (dir / "other_profile.json").string(), "--input",
+                        (dir / "score.jsonl").string()});
+  });
+  EXPECT_NE(e.find("other_profile.json: this profile was made with reward model 0123456789abcdef"),
+            std::string::npos)
+      << e;
 
   // The same seed asks the same questions and gets the same answers.
   const std::string answers = read_file(dir / "run/users/brief/info_gain/answers.jsonl");

@@ -27,6 +27,8 @@
 namespace tailor {
 
 class MultiRewardImpl;
+struct MultiRewardExport;
+class Tokenizer;
 
 // h(x, y) of every candidate row, float64 [rows, dim] row-major.
 struct Embeddings {
@@ -66,5 +68,24 @@ void write_profile(const std::filesystem::path& dir, const ElicitRecipe& recipe,
                    const std::string& user, elicit::Selector selector,
                    const QueryLoopResult& result, int64_t dim, const std::string& model_id,
                    const std::vector<double>& accuracy);
+
+// What scoring with a profile needs from profile.json.
+struct UserProfile {
+  std::string user, selector, reward_model, reward_model_id;
+  std::vector<double> embedding;  // the posterior mean
+};
+
+// Reads profile.json; Error("elicit", ...) naming the file and the field that is missing or of
+// the wrong type.
+UserProfile read_profile(const std::filesystem::path& file);
+
+// The profile's reward w . h(prompt, completion) of each (prompts[i], completions[i]) under
+// `model` (its backbone's features as the run encoded them, its hidden layer), float64. Refuses
+// a profile made with another reward model (Error naming `profile_file` and both ids).
+std::vector<double> profile_rewards(MultiRewardExport& model, const Tokenizer& tokenizer,
+                                    const UserProfile& profile,
+                                    const std::filesystem::path& profile_file,
+                                    const std::vector<std::string>& prompts,
+                                    const std::vector<std::string>& completions);
 
 }  // namespace tailor
