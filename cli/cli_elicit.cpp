@@ -155,6 +155,10 @@ int elicit_command(const std::vector<std::string>& args) {
     throw Error("elicit", export_dir.string() + ": no multi-reward model; `tailor run " +
                               recipe_file.string() + "` trains and exports it first");
 
+  if (interactive)
+    std::cout << "Loading the run's reward model and candidates (" << export_dir.string()
+              << ")...\n"
+              << std::flush;
   MultiRewardExport model = load_multi_reward_export(export_dir);
   const fs::path dir = user_dir(recipe, user, selector);
   check_profile_model(dir, model.id);
