@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/seeded_random.h"
+#include "judges/elicit/cholesky.h"
 #include "judges/elicit/logistic.h"
 
 namespace tailor::elicit {
@@ -272,39 +273,6 @@ void check_matrix(const std::vector<double>& a, int64_t rows, int64_t cols, int6
                               str(cols) + " matrix");
 }
 
-// Cholesky factor L (lower, row-major) of a symmetric positive definite [n, n] matrix.
-std::vector<double> cholesky(const std::vector<double>& a, int64_t n) {
-  std::vector<double> l(a.size(), 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j <= i; ++j) {
-      double s = a[i * n + j];
-      for (int64_t k = 0; k < j; ++k)
-        s -= l[i * n + k] * l[j * n + k];
-      if (i == j) {
-        if (!(s > 0))
-          throw Error("elicit", "the ridge system X^T X + l2 I is not positive definite");
-        l[i * n + i] = std::sqrt(s);
-      } else {
-        l[i * n + j] = s / l[j * n + j];
-      }
-    }
-  return l;
-}
-
-// x = A^-1 b from A's Cholesky factor; b is one column read and written with stride `stride`.
-void solve_in_place(const std::vector<double>& l, int64_t n, double* b, int64_t stride) {
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t k = 0; k < i; ++k)
-      b[i * stride] -= l[i * n + k] * b[k * stride];
-    b[i * stride] /= l[i * n + i];
-  }
-  for (int64_t i = n - 1; i >= 0; --i) {
-    for (int64_t k = i + 1; k < n; ++k)
-      b[i * stride] -= l[k * n + i] * b[k * stride];
-    b[i * stride] /= l[i * n + i];
-  }
-}
-
 void check_features(const PairFeatures& x) {
   if (x.pairs < 1 || x.dim < 1)
     throw Error("elicit", "pair features: " + str(x.pairs) + " pairs of dimension " + str(x.dim) +
@@ -502,9 +470,9 @@ std::vector<double> fit_linear_head(const PairFeatures& x, const std::vector<dou
     for (int64_t b = 0; b < a; ++b)
       gram[b * D + a] = gram[a * D + b];
   }
-  const std::vector<double> l = cholesky(gram, D);
+  const std::vector<double> l = cholesky(gram, D, "the ridge system X^T X + l2 I");
   for (int64_t j = 0; j < J; ++j)
-    solve_in_place(l, D, w.data() + j, J);
+    cholesky_solve_in_place(l, D, w.data() + j, J);
   return w;
 }
 

@@ -4,42 +4,18 @@
 #include <string>
 
 #include "common/error.h"
+#include "judges/elicit/cholesky.h"
 #include "judges/elicit/logistic.h"
 
 namespace tailor::elicit {
 
 namespace {
 
-// Cholesky factor L (lower, row-major) of a symmetric positive definite [n, n] matrix.
-std::vector<double> cholesky(const std::vector<double>& a, int64_t n) {
-  std::vector<double> l(a.size(), 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j <= i; ++j) {
-      double s = a[i * n + j];
-      for (int64_t k = 0; k < j; ++k)
-        s -= l[i * n + k] * l[j * n + k];
-      if (i == j) {
-        if (!(s > 0)) throw Error("elicit", "the fit's Hessian is not positive definite");
-        l[i * n + i] = std::sqrt(s);
-      } else {
-        l[i * n + j] = s / l[j * n + j];
-      }
-    }
-  return l;
-}
-
 // x = A^-1 b from A's Cholesky factor.
-std::vector<double> solve(const std::vector<double>& l, int64_t n, std::vector<double> b) {
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t k = 0; k < i; ++k)
-      b[i] -= l[i * n + k] * b[k];
-    b[i] /= l[i * n + i];
-  }
-  for (int64_t i = n - 1; i >= 0; --i) {
-    for (int64_t k = i + 1; k < n; ++k)
-      b[i] -= l[k * n + i] * b[k];
-    b[i] /= l[i * n + i];
-  }
+// Out of line: inlined, GCC 12 warns falsely (-Wfree-nonheap-object) about the returned vector.
+[[gnu::noinline]] std::vector<double> solve(const std::vector<double>& l, int64_t n,
+                                            std::vector<double> b) {
+  cholesky_solve_in_place(l, n, b.data());
   return b;
 }
 
@@ -87,8 +63,8 @@ UserFit fit_user(int64_t J, const std::vector<Answer>& answers, double l2) {
       for (int64_t i = 0; i < J; ++i)
         gradient[i] -= a.choice * r * a.difference[i];
     }
-    const std::vector<double> step =
-        solve(cholesky(fit_hessian(J, answers, fit.lambda, l2), J), J, gradient);
+    const std::vector<double> step = solve(
+        cholesky(fit_hessian(J, answers, fit.lambda, l2), J, "the fit's Hessian"), J, gradient);
     for (int64_t i = 0; i < J; ++i)
       fit.lambda[i] -= step[i];
     if (std::sqrt(dot(step.data(), step.data(), J)) < 1e-12) break;
@@ -107,7 +83,7 @@ Question choose_uncertain_pair(int64_t J, const std::vector<double>& hessian,
   if (N < 2)
     throw Error("elicit",
                 "choosing a question needs at least 2 candidates, got " + std::to_string(N));
-  const std::vector<double> l = cholesky(hessian, J);
+  const std::vector<double> l = cholesky(hessian, J, "the fit's Hessian");
   Question best{-1, -1, 0.0};
   std::vector<double> v(static_cast<size_t>(J));
   for (int64_t j = 0; j < N; ++j)

@@ -13,6 +13,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/fnv1a.h"
+#include "common/seeded_random.h"
 #include "data/store/jsonl_lines.h"
 #include "judges/preference_sources.h"
 #include "train/features/response_features.h"
@@ -20,14 +21,6 @@
 namespace tailor {
 namespace fs = std::filesystem;
 namespace {
-
-// splitmix64: decorrelates seeds that differ by one.
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // {prompt, completions: [...]} lines; a completion is a string or an object with a "response"
 // string (UltraFeedback's layout).
@@ -170,7 +163,7 @@ ElicitData prepare_elicit_data(const ElicitRecipe& r, CausalLMImpl& backbone,
   // The split depends on generate.seed only, so every training seed asks from the same prompts.
   std::vector<int64_t> order(P);
   std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(mix(static_cast<uint64_t>(r.generate.seed) ^ 0x5eedULL));
+  std::mt19937_64 rng(splitmix64(static_cast<uint64_t>(r.generate.seed) ^ 0x5eedULL));
   for (int64_t i = P - 1; i > 0; --i)
     std::swap(order[i], order[rng() % static_cast<uint64_t>(i + 1)]);
   const int64_t held = std::clamp<int64_t>(std::llround(r.data.eval_fraction * P), 1, P - 1);
@@ -186,7 +179,7 @@ ElicitData prepare_elicit_data(const ElicitRecipe& r, CausalLMImpl& backbone,
 
 std::vector<RowPair> random_pairs(const ElicitData& data, const std::vector<int64_t>& prompts,
                                   int64_t per_prompt, uint64_t seed) {
-  std::mt19937_64 rng(mix(seed));
+  std::mt19937_64 rng(splitmix64(seed));
   std::vector<RowPair> out;
   for (int64_t p : prompts) {
     const auto& c = data.prompts[static_cast<size_t>(p)];

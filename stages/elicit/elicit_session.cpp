@@ -8,6 +8,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/fnv1a.h"
 #include "models/heads/multi_reward.h"
 #include "models/io/multi_reward_export.h"
 #include "models/io/safetensors.h"
@@ -43,9 +44,7 @@ std::function<QuestionPool(int64_t)> question_pools(const ElicitRecipe& r, const
                                                     const Embeddings& h, const std::string& user) {
   std::vector<int64_t> order = data.question_prompts;
   // FNV-1a of the name: std::hash may differ between standard libraries.
-  uint64_t name_hash = 14695981039346656037ull;
-  for (unsigned char c : user)
-    name_hash = (name_hash ^ c) * 1099511628211ull;
+  const uint64_t name_hash = Fnv1a64().update(user).value();
   std::mt19937_64 rng(static_cast<uint64_t>(r.seed) * 1000003ULL ^ name_hash);
   for (int64_t i = static_cast<int64_t>(order.size()) - 1; i > 0; --i)
     std::swap(order[i], order[rng() % static_cast<uint64_t>(i + 1)]);

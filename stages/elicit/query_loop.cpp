@@ -10,18 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/seeded_random.h"
 #include "data/store/jsonl_lines.h"
 
 namespace tailor {
 namespace fs = std::filesystem;
 namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 std::vector<double> difference(const QuestionPool& pool, int64_t j, int64_t k, int64_t dim) {
   std::vector<double> d(static_cast<size_t>(dim));
@@ -107,7 +101,7 @@ Choice OracleRespondent::answer(const std::string& prompt, const std::string& fi
 elicit::PosteriorSamples posterior_after(const QueryLoopConfig& config,
                                          const std::vector<elicit::Answer>& answers) {
   elicit::MhConfig mh = config.mh;
-  mh.seed = mix(config.mh.seed ^ mix(answers.size()));
+  mh.seed = splitmix64(config.mh.seed ^ splitmix64(answers.size()));
   return elicit::sample_posterior(config.dim, answers, mh);
 }
 
@@ -129,7 +123,7 @@ QueryLoopResult run_query_loop(
     if (t >= config.questions) break;
     const QuestionPool pool = pool_of(t);
     check_pool(pool, config.dim, t);
-    std::mt19937_64 rng(mix(config.mh.seed ^ mix(1000003 + t)));
+    std::mt19937_64 rng(splitmix64(config.mh.seed ^ splitmix64(1000003 + t)));
     const elicit::Question q =
         elicit::choose_question(config.selector, result.posterior, pool.features, rng);
     asking_ms += std::chrono::duration<double, std::milli>(clock::now() - t0).count();
