@@ -41,9 +41,10 @@ run "$work/lora.log" "$tailor" run recipes/mistral_tiny_sft.yaml output_dir="$wo
   lora.enabled=true optimizer.lr=1.0e-2 samples.prompts=0
 adapter="$work/lora/export/adapter"
 grep -q '"fan_in_fan_out": false' "$adapter/adapter_config.json" || fail "fan_in_fan_out"
+safetensors_header "$adapter/adapter_model.safetensors" > "$work/adapter_header.json"
 for key in base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight \
   base_model.model.model.layers.1.mlp.down_proj.lora_B.weight; do
-  head -c 65536 "$adapter/adapter_model.safetensors" | grep -aq "\"$key\"" || fail "no $key"
+  grep -q "\"$key\"" "$work/adapter_header.json" || fail "no $key"
 done
 head -n 12 assets/datasets/quickstart/eval.jsonl > "$work/in.jsonl"
 run "$work/s1.log" "$tailor" score --model "$work/lora/export" --adapter "$adapter" \
@@ -92,8 +93,9 @@ run "$work/dpo.log" "$tailor" run recipes/mistral7b_dpo_users.yaml output_dir="$
   data.max_length=32 train.max_steps=2 train.eval_every=0 train.checkpoint_every=0 \
   train.log_every=1 data.eval_fraction=0.25
 for u in ann ben; do
-  grep -q '"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"' \
-    <(head -c 65536 "$work/dpo/export/users/$u/adapter_model.safetensors") || fail "dpo adapter $u"
+  safetensors_header "$work/dpo/export/users/$u/adapter_model.safetensors" > "$work/$u.json"
+  grep -q '"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"' "$work/$u.json" ||
+    fail "dpo adapter $u"
 done
 grep -q '"users/ann/rewards/accuracies"' "$work/dpo/metrics.jsonl" || fail "dpo metrics"
 echo "mistral recipes: OK"

@@ -48,8 +48,8 @@ JSON
 for f in loss reward_accuracy reward_margins win_rate cross_user_win_rate; do
   svg="$work/elsewhere/$f.svg"
   [[ -s "$svg" ]] || fail "$f.svg missing"
-  head -c 200 "$svg" | grep -q '<svg xmlns="http://www.w3.org/2000/svg"' || fail "$f.svg is not SVG"
-  tail -n 1 "$svg" | grep -q '</svg>' || fail "$f.svg is not complete"
+  grep -q '<svg xmlns="http://www.w3.org/2000/svg"' <(head -c 200 "$svg") || fail "$f.svg is not SVG"
+  grep -q '</svg>' <(tail -n 1 "$svg") || fail "$f.svg is not complete"
   grep -q "src=\"$f.svg\"" "$work/elsewhere/index.html" || fail "index.html does not show $f.svg"
 done
 [[ "$(grep -c 'class="cell"' "$work/elsewhere/cross_user_win_rate.svg")" == 4 ]] ||

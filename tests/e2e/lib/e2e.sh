@@ -41,3 +41,12 @@ kill_at_checkpoint() {
   [ -f "$dir/checkpoints/latest" ] || { cat "$log"; fail "no checkpoint in $dir within 30 s"; }
   latest=$(cat "$dir/checkpoints/latest")
 }
+# safetensors_header FILE: prints FILE's JSON header (the little-endian u64 at the start is its
+# length). Read into a file, not piped into `grep -q`: under pipefail, grep exiting at its first
+# match would SIGPIPE a writer still writing and fail the check at random.
+safetensors_header() {
+  local n
+  n=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
+  [[ $n =~ ^[0-9]+$ ]] || fail "$1: no safetensors header"
+  dd if="$1" iflag=skip_bytes,count_bytes skip=8 count="$n" status=none
+}
