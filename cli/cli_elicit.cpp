@@ -115,8 +115,8 @@ class TerminalRespondent final : public Respondent {
 
 int elicit_command(const std::vector<std::string>& args) {
   CLI::App app{
-      "Ask one user the questions of an elicit recipe (20 Questions), after `tailor run RECIPE` "
-      "trained its reward model: a person at the terminal (--interactive), or one of the "
+      "Ask one user the questions of an elicit recipe (20 Questions or PReF), after `tailor run "
+      "RECIPE` trained its reward model: a person at the terminal (--interactive), or one of the "
       "recipe's simulated users. Stopped sessions continue where they stopped.",
       args[0]};
   fs::path recipe_file;
@@ -130,8 +130,8 @@ int elicit_command(const std::vector<std::string>& args) {
   app.add_flag("--interactive", interactive,
                "ask the person at the terminal (otherwise NAME is one of the recipe's users)");
   app.add_option("--selector", selector_name,
-                 "how pairs are chosen: info_gain | volume | random (default: the recipe's "
-                 "first elicit.selector)");
+                 "how pairs are chosen: info_gain | volume | random (20 Questions), active | "
+                 "random (PReF); default: the recipe's first elicit.selector");
   app.add_option("overrides", overrides, "key=value recipe overrides, as for tailor run");
   if (auto code = parse_arguments(app, args)) return *code;
 
@@ -140,9 +140,10 @@ int elicit_command(const std::vector<std::string>& args) {
   elicit::Selector selector = recipe.selectors().front();
   if (!selector_name.empty()) {
     const auto s = enum_from_name(elicit::selector_names(), selector_name);
-    if (!s)
-      throw Error("elicit", "--selector: unknown selector '" + selector_name + "'; expected " +
-                                enum_choices(elicit::selector_names()));
+    if (!s || !method_takes(recipe.elicit.method, *s))
+      throw Error("elicit", "--selector: unknown selector '" + selector_name + "' for method " +
+                                to_string(recipe.elicit.method) + "; expected " +
+                                selector_choices(recipe.elicit.method));
     selector = *s;
   }
   if (user.empty() || user.find('/') != std::string::npos || user == "." || user == "..")
@@ -168,6 +169,7 @@ int elicit_command(const std::vector<std::string>& args) {
       prepare_elicit_data(recipe, *model.backbone, tokenizer, interactive ? data_log : std::cerr);
   const Embeddings h = embed_candidates(*model.model, data.features);
   const QueryLoopConfig config = query_config(recipe, selector, h.dim);
+  const std::unique_ptr<Learner> learner = make_learner(recipe, selector, h.dim);
 
   std::unique_ptr<Respondent> respondent;
   if (interactive)
@@ -177,8 +179,8 @@ int elicit_command(const std::vector<std::string>& args) {
   const fs::path answers = dir / "answers.jsonl";
   if (interactive && fs::exists(answers))
     std::cout << "Continuing " << user << "'s answers in " << answers.string() << ".\n";
-  const QueryLoopResult result =
-      run_query_loop(config, question_pools(recipe, data, h, user), *respondent, answers, nullptr);
+  const QueryLoopResult result = run_query_loop(config, question_pools(recipe, data, h, user),
+                                                *respondent, *learner, answers, nullptr);
   const auto answered = static_cast<int64_t>(result.answers.size());
   if (result.stopped) {
     std::cout << "\nStopped after " << answered << " of " << config.questions
@@ -186,7 +188,7 @@ int elicit_command(const std::vector<std::string>& args) {
               << "; run the same command to continue.\n";
     return 0;
   }
-  write_profile(dir, recipe, user, selector, result, h.dim, model.id, {});
+  write_profile(dir, recipe, user, selector, result, *learner, h.dim, model.id, {});
   std::cout << "\nAll " << config.questions << " questions answered. " << user
             << "'s profile: " << (dir / "profile.json").string() << "\n";
   return 0;

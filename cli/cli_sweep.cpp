@@ -213,12 +213,16 @@ void cross_user_table(std::ostream& table, const SweepRecipe& recipe) {
 }
 
 // One row per (user, selector) of an elicit recipe's finished runs, the unpersonalised model's
-// accuracy first ("default"), with the held-out accuracy after each K as mean ± std over seeds.
+// metric first ("default"), with the held-out metric (summary `metric`: accuracy for 20
+// Questions, auc for PReF) after each K as mean ± std over seeds; then, with several users, the
+// mean over users per selector ("(mean)", from summary `selector_means`).
 void elicit_rows(std::ostream& table, const SweepRecipe& recipe, std::vector<std::string>& ks) {
   const auto summaries = finished_summaries(recipe);
   std::vector<std::string> users, selectors = {"default"};
   std::vector<double> wall;
+  std::string metric = "accuracy";
   for (const nlohmann::json* s : summaries) {
+    metric = s->value("metric", std::string("accuracy"));
     for (const auto& k : s->at("questions"))
       add_name(ks, std::to_string(k.get<int64_t>()));
     for (const auto& [user, u] : s->at("users").items()) {
@@ -231,27 +235,42 @@ void elicit_rows(std::ostream& table, const SweepRecipe& recipe, std::vector<std
   const size_t failed = recipe.runs.size() - summaries.size();
   const std::string tail = " " + of_seeds(summaries.size(), recipe.runs.size(), failed) + " | " +
                            fixed(stats_of(wall).mean, 0) + " s |\n";
-  for (const auto& user : users) {
-    for (const auto& selector : selectors) {
-      table << "| " << file_name(recipe.recipe) << " | " << user << " | " << selector << " |";
-      for (const auto& k : ks) {
-        std::vector<double> values;
-        for (const nlohmann::json* s : summaries) {
-          if (!s->at("users").contains(user)) continue;
-          const auto& u = s->at("users").at(user);
-          if (selector == "default") {
-            values.push_back(100 * u.at("default_accuracy").get<double>());
-            continue;
-          }
-          double v = 0;
-          if (u.at("selectors").contains(selector) &&
-              number_at(u.at("selectors").at(selector), "accuracy", k, &v))
-            values.push_back(100 * v);
-        }
-        table << " " << mean_std(stats_of(values), 1) << " |";
+  const auto row = [&](const std::string& user, const std::string& selector, auto value) {
+    table << "| " << file_name(recipe.recipe) << " | " << user << " | " << selector << " | "
+          << metric << " |";
+    for (const auto& k : ks) {
+      std::vector<double> values;
+      for (const nlohmann::json* s : summaries) {
+        double v = 0;
+        if (value(*s, k, &v)) values.push_back(100 * v);
       }
-      table << tail;
+      table << " " << mean_std(stats_of(values), 1) << " |";
     }
+    table << tail;
+  };
+  for (const auto& user : users)
+    for (const auto& selector : selectors)
+      row(user, selector, [&](const nlohmann::json& s, const std::string& k, double* v) {
+        if (!s.at("users").contains(user)) return false;
+        const auto& u = s.at("users").at(user);
+        if (selector == "default") {
+          *v = u.at("default_" + metric).get<double>();
+          return true;
+        }
+        return u.at("selectors").contains(selector) &&
+               number_at(u.at("selectors").at(selector), metric, k, v);
+      });
+  if (users.size() < 2) return;
+  for (const auto& selector : selectors) {
+    if (selector == "default") continue;
+    row("(mean of users)", selector, [&](const nlohmann::json& s, const std::string& k, double* v) {
+      if (!s.contains("selector_means")) return false;
+      const auto& curve = s.at("selector_means").at("mean_curve");
+      const auto t = std::stoul(k);
+      if (!curve.contains(selector) || t >= curve.at(selector).size()) return false;
+      *v = curve.at(selector).at(t).get<double>();
+      return true;
+    });
   }
 }
 
@@ -290,12 +309,14 @@ void check_sweep_summary(const std::string& stage, const nlohmann::json& summary
   if (stage == "elicit") {
     need("questions", summary.contains("questions") && summary["questions"].is_array());
     need("users", summary.contains("users") && summary["users"].is_object());
+    const std::string metric = summary.value("metric", std::string("accuracy"));
+    need("metric", metric == "accuracy" || metric == "auc");
     for (const auto& [user, u] : summary["users"].items()) {
-      need("users", u.is_object() && u.contains("default_accuracy") &&
-                        u["default_accuracy"].is_number() && u.contains("selectors") &&
+      need("users", u.is_object() && u.contains("default_" + metric) &&
+                        u["default_" + metric].is_number() && u.contains("selectors") &&
                         u["selectors"].is_object());
       for (const auto& [selector, v] : u["selectors"].items())
-        need("users", v.is_object() && v.contains("accuracy") && v["accuracy"].is_object());
+        need("users", v.is_object() && v.contains(metric) && v[metric].is_object());
     }
     return;
   }
@@ -336,10 +357,10 @@ std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
   }
   if (!elicit.str().empty()) {
     if (!out.empty()) out += "\n";
-    out += "| recipe | user | selector |";
+    out += "| recipe | user | selector | metric |";
     for (const auto& k : ks)
-      out += " accuracy % after " + k + " (mean ± std) |";
-    out += " seeds finished | wall time per run |\n|---|---|---|";
+      out += " % after " + k + " (mean ± std) |";
+    out += " seeds finished | wall time per run |\n|---|---|---|---|";
     for (size_t i = 0; i < ks.size(); ++i)
       out += "---|";
     out += "---|---|\n" + elicit.str();

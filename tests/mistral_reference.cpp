@@ -19,7 +19,7 @@ struct Matrix {
   double at(int64_t i, int64_t j) const { return v[i * cols + j]; }
 };
 
-Matrix fetch(const TensorMap& weights, const std::string& name) {
+Matrix fetch_matrix(const TensorMap& weights, const std::string& name) {
   auto it = weights.find(name);
   if (it == weights.end()) throw std::runtime_error("mistral reference: missing weight " + name);
   const at::Tensor& t = it->second;
@@ -31,15 +31,15 @@ Matrix fetch(const TensorMap& weights, const std::string& name) {
 // adapter has one: W + scaling * B A.
 Matrix linear_weight(const TensorMap& weights, const std::string& module,
                      const MistralLoraAdapter* adapter) {
-  Matrix W = fetch(weights, module + ".weight");
+  Matrix W = fetch_matrix(weights, module + ".weight");
   if (!adapter) return W;
   const std::string key = "base_model.model." + module;
   const bool has_a = adapter->tensors.count(key + ".lora_A.weight") > 0;
   const bool has_b = adapter->tensors.count(key + ".lora_B.weight") > 0;
   if (has_a != has_b) throw std::runtime_error("mistral reference: half a LoRA pair at " + key);
   if (!has_a) return W;
-  const Matrix A = fetch(adapter->tensors, key + ".lora_A.weight");   // [r, in]
-  const Matrix Bm = fetch(adapter->tensors, key + ".lora_B.weight");  // [out, r]
+  const Matrix A = fetch_matrix(adapter->tensors, key + ".lora_A.weight");   // [r, in]
+  const Matrix Bm = fetch_matrix(adapter->tensors, key + ".lora_B.weight");  // [out, r]
   if (A.cols != W.cols || Bm.rows != W.rows || A.rows != Bm.cols) {
     throw std::runtime_error("mistral reference: LoRA shapes do not fit " + module);
   }
@@ -114,7 +114,7 @@ std::vector<double> mistral_logits(const MistralConfig& cfg, const TensorMap& we
   const int64_t C = cfg.hidden_size, H = cfg.num_attention_heads, K = cfg.num_key_value_heads;
   const int64_t D = cfg.head_dim ? *cfg.head_dim : C / H, V = cfg.vocab_size;
   const int64_t group = H / K;  // query heads per key/value head
-  const Matrix embed = fetch(weights, "model.embed_tokens.weight");
+  const Matrix embed = fetch_matrix(weights, "model.embed_tokens.weight");
   const Matrix head = cfg.tie_word_embeddings ? embed : linear_weight(weights, "lm_head", adapter);
   std::vector<double> logits(B * T * V);
   for (int64_t b = 0; b < B; ++b) {
@@ -130,7 +130,7 @@ std::vector<double> mistral_logits(const MistralConfig& cfg, const TensorMap& we
       const std::string p = "model.layers." + std::to_string(layer) + ".";
       // Attention sub-layer.
       const auto a =
-          rms_norm(x, T, C, fetch(weights, p + "input_layernorm.weight"), cfg.rms_norm_eps);
+          rms_norm(x, T, C, fetch_matrix(weights, p + "input_layernorm.weight"), cfg.rms_norm_eps);
       auto q = linear(a, T, linear_weight(weights, p + "self_attn.q_proj", adapter));  // [T, H D]
       auto k = linear(a, T, linear_weight(weights, p + "self_attn.k_proj", adapter));  // [T, K D]
       const auto v = linear(a, T, linear_weight(weights, p + "self_attn.v_proj", adapter));
@@ -181,7 +181,7 @@ std::vector<double> mistral_logits(const MistralConfig& cfg, const TensorMap& we
       for (int64_t n = 0; n < T * C; ++n)
         x[n] += attn_out[n];
       // SwiGLU sub-layer: down(silu(gate(m)) * up(m)), silu(z) = z / (1 + e^-z).
-      const auto m = rms_norm(x, T, C, fetch(weights, p + "post_attention_layernorm.weight"),
+      const auto m = rms_norm(x, T, C, fetch_matrix(weights, p + "post_attention_layernorm.weight"),
                               cfg.rms_norm_eps);
       const auto gate = linear(m, T, linear_weight(weights, p + "mlp.gate_proj", adapter));
       const auto up = linear(m, T, linear_weight(weights, p + "mlp.up_proj", adapter));
@@ -193,7 +193,7 @@ std::vector<double> mistral_logits(const MistralConfig& cfg, const TensorMap& we
         x[n] += down[n];
     }
     const auto final_hidden =
-        rms_norm(x, T, C, fetch(weights, "model.norm.weight"), cfg.rms_norm_eps);
+        rms_norm(x, T, C, fetch_matrix(weights, "model.norm.weight"), cfg.rms_norm_eps);
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t vocab = 0; vocab < V; ++vocab) {
         double sum = 0;

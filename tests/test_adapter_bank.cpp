@@ -21,23 +21,23 @@
 namespace tailor {
 namespace {
 
-struct Family {
+struct BankFamily {
   std::string preset;
   std::vector<std::string> targets;
 };
 
-void PrintTo(const Family& f, std::ostream* os) {
+void PrintTo(const BankFamily& f, std::ostream* os) {
   *os << f.preset;
 }
 
-std::vector<Family> families() {
+std::vector<BankFamily> bank_families() {
   return {{"gpt2-tiny", {"c_attn", "c_proj", "c_fc"}},
           {"mistral-tiny",
            {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}}};
 }
 
 // A small float64 model, initialised from `seed` (every call with the same seed: the same base).
-CausalLM small_model(const std::string& preset, uint64_t seed) {
+CausalLM small_bank_model(const std::string& preset, uint64_t seed) {
   nlohmann::json config = preset_config(preset);
   for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"})
     if (config.contains(key)) config[key] = 0.0;
@@ -50,7 +50,7 @@ CausalLM small_model(const std::string& preset, uint64_t seed) {
   return model;
 }
 
-LoraConfig lora_config(const Family& f) {
+LoraConfig lora_config(const BankFamily& f) {
   return LoraConfig{4, 8.0, 0.0, false, f.targets};
 }
 
@@ -65,8 +65,9 @@ void randomise_bank(torch::nn::Module& model, uint64_t seed) {
 }
 
 // A model with the same base and one ordinary LoRA adapter holding user `u`'s factors.
-CausalLM single_adapter_model(const Family& f, const AdapterBank& bank, const std::string& user) {
-  CausalLM model = small_model(f.preset, 5);
+CausalLM single_adapter_model(const BankFamily& f, const AdapterBank& bank,
+                              const std::string& user) {
+  CausalLM model = small_bank_model(f.preset, 5);
   apply_lora(*model, lora_config(f));
   const TensorMap adapter = bank.user_adapter(user);
   torch::NoGradGuard no_grad;
@@ -81,11 +82,11 @@ double relative(const at::Tensor& a, const at::Tensor& b) {
   return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-300);
 }
 
-class AdapterBankTest : public ::testing::TestWithParam<Family> {};
+class AdapterBankTest : public ::testing::TestWithParam<BankFamily> {};
 
 TEST_P(AdapterBankTest, EachRowGoesThroughItsOwnUsersAdapterAndRowMinusOneThroughTheBase) {
-  const Family f = GetParam();
-  CausalLM model = small_model(f.preset, 5);
+  const BankFamily f = GetParam();
+  CausalLM model = small_bank_model(f.preset, 5);
   AdapterBank bank(*model, lora_config(f), {"alice", "bob", "carol"});
   randomise_bank(*model, 11);
   const int64_t T = 7;
@@ -96,7 +97,7 @@ TEST_P(AdapterBankTest, EachRowGoesThroughItsOwnUsersAdapterAndRowMinusOneThroug
     const AdapterRoute route(bank, users, at::kCPU);
     return model->forward(ids);
   }();
-  CausalLM base = small_model(f.preset, 5);
+  CausalLM base = small_bank_model(f.preset, 5);
   for (int64_t row = 0; row < 4; ++row) {
     SCOPED_TRACE("row " + std::to_string(row) + " (" + users[row] + ")");
     const at::Tensor one = ids.narrow(0, row, 1);
@@ -112,8 +113,8 @@ TEST_P(AdapterBankTest, EachRowGoesThroughItsOwnUsersAdapterAndRowMinusOneThroug
 }
 
 TEST_P(AdapterBankTest, EachUsersGradientIsItsSingleAdapterGradientOverItsRows) {
-  const Family f = GetParam();
-  CausalLM model = small_model(f.preset, 5);
+  const BankFamily f = GetParam();
+  CausalLM model = small_bank_model(f.preset, 5);
   AdapterBank bank(*model, lora_config(f), {"alice", "bob", "carol"});
   randomise_bank(*model, 12);
   const int64_t T = 6;
@@ -159,9 +160,9 @@ TEST_P(AdapterBankTest, EachUsersGradientIsItsSingleAdapterGradientOverItsRows) 
 }
 
 TEST_P(AdapterBankTest, NoRouteAdaptersOffAndAFreshBankAreAllTheBase) {
-  const Family f = GetParam();
-  CausalLM model = small_model(f.preset, 5);
-  CausalLM base = small_model(f.preset, 5);
+  const BankFamily f = GetParam();
+  CausalLM model = small_bank_model(f.preset, 5);
+  CausalLM base = small_bank_model(f.preset, 5);
   AdapterBank bank(*model, lora_config(f), {"alice", "bob"});
   const at::Tensor ids = at::randint(model->vocab_size(), {2, 5}, at::kLong);
   torch::NoGradGuard no_grad;
@@ -189,16 +190,16 @@ TEST_P(AdapterBankTest, NoRouteAdaptersOffAndAFreshBankAreAllTheBase) {
   EXPECT_EQ(relative(model->forward(ids), expected), 0.0);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, AdapterBankTest, ::testing::ValuesIn(families()),
+INSTANTIATE_TEST_SUITE_P(Families, AdapterBankTest, ::testing::ValuesIn(bank_families()),
                          [](const auto& info) {
                            return info.param.preset == "gpt2-tiny" ? std::string("Gpt2")
                                                                    : std::string("Mistral");
                          });
 
 TEST(AdapterBank, OneUserDrawsWhatApplyLoraDrawsAndExportsPeftNames) {
-  const Family f = families()[0];
-  CausalLM banked = small_model(f.preset, 5);
-  CausalLM single = small_model(f.preset, 5);
+  const BankFamily f = bank_families()[0];
+  CausalLM banked = small_bank_model(f.preset, 5);
+  CausalLM single = small_bank_model(f.preset, 5);
   torch::manual_seed(99);
   AdapterBank bank(*banked, lora_config(f), {"solo"});
   torch::manual_seed(99);
@@ -215,8 +216,8 @@ TEST(AdapterBank, OneUserDrawsWhatApplyLoraDrawsAndExportsPeftNames) {
 }
 
 TEST(AdapterBank, ErrorsNameTheProblem) {
-  const Family f = families()[0];
-  CausalLM model = small_model(f.preset, 5);
+  const BankFamily f = bank_families()[0];
+  CausalLM model = small_bank_model(f.preset, 5);
   EXPECT_THROW(AdapterBank(*model, lora_config(f), {}), Error);
   EXPECT_THROW(AdapterBank(*model, lora_config(f), {"a", "a"}), Error);
   AdapterBank bank(*model, lora_config(f), {"alice", "bob"});
@@ -249,8 +250,8 @@ namespace {
 // Each user's adapter written as a PEFT directory and loaded onto a fresh base gives what the
 // bank gives that user's rows.
 TEST(AdapterBank, EachUsersPeftExportReloadsToTheSameOutputs) {
-  const Family f = families()[1];  // Mistral: Linear layout, fan_in_fan_out false
-  CausalLM model = small_model(f.preset, 5);
+  const BankFamily f = bank_families()[1];  // Mistral: Linear layout, fan_in_fan_out false
+  CausalLM model = small_bank_model(f.preset, 5);
   AdapterBank bank(*model, lora_config(f), {"alice", "bob"});
   randomise_bank(*model, 17);
   const at::Tensor ids = at::randint(model->vocab_size(), {1, 6}, at::kLong);
@@ -261,7 +262,7 @@ TEST(AdapterBank, EachUsersPeftExportReloadsToTheSameOutputs) {
     SCOPED_TRACE(user);
     const auto dir = root / "users" / user;
     save_user_peft_adapter(dir, bank, user, lora_config(f), "base", /*fan_in_fan_out=*/false);
-    CausalLM reloaded = small_model(f.preset, 5);
+    CausalLM reloaded = small_bank_model(f.preset, 5);
     load_peft_adapter(dir, *reloaded);
     torch::NoGradGuard no_grad;
     const AdapterRoute route(bank, std::vector<std::string>{user}, at::kCPU);

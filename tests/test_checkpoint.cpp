@@ -10,6 +10,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "test_support.h"
 #include "train/checkpoint/checkpoint.h"
 #include "train/checkpoint/rng_state.h"
 #include "train/optim/adamw.h"
@@ -19,12 +20,6 @@
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tailor_checkpoint_" + name);
-  fs::remove_all(dir);
-  return dir;
-}
 
 at::Tensor bytes_of(const std::string& s) {
   at::Tensor t = at::empty({static_cast<int64_t>(s.size())}, at::kByte);
@@ -36,7 +31,7 @@ std::string string_of(const at::Tensor& t) {
   return std::string(reinterpret_cast<const char*>(t.data_ptr<uint8_t>()), t.numel());
 }
 
-tailor::TrainerState state_at(int64_t step) {
+tailor::TrainerState trainer_state_at(int64_t step) {
   tailor::TrainerState s;
   s.step = step;
   s.epoch = 1;
@@ -45,7 +40,7 @@ tailor::TrainerState state_at(int64_t step) {
   return s;
 }
 
-tailor::TensorMap small_model(double value) {
+tailor::TensorMap toy_weights(double value) {
   return {{"w", at::full({2, 3}, value)}};
 }
 
@@ -116,14 +111,14 @@ TEST(Checkpoint, DirectoryNamesArePaddedSteps) {
 }
 
 TEST(Checkpoint, RoundTripIsBitExact) {
-  const fs::path run = fresh_dir("roundtrip");
+  const fs::path run = tailor::test::fresh_path("checkpoint_roundtrip");
   torch::manual_seed(3);
   tailor::TensorMap model{{"transformer.h.0.attn.c_attn.weight", torch::randn({4, 12})},
                           {"transformer.ln_f.bias", torch::randn({4}).to(at::kBFloat16)},
                           {"transformer.wte.weight", torch::randn({10, 4}, at::kDouble)}};
   tailor::TensorMap optimizer{{"w.exp_avg", torch::randn({3, 3})},
                               {"step", at::scalar_tensor(17, at::kLong)}};
-  tailor::TrainerState state = state_at(17);
+  tailor::TrainerState state = trainer_state_at(17);
   state.rng = tailor::capture_torch_rng_states();
   state.rng["sampler"] = tailor::mt19937_to_string(std::mt19937_64(5));
   state.extra = {{"best_eval_loss", 1.25}, {"note", "x"}};
@@ -151,17 +146,17 @@ TEST(Checkpoint, RoundTripIsBitExact) {
 }
 
 TEST(Checkpoint, FailedSaveLeavesPreviousCheckpointAndLatest) {
-  const fs::path run = fresh_dir("failed");
+  const fs::path run = tailor::test::fresh_path("checkpoint_failed");
   const fs::path first =
-      tailor::save_checkpoint(run, small_model(1.0), small_model(2.0), state_at(5));
+      tailor::save_checkpoint(run, toy_weights(1.0), toy_weights(2.0), trainer_state_at(5));
   tailor::SaveCheckpointOptions options;
   options.write_extra = [](const fs::path& tmp) {
     tailor::write_file_atomic(tmp / "recipe.yaml", "lr: 1\n");
     throw tailor::Error("test", "killed while writing");
   };
-  EXPECT_THROW(
-      tailor::save_checkpoint(run, small_model(3.0), small_model(4.0), state_at(10), options),
-      tailor::Error);
+  EXPECT_THROW(tailor::save_checkpoint(run, toy_weights(3.0), toy_weights(4.0),
+                                       trainer_state_at(10), options),
+               tailor::Error);
   EXPECT_EQ(tailor::latest_checkpoint(run), first);
   EXPECT_EQ(tailor::read_file(run / "checkpoints" / "latest"), "step_00000005\n");
   EXPECT_FALSE(fs::exists(run / "checkpoints" / "step_00000010"));
@@ -172,47 +167,50 @@ TEST(Checkpoint, FailedSaveLeavesPreviousCheckpointAndLatest) {
 }
 
 TEST(Checkpoint, WriteExtraFilesLandInTheCheckpoint) {
-  const fs::path run = fresh_dir("extra");
+  const fs::path run = tailor::test::fresh_path("checkpoint_extra");
   tailor::SaveCheckpointOptions options;
   options.write_extra = [](const fs::path& tmp) {
     tailor::write_file_atomic(tmp / "recipe.yaml", "lr: 1\n");
   };
-  const fs::path dir =
-      tailor::save_checkpoint(run, small_model(1.0), small_model(2.0), state_at(3), options);
+  const fs::path dir = tailor::save_checkpoint(run, toy_weights(1.0), toy_weights(2.0),
+                                               trainer_state_at(3), options);
   EXPECT_EQ(tailor::read_file(dir / "recipe.yaml"), "lr: 1\n");
 }
 
 TEST(Checkpoint, KeepLastPrunesOlderOnes) {
-  const fs::path run = fresh_dir("prune");
+  const fs::path run = tailor::test::fresh_path("checkpoint_prune");
   for (int step = 10; step <= 50; step += 10) {
     tailor::SaveCheckpointOptions options;
     options.keep_last = 2;
-    tailor::save_checkpoint(run, small_model(step), small_model(0), state_at(step), options);
+    tailor::save_checkpoint(run, toy_weights(step), toy_weights(0), trainer_state_at(step),
+                            options);
   }
   const auto kept = tailor::list_checkpoints(run);
   ASSERT_EQ(kept.size(), 2u);
   EXPECT_EQ(kept[0].filename(), "step_00000040");
   EXPECT_EQ(kept[1].filename(), "step_00000050");
   // keep_last <= 0 keeps everything.
-  tailor::save_checkpoint(run, small_model(60), small_model(0), state_at(60));
+  tailor::save_checkpoint(run, toy_weights(60), toy_weights(0), trainer_state_at(60));
   EXPECT_EQ(tailor::list_checkpoints(run).size(), 3u);
   // The checkpoint just written is kept even when older-numbered (a run resumed from step 40
   // that saves step 45 must not delete it in favour of the stale step 60).
   tailor::SaveCheckpointOptions keep_one;
   keep_one.keep_last = 1;
-  tailor::save_checkpoint(run, small_model(45), small_model(0), state_at(45), keep_one);
+  tailor::save_checkpoint(run, toy_weights(45), toy_weights(0), trainer_state_at(45), keep_one);
   const auto after = tailor::list_checkpoints(run);
   ASSERT_EQ(after.size(), 1u);
   EXPECT_EQ(after[0].filename(), "step_00000045");
 }
 
 TEST(Checkpoint, LatestFallsBackToScanningCompleteDirectories) {
-  const fs::path run = fresh_dir("scan");
+  const fs::path run = tailor::test::fresh_path("checkpoint_scan");
   EXPECT_FALSE(tailor::latest_checkpoint(run).has_value());  // no run dir at all
   const fs::path root = run / "checkpoints";
-  tailor::save_checkpoint(run, small_model(1), small_model(0), state_at(20));
-  const fs::path s30 = tailor::save_checkpoint(run, small_model(1), small_model(0), state_at(30));
-  tailor::save_checkpoint(run, small_model(1), small_model(0), state_at(10));  // latest -> 10
+  tailor::save_checkpoint(run, toy_weights(1), toy_weights(0), trainer_state_at(20));
+  const fs::path s30 =
+      tailor::save_checkpoint(run, toy_weights(1), toy_weights(0), trainer_state_at(30));
+  tailor::save_checkpoint(run, toy_weights(1), toy_weights(0),
+                          trainer_state_at(10));  // latest -> 10
   EXPECT_EQ(tailor::latest_checkpoint(run), root / "step_00000010");
   // An incomplete directory with a higher step and a leftover temporary are ignored.
   fs::create_directories(root / "step_00000040");
@@ -227,8 +225,9 @@ TEST(Checkpoint, LatestFallsBackToScanningCompleteDirectories) {
 }
 
 TEST(Checkpoint, LoadRejectsMissingFilesAndBadState) {
-  const fs::path run = fresh_dir("bad");
-  const fs::path dir = tailor::save_checkpoint(run, small_model(1), small_model(0), state_at(1));
+  const fs::path run = tailor::test::fresh_path("checkpoint_bad");
+  const fs::path dir =
+      tailor::save_checkpoint(run, toy_weights(1), toy_weights(0), trainer_state_at(1));
   tailor::write_file_atomic(dir / "trainer_state.json", "{\"step\": \"one\"}");
   EXPECT_THROW(tailor::load_checkpoint(dir), tailor::Error);
   tailor::write_file_atomic(dir / "trainer_state.json", "{not json");
@@ -306,8 +305,8 @@ tailor::LrSchedule toy_schedule() {
 // Trains 10 steps straight and 5 + save + fresh objects + load + 5; returns whether the final
 // parameters are identical. `restore_rng` = false shows the comparison can fail.
 void check_resume(at::ScalarType dtype, bool restore_rng, bool expect_equal) {
-  const fs::path run =
-      fresh_dir(std::string("resume_") + c10::toString(dtype) + (restore_rng ? "" : "_norng"));
+  const fs::path run = tailor::test::fresh_path(
+      std::string("checkpoint_resume_") + c10::toString(dtype) + (restore_rng ? "" : "_norng"));
   const auto schedule = toy_schedule();
   ToyRun straight(1234, dtype);
   for (int64_t s = 0; s < 10; ++s)

@@ -20,13 +20,15 @@
 #include "data/store/h5_file.h"
 #include "data/store/jsonl_import.h"
 #include "data/store/store.h"
+#include "test_support.h"
+
+// In tailor::data rather than `using namespace tailor::data` at file scope, which would carry
+// over into the files after this one in a unity build.
+namespace tailor::data {
+namespace {
 
 namespace fs = std::filesystem;
-using namespace tailor::data;
-using tailor::Error;
 using Ids = std::vector<int32_t>;
-
-namespace {
 
 std::vector<int32_t> byte_encode(const std::string& text) {
   std::vector<int32_t> ids;
@@ -35,7 +37,7 @@ std::vector<int32_t> byte_encode(const std::string& text) {
   return ids;
 }
 
-fs::path fixture(const std::string& name) {
+fs::path data_fixture(const std::string& name) {
   return fs::path(TAILOR_FIXTURE_DIR) / "data" / name;
 }
 
@@ -62,27 +64,14 @@ class DataTest : public ::testing::Test {
       names.insert(e.path().filename().string());
     return names;
   }
-  // Runs `fn`, expects a tailor::Error, returns its message.
-  template <typename Fn>
-  std::string error_of(Fn fn) {
-    try {
-      fn();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    ADD_FAILURE() << "expected a tailor::Error";
-    return "";
-  }
 
   fs::path dir_;
 };
 
-std::vector<int64_t> to_vector(const at::Tensor& t) {
+std::vector<int64_t> to_int64_vector(const at::Tensor& t) {
   const at::Tensor c = t.contiguous().to(at::kLong);
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
-
-}  // namespace
 
 // ---- HDF5 wrapper -------------------------------------------------------------------------
 
@@ -111,10 +100,12 @@ TEST_F(DataH5File, DatasetsAndAttributesRoundTrip) {
   EXPECT_TRUE(f.exists("a/b/ints"));
   EXPECT_FALSE(f.exists("a/c/ints"));
   EXPECT_FALSE(f.has_attribute("missing"));
-  EXPECT_NE(std::string(error_of([&] { f.read_int32("nope"); })).find("nope"), std::string::npos);
-  EXPECT_NE(error_of([&] { f.read_int32_range("a/b/ints", 2, 2); }).find("outside"),
+  EXPECT_NE(std::string(test::error_of([&] { f.read_int32("nope"); })).find("nope"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { f.int_attribute("name"); }).find("not an integer"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { f.read_int32_range("a/b/ints", 2, 2); }).find("outside"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { f.int_attribute("name"); }).find("not an integer"),
+            std::string::npos);
 }
 
 TEST_F(DataH5File, LargeDatasetIsChunkedCompressedAndRangeReadable) {
@@ -146,7 +137,7 @@ TEST_F(DataImport, TextStoreHoldsExactIdsOffsetsAndAttributes) {
   ImportOptions options;
   options.tokenizer = {300, "fnv1a64:0123456789abcdef"};
   const ImportSummary summary =
-      import_jsonl(fixture("text.jsonl"), out, std::nullopt, byte_encode, options);
+      import_jsonl(data_fixture("text.jsonl"), out, std::nullopt, byte_encode, options);
   EXPECT_EQ(summary.kind, StoreKind::text);
   EXPECT_EQ(summary.count, 3);
   EXPECT_EQ(summary.tokens, 7);
@@ -158,7 +149,7 @@ TEST_F(DataImport, TextStoreHoldsExactIdsOffsetsAndAttributes) {
     EXPECT_EQ(f.int_attribute("schema_version"), 1);
     EXPECT_EQ(f.string_attribute("kind"), "text");
     EXPECT_EQ(f.int_attribute("count"), 3);
-    EXPECT_EQ(f.string_attribute("source"), fixture("text.jsonl").string());
+    EXPECT_EQ(f.string_attribute("source"), data_fixture("text.jsonl").string());
     EXPECT_EQ(f.int_attribute("tokenizer_vocab_size"), 300);
     EXPECT_EQ(f.string_attribute("tokenizer_hash"), "fnv1a64:0123456789abcdef");
     EXPECT_EQ(f.read_int32("input_ids/values"), (Ids{97, 98, 99, 100, 101, 195, 169}));
@@ -176,14 +167,16 @@ TEST_F(DataImport, TextStoreHoldsExactIdsOffsetsAndAttributes) {
   EXPECT_EQ(store.text("text", 2), "é");
   EXPECT_EQ(store.tokenizer().vocab_size, 300);
   EXPECT_TRUE(store.users().empty());
-  EXPECT_NE(error_of([&] { store.ids("input_ids", 3); }).find("out of range"), std::string::npos);
-  EXPECT_NE(error_of([&] { store.field("chosen_ids"); }).find("input_ids"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { store.ids("input_ids", 3); }).find("out of range"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { store.field("chosen_ids"); }).find("input_ids"),
+            std::string::npos);
   EXPECT_EQ(entries(), (std::set<std::string>{"text.h5"}));
 }
 
 TEST_F(DataImport, PromptResponseStoreKeepsBothFields) {
   const fs::path out = dir_ / "pr.h5";
-  import_jsonl(fixture("prompt_response.jsonl"), out, std::nullopt, byte_encode);
+  import_jsonl(data_fixture("prompt_response.jsonl"), out, std::nullopt, byte_encode);
   const Store store = Store::open(out);
   EXPECT_EQ(store.kind(), StoreKind::prompt_response);
   ASSERT_EQ(store.count(), 2);
@@ -198,7 +191,7 @@ TEST_F(DataImport, PromptResponseStoreKeepsBothFields) {
 
 TEST_F(DataImport, PairsStoreKeepsUsersAndUserTable) {
   const fs::path out = dir_ / "pairs.h5";
-  import_jsonl(fixture("pairs.jsonl"), out, std::nullopt, byte_encode);
+  import_jsonl(data_fixture("pairs.jsonl"), out, std::nullopt, byte_encode);
   const Store store = Store::open(out);
   EXPECT_EQ(store.kind(), StoreKind::pairs);
   ASSERT_EQ(store.count(), 4);
@@ -218,11 +211,11 @@ TEST_F(DataImport, PairsStoreKeepsUsersAndUserTable) {
 }
 
 TEST_F(DataImport, DetectsKindFromFirstLineKeys) {
-  EXPECT_EQ(detect_jsonl_kind(fixture("text.jsonl")), StoreKind::text);
-  EXPECT_EQ(detect_jsonl_kind(fixture("prompt_response.jsonl")), StoreKind::prompt_response);
-  EXPECT_EQ(detect_jsonl_kind(fixture("pairs.jsonl")), StoreKind::pairs);
+  EXPECT_EQ(detect_jsonl_kind(data_fixture("text.jsonl")), StoreKind::text);
+  EXPECT_EQ(detect_jsonl_kind(data_fixture("prompt_response.jsonl")), StoreKind::prompt_response);
+  EXPECT_EQ(detect_jsonl_kind(data_fixture("pairs.jsonl")), StoreKind::pairs);
   const fs::path odd = write("odd.jsonl", "\n{\"question\": \"x\"}\n");
-  const std::string msg = error_of([&] { detect_jsonl_kind(odd); });
+  const std::string msg = test::error_of([&] { detect_jsonl_kind(odd); });
   EXPECT_NE(msg.find(odd.string() + ":2:"), std::string::npos) << msg;
   EXPECT_NE(msg.find("cannot tell the dataset kind"), std::string::npos) << msg;
 }
@@ -238,13 +231,13 @@ TEST_F(DataImport, BadJsonNamesFileAndLine) {
   const fs::path in = write(
       "bad.jsonl", "{\"text\": \"a\"}\n{\"text\": \"b\"}\n{\"text\": \"c\"\n{\"text\": \"d\"}\n");
   const std::string msg =
-      error_of([&] { import_jsonl(in, dir_ / "out.h5", std::nullopt, byte_encode); });
+      test::error_of([&] { import_jsonl(in, dir_ / "out.h5", std::nullopt, byte_encode); });
   EXPECT_NE(msg.find(in.string() + ":3: invalid JSON"), std::string::npos) << msg;
 }
 
 TEST_F(DataImport, NonObjectLineNamesFileAndLine) {
   const fs::path in = write("arr.jsonl", "{\"text\": \"a\"}\n[1, 2]\n");
-  const std::string msg = error_of([&] { tokenize_jsonl(in, std::nullopt, byte_encode); });
+  const std::string msg = test::error_of([&] { tokenize_jsonl(in, std::nullopt, byte_encode); });
   EXPECT_NE(msg.find(in.string() + ":2: expected a JSON object, got array"), std::string::npos)
       << msg;
 }
@@ -253,7 +246,7 @@ TEST_F(DataImport, MissingKeyNamesFileLineAndKey) {
   const fs::path in =
       write("missing.jsonl", "{\"prompt\": \"a\", \"response\": \"b\"}\n\n{\"prompt\": \"c\"}\n");
   const std::string msg =
-      error_of([&] { import_jsonl(in, dir_ / "out.h5", std::nullopt, byte_encode); });
+      test::error_of([&] { import_jsonl(in, dir_ / "out.h5", std::nullopt, byte_encode); });
   EXPECT_NE(msg.find(in.string() + ":3: missing key \"response\""), std::string::npos) << msg;
   EXPECT_NE(msg.find("prompt_response record needs \"prompt\", \"response\""), std::string::npos)
       << msg;
@@ -263,14 +256,15 @@ TEST_F(DataImport, WrongTypeNamesFileLineAndType) {
   const fs::path in = write("type.jsonl",
                             "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n"
                             "{\"prompt\": \"p\", \"chosen\": 5, \"rejected\": \"b\"}\n");
-  std::string msg = error_of([&] { import_jsonl(in, dir_ / "out.h5", std::nullopt, byte_encode); });
+  std::string msg =
+      test::error_of([&] { import_jsonl(in, dir_ / "out.h5", std::nullopt, byte_encode); });
   EXPECT_NE(msg.find(in.string() + ":2: \"chosen\" must be a string, got number"),
             std::string::npos)
       << msg;
 
   const fs::path user = write(
       "user.jsonl", "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"user\": [1]}\n");
-  msg = error_of([&] { tokenize_jsonl(user, std::nullopt, byte_encode); });
+  msg = test::error_of([&] { tokenize_jsonl(user, std::nullopt, byte_encode); });
   EXPECT_NE(msg.find(user.string() + ":1: \"user\" must be a string or an integer, got array"),
             std::string::npos)
       << msg;
@@ -278,20 +272,20 @@ TEST_F(DataImport, WrongTypeNamesFileLineAndType) {
 
 TEST_F(DataImport, EmptyResponseIsRejected) {
   const fs::path in = write("empty.jsonl", "{\"prompt\": \"p\", \"response\": \"\"}\n");
-  const std::string msg = error_of([&] { tokenize_jsonl(in, std::nullopt, byte_encode); });
+  const std::string msg = test::error_of([&] { tokenize_jsonl(in, std::nullopt, byte_encode); });
   EXPECT_NE(msg.find(in.string() + ":1: \"response\" is empty"), std::string::npos) << msg;
 }
 
 TEST_F(DataImport, ExplicitKindIsEnforcedOnEveryLine) {
   // A pairs file imported as text: line 1 has no "text" key.
-  const std::string msg =
-      error_of([&] { tokenize_jsonl(fixture("pairs.jsonl"), StoreKind::text, byte_encode); });
+  const std::string msg = test::error_of(
+      [&] { tokenize_jsonl(data_fixture("pairs.jsonl"), StoreKind::text, byte_encode); });
   EXPECT_NE(msg.find("pairs.jsonl:1: missing key \"text\""), std::string::npos) << msg;
 }
 
 TEST_F(DataImport, FileWithoutRecordsIsAnError) {
   const fs::path in = write("blank.jsonl", "\n  \n");
-  const std::string msg = error_of([&] { tokenize_jsonl(in, StoreKind::text, byte_encode); });
+  const std::string msg = test::error_of([&] { tokenize_jsonl(in, StoreKind::text, byte_encode); });
   EXPECT_NE(msg.find("no records"), std::string::npos) << msg;
 }
 
@@ -301,7 +295,7 @@ TEST_F(DataImport, FailedImportLeavesNoFileAndKeepsAnExistingStore) {
   EXPECT_EQ(entries(), (std::set<std::string>{"bad.jsonl"}));
 
   const fs::path existing = dir_ / "existing.h5";
-  import_jsonl(fixture("text.jsonl"), existing, std::nullopt, byte_encode);
+  import_jsonl(data_fixture("text.jsonl"), existing, std::nullopt, byte_encode);
   const std::string before = tailor::read_file(existing);
   EXPECT_THROW(import_jsonl(bad, existing, std::nullopt, byte_encode), Error);
   EXPECT_EQ(tailor::read_file(existing), before);
@@ -315,7 +309,8 @@ TEST_F(DataImport, EncoderFailureLeavesNoFile) {
     if (++calls == 3) throw Error("tokenizer", "boom");
     return byte_encode(s);
   };
-  EXPECT_THROW(import_jsonl(fixture("text.jsonl"), dir_ / "out.h5", std::nullopt, failing), Error);
+  EXPECT_THROW(import_jsonl(data_fixture("text.jsonl"), dir_ / "out.h5", std::nullopt, failing),
+               Error);
   EXPECT_TRUE(entries().empty());
 }
 
@@ -325,9 +320,9 @@ using DataStore = DataTest;
 
 TEST_F(DataStore, OpeningANonHdf5FileNamesTheFile) {
   const fs::path p = write("notes.h5", "{\"text\": \"this is JSON, not HDF5\"}\n");
-  const std::string msg = error_of([&] { Store::open(p); });
+  const std::string msg = test::error_of([&] { Store::open(p); });
   EXPECT_NE(msg.find(p.string() + ": not an HDF5 file"), std::string::npos) << msg;
-  const std::string missing = error_of([&] { Store::open(dir_ / "nope.h5"); });
+  const std::string missing = test::error_of([&] { Store::open(dir_ / "nope.h5"); });
   EXPECT_NE(missing.find("nope.h5: no such file"), std::string::npos) << missing;
 }
 
@@ -338,7 +333,7 @@ TEST_F(DataStore, OpeningAnotherHdf5FileOrSchemaFails) {
     f.write_int32("x", {1});
     f.close();
   }
-  std::string msg = error_of([&] { Store::open(plain); });
+  std::string msg = test::error_of([&] { Store::open(plain); });
   EXPECT_NE(msg.find(plain.string() + ": not a tailor dataset store"), std::string::npos) << msg;
 
   const fs::path other = dir_ / "other.h5";
@@ -347,7 +342,7 @@ TEST_F(DataStore, OpeningAnotherHdf5FileOrSchemaFails) {
     f.set_attribute("schema", std::string("someone.else"));
     f.close();
   }
-  msg = error_of([&] { Store::open(other); });
+  msg = test::error_of([&] { Store::open(other); });
   EXPECT_NE(msg.find("schema is 'someone.else', expected 'tailor.store'"), std::string::npos)
       << msg;
 }
@@ -360,7 +355,7 @@ TEST_F(DataStore, NewerSchemaVersionIsRejected) {
     f.set_attribute("schema_version", int64_t{2});
     f.close();
   }
-  const std::string msg = error_of([&] { Store::open(p); });
+  const std::string msg = test::error_of([&] { Store::open(p); });
   EXPECT_NE(msg.find("schema_version 2 is newer than this build of tailor reads (1)"),
             std::string::npos)
       << msg;
@@ -381,7 +376,7 @@ TEST_F(DataStore, InconsistentOffsetsAreRejected) {
     f.write_int64("input_ids/offsets", {0, 2, 4});  // ends past the 3 values
     f.close();
   }
-  const std::string msg = error_of([&] { Store::open(p); });
+  const std::string msg = test::error_of([&] { Store::open(p); });
   EXPECT_NE(msg.find("input_ids: last ragged offset 4 != number of values 3"), std::string::npos)
       << msg;
 }
@@ -434,7 +429,7 @@ TEST_F(DataStore, TokenizerIdentityHashesTheTokenizerFiles) {
 using DataSftDataset = DataTest;
 
 TEST_F(DataSftDataset, PromptResponseBatchMasksPromptAndPadding) {
-  const SftDataset ds = SftDataset::from_jsonl(fixture("prompt_response.jsonl"), byte_encode);
+  const SftDataset ds = SftDataset::from_jsonl(data_fixture("prompt_response.jsonl"), byte_encode);
   CollateOptions options;
   options.max_length = 16;
   options.eos_id = 999;
@@ -445,19 +440,19 @@ TEST_F(DataSftDataset, PromptResponseBatchMasksPromptAndPadding) {
   EXPECT_EQ(batch.input_ids.scalar_type(), at::kLong);
   EXPECT_EQ(batch.labels.scalar_type(), at::kLong);
   EXPECT_EQ(batch.attention_mask.scalar_type(), at::kLong);
-  EXPECT_EQ(to_vector(batch.input_ids), (std::vector<int64_t>{72, 105, 121, 111, 33, 999,  //
-                                                              81, 49, 111, 107, 999, 999}));
-  EXPECT_EQ(to_vector(batch.attention_mask), (std::vector<int64_t>{1, 1, 1, 1, 1, 1,  //
-                                                                   1, 1, 1, 1, 1, 0}));
-  EXPECT_EQ(to_vector(batch.labels), (std::vector<int64_t>{-100, -100, 121, 111, 33, 999,  //
-                                                           -100, -100, 111, 107, 999, -100}));
+  EXPECT_EQ(to_int64_vector(batch.input_ids), (std::vector<int64_t>{72, 105, 121, 111, 33, 999,  //
+                                                                    81, 49, 111, 107, 999, 999}));
+  EXPECT_EQ(to_int64_vector(batch.attention_mask), (std::vector<int64_t>{1, 1, 1, 1, 1, 1,  //
+                                                                         1, 1, 1, 1, 1, 0}));
+  EXPECT_EQ(to_int64_vector(batch.labels), (std::vector<int64_t>{-100, -100, 121, 111, 33, 999,  //
+                                                                 -100, -100, 111, 107, 999, -100}));
   EXPECT_EQ(count_tokens(batch), 11);
   EXPECT_EQ(count_loss_tokens(batch), 7);  // labels[:, 1:] != -100: 4 + 3
 }
 
 TEST_F(DataSftDataset, TextBatchLearnsEveryTokenAndPadsRight) {
   const fs::path store = dir_ / "text.h5";
-  import_jsonl(fixture("text.jsonl"), store, std::nullopt, byte_encode);
+  import_jsonl(data_fixture("text.jsonl"), store, std::nullopt, byte_encode);
   const SftDataset ds = SftDataset::open(store);
   EXPECT_EQ(ds.size(), 3);
   CollateOptions options;
@@ -465,43 +460,44 @@ TEST_F(DataSftDataset, TextBatchLearnsEveryTokenAndPadsRight) {
   options.eos_id = 999;
   options.pad_id = 7;
   const SftBatch batch = ds.collate({0, 1}, options);
-  EXPECT_EQ(to_vector(batch.input_ids), (std::vector<int64_t>{97, 98, 7, 99, 100, 101}));
-  EXPECT_EQ(to_vector(batch.attention_mask), (std::vector<int64_t>{1, 1, 0, 1, 1, 1}));
-  EXPECT_EQ(to_vector(batch.labels), (std::vector<int64_t>{97, 98, -100, 99, 100, 101}));
+  EXPECT_EQ(to_int64_vector(batch.input_ids), (std::vector<int64_t>{97, 98, 7, 99, 100, 101}));
+  EXPECT_EQ(to_int64_vector(batch.attention_mask), (std::vector<int64_t>{1, 1, 0, 1, 1, 1}));
+  EXPECT_EQ(to_int64_vector(batch.labels), (std::vector<int64_t>{97, 98, -100, 99, 100, 101}));
   EXPECT_EQ(count_loss_tokens(batch), 3);  // 98, 100, 101
 
   options.pad_to_max_length = true;
   options.max_length = 5;
   const SftBatch fixed = ds.collate({2}, options);
-  EXPECT_EQ(to_vector(fixed.input_ids), (std::vector<int64_t>{195, 169, 7, 7, 7}));
-  EXPECT_EQ(to_vector(fixed.labels), (std::vector<int64_t>{195, 169, -100, -100, -100}));
+  EXPECT_EQ(to_int64_vector(fixed.input_ids), (std::vector<int64_t>{195, 169, 7, 7, 7}));
+  EXPECT_EQ(to_int64_vector(fixed.labels), (std::vector<int64_t>{195, 169, -100, -100, -100}));
 }
 
 TEST_F(DataSftDataset, LongExamplesAreTruncatedAtTheEnd) {
-  const SftDataset ds = SftDataset::from_jsonl(fixture("prompt_response.jsonl"), byte_encode);
+  const SftDataset ds = SftDataset::from_jsonl(data_fixture("prompt_response.jsonl"), byte_encode);
   CollateOptions options;
   options.eos_id = 999;
   options.append_eos = true;
   options.max_length = 4;  // eos and the response tail are cut
   SftBatch batch = ds.collate({1, 0}, options);
-  EXPECT_EQ(to_vector(batch.input_ids),
+  EXPECT_EQ(to_int64_vector(batch.input_ids),
             (std::vector<int64_t>{72, 105, 121, 111, 81, 49, 111, 107}));
-  EXPECT_EQ(to_vector(batch.labels),
+  EXPECT_EQ(to_int64_vector(batch.labels),
             (std::vector<int64_t>{-100, -100, 121, 111, -100, -100, 111, 107}));
-  EXPECT_EQ(to_vector(batch.attention_mask), (std::vector<int64_t>(8, 1)));
+  EXPECT_EQ(to_int64_vector(batch.attention_mask), (std::vector<int64_t>(8, 1)));
 
   options.max_length = 2;  // only the prompt survives: nothing to learn
   batch = ds.collate({0}, options);
-  EXPECT_EQ(to_vector(batch.input_ids), (std::vector<int64_t>{81, 49}));
-  EXPECT_EQ(to_vector(batch.labels), (std::vector<int64_t>{-100, -100}));
+  EXPECT_EQ(to_int64_vector(batch.input_ids), (std::vector<int64_t>{81, 49}));
+  EXPECT_EQ(to_int64_vector(batch.labels), (std::vector<int64_t>{-100, -100}));
   EXPECT_EQ(count_loss_tokens(batch), 0);
 }
 
 TEST_F(DataSftDataset, JsonlAndStoreGiveTheSameExamples) {
   const fs::path store = dir_ / "pr.h5";
-  import_jsonl(fixture("prompt_response.jsonl"), store, std::nullopt, byte_encode);
+  import_jsonl(data_fixture("prompt_response.jsonl"), store, std::nullopt, byte_encode);
   const SftDataset from_store = SftDataset::load(store, byte_encode);
-  const SftDataset from_jsonl = SftDataset::load(fixture("prompt_response.jsonl"), byte_encode);
+  const SftDataset from_jsonl =
+      SftDataset::load(data_fixture("prompt_response.jsonl"), byte_encode);
   ASSERT_EQ(from_store.size(), 2);
   ASSERT_EQ(from_jsonl.size(), 2);
   std::vector<int32_t> tokens;
@@ -518,12 +514,12 @@ TEST_F(DataSftDataset, JsonlAndStoreGiveTheSameExamples) {
 
 TEST_F(DataSftDataset, PairsStoresAndBadOptionsAreRejected) {
   const fs::path pairs = dir_ / "pairs.h5";
-  import_jsonl(fixture("pairs.jsonl"), pairs, std::nullopt, byte_encode);
-  const std::string msg = error_of([&] { SftDataset::open(pairs); });
+  import_jsonl(data_fixture("pairs.jsonl"), pairs, std::nullopt, byte_encode);
+  const std::string msg = test::error_of([&] { SftDataset::open(pairs); });
   EXPECT_NE(msg.find(pairs.string() + ": is a pairs (preference) dataset"), std::string::npos)
       << msg;
 
-  const SftDataset ds = SftDataset::from_jsonl(fixture("text.jsonl"), byte_encode);
+  const SftDataset ds = SftDataset::from_jsonl(data_fixture("text.jsonl"), byte_encode);
   CollateOptions options;
   options.max_length = 4;
   EXPECT_THROW(ds.collate({0}, options), Error);  // no pad/eos id
@@ -617,3 +613,6 @@ TEST(DataEpochSampler, InvalidArgumentsAreRejected) {
   sampler.set_position({2, 3});  // end of epoch 2 == start of epoch 3
   EXPECT_EQ(sampler.position(), (SamplerPosition{3, 0}));
 }
+
+}  // namespace
+}  // namespace tailor::data

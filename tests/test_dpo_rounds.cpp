@@ -21,6 +21,7 @@
 #include "models/io/pretrained.h"
 #include "models/tokenizer/tokenizer.h"
 #include "stages/dpo/dpo_stage.h"
+#include "test_support.h"
 
 namespace tailor {
 namespace {
@@ -35,11 +36,9 @@ using testing::without_timing;
 const std::vector<std::string> kPrompts = {"The cat",  "A story:",  "Today I",
                                            "Water is", "My friend", "In the city"};
 
-fs::path temp_dir(const std::string& name) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("tailor_dpo_rounds_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+// A fresh directory holding kPrompts as prompts.jsonl.
+fs::path rounds_dir(const std::string& name) {
+  const fs::path dir = test::fresh_process_dir("dpo_rounds_" + name);
   std::ofstream prompts(dir / "prompts.jsonl");
   for (const auto& p : kPrompts)
     prompts << nlohmann::json({{"prompt", p}}).dump() << "\n";
@@ -66,7 +65,7 @@ std::vector<std::string> rounds_overrides(std::vector<std::string> more = {}) {
 // here with the production sampler and pair picker (whose choices test_dpo_stage.cpp and
 // OracleJudge.PicksThePairsAndVerdictsOfTheMixtureVotes check against independent values).
 TEST(DpoRounds, RoundTwoWiresTheAdaptersOwnSamplesToTheJudge) {
-  const fs::path dir = temp_dir("pairs");
+  const fs::path dir = rounds_dir("pairs");
   const fs::path out = dir / "run";
   const DpoRecipe recipe =
       dpo_test_recipe(dir / "prompts.jsonl", out, rounds_overrides({"train.checkpoint_every=2"}));
@@ -132,7 +131,7 @@ TEST(DpoRounds, RoundTwoWiresTheAdaptersOwnSamplesToTheJudge) {
 // run, from a checkpoint inside round 2 (its pairs file read back) and from one at the boundary
 // (round 2's pairs sampled again by the resumed run).
 TEST(DpoRounds, ResumeInRoundTwoIsBitExact) {
-  const fs::path dir = temp_dir("resume");
+  const fs::path dir = rounds_dir("resume");
   run_dpo_in_process(dpo_test_recipe(dir / "prompts.jsonl", dir / "straight",
                                      rounds_overrides({"lora.dropout=0.1"})));
   for (const std::string every : {"3", "2"}) {

@@ -26,6 +26,7 @@
 #include "models/tokenizer/prompt_format.h"
 #include "models/tokenizer/tokenizer.h"
 #include "stages/dpo/dpo_stage.h"
+#include "test_support.h"
 
 namespace tailor {
 namespace {
@@ -39,19 +40,11 @@ using testing::run_dpo_in_process;
 using testing::without_timing;
 using testing::write_user_pairs;
 
-const std::vector<std::string> kUsers = {"alice", "bob", "carol", "dave"};
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("tailor_dpo_stage_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+const std::vector<std::string> kDpoUsers = {"alice", "bob", "carol", "dave"};
 
 // A four-user run, float32 or float64 (train.precision fp64). Several tests read each.
 fs::path make_four_user_run(const std::string& name, const std::vector<std::string>& overrides) {
-  const fs::path dir = temp_dir(name);
+  const fs::path dir = test::fresh_process_dir("dpo_stage_" + name);
   write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8));
   const fs::path run_dir = dir / "run";
   std::vector<std::string> all = {"data.pad_to_max_length=true"};
@@ -78,8 +71,8 @@ const fs::path& four_user_run_fp64() {
 
 TEST(DpoStage, FourUsersInOneRunEqualFourOneUserRuns) {
   const fs::path& all = four_user_run_fp64();
-  const fs::path dir = temp_dir("single");
-  for (const auto& user : kUsers) {
+  const fs::path dir = test::fresh_process_dir("dpo_stage_single");
+  for (const auto& user : kDpoUsers) {
     write_user_pairs(dir / user / "pairs.jsonl", dpo_user_pairs(8), {user});
     run_dpo_in_process(dpo_test_recipe(dir / user / "pairs.jsonl", dir / user / "run",
                                        {"data.pad_to_max_length=true", "train.precision=fp64"}));
@@ -108,7 +101,7 @@ TEST(DpoStage, FreshAdaptersGiveLn2AndZeroRewardsAtTheFirstStep) {
   const auto& first = records.front();
   ASSERT_EQ(first["step"].get<int64_t>(), 1);
   EXPECT_NEAR(first["loss"].get<double>(), std::log(2.0), 1e-9);
-  for (const auto& user : kUsers) {
+  for (const auto& user : kDpoUsers) {
     EXPECT_NEAR(first["users/" + user + "/loss"].get<double>(), std::log(2.0), 1e-9) << user;
     EXPECT_NEAR(first["users/" + user + "/rewards/chosen"].get<double>(), 0.0, 1e-9) << user;
     EXPECT_NEAR(first["users/" + user + "/rewards/margins"].get<double>(), 0.0, 1e-9) << user;
@@ -118,7 +111,7 @@ TEST(DpoStage, FreshAdaptersGiveLn2AndZeroRewardsAtTheFirstStep) {
   for (const auto& r : records)
     if (r.contains("users/alice/loss")) last = r;
   ASSERT_EQ(last["step"].get<int64_t>(), 3);
-  for (const auto& user : kUsers)
+  for (const auto& user : kDpoUsers)
     EXPECT_LT(last["users/" + user + "/loss"].get<double>(), std::log(2.0)) << user;
 }
 
@@ -129,12 +122,12 @@ TEST(DpoStage, FreshAdaptersGiveLn2AndZeroRewardsAtTheFirstStep) {
 // move them far apart.
 TEST(DpoStage, PrecomputedReferenceTrainsAsTheInStepReference) {
   const fs::path& on = four_user_run_fp64();
-  const fs::path dir = temp_dir("reference_off");
+  const fs::path dir = test::fresh_process_dir("dpo_stage_reference_off");
   write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8));
   run_dpo_in_process(dpo_test_recipe(
       dir / "pairs.jsonl", dir / "run",
       {"data.pad_to_max_length=true", "dpo.precompute_reference=false", "train.precision=fp64"}));
-  for (const auto& user : kUsers) {
+  for (const auto& user : kDpoUsers) {
     const double diff = testing::adapter_relative_difference(exported_adapter(on, user),
                                                              exported_adapter(dir / "run", user));
     std::cout << user << ": precomputed vs in-step reference, worst relative difference " << diff
@@ -149,9 +142,9 @@ TEST(DpoStage, PrecomputedReferenceTrainsAsTheInStepReference) {
 TEST(DpoStage, ExportedAdaptersReproduceTheHeldOutMargins) {
   const fs::path& out = four_user_run();
   const auto pairs = read_jsonl(out / "eval_pairs.jsonl");
-  ASSERT_EQ(pairs.size(), kUsers.size() * 2);  // 8 pairs each, a quarter held out
+  ASSERT_EQ(pairs.size(), kDpoUsers.size() * 2);  // 8 pairs each, a quarter held out
   const Tokenizer tokenizer = Tokenizer::from_dir(TAILOR_SOURCE_DIR "/assets/tokenizers/gpt2");
-  for (const auto& user : kUsers) {
+  for (const auto& user : kDpoUsers) {
     CausalLM model = load_pretrained(out / "export" / "base", at::kDouble);
     load_peft_adapter(out / "export" / "users" / user, *model);
     model->eval();
@@ -183,7 +176,7 @@ TEST(DpoStage, ExportedAdaptersReproduceTheHeldOutMargins) {
     EXPECT_EQ(checked, 2) << user;
   }
   const auto summary = nlohmann::json::parse(read_file(out / "summary.json"));
-  EXPECT_EQ(summary["users"], nlohmann::json(kUsers));
+  EXPECT_EQ(summary["users"], nlohmann::json(kDpoUsers));
   EXPECT_EQ(summary["eval"]["alice"]["pairs"].get<int>(), 2);
 }
 
@@ -192,8 +185,8 @@ TEST(DpoStage, ExportedAdaptersReproduceTheHeldOutMargins) {
 TEST(DpoStage, TailorScoreWithEachExportedAdapterGivesTheRunsMargins) {
   const fs::path& out = four_user_run();
   const auto pairs = read_jsonl(out / "eval_pairs.jsonl");
-  const fs::path dir = temp_dir("score");
-  for (const auto& user : kUsers) {
+  const fs::path dir = test::fresh_process_dir("dpo_stage_score");
+  for (const auto& user : kDpoUsers) {
     std::vector<nlohmann::json> mine;
     {
       std::ofstream input(dir / (user + ".jsonl"));
@@ -232,7 +225,7 @@ TEST(DpoStage, TailorScoreWithEachExportedAdapterGivesTheRunsMargins) {
 // `tailor export --user`: one user's base + adapter, or its merged model, from the checkpoint.
 TEST(DpoStage, ExportOneUserFromTheCheckpointPlainAndMerged) {
   const fs::path& out = four_user_run();
-  const fs::path dir = temp_dir("export_user");
+  const fs::path dir = test::fresh_process_dir("dpo_stage_export_user");
   const std::string export_cmd =
       std::string(TAILOR_BINARY) + " export --checkpoint " + out.string() + " --user bob --out ";
   ASSERT_EQ(std::system((export_cmd + (dir / "bob").string() + " >/dev/null").c_str()), 0);
@@ -268,7 +261,7 @@ TEST(DpoStage, ExportOneUserFromTheCheckpointPlainAndMerged) {
 }
 
 TEST(DpoStage, ResumedRunEndsBitIdenticalToAnUninterruptedOne) {
-  const fs::path dir = temp_dir("resume");
+  const fs::path dir = test::fresh_process_dir("dpo_stage_resume");
   write_user_pairs(dir / "pairs.jsonl", dpo_user_pairs(8), {"alice", "bob"});
   const std::vector<std::string> overrides = {"train.max_steps=4", "train.checkpoint_every=2",
                                               "lora.dropout=0.1"};  // dropout: RNG state too
@@ -298,7 +291,7 @@ TEST(DpoStage, ResumedRunEndsBitIdenticalToAnUninterruptedOne) {
 
 // Simulated users judge the base's own samples: the short-answer user and its opposite.
 TEST(DpoStage, GeneratedPairsFollowTheOraclesAndWinRatesRecount) {
-  const fs::path dir = temp_dir("generated");
+  const fs::path dir = test::fresh_process_dir("dpo_stage_generated");
   {
     std::ofstream prompts(dir / "prompts.jsonl");
     for (const char* p : {"The cat", "A story:", "Today I", "Water is", "My friend", "In the city"})

@@ -22,7 +22,7 @@
 namespace tailor {
 namespace {
 
-CausalLM tiny_model(const std::string& preset, at::ScalarType dtype = at::kFloat) {
+CausalLM dpo_step_model(const std::string& preset, at::ScalarType dtype = at::kFloat) {
   nlohmann::json config = preset_config(preset);
   for (const char* key : {"resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout"})
     if (config.contains(key)) config[key] = 0.0;
@@ -34,8 +34,8 @@ CausalLM tiny_model(const std::string& preset, at::ScalarType dtype = at::kFloat
   return model;
 }
 
-CausalLM tiny_gpt2(at::ScalarType dtype = at::kFloat) {
-  return tiny_model("gpt2-tiny", dtype);
+CausalLM dpo_step_gpt2(at::ScalarType dtype = at::kFloat) {
+  return dpo_step_model("gpt2-tiny", dtype);
 }
 
 // Users' pairs with random ids; every user has 2 pairs per step for `steps` steps.
@@ -77,7 +77,7 @@ Adapters four_users_and_single_runs(at::ScalarType dtype, double adam_eps,
   collate.append_eos = true;
   collate.pad_to_max_length = true;  // one sequence length in both computations
 
-  CausalLM multi = tiny_model(preset, dtype);
+  CausalLM multi = dpo_step_model(preset, dtype);
   AdapterBank bank(*multi, lora, users);
   const data::UserPairs pairs = random_pairs(users, steps, multi->vocab_size());
   AdamW multi_opt(adam);
@@ -89,7 +89,7 @@ Adapters four_users_and_single_runs(at::ScalarType dtype, double adam_eps,
   std::vector<CausalLM> singles;
   std::vector<std::unique_ptr<AdamW>> single_opts;
   for (const auto& user : users) {
-    CausalLM model = tiny_model(preset, dtype);
+    CausalLM model = dpo_step_model(preset, dtype);
     apply_lora(*model, lora);
     const TensorMap start = bank.user_adapter(user);
     auto opt = std::make_unique<AdamW>(adam);
@@ -222,7 +222,7 @@ TEST(DpoStep, MistralWithLmHeadAdaptersEqualsSingleUserRunsFloat64) {
 }
 
 TEST(DpoStep, StatisticsUseTrlsDefinitionsPerUser) {
-  CausalLM model = tiny_gpt2();
+  CausalLM model = dpo_step_gpt2();
   model->eval();
   AdapterBank bank(*model, LoraConfig{2, 4.0, 0.0, false, {"c_attn"}}, {"a", "b"});
   const data::UserPairs pairs = random_pairs({"a", "b"}, 1, model->vocab_size());

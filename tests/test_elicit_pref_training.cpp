@@ -479,3 +479,5 @@ TEST(PrefTraining, ErrorsNameTheProblem) {
 
 }  // namespace
 }  // namespace tailor::elicit
+
+#undef EXPECT_ERROR  // a unity build of the tests would carry it into the next file

@@ -10,7 +10,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +23,9 @@
 #include "models/io/multi_reward_export.h"
 #include "models/io/safetensors.h"
 #include "models/tokenizer/tokenizer.h"
+#include "reward_test_support.h"
+#include "stages/elicit/elicit_session.h"
+#include "test_support.h"
 #include "train/features/response_features.h"
 
 namespace fs = std::filesystem;
@@ -28,21 +33,6 @@ using nlohmann::json;
 
 namespace tailor {
 namespace {
-
-struct InRepo {
-  fs::path old = fs::current_path();
-  InRepo() { fs::current_path(TAILOR_SOURCE_DIR); }
-  ~InRepo() { fs::current_path(old); }
-};
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 int64_t words(const std::string& s) {
   std::istringstream in(s);
@@ -100,7 +90,7 @@ json read_json(const fs::path& file) {
 }
 
 TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path dir = fs::temp_directory_path() / "tailor_elicit_stage";
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -205,7 +195,7 @@ TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
   json other = read_json(profile);
   other["reward_model_id"] = "0123456789abcdef";
   write_file_atomic(dir / "other_profile.json", other.dump());
-  const std::string e = error_of([&] {
+  const std::string e = test::error_of([&] {
     cli::score_command({"tailor score", "--model", (dir / "run/export").string(), "--profile",
                         (dir / "other_profile.json").string(), "--input",
                         (dir / "score.jsonl").string()});
@@ -225,15 +215,197 @@ TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
   fs::remove_all(dir);
 }
 
+// PReF on the same pool: 40 simulated training users over the three oracles, a rank-3
+// factorisation, then brief, wordy and two simulated new users, active vs random.
+TEST(ElicitStage, PrefFactorisesTrainingUsersAndFitsEachNewUser) {
+  testing::InRepo in_repo;
+  const fs::path dir = fs::temp_directory_path() / "tailor_elicit_pref";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  write_pool(dir);
+  write_file_atomic(dir / "recipe.yaml",
+                    recipe_text(dir) +
+                        "pref: {rank: 3, training_users: 40, answers_per_user: 60, "
+                        "dev_answers_per_user: 20, new_users: 2}\n");
+  ASSERT_EQ(cli::run_command({"tailor run", (dir / "recipe.yaml").string(), "elicit.method=pref",
+                              "elicit.selector=[active, random]"}),
+            0);
+  const json summary = read_json(dir / "run" / "summary.json");
+  EXPECT_EQ(summary.at("method"), "pref");
+  EXPECT_EQ(summary.at("metric"), "auc");
+  const auto& factorisation = summary.at("reward_model").at("factorisation");
+  EXPECT_EQ(factorisation.at("training_users"), 40);
+  EXPECT_EQ(factorisation.at("singular_values").size(), 3u);
+  // Each new user, each selector: the AUC at every K is the curve's, and in [0, 1] by
+  // construction, so what is checked is the answers and the profile.
+  for (const std::string user : {"brief", "wordy", "simulated_01", "simulated_02"}) {
+    SCOPED_TRACE(user);
+    const auto& u = summary.at("users").at(user);
+    EXPECT_TRUE(u.at("default_auc").is_number());
+    for (const std::string selector : {"active", "random"}) {
+      const auto& s = u.at("selectors").at(selector);
+      EXPECT_EQ(s.at("auc").at("6"), s.at("curve").at(6));
+      EXPECT_EQ(s.at("curve").at(0), 0.5) << "lambda = 0 before any answer scores every pair 0";
+      const json profile = read_json(dir / "run/users" / user / selector / "profile.json");
+      EXPECT_EQ(profile.at("method"), "pref");
+      EXPECT_EQ(profile.at("lambda").size(), 3u);
+      EXPECT_EQ(profile.at("hessian").size(), 9u);
+      EXPECT_FALSE(fs::exists(dir / "run/users" / user / selector / "posterior.safetensors"));
+    }
+  }
+  for (const std::string user : {"brief", "wordy"}) {
+    std::istringstream lines(read_file(dir / "run/users" / user / "active/answers.jsonl"));
+    int64_t n = 0;
+    for (std::string line; std::getline(lines, line); ++n) {
+      const json a = json::parse(line);
+      EXPECT_EQ(a.at("selector"), "active");
+      const bool first_shorter = words(a.at("first")) < words(a.at("second"));
+      EXPECT_EQ(a.at("answer"), (first_shorter == (user == "brief")) ? 1 : 2) << line;
+    }
+    EXPECT_EQ(n, 6);
+  }
+  const auto& means = summary.at("selector_means");
+  EXPECT_EQ(means.at("users"), 4);
+  EXPECT_EQ(means.at("mean_curve").at("active").size(), 7u);
+  EXPECT_EQ(means.at("random_answers_to_match").at("selector"), "active");
+
+  // score --profile with a PReF profile: lambda . phi(x, y), phi = W^T standardised features
+  // recomputed here in float64 from the export.
+  const fs::path profile = dir / "run/users/brief/active/profile.json";
+  const std::vector<double> lambda = read_json(profile).at("lambda").get<std::vector<double>>();
+  write_file_atomic(
+      dir / "score.jsonl",
+      json({{"prompt", "Tell me about animal 1."}, {"response", " are small"}}).dump() + "\n");
+  ASSERT_EQ(
+      cli::score_command({"tailor score", "--model", (dir / "run/export").string(), "--profile",
+                          profile.string(), "--input", (dir / "score.jsonl").string(), "--output",
+                          (dir / "scored.jsonl").string()}),
+      0);
+  MultiRewardExport loaded = load_multi_reward_export(dir / "run" / "export");
+  ASSERT_EQ(loaded.model->config().hidden_dim, 3);
+  std::ostringstream quiet;
+  const at::Tensor f =
+      response_features(*loaded.backbone, Tokenizer::from_dir("assets/tokenizers/gpt2"),
+                        PromptTemplate::kPlain, 32, {"Tell me about animal 1."}, {" are small"}, {},
+                        quiet)
+          .to(at::kDouble);
+  const auto& m = *loaded.model;
+  double expected = 0;
+  for (int64_t j = 0; j < 3; ++j) {
+    double phi = m.hidden_layer->bias[j].item<double>();
+    for (int64_t i = 0; i < f.size(1); ++i)
+      phi += m.hidden_layer->weight[j][i].item<double>() *
+             (f[0][i].item<double>() - m.feature_mean[i].item<double>()) /
+             m.feature_scale[i].item<double>();
+    expected += lambda[j] * phi;
+  }
+  EXPECT_NEAR(json::parse(read_file(dir / "scored.jsonl")).at("reward").get<double>(), expected,
+              1e-4);
+
+  // `tailor elicit` on the finished run: brief's answers are all there, so nothing is asked, and
+  // the profile it writes from them holds the same lambda.
+  const std::string stage_profile = read_file(profile);
+  fs::remove(profile);
+  ASSERT_EQ(cli::elicit_command({"tailor elicit", "--recipe", (dir / "recipe.yaml").string(),
+                                 "--user", "brief", "--selector", "active", "elicit.method=pref",
+                                 "elicit.selector=[active, random]"}),
+            0);
+  EXPECT_EQ(read_json(profile).at("lambda"), json::parse(stage_profile).at("lambda"));
+  EXPECT_NE(test::error_of([&] {
+              cli::elicit_command({"tailor elicit", "--recipe", (dir / "recipe.yaml").string(),
+                                   "--user", "brief", "--selector", "info_gain",
+                                   "elicit.method=pref", "elicit.selector=[active, random]"});
+            }).find("--selector: unknown selector 'info_gain' for method pref"),
+            std::string::npos);
+
+  // PReF's selectors only: info_gain is 20 Questions'.
+  const std::string e = test::error_of([&] {
+    cli::run_command({"tailor run", (dir / "recipe.yaml").string(), "elicit.method=pref",
+                      "output_dir=" + (dir / "bad").string()});
+  });
+  EXPECT_NE(e.find("elicit.selector: unknown selector 'info_gain' for method pref; expected "
+                   "active | random"),
+            std::string::npos)
+      << e;
+  EXPECT_FALSE(fs::exists(dir / "bad"));
+  fs::remove_all(dir);
+}
+
+// recipes/elicit_20q_uf.yaml as shipped, on an UltraFeedback-shaped pool (raw lines:
+// "instruction", completions as {"response", "annotations"} objects), with only the model and
+// the sizes overridden: every question's pair is two of that instruction's responses.
+TEST(ElicitStage, TheUltraFeedbackRecipeReadsRawUltraFeedbackLines) {
+  testing::InRepo in_repo;
+  const fs::path dir = fs::temp_directory_path() / "tailor_elicit_uf";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::string text;
+  std::map<std::string, std::vector<std::string>> responses;
+  for (int p = 0; p < 12; ++p) {
+    const std::string instruction = "Describe bird number " + std::to_string(p) + ".";
+    json line = {{"source", "test"}, {"instruction", instruction}, {"completions", json::array()}};
+    for (int n = 1; n <= 4; ++n) {
+      // Distinct lengths and adverb shares, so none of the three test oracles ties.
+      std::string r = " It flies";
+      for (int i = 1; i < n; ++i)
+        r += " very quickly";
+      r += p % 2 ? "." : "!";
+      responses[instruction].push_back(r);
+      line["completions"].push_back(
+          {{"model", "m" + std::to_string(n)}, {"response", r}, {"annotations", json::object()}});
+    }
+    text += line.dump() + "\n";
+  }
+  write_file_atomic(dir / "uf.jsonl", text);
+  ASSERT_EQ(
+      cli::run_command(
+          {"tailor run", "recipes/elicit_20q_uf.yaml", "output_dir=" + (dir / "run").string(),
+           "data.path=" + (dir / "uf.jsonl").string(), "tokenizer=assets/tokenizers/gpt2",
+           "model.init=random", "model.preset=gpt2-tiny", "model.n_layer=1", "model.n_embd=32",
+           "model.n_head=2", "data.max_length=32", "train.max_steps=5", "train.eval_every=0",
+           "train.checkpoint_every=0", "elicit.questions=[3]", "elicit.samples=10",
+           "elicit.burn_in=20", "elicit.thinning=2", "elicit.selector=[info_gain]"}),
+      0);
+  for (const std::string user : {"length", "lowercase", "adjectives"}) {
+    std::istringstream lines(read_file(dir / "run/users" / user / "info_gain/answers.jsonl"));
+    int64_t n = 0;
+    for (std::string line; std::getline(lines, line); ++n) {
+      const json a = json::parse(line);
+      ASSERT_TRUE(responses.count(a.at("prompt"))) << line;
+      const auto& r = responses.at(a.at("prompt"));
+      EXPECT_NE(std::find(r.begin(), r.end(), a.at("first").get<std::string>()), r.end());
+      EXPECT_NE(std::find(r.begin(), r.end(), a.at("second").get<std::string>()), r.end());
+    }
+    EXPECT_EQ(n, 3) << user;
+  }
+  fs::remove_all(dir);
+}
+
+// PReF's AUC, by hand: signed margins {2, 1, -1, 0} are positives {2, 1, -1, 0} and negatives
+// {-2, -1, 1, 0}; of the 16 (positive, negative) pairs the positive wins 4 + 3 + 1 + 2 = 10 and
+// ties 0 + 1 + 1 + 1 = 3, so AUC = (10 + 3 / 2) / 16.
+TEST(ElicitAuc, SignedMarginsByHandAndPairsInEitherOrder) {
+  EXPECT_DOUBLE_EQ(signed_margin_auc({2, 1, -1, 0}), 11.5 / 16);
+  EXPECT_DOUBLE_EQ(signed_margin_auc({0, 0, 0}), 0.5);
+  EXPECT_DOUBLE_EQ(signed_margin_auc({0.1, 3}), 1.0);
+  // h rows 0..3 in d = 1, w = 1: margins h_a - h_b; a pair listed the other way round with the
+  // opposite label is the same question and gives the same AUC.
+  const Embeddings h{1, {0.0, 1.0, 3.0, 2.0}};
+  const std::vector<RowPair> pairs = {{1, 0, 1}, {2, 1, -1}, {3, 2, 1}};  // margins 1, 2, -1
+  EXPECT_DOUBLE_EQ(pair_auc(h, {1.0}, pairs), signed_margin_auc({1, -2, -1}));
+  const std::vector<RowPair> swapped = {{0, 1, -1}, {1, 2, 1}, {2, 3, -1}};
+  EXPECT_DOUBLE_EQ(pair_auc(h, {1.0}, swapped), pair_auc(h, {1.0}, pairs));
+}
+
 TEST(ElicitStage, BadRecipesNameTheKeyAndWriteNothing) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path dir = fs::temp_directory_path() / "tailor_elicit_stage_errors";
   fs::remove_all(dir);
   fs::create_directories(dir);
   write_pool(dir);
   write_file_atomic(dir / "recipe.yaml", recipe_text(dir));
   auto run_error = [&](const std::string& override_) {
-    return error_of([&] {
+    return test::error_of([&] {
       cli::run_command({"tailor run", (dir / "recipe.yaml").string(), override_});
     });
   };

@@ -11,11 +11,10 @@
 #include "models/core/lora.h"
 #include "models/gpt2/gpt2.h"
 
-using namespace tailor;
-
+namespace tailor {
 namespace {
 
-GPT2Config tiny() {
+GPT2Config hooks_test_config() {
   GPT2Config c = GPT2Config::preset("gpt2-tiny");
   c.n_layer = 3;
   c.n_embd = 16;
@@ -37,7 +36,7 @@ class Recorder : public ForwardHooks {
 };
 
 TEST(ForwardHooks, GroupsCoverEveryParameterOnce) {
-  GPT2LMHead model(tiny());
+  GPT2LMHead model(hooks_test_config());
   apply_lora(*model, LoraConfig{4, 8, 0.0, false, {"c_attn", "mlp.c_proj"}});
   const auto groups = model->hook_groups();
   ASSERT_EQ(groups.size(), 4u);  // outer + 3 blocks
@@ -57,7 +56,7 @@ TEST(ForwardHooks, GroupsCoverEveryParameterOnce) {
 }
 
 TEST(ForwardHooks, CalledAroundEachGroupInForwardOrder) {
-  GPT2LMHead model(tiny());
+  GPT2LMHead model(hooks_test_config());
   model->eval();  // no dropout: two forwards must agree
   auto recorder = std::make_shared<Recorder>();
   model->set_forward_hooks(recorder);
@@ -72,3 +71,4 @@ TEST(ForwardHooks, CalledAroundEachGroupInForwardOrder) {
 }
 
 }  // namespace
+}  // namespace tailor

@@ -22,6 +22,7 @@
 #include "models/io/pretrained.h"
 #include "models/registry.h"
 #include "models/tokenizer/tokenizer.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using tailor::CausalLM;
@@ -45,8 +46,6 @@ std::vector<int64_t> kept(const at::Tensor& row) {
 at::Tensor log_of(const std::vector<float>& probs) {
   return at::tensor(probs, at::kFloat).log().unsqueeze(0);
 }
-
-}  // namespace
 
 // Probabilities 0.1, 0.5, 0.15, 0.25: ascending cumulative mass 0.1, 0.25, 0.5, 1.0; HF removes
 // the entries whose cumulative mass is <= 1 - top_p.
@@ -160,20 +159,18 @@ TEST(GenerationGreedy, EveryTokenIsTheFloat64ReferencesArgmax) {
 
 // ---- generate() on random models --------------------------------------------------------------
 
-namespace {
-
-struct Family {
+struct GenerationFamily {
   std::string name;
   nlohmann::json config;
 };
-void PrintTo(const Family& family, std::ostream* os) {
+void PrintTo(const GenerationFamily& family, std::ostream* os) {
   *os << family.name;
 }
 
 // Small configs: vocabulary 97, 64 positions. Mistral's sliding window (6) is shorter than the
 // sequences, so the cache path must apply it too.
-std::vector<Family> families() {
-  std::vector<Family> out;
+std::vector<GenerationFamily> generation_families() {
+  std::vector<GenerationFamily> out;
   out.push_back({"gpt2",
                  {{"model_type", "gpt2"},
                   {"vocab_size", 97},
@@ -198,8 +195,8 @@ std::vector<Family> families() {
 // A random model whose logits spread over several units (HF's 0.02 init gives near-uniform
 // next-token distributions): matrices N(0, 1/C), norm weights 1 + N(0, 0.1^2), other vectors
 // N(0, 0.1^2).
-CausalLM make_model(const nlohmann::json& config, uint64_t seed,
-                    at::ScalarType dtype = at::kFloat) {
+CausalLM spread_model(const nlohmann::json& config, uint64_t seed,
+                      at::ScalarType dtype = at::kFloat) {
   torch::manual_seed(seed);
   CausalLM model = tailor::causal_lm_from_config(config, "test config", /*init_weights=*/true);
   at::NoGradGuard no_grad;
@@ -258,15 +255,13 @@ GenerationConfig sampled(int64_t max_new_tokens, uint64_t seed, double temperatu
   return c;
 }
 
-class Generation : public ::testing::TestWithParam<Family> {};
-
-}  // namespace
+class Generation : public ::testing::TestWithParam<GenerationFamily> {};
 
 // The KV cache (one prefill, then one token per step) gives what recomputing the whole
 // left-padded sequence at every step gives, greedy and sampled; and the batch gives what each
 // prompt alone gives.
 TEST_P(Generation, CachedEqualsRecomputedAndBatchedEqualsAlone) {
-  CausalLM model = make_model(GetParam().config, 11);
+  CausalLM model = spread_model(GetParam().config, 11);
   const auto prompts = random_prompts(kLengths, model->vocab_size(), 3);
   for (GenerationConfig config : {greedy(14), sampled(14, 5)}) {
     SCOPED_TRACE(config.temperature == 0 ? "greedy" : "sampled");
@@ -290,7 +285,7 @@ TEST_P(Generation, CachedEqualsRecomputedAndBatchedEqualsAlone) {
 
 // A fixed seed replays; another seed (high temperature, no filtering) draws differently.
 TEST_P(Generation, SeedsReplayAndDiffer) {
-  CausalLM model = make_model(GetParam().config, 12);
+  CausalLM model = spread_model(GetParam().config, 12);
   const auto prompts = random_prompts(kLengths, model->vocab_size(), 4);
   const auto a = ids_of(tailor::generate(*model, prompts, sampled(12, 1, 2.0)));
   const auto b = ids_of(tailor::generate(*model, prompts, sampled(12, 1, 2.0)));
@@ -303,7 +298,7 @@ TEST_P(Generation, SeedsReplayAndDiffer) {
 
 // top_k = 1 leaves one token to draw: greedy, at any temperature.
 TEST_P(Generation, TopKOneIsGreedy) {
-  CausalLM model = make_model(GetParam().config, 13);
+  CausalLM model = spread_model(GetParam().config, 13);
   const auto prompts = random_prompts(kLengths, model->vocab_size(), 5);
   GenerationConfig config = sampled(12, 9, 1.7);
   config.top_k = 1;
@@ -315,7 +310,7 @@ TEST_P(Generation, TopKOneIsGreedy) {
 // occurrence (EOS included, reason "eos") and the other rows go on exactly as before (finished
 // rows leave the batch and the cache).
 TEST_P(Generation, EosStopsItsRowOnly) {
-  CausalLM model = make_model(GetParam().config, 14);
+  CausalLM model = spread_model(GetParam().config, 14);
   const auto prompts = random_prompts(kLengths, model->vocab_size(), 6);
   GenerationConfig config = greedy(20);
   config.eos_token_id = model->vocab_size() + 5;  // never produced
@@ -351,7 +346,7 @@ TEST_P(Generation, EosStopsItsRowOnly) {
 // R sequences per prompt, prompt-major; sequence r of a prompt does not depend on R or on the
 // other prompts; greedy copies are identical.
 TEST_P(Generation, NumReturnSequences) {
-  CausalLM model = make_model(GetParam().config, 15);
+  CausalLM model = spread_model(GetParam().config, 15);
   const auto prompts = random_prompts({4, 2, 6}, model->vocab_size(), 7);
   GenerationConfig config = sampled(10, 3, 1.5);
   config.num_return_sequences = 3;
@@ -385,7 +380,7 @@ TEST_P(Generation, NumReturnSequences) {
 // bfloat16 weights: generation runs in bf16 (the model stays bf16), replays, and fills
 // max_new_tokens with in-vocabulary ids. Training mode is restored.
 TEST_P(Generation, Bfloat16ModelAndTrainModeRestored) {
-  CausalLM model = make_model(GetParam().config, 16, at::kBFloat16);
+  CausalLM model = spread_model(GetParam().config, 16, at::kBFloat16);
   const auto prompts = random_prompts(kLengths, model->vocab_size(), 8);
   GenerationConfig config = greedy(6);
   config.eos_token_id = model->vocab_size();  // never produced
@@ -405,7 +400,7 @@ TEST_P(Generation, Bfloat16ModelAndTrainModeRestored) {
 }
 
 TEST_P(Generation, ErrorsNameThePrompt) {
-  CausalLM model = make_model(GetParam().config, 17);
+  CausalLM model = spread_model(GetParam().config, 17);
   auto message = [&](const std::vector<std::vector<int32_t>>& prompts,
                      const GenerationConfig& config) -> std::string {
     try {
@@ -437,23 +432,10 @@ TEST_P(Generation, ErrorsNameThePrompt) {
   EXPECT_TRUE(tailor::generate(*model, {}, greedy(10)).empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, Generation, ::testing::ValuesIn(families()),
+INSTANTIATE_TEST_SUITE_P(Families, Generation, ::testing::ValuesIn(generation_families()),
                          [](const auto& info) { return info.param.name; });
 
 // ---- tailor generate ---------------------------------------------------------------------------
-
-namespace {
-
-// Runs a command; returns its exit status and output (stdout + stderr).
-std::pair<int, std::string> run(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return {-1, out};
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe))
-    out.append(buffer, n);
-  return {pclose(pipe), out};
-}
 
 std::vector<nlohmann::json> json_lines(const fs::path& file) {
   std::ifstream in(file);
@@ -464,8 +446,6 @@ std::vector<nlohmann::json> json_lines(const fs::path& file) {
   return lines;
 }
 
-}  // namespace
-
 // The CLI on a GPT-2 directory written here, with {"ids"} prompts and --batch-size 2, gives what
 // the library gives for the whole input in one batch: greedy, and sampled with a seed and two
 // return sequences. Bad lines are errors naming the file and line.
@@ -473,7 +453,7 @@ TEST(GenerateCli, MatchesTheLibraryAndNamesBadLines) {
   const fs::path dir = fs::temp_directory_path() / "tailor_generate_cli";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  CausalLM model = make_model(families()[0].config, 21);
+  CausalLM model = spread_model(generation_families()[0].config, 21);
   tailor::save_pretrained(dir / "model", *model);
   const auto prompts = random_prompts({3, 7, 1, 4, 2}, model->vocab_size(), 9);
   {
@@ -488,7 +468,7 @@ TEST(GenerateCli, MatchesTheLibraryAndNamesBadLines) {
   auto check = [&](const std::string& flags, const GenerationConfig& config) {
     SCOPED_TRACE(flags);
     const auto [status, output] =
-        run(base + " " + flags + " --output " + (dir / "out.jsonl").string());
+        tailor::test::run_command(base + " " + flags + " --output " + (dir / "out.jsonl").string());
     ASSERT_EQ(status, 0) << output;
     const auto lines = json_lines(dir / "out.jsonl");
     const auto expected = tailor::generate(*model, prompts, config);
@@ -511,9 +491,9 @@ TEST(GenerateCli, MatchesTheLibraryAndNamesBadLines) {
 
   auto error_of = [&](const std::string& content) {
     tailor::write_file_atomic(dir / "bad.jsonl", content);
-    const auto [status, output] =
-        run(std::string(TAILOR_BINARY) + " generate --model " + (dir / "model").string() +
-            " --input " + (dir / "bad.jsonl").string() + " --max-new-tokens 4");
+    const auto [status, output] = tailor::test::run_command(
+        std::string(TAILOR_BINARY) + " generate --model " + (dir / "model").string() + " --input " +
+        (dir / "bad.jsonl").string() + " --max-new-tokens 4");
     EXPECT_NE(status, 0) << output;
     return output;
   };
@@ -535,9 +515,9 @@ TEST(GenerateCli, TextPromptsGetTheTokenizersBos) {
   const fs::path dir = fs::temp_directory_path() / "tailor_generate_cli_mistral";
   fs::remove_all(dir);
   fs::create_directories(dir / "model");
-  nlohmann::json config = families()[1].config;
+  nlohmann::json config = generation_families()[1].config;
   config["vocab_size"] = 32000;
-  CausalLM model = make_model(config, 22);
+  CausalLM model = spread_model(config, 22);
   tailor::save_pretrained(dir / "model", *model);
   const fs::path tokenizer_dir = fs::path(TAILOR_SOURCE_DIR) / "assets" / "tokenizers" / "mistral";
   for (const char* file : {"tokenizer.json", "tokenizer_config.json"})
@@ -554,7 +534,7 @@ TEST(GenerateCli, TextPromptsGetTheTokenizersBos) {
   ASSERT_NE(tailor::generate(*model, {plain}, greedy(6))[0].ids, expected[0].ids);
 
   tailor::write_file_atomic(dir / "in.jsonl", nlohmann::json{{"prompt", text}}.dump() + "\n");
-  const auto [status, output] = run(
+  const auto [status, output] = tailor::test::run_command(
       std::string(TAILOR_BINARY) + " generate --model " + (dir / "model").string() + " --input " +
       (dir / "in.jsonl").string() + " --max-new-tokens 6 --output " + (dir / "out.jsonl").string());
   ASSERT_EQ(status, 0) << output;
@@ -568,3 +548,5 @@ TEST(GenerateCli, TextPromptsGetTheTokenizersBos) {
             tailor::finish_reason_name(expected[0].finish_reason));
   fs::remove_all(dir);
 }
+
+}  // namespace

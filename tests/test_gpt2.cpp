@@ -8,17 +8,14 @@
 #include "gpt2_reference.h"
 #include "models/gpt2/gpt2.h"
 #include "models/gpt2/gpt2_config.h"
+#include "test_support.h"
 
 namespace tailor {
 namespace {
 
-using reference::max_abs_diff;
-using reference::relative_error;
-using reference::to_doubles;
-
-GPT2Config small_config(int64_t n_layer, int64_t n_head, int64_t n_embd, int64_t vocab,
-                        std::optional<int64_t> n_inner = std::nullopt,
-                        const std::string& activation = "gelu_new") {
+GPT2Config small_gpt2_config(int64_t n_layer, int64_t n_head, int64_t n_embd, int64_t vocab,
+                             std::optional<int64_t> n_inner = std::nullopt,
+                             const std::string& activation = "gelu_new") {
   GPT2Config config;
   config.vocab_size = vocab;
   config.n_positions = 16;
@@ -31,31 +28,7 @@ GPT2Config small_config(int64_t n_layer, int64_t n_head, int64_t n_embd, int64_t
   return config;
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
-}
-
-std::vector<int64_t> random_ids(int64_t count, int64_t vocab, uint64_t seed) {
-  std::vector<int64_t> ids(count);
-  uint64_t state = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-  for (auto& id : ids) {
-    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-    id = static_cast<int64_t>((state >> 33) % static_cast<uint64_t>(vocab));
-  }
-  return ids;
-}
-
-at::Tensor as_tensor(const std::vector<int64_t>& values, int64_t B, int64_t T) {
-  return torch::tensor(values, torch::kLong).view({B, T});
-}
-
-struct ForwardCase {
+struct Gpt2ForwardCase {
   std::string name;
   GPT2Config config;
   int64_t B, T;
@@ -63,22 +36,22 @@ struct ForwardCase {
   std::vector<int64_t> positions;  // empty = default
 };
 
-std::vector<ForwardCase> forward_cases() {
-  std::vector<ForwardCase> cases;
-  cases.push_back({"OneLayerOneHead", small_config(1, 1, 8, 50), 2, 5, {}, {}});
+std::vector<Gpt2ForwardCase> gpt2_forward_cases() {
+  std::vector<Gpt2ForwardCase> cases;
+  cases.push_back({"OneLayerOneHead", small_gpt2_config(1, 1, 8, 50), 2, 5, {}, {}});
   cases.push_back({"TwoHeadsInnerSetGeluRightPad",
-                   small_config(2, 2, 16, 97, 24, "gelu"),
+                   small_gpt2_config(2, 2, 16, 97, 24, "gelu"),
                    2,
                    6,
                    {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},
                    {}});
   cases.push_back({"ThreeLayersFourHeadsLeftPad",
-                   small_config(3, 4, 48, 300),
+                   small_gpt2_config(3, 4, 48, 300),
                    3,
                    7,
                    {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},
                    {}});
-  GPT2Config untied = small_config(2, 4, 32, 64, std::nullopt, "relu");
+  GPT2Config untied = small_gpt2_config(2, 4, 32, 64, std::nullopt, "relu");
   untied.tie_word_embeddings = false;
   untied.scale_attn_by_inverse_layer_idx = true;
   untied.layer_norm_epsilon = 1e-3;
@@ -92,50 +65,50 @@ std::vector<ForwardCase> forward_cases() {
 }
 
 // Readable failure output instead of gtest's byte dump.
-void PrintTo(const ForwardCase& c, std::ostream* os) {
+void PrintTo(const Gpt2ForwardCase& c, std::ostream* os) {
   *os << c.name;
 }
 
-class GPT2Forward : public ::testing::TestWithParam<ForwardCase> {};
+class GPT2Forward : public ::testing::TestWithParam<Gpt2ForwardCase> {};
 
 TEST_P(GPT2Forward, Float32MatchesFloat64Reference) {
-  const ForwardCase& c = GetParam();
+  const Gpt2ForwardCase& c = GetParam();
   const TensorMap weights = reference::random_hf_weights(c.config, 11);
   GPT2LMHead model(c.config);
   model->load_hf_state_dict(weights);  // float64 tensors are converted to float32
   model->eval();
-  const auto ids = random_ids(c.B * c.T, c.config.vocab_size, 3);
-  const at::Tensor mask = c.mask.empty() ? at::Tensor() : as_tensor(c.mask, c.B, c.T);
+  const auto ids = test::random_ids(c.B * c.T, c.config.vocab_size, 3);
+  const at::Tensor mask = c.mask.empty() ? at::Tensor() : test::as_tensor(c.mask, c.B, c.T);
   const at::Tensor positions =
-      c.positions.empty() ? at::Tensor() : as_tensor(c.positions, c.B, c.T);
+      c.positions.empty() ? at::Tensor() : test::as_tensor(c.positions, c.B, c.T);
   torch::NoGradGuard no_grad;
-  const at::Tensor logits = model(as_tensor(ids, c.B, c.T), mask, positions);
+  const at::Tensor logits = model(test::as_tensor(ids, c.B, c.T), mask, positions);
   ASSERT_EQ(logits.scalar_type(), at::kFloat);
   ASSERT_EQ(logits.sizes(), (at::IntArrayRef{c.B, c.T, c.config.vocab_size}));
 
   const auto expected =
       reference::gpt2_logits(c.config, weights, ids, c.B, c.T, c.mask, c.positions);
-  const auto actual = to_doubles(logits);
-  EXPECT_LT(relative_error(actual, expected), 1e-5);  // observed ~3e-7
+  const auto actual = reference::to_doubles(logits);
+  EXPECT_LT(reference::relative_error(actual, expected), 1e-5);  // observed ~3e-7
   const auto V = c.config.vocab_size;
-  EXPECT_LT(max_abs_diff(reference::log_softmax_rows(actual, V),
-                         reference::log_softmax_rows(expected, V)),
+  EXPECT_LT(reference::max_abs_diff(reference::log_softmax_rows(actual, V),
+                                    reference::log_softmax_rows(expected, V)),
             1e-4);
 }
 
 TEST_P(GPT2Forward, BFloat16CloseToFloat64Reference) {
-  const ForwardCase& c = GetParam();
+  const Gpt2ForwardCase& c = GetParam();
   const TensorMap weights = reference::random_hf_weights(c.config, 12);
   GPT2LMHead model(c.config);
   model->to(at::kBFloat16);
   model->load_hf_state_dict(weights);
   model->eval();
-  const auto ids = random_ids(c.B * c.T, c.config.vocab_size, 4);
-  const at::Tensor mask = c.mask.empty() ? at::Tensor() : as_tensor(c.mask, c.B, c.T);
+  const auto ids = test::random_ids(c.B * c.T, c.config.vocab_size, 4);
+  const at::Tensor mask = c.mask.empty() ? at::Tensor() : test::as_tensor(c.mask, c.B, c.T);
   const at::Tensor positions =
-      c.positions.empty() ? at::Tensor() : as_tensor(c.positions, c.B, c.T);
+      c.positions.empty() ? at::Tensor() : test::as_tensor(c.positions, c.B, c.T);
   torch::NoGradGuard no_grad;
-  const at::Tensor logits = model(as_tensor(ids, c.B, c.T), mask, positions);
+  const at::Tensor logits = model(test::as_tensor(ids, c.B, c.T), mask, positions);
   ASSERT_EQ(logits.scalar_type(), at::kBFloat16);
   // The reference sees the same bfloat16-rounded weights, so only activation rounding differs.
   TensorMap rounded;
@@ -143,14 +116,14 @@ TEST_P(GPT2Forward, BFloat16CloseToFloat64Reference) {
     rounded[name] = tensor.to(at::kBFloat16);
   const auto expected =
       reference::gpt2_logits(c.config, rounded, ids, c.B, c.T, c.mask, c.positions);
-  EXPECT_LT(relative_error(to_doubles(logits), expected), 3e-2);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(logits), expected), 3e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, GPT2Forward, ::testing::ValuesIn(forward_cases()),
+INSTANTIATE_TEST_SUITE_P(Shapes, GPT2Forward, ::testing::ValuesIn(gpt2_forward_cases()),
                          [](const auto& info) { return info.param.name; });
 
 TEST(GPT2Model, ParameterNamesAreHuggingFaceNames) {
-  GPT2LMHead model(small_config(2, 2, 8, 20));
+  GPT2LMHead model(small_gpt2_config(2, 2, 8, 20));
   std::vector<std::string> expected = {"transformer.wte.weight", "transformer.wpe.weight"};
   for (const char* layer : {"0", "1"}) {
     const std::string p = std::string("transformer.h.") + layer + ".";
@@ -185,7 +158,7 @@ TEST(GPT2Model, Gpt2SmallHas124439808Parameters) {
 
 TEST(GPT2Model, InitWeightsFollowsHuggingFace) {
   torch::manual_seed(0);
-  GPT2Config config = small_config(4, 2, 64, 400);
+  GPT2Config config = small_gpt2_config(4, 2, 64, 400);
   GPT2LMHead model(config);
   const auto p = model->named_parameters();
   EXPECT_NEAR(p["transformer.wte.weight"].std().item<double>(), 0.02, 0.001);
@@ -206,28 +179,28 @@ TEST(GPT2Model, InitWeightsFollowsHuggingFace) {
 }
 
 TEST(GPT2Model, DropoutOnlyInTrainMode) {
-  GPT2Config config = small_config(2, 2, 16, 40);
+  GPT2Config config = small_gpt2_config(2, 2, 16, 40);
   const TensorMap weights = reference::random_hf_weights(config, 5);
   GPT2Config dropping = config;
   dropping.resid_pdrop = dropping.embd_pdrop = dropping.attn_pdrop = 0.3;
   GPT2LMHead model(dropping);
   model->load_hf_state_dict(weights);
-  const auto ids = random_ids(8, config.vocab_size, 1);
-  const at::Tensor x = as_tensor(ids, 1, 8);
+  const auto ids = test::random_ids(8, config.vocab_size, 1);
+  const at::Tensor x = test::as_tensor(ids, 1, 8);
   torch::NoGradGuard no_grad;
   model->train();
   EXPECT_FALSE(model(x).equal(model(x)));
   model->eval();
   const auto expected = reference::gpt2_logits(config, weights, ids, 1, 8);
-  EXPECT_LT(relative_error(to_doubles(model(x)), expected), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model(x)), expected), 1e-5);
 }
 
 TEST(GPT2Model, HiddenStatesAreFinalLayerNormOutput) {
-  GPT2Config config = small_config(1, 2, 8, 30);
+  GPT2Config config = small_gpt2_config(1, 2, 8, 30);
   const TensorMap weights = reference::random_hf_weights(config, 6);
   GPT2LMHead model(config);
   model->load_hf_state_dict(weights);
-  const at::Tensor x = as_tensor(random_ids(10, 30, 2), 2, 5);
+  const at::Tensor x = test::as_tensor(test::random_ids(10, 30, 2), 2, 5);
   torch::NoGradGuard no_grad;
   const at::Tensor hidden = model->hidden_states(x);
   ASSERT_EQ(hidden.sizes(), (at::IntArrayRef{2, 5, 8}));
@@ -245,15 +218,15 @@ TEST(GPT2Model, HiddenStatesAreFinalLayerNormOutput) {
 }
 
 TEST(GPT2Model, RejectsTooLongSequence) {
-  GPT2LMHead model(small_config(1, 1, 8, 20));
-  const std::string message = error_of([&] { model(torch::zeros({1, 17}, torch::kLong)); });
+  GPT2LMHead model(small_gpt2_config(1, 1, 8, 20));
+  const std::string message = test::error_of([&] { model(torch::zeros({1, 17}, torch::kLong)); });
   EXPECT_NE(message.find("sequence length 17 exceeds n_positions 16"), std::string::npos)
       << message;
 }
 
 TEST(GPT2Model, RejectsTokenIdOutsideVocabulary) {
-  GPT2LMHead model(small_config(1, 1, 8, 20));
-  const std::string message = error_of([&] {
+  GPT2LMHead model(small_gpt2_config(1, 1, 8, 20));
+  const std::string message = test::error_of([&] {
     model(torch::tensor({3, 20}, torch::kLong).view({1, 2}));
   });
   EXPECT_NE(message.find("token id 20 is outside the vocabulary [0, 20)"), std::string::npos)
@@ -263,7 +236,7 @@ TEST(GPT2Model, RejectsTokenIdOutsideVocabulary) {
 // ---- state dicts ----------------------------------------------------------------------------
 
 TEST(GPT2StateDict, LoadsKeysWithAndWithoutPrefixIgnoringBuffers) {
-  GPT2Config config = small_config(2, 2, 8, 20);
+  GPT2Config config = small_gpt2_config(2, 2, 8, 20);
   const TensorMap plain = reference::random_hf_weights(config, 7);
   TensorMap prefixed;
   for (const auto& [name, tensor] : plain)
@@ -285,32 +258,32 @@ TEST(GPT2StateDict, LoadsKeysWithAndWithoutPrefixIgnoringBuffers) {
 }
 
 TEST(GPT2StateDict, MissingKeyIsAnErrorNamingIt) {
-  GPT2Config config = small_config(2, 2, 8, 20);
+  GPT2Config config = small_gpt2_config(2, 2, 8, 20);
   TensorMap weights = reference::random_hf_weights(config, 8);
   weights.erase("h.1.mlp.c_fc.bias");
   GPT2LMHead model(config);
-  const std::string message = error_of([&] { model->load_hf_state_dict(weights, "ckpt/x"); });
+  const std::string message = test::error_of([&] { model->load_hf_state_dict(weights, "ckpt/x"); });
   EXPECT_NE(message.find("[gpt2] ckpt/x: missing key(s) transformer.h.1.mlp.c_fc.bias"),
             std::string::npos)
       << message;
 }
 
 TEST(GPT2StateDict, UnexpectedKeyIsAnErrorNamingIt) {
-  GPT2Config config = small_config(1, 2, 8, 20);
+  GPT2Config config = small_gpt2_config(1, 2, 8, 20);
   TensorMap weights = reference::random_hf_weights(config, 8);
   weights["h.0.attn.q_proj.weight"] = torch::zeros({8, 8});
   GPT2LMHead model(config);
-  const std::string message = error_of([&] { model->load_hf_state_dict(weights); });
+  const std::string message = test::error_of([&] { model->load_hf_state_dict(weights); });
   EXPECT_NE(message.find("unexpected key(s) h.0.attn.q_proj.weight"), std::string::npos) << message;
 }
 
 TEST(GPT2StateDict, ShapeMismatchNamesKeyAndBothShapesAndLeavesModelUntouched) {
-  GPT2Config config = small_config(1, 2, 8, 20);
+  GPT2Config config = small_gpt2_config(1, 2, 8, 20);
   TensorMap weights = reference::random_hf_weights(config, 8);
   weights["h.0.attn.c_attn.weight"] = torch::zeros({24, 8});  // nn.Linear layout by mistake
   GPT2LMHead model(config);
   const at::Tensor before = model->transformer->wte->weight.clone();
-  const std::string message = error_of([&] { model->load_hf_state_dict(weights); });
+  const std::string message = test::error_of([&] { model->load_hf_state_dict(weights); });
   EXPECT_NE(message.find("h.0.attn.c_attn.weight has shape [24, 8], the model expects [8, 24]"),
             std::string::npos)
       << message;
@@ -318,19 +291,19 @@ TEST(GPT2StateDict, ShapeMismatchNamesKeyAndBothShapesAndLeavesModelUntouched) {
 }
 
 TEST(GPT2StateDict, UntiedHeadNeedsLmHeadWeight) {
-  GPT2Config config = small_config(1, 2, 8, 20);
+  GPT2Config config = small_gpt2_config(1, 2, 8, 20);
   config.tie_word_embeddings = false;
   TensorMap weights = reference::random_hf_weights(config, 9);
   GPT2LMHead model(config);
   model->load_hf_state_dict(weights);
   EXPECT_TRUE(model->lm_head->weight.equal(weights.at("lm_head.weight").to(at::kFloat)));
   weights.erase("lm_head.weight");
-  EXPECT_NE(error_of([&] { model->load_hf_state_dict(weights); }).find("lm_head.weight"),
+  EXPECT_NE(test::error_of([&] { model->load_hf_state_dict(weights); }).find("lm_head.weight"),
             std::string::npos);
 }
 
 TEST(GPT2StateDict, HfStateDictIsPrefixedWithoutTiedHead) {
-  GPT2Config config = small_config(2, 2, 8, 20);
+  GPT2Config config = small_gpt2_config(2, 2, 8, 20);
   const TensorMap weights = reference::random_hf_weights(config, 10);
   GPT2LMHead model(config);
   model->load_hf_state_dict(weights);
@@ -362,17 +335,17 @@ TEST(GPT2ConfigJson, ReadsHfConfigWithLegacyNCtxAndNullInner) {
 TEST(GPT2ConfigJson, ErrorsNameSourceAndKey) {
   auto json = gpt2_124m().to_json();
   json["n_head"] = 7;
-  EXPECT_EQ(error_of([&] { GPT2Config::from_json(json, "out/config.json"); }),
+  EXPECT_EQ(test::error_of([&] { GPT2Config::from_json(json, "out/config.json"); }),
             "[config] out/config.json: n_embd (768) must be divisible by n_head (7)");
   json = gpt2_124m().to_json();
   json["activation_function"] = "swish";
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               GPT2Config::from_json(json, "c.json");
             }).find("c.json: activation_function: unsupported \"swish\""),
             std::string::npos);
   json = gpt2_124m().to_json();
   json["n_layer"] = "twelve";
-  EXPECT_EQ(error_of([&] { GPT2Config::from_json(json, "c.json"); }),
+  EXPECT_EQ(test::error_of([&] { GPT2Config::from_json(json, "c.json"); }),
             "[config] c.json: n_layer: expected an integer, got \"twelve\"");
 }
 
@@ -412,15 +385,16 @@ TEST(GPT2ConfigPresets, HaveReleasedSizes) {
   EXPECT_EQ(tiny.n_layer, 2);
   EXPECT_EQ(tiny.n_head, 4);
   EXPECT_EQ(tiny.n_positions, 256);
-  EXPECT_NE(error_of([] { GPT2Config::preset("gpt3"); }).find("unknown GPT-2 preset \"gpt3\""),
-            std::string::npos);
+  EXPECT_NE(
+      test::error_of([] { GPT2Config::preset("gpt3"); }).find("unknown GPT-2 preset \"gpt3\""),
+      std::string::npos);
 }
 
 // Decoding with the KV cache: a left-padded batch prefilled, then fed one token per step with the
 // mask growing by one column and position ids cumsum(mask) - 1 (as HF's generate passes them),
 // gives at every real position the float64 reference's logits for the whole sequence at once.
 TEST(GPT2KvCache, StepwiseDecodingMatchesFloat64ReferenceOnLeftPaddedBatch) {
-  const GPT2Config config = small_config(2, 2, 16, 50);
+  const GPT2Config config = small_gpt2_config(2, 2, 16, 50);
   const TensorMap weights = reference::random_hf_weights(config, 5);
   GPT2LMHead model(config);
   model->load_hf_state_dict(weights);
@@ -437,11 +411,11 @@ TEST(GPT2KvCache, StepwiseDecodingMatchesFloat64ReferenceOnLeftPaddedBatch) {
       positions[b * T + t] = std::max<int64_t>(seen - 1, 0);
     }
   }
-  const auto ids = random_ids(B * T, config.vocab_size, 21);
+  const auto ids = test::random_ids(B * T, config.vocab_size, 21);
   const auto expected = reference::gpt2_logits(config, weights, ids, B, T, mask, positions);
 
-  const at::Tensor all_ids = as_tensor(ids, B, T), all_mask = as_tensor(mask, B, T),
-                   all_positions = as_tensor(positions, B, T);
+  const at::Tensor all_ids = test::as_tensor(ids, B, T), all_mask = test::as_tensor(mask, B, T),
+                   all_positions = test::as_tensor(positions, B, T);
   torch::NoGradGuard no_grad;
   KvCache cache(config.n_layer);
   std::vector<at::Tensor> pieces = {model->forward(all_ids.narrow(1, 0, prefill),
@@ -453,7 +427,7 @@ TEST(GPT2KvCache, StepwiseDecodingMatchesFloat64ReferenceOnLeftPaddedBatch) {
                                     all_positions.narrow(1, t, 1), &cache));
   }
   EXPECT_EQ(cache.length(), T);
-  const auto actual = to_doubles(at::cat(pieces, 1));
+  const auto actual = reference::to_doubles(at::cat(pieces, 1));
   const int64_t V = config.vocab_size;
   double worst = 0;
   for (int64_t b = 0; b < B; ++b) {
@@ -462,19 +436,19 @@ TEST(GPT2KvCache, StepwiseDecodingMatchesFloat64ReferenceOnLeftPaddedBatch) {
       const size_t at = static_cast<size_t>((b * T + t) * V);
       const std::vector<double> a(actual.begin() + at, actual.begin() + at + V);
       const std::vector<double> e(expected.begin() + at, expected.begin() + at + V);
-      worst = std::max(worst, relative_error(a, e));
+      worst = std::max(worst, reference::relative_error(a, e));
     }
   }
   EXPECT_LT(worst, 1e-5);
 }
 
 TEST(GPT2KvCache, MaskMustCoverCachedPositions) {
-  GPT2LMHead model(small_config(2, 2, 16, 50));
+  GPT2LMHead model(small_gpt2_config(2, 2, 16, 50));
   model->eval();
   torch::NoGradGuard no_grad;
   KvCache cache(2);
   model->forward(torch::ones({1, 3}, torch::kLong), {}, {}, &cache);
-  const std::string message = error_of([&] {
+  const std::string message = test::error_of([&] {
     model->forward(torch::ones({1, 1}, torch::kLong), torch::ones({1, 1}, torch::kLong), {},
                    &cache);
   });

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "test_support.h"
 #include "train/optim/grad_surgery.h"
 
 namespace {
@@ -23,18 +24,6 @@ at::Tensor rows(const std::vector<Vec>& r, at::ScalarType dtype = at::kDouble) {
   return at::stack(t).to(dtype);
 }
 
-Vec to_vec(const at::Tensor& t) {
-  const at::Tensor d = t.detach().to(at::kDouble).contiguous().reshape({-1});
-  return Vec(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
-}
-
-double dot(const Vec& a, const Vec& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    s += a[i] * b[i];
-  return s;
-}
-
 void expect_vec(const Vec& got, const Vec& want, double tol, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i)
@@ -45,25 +34,25 @@ TEST(GradSurgery, PCGradTwoTasksHandComputed) {
   // g1.g2 = -1: g1' = g1 - (-1/2) g2 = (0.5, 0.5); g2' = g2 - (-1/1) g1 = (0, 1).
   const at::Tensor g = rows({{1, 0}, {-1, 1}});
   std::mt19937_64 rng(0);
-  expect_vec(to_vec(tailor::pcgrad(g, rng)), {0.5, 1.5}, 1e-12, "sum");
-  expect_vec(to_vec(tailor::pcgrad(g, rng, "mean")), {0.25, 0.75}, 1e-12, "mean");
+  expect_vec(tailor::test::to_vec(tailor::pcgrad(g, rng)), {0.5, 1.5}, 1e-12, "sum");
+  expect_vec(tailor::test::to_vec(tailor::pcgrad(g, rng, "mean")), {0.25, 0.75}, 1e-12, "mean");
   // float32 in, float32 out.
   const at::Tensor out = tailor::pcgrad(g.to(at::kFloat), rng);
   EXPECT_EQ(out.scalar_type(), at::kFloat);
-  expect_vec(to_vec(out), {0.5, 1.5}, 1e-6, "float32");
+  expect_vec(tailor::test::to_vec(out), {0.5, 1.5}, 1e-6, "float32");
 }
 
 TEST(GradSurgery, PCGradNoConflictIsPlainSum) {
   const at::Tensor g = rows({{1, 2}, {3, -1}, {0.5, 0.5}});  // all pairwise dots > 0
   std::mt19937_64 rng(3);
-  expect_vec(to_vec(tailor::pcgrad(g, rng)), {4.5, 1.5}, 1e-12, "sum");
-  expect_vec(to_vec(tailor::pcgrad(g, rng, "mean")), {1.5, 0.5}, 1e-12, "mean");
+  expect_vec(tailor::test::to_vec(tailor::pcgrad(g, rng)), {4.5, 1.5}, 1e-12, "sum");
+  expect_vec(tailor::test::to_vec(tailor::pcgrad(g, rng, "mean")), {1.5, 0.5}, 1e-12, "mean");
 }
 
 TEST(GradSurgery, PCGradSkipsZeroGradient) {
   const at::Tensor g = rows({{1, 0}, {0, 0}, {-1, 1}});
   std::mt19937_64 rng(1);
-  expect_vec(to_vec(tailor::pcgrad(g, rng)), {0.5, 1.5}, 1e-12, "zero task");
+  expect_vec(tailor::test::to_vec(tailor::pcgrad(g, rng)), {0.5, 1.5}, 1e-12, "zero task");
 }
 
 // Two random tasks against the closed form written out in float64; the PCGrad sum of two tasks
@@ -76,18 +65,18 @@ TEST(GradSurgery, PCGradTwoTasksMatchesFormulaRandom) {
       for (double& x : *v)
         x = static_cast<double>(data() % 2001) / 1000.0 - 1.0;
     }
-    const double d = dot(g1, g2);
+    const double d = tailor::test::dot(g1, g2);
     Vec want(7);
     for (size_t k = 0; k < 7; ++k) {
-      const double p1 = d < 0 ? g1[k] - d / dot(g2, g2) * g2[k] : g1[k];
-      const double p2 = d < 0 ? g2[k] - d / dot(g1, g1) * g1[k] : g2[k];
+      const double p1 = d < 0 ? g1[k] - d / tailor::test::dot(g2, g2) * g2[k] : g1[k];
+      const double p2 = d < 0 ? g2[k] - d / tailor::test::dot(g1, g1) * g1[k] : g2[k];
       want[k] = p1 + p2;
     }
     std::mt19937_64 rng(trial);
-    const Vec got = to_vec(tailor::pcgrad(rows({g1, g2}), rng));
+    const Vec got = tailor::test::to_vec(tailor::pcgrad(rows({g1, g2}), rng));
     expect_vec(got, want, 1e-12, "trial " + std::to_string(trial));
-    EXPECT_GE(dot(got, g1), -1e-12);
-    EXPECT_GE(dot(got, g2), -1e-12);
+    EXPECT_GE(tailor::test::dot(got, g1), -1e-12);
+    EXPECT_GE(tailor::test::dot(got, g2), -1e-12);
   }
 }
 
@@ -115,12 +104,12 @@ TEST(GradSurgery, PCGradThreeTasksOrderDependent) {
   // The final projection leaves each g_i' orthogonal-or-positive to the original it saw last.
   for (const auto& per_task : options) {
     for (const Option& o : per_task)
-      EXPECT_GE(dot(o.projected, o.last_original), -1e-12);
+      EXPECT_GE(tailor::test::dot(o.projected, o.last_original), -1e-12);
   }
   std::set<int> seen;
   for (uint64_t seed = 0; seed < 64; ++seed) {
     std::mt19937_64 rng(seed);
-    const Vec got = to_vec(tailor::pcgrad(g, rng));
+    const Vec got = tailor::test::to_vec(tailor::pcgrad(g, rng));
     int matches = 0;
     for (int combo = 0; combo < 8; ++combo) {
       Vec sum{0, 0};
@@ -140,8 +129,8 @@ TEST(GradSurgery, PCGradThreeTasksOrderDependent) {
 
   // A fixed rng gives a fixed result, and the generator advances (one shuffle per task).
   std::mt19937_64 a(7), b(7);
-  const Vec first = to_vec(tailor::pcgrad(g, a));
-  expect_vec(to_vec(tailor::pcgrad(g, b)), first, 0.0, "same seed");
+  const Vec first = tailor::test::to_vec(tailor::pcgrad(g, a));
+  expect_vec(tailor::test::to_vec(tailor::pcgrad(g, b)), first, 0.0, "same seed");
   EXPECT_EQ(a(), b());
   std::mt19937_64 fresh(7);
   std::mt19937_64 used(7);
@@ -168,8 +157,8 @@ TEST(GradSurgery, MGDATwoTasksClosedForm) {
   expect_vec(w({{1, 1}, {1, 1}}), {0.5, 0.5}, 1e-12, "identical");
   expect_vec(w({{3, -1}}), {1.0}, 0.0, "one task");
   // Combined and scaled by T = 2: 2 * (0.2 (2,0) + 0.8 (0,1)) = (0.8, 1.6).
-  expect_vec(to_vec(tailor::mgda_combine(rows({{2, 0}, {0, 1}}), {0.2, 0.8})), {0.8, 1.6}, 1e-12,
-             "combine");
+  expect_vec(tailor::test::to_vec(tailor::mgda_combine(rows({{2, 0}, {0, 1}}), {0.2, 0.8})),
+             {0.8, 1.6}, 1e-12, "combine");
   EXPECT_THROW(tailor::mgda_combine(rows({{2, 0}, {0, 1}}), {1.0}), tailor::Error);
 }
 
@@ -231,7 +220,7 @@ TEST(GradSurgery, MGDAFrankWolfeMatchesBruteForce) {
     std::vector<Vec> m(3, Vec(3));
     for (int i = 0; i < 3; ++i) {
       for (int j = 0; j < 3; ++j)
-        m[i][j] = dot(g[i], g[j]);
+        m[i][j] = tailor::test::dot(g[i], g[j]);
     }
     const Vec alpha = tailor::mgda_weights(rows(g));
     ASSERT_EQ(alpha.size(), 3u);
@@ -305,7 +294,7 @@ TEST(GradSurgery, MGDAFrankWolfeMatchesExactMinimumManyTasks) {
     std::vector<Vec> m(tasks, Vec(tasks));
     for (int i = 0; i < tasks; ++i) {
       for (int j = 0; j < tasks; ++j)
-        m[i][j] = dot(g[i], g[j]);
+        m[i][j] = tailor::test::dot(g[i], g[j]);
     }
     const Vec alpha = tailor::mgda_weights(rows(g));
     EXPECT_NEAR(objective(m, alpha), exact_min(m), 1e-8) << "trial " << trial;
@@ -332,19 +321,20 @@ TEST(GradSurgery, FlattenAssignRoundTrip) {
 
   const at::Tensor flat = tailor::flatten_grads(params);
   EXPECT_EQ(flat.scalar_type(), at::kFloat);
-  expect_vec(to_vec(flat), {1, 2, 3, 4, 5, 6, 0, 0, 0, 0, -7}, 0.0, "flatten");
+  expect_vec(tailor::test::to_vec(flat), {1, 2, 3, 4, 5, 6, 0, 0, 0, 0, -7}, 0.0, "flatten");
 
   at::Tensor update = at::arange(11, at::kFloat).mul_(0.5);
   tailor::assign_flat_grad(params, update);
   ASSERT_TRUE(b.grad().defined());
   EXPECT_EQ(b.grad().scalar_type(), at::kDouble);
   EXPECT_EQ(b.grad().sizes(), b.sizes());
-  expect_vec(to_vec(a.grad()), {0, 0.5, 1, 1.5, 2, 2.5}, 0.0, "a");
-  expect_vec(to_vec(b.grad()), {3, 3.5, 4, 4.5}, 0.0, "b");
-  expect_vec(to_vec(c.grad()), {5}, 0.0, "c");
-  expect_vec(to_vec(tailor::flatten_grads(params)), to_vec(update), 0.0, "round trip");
+  expect_vec(tailor::test::to_vec(a.grad()), {0, 0.5, 1, 1.5, 2, 2.5}, 0.0, "a");
+  expect_vec(tailor::test::to_vec(b.grad()), {3, 3.5, 4, 4.5}, 0.0, "b");
+  expect_vec(tailor::test::to_vec(c.grad()), {5}, 0.0, "c");
+  expect_vec(tailor::test::to_vec(tailor::flatten_grads(params)), tailor::test::to_vec(update), 0.0,
+             "round trip");
   update.zero_();  // the grads own their memory
-  expect_vec(to_vec(c.grad()), {5}, 0.0, "no alias");
+  expect_vec(tailor::test::to_vec(c.grad()), {5}, 0.0, "no alias");
 
   EXPECT_THROW(tailor::assign_flat_grad(params, at::zeros({10})), tailor::Error);
 }

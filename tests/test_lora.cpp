@@ -13,14 +13,12 @@
 #include "models/core/lora.h"
 #include "models/gpt2/gpt2.h"
 #include "models/io/peft.h"
+#include "test_support.h"
 
 namespace tailor {
 namespace {
 
-using reference::relative_error;
-using reference::to_doubles;
-
-GPT2Config tiny_config() {
+GPT2Config lora_gpt2_config() {
   GPT2Config config;
   config.vocab_size = 40;
   config.n_positions = 12;
@@ -32,42 +30,24 @@ GPT2Config tiny_config() {
   return config;
 }
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
-}
-
 const std::vector<int64_t> kIds = {3, 17, 5, 39, 0, 22, 8, 1, 11, 30, 2, 9};  // [2, 6]
 
 at::Tensor ids_tensor() {
   return torch::tensor(kIds, torch::kLong).view({2, 6});
 }
 
-GPT2LMHead loaded_model(const GPT2Config& config, const TensorMap& weights) {
+GPT2LMHead loaded_gpt2(const GPT2Config& config, const TensorMap& weights) {
   GPT2LMHead model(config);
   model->load_hf_state_dict(weights);
   model->eval();
   return model;
 }
 
-// Gives every LoRA factor random values so that the adapter changes the output.
-void randomize_lora(torch::nn::Module& model, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  torch::NoGradGuard no_grad;
-  for (auto& item : lora_parameters(model)) {
-    item.value().copy_(at::normal(0.0, 0.3, item.value().sizes(), gen));
-  }
-}
-
 // Conv1D merge by hand in float64: W[i][o] += scaling * sum_k B[o][k] A[k][i].
 at::Tensor merged_conv1d_by_hand(const at::Tensor& W, const at::Tensor& A, const at::Tensor& B,
                                  double scaling) {
-  const auto w = to_doubles(W), a = to_doubles(A), b = to_doubles(B);
+  const auto w = reference::to_doubles(W), a = reference::to_doubles(A),
+             b = reference::to_doubles(B);
   const int64_t in = W.size(0), out = W.size(1), r = A.size(0);
   std::vector<double> merged(w);
   for (int64_t i = 0; i < in; ++i) {
@@ -104,9 +84,9 @@ TEST(LoraConfig, ScalingIsAlphaOverRankOrOverSqrtRank) {
 }
 
 TEST(LoraInit, PeftInitLeavesOutputUnchangedAndABounded) {
-  const GPT2Config config = tiny_config();
+  const GPT2Config config = lora_gpt2_config();
   const TensorMap weights = reference::random_hf_weights(config, 1);
-  GPT2LMHead model = loaded_model(config, weights);
+  GPT2LMHead model = loaded_gpt2(config, weights);
   torch::manual_seed(3);
   LoraConfig lora{4, 8, 0, false, {"c_attn", "c_fc"}};
   const auto wrapped = apply_lora(*model, lora);
@@ -127,11 +107,11 @@ TEST(LoraInit, PeftInitLeavesOutputUnchangedAndABounded) {
   }
   torch::NoGradGuard no_grad;
   const auto expected = reference::gpt2_logits(config, weights, kIds, 2, 6);
-  EXPECT_LT(relative_error(to_doubles(model(ids_tensor())), expected), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model(ids_tensor())), expected), 1e-5);
 }
 
 TEST(LoraInit, SeededInitIsReproducible) {
-  const GPT2Config config = tiny_config();
+  const GPT2Config config = lora_gpt2_config();
   LoraConfig lora{4, 8, 0, false, {"c_attn"}};
   GPT2LMHead first(config), second(config);
   torch::manual_seed(42);
@@ -146,20 +126,21 @@ TEST(LoraInit, SeededInitIsReproducible) {
 class LoraGPT2 : public ::testing::TestWithParam<bool> {};  // param: rsLoRA
 
 TEST_P(LoraGPT2, ForwardEqualsReferenceWithHandMergedConv1DWeights) {
-  const GPT2Config config = tiny_config();
+  const GPT2Config config = lora_gpt2_config();
   const TensorMap weights = reference::random_hf_weights(config, 2);
-  GPT2LMHead model = loaded_model(config, weights);
+  GPT2LMHead model = loaded_gpt2(config, weights);
   const LoraConfig lora{4, 6, 0, GetParam(), {"c_attn", "attn.c_proj", "c_fc"}};
   apply_lora(*model, lora);
-  randomize_lora(*model, 5);
+  test::randomize_lora(*model, 5);
   const double scaling = GetParam() ? 6.0 / 2.0 : 6.0 / 4.0;  // alpha/sqrt(r) or alpha/r
   const TensorMap merged = hand_merged_weights(model, weights, scaling);
   const auto expected = reference::gpt2_logits(config, merged, kIds, 2, 6);
   const auto without = reference::gpt2_logits(config, weights, kIds, 2, 6);
   torch::NoGradGuard no_grad;
-  const auto actual = to_doubles(model(ids_tensor()));
-  EXPECT_LT(relative_error(actual, expected), 1e-5);
-  EXPECT_GT(relative_error(actual, without), 1e-2);  // the adapter does change the output
+  const auto actual = reference::to_doubles(model(ids_tensor()));
+  EXPECT_LT(reference::relative_error(actual, expected), 1e-5);
+  EXPECT_GT(reference::relative_error(actual, without),
+            1e-2);  // the adapter does change the output
 }
 
 INSTANTIATE_TEST_SUITE_P(Scaling, LoraGPT2, ::testing::Values(false, true),
@@ -169,8 +150,9 @@ INSTANTIATE_TEST_SUITE_P(Scaling, LoraGPT2, ::testing::Values(false, true),
 std::vector<double> linear_by_hand(const at::Tensor& x, const at::Tensor& W, const at::Tensor& b,
                                    const at::Tensor& A, const at::Tensor& B, double scaling,
                                    WeightLayout layout) {
-  const auto xv = to_doubles(x), wv = to_doubles(W), bv = to_doubles(b), av = to_doubles(A),
-             bbv = to_doubles(B);
+  const auto xv = reference::to_doubles(x), wv = reference::to_doubles(W),
+             bv = reference::to_doubles(b), av = reference::to_doubles(A),
+             bbv = reference::to_doubles(B);
   const int64_t in = x.size(-1), N = x.numel() / in, r = A.size(0), out = b.numel();
   std::vector<double> y(N * out);
   for (int64_t n = 0; n < N; ++n) {
@@ -225,33 +207,34 @@ TEST_P(LoraLinearLayout, ForwardMergeUnmergeAndDisable) {
                                        layer->lora_B->weight, 1.5, layout);
   const at::Tensor y = layer(x);
   ASSERT_EQ(y.sizes(), (at::IntArrayRef{2, 4, out}));
-  EXPECT_LT(relative_error(to_doubles(y), expected), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(y), expected), 1e-5);
 
   // Merge: W gains (B A)^T s (Conv1D) or B A s (Linear); forward is unchanged.
   layer->merge();
   EXPECT_TRUE(layer->merged());
-  const auto delta_linear = to_doubles(at::mm(layer->lora_B->weight.to(at::kDouble),
-                                              layer->lora_A->weight.to(at::kDouble)));  // [out,in]
-  const auto w0 = to_doubles(original), w1 = to_doubles(layer->weight);
+  const auto delta_linear =
+      reference::to_doubles(at::mm(layer->lora_B->weight.to(at::kDouble),
+                                   layer->lora_A->weight.to(at::kDouble)));  // [out,in]
+  const auto w0 = reference::to_doubles(original), w1 = reference::to_doubles(layer->weight);
   for (int64_t o = 0; o < out; ++o) {
     for (int64_t i = 0; i < in; ++i) {
       const int64_t at_index = layout == WeightLayout::kConv1D ? i * out + o : o * in + i;
       EXPECT_NEAR(w1[at_index], w0[at_index] + 1.5 * delta_linear[o * in + i], 1e-5);
     }
   }
-  EXPECT_LT(relative_error(to_doubles(layer(x)), expected), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(layer(x)), expected), 1e-5);
   layer->unmerge();
   EXPECT_FALSE(layer->merged());
   EXPECT_LT((layer->weight - original).abs().max().item<double>(), 1e-6);
-  EXPECT_LT(relative_error(to_doubles(layer(x)), expected), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(layer(x)), expected), 1e-5);
 
   // Disabled: the plain base layer.
   layer->set_adapter_enabled(false);
   const at::Tensor zeros = torch::zeros_like(layer->lora_B->weight);
   const auto base =
       linear_by_hand(x, layer->weight, layer->bias, layer->lora_A->weight, zeros, 1.5, layout);
-  EXPECT_LT(relative_error(to_doubles(layer(x)), base), 1e-5);
-  EXPECT_NE(error_of([&] { layer->merge(); }).find("disabled"), std::string::npos);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(layer(x)), base), 1e-5);
+  EXPECT_NE(test::error_of([&] { layer->merge(); }).find("disabled"), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, LoraLinearLayout,
@@ -261,34 +244,36 @@ INSTANTIATE_TEST_SUITE_P(Layouts, LoraLinearLayout,
                          });
 
 TEST(LoraGPT2Model, MergeUnmergeAndDisableOnWholeModel) {
-  const GPT2Config config = tiny_config();
+  const GPT2Config config = lora_gpt2_config();
   const TensorMap weights = reference::random_hf_weights(config, 3);
-  GPT2LMHead model = loaded_model(config, weights);
+  GPT2LMHead model = loaded_gpt2(config, weights);
   apply_lora(*model, {8, 16, 0, false, {"c_attn", "c_proj", "c_fc"}});
-  randomize_lora(*model, 6);
+  test::randomize_lora(*model, 6);
   torch::NoGradGuard no_grad;
   const at::Tensor x = ids_tensor();
-  const auto with_lora = to_doubles(model(x));
+  const auto with_lora = reference::to_doubles(model(x));
   const auto base = reference::gpt2_logits(config, weights, kIds, 2, 6);
 
   set_adapters_enabled(*model, false);
-  EXPECT_LT(relative_error(to_doubles(model(x)), base), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model(x)), base), 1e-5);
   set_adapters_enabled(*model, true);
-  EXPECT_LT(relative_error(to_doubles(model(x)), with_lora), 1e-6);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model(x)), with_lora), 1e-6);
 
   const at::Tensor w = model->named_parameters()["transformer.h.1.mlp.c_proj.weight"].clone();
   merge_lora(*model);
   EXPECT_TRUE(lora_merged(*model));
-  EXPECT_LT(relative_error(to_doubles(model(x)), with_lora), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model(x)), with_lora), 1e-5);
   // Exported base weights now carry the adapter: they reproduce the LoRA output in the reference.
   TensorMap exported;
   for (const auto& [name, tensor] : model->hf_state_dict())
     exported[name] = tensor;
-  EXPECT_LT(relative_error(reference::gpt2_logits(config, exported, kIds, 2, 6), with_lora), 1e-5);
+  EXPECT_LT(
+      reference::relative_error(reference::gpt2_logits(config, exported, kIds, 2, 6), with_lora),
+      1e-5);
   // Disabling a merged model unmerges it (PEFT behaviour).
   set_adapters_enabled(*model, false);
   EXPECT_FALSE(lora_merged(*model));
-  EXPECT_LT(relative_error(to_doubles(model(x)), base), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model(x)), base), 1e-5);
   set_adapters_enabled(*model, true);
   merge_lora(*model);
   unmerge_lora(*model);
@@ -300,8 +285,8 @@ TEST(LoraGPT2Model, MergeUnmergeAndDisableOnWholeModel) {
 }
 
 TEST(LoraGPT2Model, GradientsFlowOnlyToLoraParameters) {
-  const GPT2Config config = tiny_config();
-  GPT2LMHead model = loaded_model(config, reference::random_hf_weights(config, 4));
+  const GPT2Config config = lora_gpt2_config();
+  GPT2LMHead model = loaded_gpt2(config, reference::random_hf_weights(config, 4));
   apply_lora(*model, {4, 8, 0, false, {"c_attn", "c_fc"}});
   const at::Tensor x = ids_tensor();
   const at::Tensor logits = model(x);
@@ -326,12 +311,12 @@ TEST(LoraGPT2Model, GradientsFlowOnlyToLoraParameters) {
 }
 
 TEST(LoraGPT2Model, LoraGradientMatchesFiniteDifferencesInFloat64) {
-  GPT2Config config = tiny_config();
+  GPT2Config config = lora_gpt2_config();
   config.n_layer = 1;
-  GPT2LMHead model = loaded_model(config, reference::random_hf_weights(config, 5));
+  GPT2LMHead model = loaded_gpt2(config, reference::random_hf_weights(config, 5));
   model->to(at::kDouble);
   apply_lora(*model, {2, 4, 0, false, {"c_attn", "mlp.c_proj"}});
-  randomize_lora(*model, 7);
+  test::randomize_lora(*model, 7);
   const at::Tensor x = ids_tensor();
   auto loss_fn = [&] {
     return at::cross_entropy_loss(model(x).view({-1, config.vocab_size}), x.view(-1));
@@ -365,10 +350,10 @@ TEST(LoraGPT2Model, LoraGradientMatchesFiniteDifferencesInFloat64) {
 }
 
 TEST(LoraGPT2Model, DropoutActsOnlyInTrainMode) {
-  const GPT2Config config = tiny_config();
-  GPT2LMHead model = loaded_model(config, reference::random_hf_weights(config, 6));
+  const GPT2Config config = lora_gpt2_config();
+  GPT2LMHead model = loaded_gpt2(config, reference::random_hf_weights(config, 6));
   apply_lora(*model, {4, 8, 0.5, false, {"c_attn"}});
-  randomize_lora(*model, 8);
+  test::randomize_lora(*model, 8);
   torch::NoGradGuard no_grad;
   const at::Tensor x = ids_tensor();
   model->train();
@@ -378,14 +363,14 @@ TEST(LoraGPT2Model, DropoutActsOnlyInTrainMode) {
 }
 
 TEST(LoraTargets, SuffixMatchingAndErrors) {
-  const GPT2Config config = tiny_config();
+  const GPT2Config config = lora_gpt2_config();
   {
     GPT2LMHead model(config);
     EXPECT_EQ(
         apply_lora(*model, {2, 4, 0, false, {"c_proj"}}),
         (std::vector<std::string>{"transformer.h.0.attn.c_proj", "transformer.h.0.mlp.c_proj",
                                   "transformer.h.1.attn.c_proj", "transformer.h.1.mlp.c_proj"}));
-    EXPECT_NE(error_of([&] {
+    EXPECT_NE(test::error_of([&] {
                 apply_lora(*model, {2, 4, 0, false, {"c_proj"}});
               }).find("already applied"),
               std::string::npos);
@@ -397,7 +382,7 @@ TEST(LoraTargets, SuffixMatchingAndErrors) {
         (std::vector<std::string>{"transformer.h.0.attn.c_proj", "transformer.h.1.attn.c_proj"}));
   }
   GPT2LMHead model(config);
-  const std::string message = error_of([&] {
+  const std::string message = test::error_of([&] {
     apply_lora(*model, {2, 4, 0, false, {"c_attn", "q_proj"}});
   });
   EXPECT_NE(message.find("[lora] target module(s) q_proj match no layer"), std::string::npos)
@@ -406,14 +391,14 @@ TEST(LoraTargets, SuffixMatchingAndErrors) {
   EXPECT_NE(message.find("mlp.c_fc"), std::string::npos) << message;
   EXPECT_FALSE(has_lora(*model));  // nothing applied on error
   // A part of a name is not a match ("attn" is not "c_attn").
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               apply_lora(*model, {2, 4, 0, false, {"attn"}});
             }).find("attn"),
             std::string::npos);
 }
 
 TEST(Peft, AdapterTensorNamesAndShapes) {
-  const GPT2Config config = tiny_config();
+  const GPT2Config config = lora_gpt2_config();
   GPT2LMHead model(config);
   apply_lora(*model, {4, 8, 0, false, {"c_attn", "c_fc"}});
   const TensorMap tensors = peft_adapter_tensors(*model);
@@ -456,33 +441,34 @@ TEST(Peft, AdapterConfigJsonRoundTrips) {
 
   auto bad = json;
   bad["target_modules"] = ".*c_attn";
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               lora_config_from_peft(bad, "a/adapter_config.json");
             }).find("[peft] a/adapter_config.json: target_modules"),
             std::string::npos);
   bad = json;
   bad["use_dora"] = true;
-  EXPECT_NE(error_of([&] { lora_config_from_peft(bad); }).find("use_dora"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { lora_config_from_peft(bad); }).find("use_dora"),
+            std::string::npos);
   bad = json;
   bad["bias"] = "all";
-  EXPECT_NE(error_of([&] { lora_config_from_peft(bad); }).find("bias"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { lora_config_from_peft(bad); }).find("bias"), std::string::npos);
 }
 
 TEST(Peft, LoadAdapterTensorsIntoFreshModel) {
-  const GPT2Config config = tiny_config();
+  const GPT2Config config = lora_gpt2_config();
   const TensorMap weights = reference::random_hf_weights(config, 9);
   const LoraConfig lora{4, 12, 0, false, {"c_attn", "c_fc"}};
-  GPT2LMHead trained = loaded_model(config, weights);
+  GPT2LMHead trained = loaded_gpt2(config, weights);
   apply_lora(*trained, lora);
-  randomize_lora(*trained, 10);
+  test::randomize_lora(*trained, 10);
   const TensorMap adapter = peft_adapter_tensors(*trained);
 
-  GPT2LMHead fresh = loaded_model(config, weights);
+  GPT2LMHead fresh = loaded_gpt2(config, weights);
   load_peft_adapter_tensors(*fresh, adapter, lora);
   const TensorMap merged = hand_merged_weights(fresh, weights, 12.0 / 4.0);
   torch::NoGradGuard no_grad;
-  EXPECT_LT(relative_error(to_doubles(fresh(ids_tensor())),
-                           reference::gpt2_logits(config, merged, kIds, 2, 6)),
+  EXPECT_LT(reference::relative_error(reference::to_doubles(fresh(ids_tensor())),
+                                      reference::gpt2_logits(config, merged, kIds, 2, 6)),
             1e-4);
   for (const auto& [name, tensor] : adapter) {
     EXPECT_TRUE(peft_adapter_tensors(*fresh).at(name).equal(tensor)) << name;
@@ -490,37 +476,38 @@ TEST(Peft, LoadAdapterTensorsIntoFreshModel) {
 
   TensorMap missing = adapter;
   missing.erase("base_model.model.transformer.h.0.mlp.c_fc.lora_B.weight");
-  EXPECT_NE(error_of([&] { load_peft_adapter_tensors(*fresh, missing, lora, "ad.safetensors"); })
-                .find("[peft] ad.safetensors: missing key(s) "
-                      "base_model.model.transformer.h.0.mlp.c_fc.lora_B.weight"),
-            std::string::npos);
+  EXPECT_NE(
+      test::error_of([&] { load_peft_adapter_tensors(*fresh, missing, lora, "ad.safetensors"); })
+          .find("[peft] ad.safetensors: missing key(s) "
+                "base_model.model.transformer.h.0.mlp.c_fc.lora_B.weight"),
+      std::string::npos);
   TensorMap extra = adapter;
   extra["base_model.model.transformer.h.0.attn.c_proj.lora_A.weight"] = torch::zeros({4, 16});
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               load_peft_adapter_tensors(*fresh, extra, lora);
             }).find("unexpected key(s) base_model.model.transformer.h.0.attn.c_proj.lora_A"),
             std::string::npos);
   TensorMap wrong = adapter;
   wrong["base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"] = torch::zeros({8, 16});
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               load_peft_adapter_tensors(*fresh, wrong, lora);
             }).find("lora_A.weight has shape [8, 16], the model expects [4, 16]"),
             std::string::npos);
 }
 
 TEST(LoraBFloat16, ForwardAndMergeStayClose) {
-  const GPT2Config config = tiny_config();
+  const GPT2Config config = lora_gpt2_config();
   const TensorMap weights = reference::random_hf_weights(config, 11);
-  GPT2LMHead model = loaded_model(config, weights);
+  GPT2LMHead model = loaded_gpt2(config, weights);
   apply_lora(*model, {4, 8, 0, false, {"c_attn", "c_fc"}});
-  randomize_lora(*model, 12);
+  test::randomize_lora(*model, 12);
   const TensorMap merged = hand_merged_weights(model, weights, 2.0);
   const auto expected = reference::gpt2_logits(config, merged, kIds, 2, 6);
   model->to(at::kBFloat16);
   torch::NoGradGuard no_grad;
-  EXPECT_LT(relative_error(to_doubles(model(ids_tensor())), expected), 5e-2);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model(ids_tensor())), expected), 5e-2);
   merge_lora(*model);
-  EXPECT_LT(relative_error(to_doubles(model(ids_tensor())), expected), 5e-2);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model(ids_tensor())), expected), 5e-2);
 }
 
 }  // namespace

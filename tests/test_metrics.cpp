@@ -9,6 +9,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "test_support.h"
 #include "train/loop/metrics.h"
 
 namespace fs = std::filesystem;
@@ -24,16 +25,10 @@ std::vector<nlohmann::json> read_records(const fs::path& path) {
   return records;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tailor_metrics_" + name);
-  fs::remove_all(dir);
-  return dir;
-}
-
 }  // namespace
 
 TEST(MetricsWriter, WritesOneJsonObjectPerLineWithStepAndTime) {
-  const fs::path path = fresh_dir("lines") / "metrics.jsonl";
+  const fs::path path = tailor::test::fresh_path("metrics_lines") / "metrics.jsonl";
   double now = 1700000000.25;
   {
     tailor::MetricsWriter writer(path, [&] { return now; });
@@ -57,7 +52,7 @@ TEST(MetricsWriter, WritesOneJsonObjectPerLineWithStepAndTime) {
 }
 
 TEST(MetricsWriter, RejectsReservedKeysAndNonObjects) {
-  const fs::path path = fresh_dir("reserved") / "metrics.jsonl";
+  const fs::path path = tailor::test::fresh_path("metrics_reserved") / "metrics.jsonl";
   tailor::MetricsWriter writer(path);
   EXPECT_THROW(writer.log(1, {{"step", 3}}), tailor::Error);
   EXPECT_THROW(writer.log(1, {{"time", 3}}), tailor::Error);
@@ -65,7 +60,7 @@ TEST(MetricsWriter, RejectsReservedKeysAndNonObjects) {
 }
 
 TEST(MetricsWriter, ResumeAppendsAndTruncatesReplayedSteps) {
-  const fs::path path = fresh_dir("resume") / "metrics.jsonl";
+  const fs::path path = tailor::test::fresh_path("metrics_resume") / "metrics.jsonl";
   {
     tailor::MetricsWriter writer(path);
     for (int step = 1; step <= 4; ++step)
@@ -87,7 +82,7 @@ TEST(MetricsWriter, ResumeAppendsAndTruncatesReplayedSteps) {
 }
 
 TEST(MetricsWriter, AppendAfterTornLineStartsOnFreshLine) {
-  const fs::path path = fresh_dir("torn") / "metrics.jsonl";
+  const fs::path path = tailor::test::fresh_path("metrics_torn") / "metrics.jsonl";
   tailor::write_file_atomic(path, "{\"step\":1}\n{\"step\":2,\"lo");
   tailor::MetricsWriter writer(path);
   writer.log(2, {{"loss", 1.0}});

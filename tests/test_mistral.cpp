@@ -25,17 +25,15 @@
 #include "models/io/safetensors.h"
 #include "models/mistral/mistral.h"
 #include "models/registry.h"
+#include "test_support.h"
 
 namespace tailor {
 namespace {
 
 namespace fs = std::filesystem;
-using reference::max_abs_diff;
-using reference::relative_error;
-using reference::to_doubles;
 
-MistralConfig small_config(int64_t layers, int64_t heads, int64_t kv_heads, int64_t hidden,
-                           int64_t vocab, int64_t intermediate) {
+MistralConfig small_mistral_config(int64_t layers, int64_t heads, int64_t kv_heads, int64_t hidden,
+                                   int64_t vocab, int64_t intermediate) {
   MistralConfig config;
   config.vocab_size = vocab;
   config.hidden_size = hidden;
@@ -47,30 +45,6 @@ MistralConfig small_config(int64_t layers, int64_t heads, int64_t kv_heads, int6
   config.rms_norm_eps = 1e-5;
   config.sliding_window = std::nullopt;
   return config;
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
-}
-
-std::vector<int64_t> random_ids(int64_t count, int64_t vocab, uint64_t seed) {
-  std::vector<int64_t> ids(count);
-  uint64_t state = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-  for (auto& id : ids) {
-    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
-    id = static_cast<int64_t>((state >> 33) % static_cast<uint64_t>(vocab));
-  }
-  return ids;
-}
-
-at::Tensor as_tensor(const std::vector<int64_t>& values, int64_t B, int64_t T) {
-  return torch::tensor(values, torch::kLong).view({B, T});
 }
 
 // HF generate's position_ids for left padding: cumsum(mask) - 1, clamped at 0.
@@ -99,8 +73,8 @@ std::vector<double> real_rows(const std::vector<double>& logits, const std::vect
   return out;
 }
 
-MistralForCausalLM loaded_model(const MistralConfig& config, const TensorMap& weights,
-                                at::ScalarType dtype = at::kFloat) {
+MistralForCausalLM loaded_mistral(const MistralConfig& config, const TensorMap& weights,
+                                  at::ScalarType dtype = at::kFloat) {
   MistralForCausalLM model(config, /*init_weights=*/false);
   model->to(dtype);
   model->load_hf_state_dict(weights);  // float64 tensors are converted to the model's dtype
@@ -108,17 +82,9 @@ MistralForCausalLM loaded_model(const MistralConfig& config, const TensorMap& we
   return model;
 }
 
-fs::path scratch_dir(const std::string& name) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("tailor_mistral_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 // ---- forward against the reference ---------------------------------------------------------
 
-struct ForwardCase {
+struct MistralForwardCase {
   std::string name;
   MistralConfig config;
   int64_t B, T;
@@ -126,14 +92,15 @@ struct ForwardCase {
   std::vector<int64_t> positions;  // empty = default
 };
 
-std::vector<ForwardCase> forward_cases() {
-  std::vector<ForwardCase> cases;
-  cases.push_back({"MultiHeadOneLayer", small_config(1, 2, 2, 32, 100, 48), 2, 5, {}, {}});
-  cases.push_back({"GroupedQueryTwoLayers", small_config(2, 4, 2, 32, 150, 64), 2, 6, {}, {}});
-  MistralConfig window = small_config(2, 4, 1, 32, 100, 64);
+std::vector<MistralForwardCase> mistral_forward_cases() {
+  std::vector<MistralForwardCase> cases;
+  cases.push_back({"MultiHeadOneLayer", small_mistral_config(1, 2, 2, 32, 100, 48), 2, 5, {}, {}});
+  cases.push_back(
+      {"GroupedQueryTwoLayers", small_mistral_config(2, 4, 2, 32, 150, 64), 2, 6, {}, {}});
+  MistralConfig window = small_mistral_config(2, 4, 1, 32, 100, 64);
   window.sliding_window = 3;  // shorter than the sequence: keys 3+ back are hidden
   cases.push_back({"MultiQuerySlidingWindow3", window, 2, 9, {}, {}});
-  MistralConfig head_dim = small_config(2, 4, 2, 32, 100, 40);
+  MistralConfig head_dim = small_mistral_config(2, 4, 2, 32, 100, 40);
   head_dim.head_dim = 12;  // H D = 48 != C = 32
   head_dim.rope_theta = 1e6;
   head_dim.rms_norm_eps = 1e-6;
@@ -141,16 +108,16 @@ std::vector<ForwardCase> forward_cases() {
   const std::vector<int64_t> left_pad = {0, 0, 0, 1, 1, 1, 1,  //
                                          1, 1, 1, 1, 1, 1, 1,  //
                                          0, 1, 1, 1, 1, 1, 1};
-  MistralConfig padded = small_config(2, 4, 2, 32, 120, 64);
+  MistralConfig padded = small_mistral_config(2, 4, 2, 32, 120, 64);
   padded.sliding_window = 4;
   cases.push_back({"LeftPaddingPositionIdsWindow4", padded, 3, 7, left_pad,
                    positions_from_mask(left_pad, 3, 7)});
-  MistralConfig tied = small_config(2, 2, 1, 16, 60, 24);
+  MistralConfig tied = small_mistral_config(2, 2, 1, 16, 60, 24);
   tied.tie_word_embeddings = true;
   tied.sliding_window = 1;  // each token sees itself only
   cases.push_back({"TiedEmbeddingsWindow1RightPadding", tied, 2, 4, {1, 1, 1, 1, 1, 1, 0, 0}, {}});
   cases.push_back({"ExplicitPositionIds",
-                   small_config(2, 4, 2, 32, 80, 64),
+                   small_mistral_config(2, 4, 2, 32, 80, 64),
                    2,
                    4,
                    {},
@@ -158,24 +125,24 @@ std::vector<ForwardCase> forward_cases() {
   return cases;
 }
 
-void PrintTo(const ForwardCase& c, std::ostream* os) {
+void PrintTo(const MistralForwardCase& c, std::ostream* os) {
   *os << c.name;
 }
 
-class MistralForward : public ::testing::TestWithParam<ForwardCase> {
+class MistralForward : public ::testing::TestWithParam<MistralForwardCase> {
  protected:
   // Logits of tailor's model in `dtype` for this case, as doubles, and the reference's.
   void run(at::ScalarType dtype, uint64_t seed, std::vector<double>& actual,
            std::vector<double>& expected) {
-    const ForwardCase& c = GetParam();
+    const MistralForwardCase& c = GetParam();
     const TensorMap weights = reference::random_mistral_weights(c.config, seed);
-    MistralForCausalLM model = loaded_model(c.config, weights, dtype);
-    const auto ids = random_ids(c.B * c.T, c.config.vocab_size, seed + 1);
-    const at::Tensor mask = c.mask.empty() ? at::Tensor() : as_tensor(c.mask, c.B, c.T);
+    MistralForCausalLM model = loaded_mistral(c.config, weights, dtype);
+    const auto ids = test::random_ids(c.B * c.T, c.config.vocab_size, seed + 1);
+    const at::Tensor mask = c.mask.empty() ? at::Tensor() : test::as_tensor(c.mask, c.B, c.T);
     const at::Tensor positions =
-        c.positions.empty() ? at::Tensor() : as_tensor(c.positions, c.B, c.T);
+        c.positions.empty() ? at::Tensor() : test::as_tensor(c.positions, c.B, c.T);
     torch::NoGradGuard no_grad;
-    const at::Tensor logits = model->forward(as_tensor(ids, c.B, c.T), mask, positions);
+    const at::Tensor logits = model->forward(test::as_tensor(ids, c.B, c.T), mask, positions);
     ASSERT_EQ(logits.scalar_type(), dtype);
     ASSERT_EQ(logits.sizes(), (at::IntArrayRef{c.B, c.T, c.config.vocab_size}));
     // The reference sees the weights as the model holds them (rounded for bfloat16).
@@ -183,7 +150,7 @@ class MistralForward : public ::testing::TestWithParam<ForwardCase> {
     for (const auto& [name, tensor] : weights)
       rounded[name] = tensor.to(dtype);
     const int64_t V = c.config.vocab_size;
-    actual = real_rows(to_doubles(logits), c.mask, V);
+    actual = real_rows(reference::to_doubles(logits), c.mask, V);
     expected =
         real_rows(reference::mistral_logits(c.config, rounded, ids, c.B, c.T, c.mask, c.positions),
                   c.mask, V);
@@ -193,26 +160,26 @@ class MistralForward : public ::testing::TestWithParam<ForwardCase> {
 TEST_P(MistralForward, Float32MatchesFloat64Reference) {
   std::vector<double> actual, expected;
   run(at::kFloat, 21, actual, expected);
-  EXPECT_LT(relative_error(actual, expected), 1e-5);
+  EXPECT_LT(reference::relative_error(actual, expected), 1e-5);
   const int64_t V = GetParam().config.vocab_size;
-  EXPECT_LT(max_abs_diff(reference::log_softmax_rows(actual, V),
-                         reference::log_softmax_rows(expected, V)),
+  EXPECT_LT(reference::max_abs_diff(reference::log_softmax_rows(actual, V),
+                                    reference::log_softmax_rows(expected, V)),
             1e-4);
 }
 
 TEST_P(MistralForward, Float64MatchesFloat64Reference) {
   std::vector<double> actual, expected;
   run(at::kDouble, 22, actual, expected);
-  EXPECT_LT(relative_error(actual, expected), 1e-12);
+  EXPECT_LT(reference::relative_error(actual, expected), 1e-12);
 }
 
 TEST_P(MistralForward, BFloat16CloseToFloat64Reference) {
   std::vector<double> actual, expected;
   run(at::kBFloat16, 23, actual, expected);
-  EXPECT_LT(relative_error(actual, expected), 3e-2);
+  EXPECT_LT(reference::relative_error(actual, expected), 3e-2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, MistralForward, ::testing::ValuesIn(forward_cases()),
+INSTANTIATE_TEST_SUITE_P(Shapes, MistralForward, ::testing::ValuesIn(mistral_forward_cases()),
                          [](const auto& info) { return info.param.name; });
 
 // ---- KV cache -------------------------------------------------------------------------------
@@ -220,17 +187,17 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MistralForward, ::testing::ValuesIn(forward_cas
 // Prefill and decode in chunks (`chunks` sum to T), each call passing the mask so far [B, S] and
 // the new tokens' positions; the concatenated logits must equal one full forward.
 void expect_cache_matches_full_forward(at::ScalarType dtype, double tolerance) {
-  MistralConfig config = small_config(2, 4, 2, 32, 90, 64);
+  MistralConfig config = small_mistral_config(2, 4, 2, 32, 90, 64);
   config.sliding_window = 3;  // the window slides during decoding
   const int64_t B = 2, T = 9;
   const std::vector<int64_t> mask = {0, 0, 1, 1, 1, 1, 1, 1, 1,  //
                                      1, 1, 1, 1, 1, 1, 1, 1, 1};
   const auto positions = positions_from_mask(mask, B, T);
   const TensorMap weights = reference::random_mistral_weights(config, 31);
-  MistralForCausalLM model = loaded_model(config, weights, dtype);
-  const auto ids = random_ids(B * T, config.vocab_size, 32);
-  const at::Tensor ids_t = as_tensor(ids, B, T), mask_t = as_tensor(mask, B, T),
-                   positions_t = as_tensor(positions, B, T);
+  MistralForCausalLM model = loaded_mistral(config, weights, dtype);
+  const auto ids = test::random_ids(B * T, config.vocab_size, 32);
+  const at::Tensor ids_t = test::as_tensor(ids, B, T), mask_t = test::as_tensor(mask, B, T),
+                   positions_t = test::as_tensor(positions, B, T);
   torch::NoGradGuard no_grad;
   const at::Tensor full = model->forward(ids_t, mask_t, positions_t);
 
@@ -247,12 +214,13 @@ void expect_cache_matches_full_forward(at::ScalarType dtype, double tolerance) {
   ASSERT_EQ(start, T);
   EXPECT_EQ(cache.length(), T);
   const int64_t V = config.vocab_size;
-  const auto stepped = real_rows(to_doubles(at::cat(pieces, 1)), mask, V);
-  EXPECT_LT(max_abs_diff(stepped, real_rows(to_doubles(full), mask, V)), tolerance);
+  const auto stepped = real_rows(reference::to_doubles(at::cat(pieces, 1)), mask, V);
+  EXPECT_LT(reference::max_abs_diff(stepped, real_rows(reference::to_doubles(full), mask, V)),
+            tolerance);
   // And both agree with the reference.
   const auto expected =
       real_rows(reference::mistral_logits(config, weights, ids, B, T, mask, positions), mask, V);
-  EXPECT_LT(relative_error(stepped, expected), dtype == at::kDouble ? 1e-12 : 1e-5);
+  EXPECT_LT(reference::relative_error(stepped, expected), dtype == at::kDouble ? 1e-12 : 1e-5);
 }
 
 TEST(MistralKvCache, ChunkedPrefillAndStepsMatchFullForwardFloat32) {
@@ -265,9 +233,9 @@ TEST(MistralKvCache, ChunkedPrefillAndStepsMatchFullForwardFloat64) {
 
 TEST(MistralKvCache, DefaultPositionsContinueFromTheCache) {
   // Without position_ids or a mask, a cached call uses positions P .. S-1.
-  const MistralConfig config = small_config(1, 2, 1, 16, 50, 32);
-  MistralForCausalLM model = loaded_model(config, reference::random_mistral_weights(config, 33));
-  const at::Tensor ids = as_tensor(random_ids(6, 50, 34), 1, 6);
+  const MistralConfig config = small_mistral_config(1, 2, 1, 16, 50, 32);
+  MistralForCausalLM model = loaded_mistral(config, reference::random_mistral_weights(config, 33));
+  const at::Tensor ids = test::as_tensor(test::random_ids(6, 50, 34), 1, 6);
   torch::NoGradGuard no_grad;
   const at::Tensor full = model->forward(ids);
   KvCache cache(1);
@@ -279,7 +247,7 @@ TEST(MistralKvCache, DefaultPositionsContinueFromTheCache) {
 // ---- model structure ------------------------------------------------------------------------
 
 TEST(MistralModel, ParameterNamesAndShapesAreHuggingFaces) {
-  MistralConfig config = small_config(2, 4, 2, 32, 50, 40);
+  MistralConfig config = small_mistral_config(2, 4, 2, 32, 50, 40);
   config.head_dim = 6;
   MistralForCausalLM model(config);
   std::vector<std::string> expected = {"model.embed_tokens.weight"};
@@ -310,7 +278,7 @@ TEST(MistralModel, ParameterNamesAndShapesAreHuggingFaces) {
 }
 
 TEST(MistralModel, CausalLMInterfaceReportsTheConfig) {
-  MistralConfig config = small_config(3, 4, 2, 32, 70, 40);
+  MistralConfig config = small_mistral_config(3, 4, 2, 32, 70, 40);
   config.pad_token_id = 0;
   config.bos_token_id = std::nullopt;
   const CausalLM model = std::make_shared<MistralForCausalLMImpl>(config);
@@ -332,18 +300,18 @@ TEST(MistralModel, CausalLMInterfaceReportsTheConfig) {
 }
 
 TEST(MistralModel, TiedEmbeddingsHaveNoLmHead) {
-  MistralConfig config = small_config(1, 2, 2, 16, 40, 24);
+  MistralConfig config = small_mistral_config(1, 2, 2, 16, 40, 24);
   config.tie_word_embeddings = true;
   TensorMap weights = reference::random_mistral_weights(config, 41);
   weights["lm_head.weight"] = torch::zeros({40, 16}, torch::kDouble);  // ignored, as HF does
-  MistralForCausalLM model = loaded_model(config, weights);
+  MistralForCausalLM model = loaded_mistral(config, weights);
   EXPECT_FALSE(model->named_parameters().contains("lm_head.weight"));
   EXPECT_EQ(model->hf_parameter_name("lm_head.weight"), "");
   EXPECT_FALSE(model->hf_state_dict().count("lm_head.weight"));
   const auto targets = model->lora_target_names();
   EXPECT_EQ(std::find(targets.begin(), targets.end(), "lm_head"), targets.end());
   torch::NoGradGuard no_grad;
-  const at::Tensor ids = as_tensor(random_ids(4, 40, 42), 1, 4);
+  const at::Tensor ids = test::as_tensor(test::random_ids(4, 40, 42), 1, 4);
   const at::Tensor hidden = model->hidden_states(ids);
   const at::Tensor logits = model->lm_logits(hidden);
   double dot = 0;
@@ -355,11 +323,12 @@ TEST(MistralModel, TiedEmbeddingsHaveNoLmHead) {
 }
 
 TEST(MistralModel, HiddenStatesAreTheFinalRmsNormOutput) {
-  const MistralConfig config = small_config(1, 2, 2, 16, 40, 24);
+  const MistralConfig config = small_mistral_config(1, 2, 2, 16, 40, 24);
   const TensorMap weights = reference::random_mistral_weights(config, 43);
-  MistralForCausalLM model = loaded_model(config, weights);
+  MistralForCausalLM model = loaded_mistral(config, weights);
   torch::NoGradGuard no_grad;
-  const at::Tensor hidden = model->hidden_states(as_tensor(random_ids(10, 40, 44), 2, 5));
+  const at::Tensor hidden =
+      model->hidden_states(test::as_tensor(test::random_ids(10, 40, 44), 2, 5));
   ASSERT_EQ(hidden.sizes(), (at::IntArrayRef{2, 5, 16}));
   // hidden / weight has unit root-mean-square (up to eps = 1e-5).
   const at::Tensor normalized = hidden / weights.at("model.norm.weight").to(at::kFloat);
@@ -383,7 +352,7 @@ TEST(MistralModel, Mistral7bShapesGiveTheReleasedParameterCount) {
 }
 
 TEST(MistralModel, InitWeightsFollowsHuggingFace) {
-  MistralConfig config = small_config(2, 4, 2, 64, 400, 128);
+  MistralConfig config = small_mistral_config(2, 4, 2, 64, 400, 128);
   config.pad_token_id = 3;
   torch::manual_seed(0);
   MistralForCausalLM model(config);
@@ -404,19 +373,19 @@ TEST(MistralModel, InitWeightsFollowsHuggingFace) {
 }
 
 TEST(MistralModel, AttentionDropoutOnlyInTrainMode) {
-  MistralConfig config = small_config(2, 2, 1, 16, 40, 24);
+  MistralConfig config = small_mistral_config(2, 2, 1, 16, 40, 24);
   const TensorMap weights = reference::random_mistral_weights(config, 45);
   MistralConfig dropping = config;
   dropping.attention_dropout = 0.3;
-  MistralForCausalLM model = loaded_model(dropping, weights);
-  const auto ids = random_ids(6, 40, 46);
-  const at::Tensor x = as_tensor(ids, 1, 6);
+  MistralForCausalLM model = loaded_mistral(dropping, weights);
+  const auto ids = test::random_ids(6, 40, 46);
+  const at::Tensor x = test::as_tensor(ids, 1, 6);
   torch::NoGradGuard no_grad;
   model->train();
   EXPECT_FALSE(model->forward(x).equal(model->forward(x)));
   model->eval();
-  EXPECT_LT(relative_error(to_doubles(model->forward(x)),
-                           reference::mistral_logits(config, weights, ids, 1, 6)),
+  EXPECT_LT(reference::relative_error(reference::to_doubles(model->forward(x)),
+                                      reference::mistral_logits(config, weights, ids, 1, 6)),
             1e-5);
 }
 
@@ -432,7 +401,7 @@ class HookRecorder : public ForwardHooks {
 };
 
 TEST(MistralModel, HookGroupsCoverEveryParameterAndWrapEachLayer) {
-  const MistralConfig config = small_config(2, 2, 1, 16, 40, 24);
+  const MistralConfig config = small_mistral_config(2, 2, 1, 16, 40, 24);
   MistralForCausalLM model(config);
   apply_lora(*model, LoraConfig{2, 4, 0.0, false, {"q_proj", "down_proj"}});
   const auto groups = model->hook_groups();
@@ -453,7 +422,7 @@ TEST(MistralModel, HookGroupsCoverEveryParameterAndWrapEachLayer) {
   model->eval();
   auto recorder = std::make_shared<HookRecorder>();
   model->set_forward_hooks(recorder);
-  const at::Tensor ids = as_tensor(random_ids(6, 40, 47), 2, 3);
+  const at::Tensor ids = test::as_tensor(test::random_ids(6, 40, 47), 2, 3);
   const std::vector<std::string> order = {"enter 0", "enter 1", "exit 1",
                                           "enter 2", "exit 2",  "exit 0"};
   const at::Tensor hidden_with_hooks = model->hidden_states(ids);
@@ -469,34 +438,34 @@ TEST(MistralModel, HookGroupsCoverEveryParameterAndWrapEachLayer) {
 }
 
 TEST(MistralModel, BadInputsAreErrorsSayingWhatIsWrong) {
-  const MistralConfig config = small_config(2, 2, 1, 16, 40, 24);  // max positions 64
+  const MistralConfig config = small_mistral_config(2, 2, 1, 16, 40, 24);  // max positions 64
   MistralForCausalLM model(config);
   torch::NoGradGuard no_grad;
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               model->forward(torch::zeros({1, 65}, torch::kLong));
             }).find("[mistral] sequence length 65 exceeds max_position_embeddings 64"),
             std::string::npos);
   KvCache cache(2);
   model->forward(torch::zeros({1, 60}, torch::kLong), {}, {}, &cache);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               model->forward(torch::zeros({1, 5}, torch::kLong), {}, {}, &cache);
             }).find("sequence length 65 (60 cached + 5 new) exceeds max_position_embeddings 64"),
             std::string::npos);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               model->forward(torch::tensor({3, 40}, torch::kLong).view({1, 2}));
             }).find("token id 40 is outside the vocabulary [0, 40)"),
             std::string::npos);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               model->forward(torch::zeros({2, 3}, torch::kLong), torch::ones({2, 4}, torch::kLong));
             }).find("attention_mask shape [2, 4] does not match [B, P + T] = [2, 3]"),
             std::string::npos);
   EXPECT_NE(
-      error_of([&] {
+      test::error_of([&] {
         model->forward(torch::zeros({2, 3}, torch::kLong), {}, torch::zeros({2, 2}, torch::kLong));
       }).find("position_ids shape [2, 2] does not match input_ids [2, 3]"),
       std::string::npos);
   KvCache wrong(3);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               model->forward(torch::zeros({1, 2}, torch::kLong), {}, {}, &wrong);
             }).find("the KV cache has 3 layers, the model 2"),
             std::string::npos);
@@ -505,7 +474,7 @@ TEST(MistralModel, BadInputsAreErrorsSayingWhatIsWrong) {
 // ---- state dicts ----------------------------------------------------------------------------
 
 TEST(MistralStateDict, LoadsKeysWithAndWithoutModelPrefixIgnoringRotaryBuffers) {
-  const MistralConfig config = small_config(2, 2, 1, 16, 30, 24);
+  const MistralConfig config = small_mistral_config(2, 2, 1, 16, 30, 24);
   const TensorMap weights = reference::random_mistral_weights(config, 51);
   TensorMap old_style;  // a MistralModel-style checkpoint plus old inv_freq buffers
   for (const auto& [name, tensor] : weights) {
@@ -524,23 +493,23 @@ TEST(MistralStateDict, LoadsKeysWithAndWithoutModelPrefixIgnoringRotaryBuffers) 
 }
 
 TEST(MistralStateDict, MissingTensorErrorNamesSourceAndKey) {
-  const MistralConfig config = small_config(2, 2, 1, 16, 30, 24);
+  const MistralConfig config = small_mistral_config(2, 2, 1, 16, 30, 24);
   TensorMap weights = reference::random_mistral_weights(config, 52);
   weights.erase("model.layers.1.mlp.up_proj.weight");
   MistralForCausalLM model(config);
-  EXPECT_NE(error_of([&] { model->load_hf_state_dict(weights, "ckpt/model.safetensors"); })
+  EXPECT_NE(test::error_of([&] { model->load_hf_state_dict(weights, "ckpt/model.safetensors"); })
                 .find("[mistral] ckpt/model.safetensors: missing key(s) "
                       "model.layers.1.mlp.up_proj.weight"),
             std::string::npos);
 }
 
 TEST(MistralStateDict, WrongShapeNamesKeyAndBothShapesAndLeavesModelUntouched) {
-  const MistralConfig config = small_config(1, 4, 2, 16, 30, 24);
+  const MistralConfig config = small_mistral_config(1, 4, 2, 16, 30, 24);
   TensorMap weights = reference::random_mistral_weights(config, 53);
   weights["model.layers.0.self_attn.k_proj.weight"] = torch::zeros({16, 16});  // MHA-sized
   MistralForCausalLM model(config);
   const at::Tensor before = model->model->embed_tokens->weight.clone();
-  EXPECT_NE(error_of([&] { model->load_hf_state_dict(weights, "dir"); })
+  EXPECT_NE(test::error_of([&] { model->load_hf_state_dict(weights, "dir"); })
                 .find("[mistral] dir: model.layers.0.self_attn.k_proj.weight has shape [16, 16], "
                       "the model expects [8, 16]"),
             std::string::npos);
@@ -548,20 +517,20 @@ TEST(MistralStateDict, WrongShapeNamesKeyAndBothShapesAndLeavesModelUntouched) {
 }
 
 TEST(MistralStateDict, UnexpectedKeyIsAnErrorNamingIt) {
-  const MistralConfig config = small_config(1, 2, 1, 16, 30, 24);
+  const MistralConfig config = small_mistral_config(1, 2, 1, 16, 30, 24);
   TensorMap weights = reference::random_mistral_weights(config, 54);
   weights["model.layers.0.self_attn.q_proj.bias"] = torch::zeros({16});
   MistralForCausalLM model(config);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               model->load_hf_state_dict(weights, "x");
             }).find("x: unexpected key(s) model.layers.0.self_attn.q_proj.bias"),
             std::string::npos);
 }
 
 TEST(MistralStateDict, HfStateDictHoldsExactlyTheBaseWeights) {
-  const MistralConfig config = small_config(2, 2, 1, 16, 30, 24);
+  const MistralConfig config = small_mistral_config(2, 2, 1, 16, 30, 24);
   const TensorMap weights = reference::random_mistral_weights(config, 55);
-  MistralForCausalLM model = loaded_model(config, weights);
+  MistralForCausalLM model = loaded_mistral(config, weights);
   apply_lora(*model, LoraConfig{2, 4, 0.0, false, {"v_proj"}});
   const TensorMap out = model->hf_state_dict();
   ASSERT_EQ(out.size(), weights.size());
@@ -594,16 +563,16 @@ CausalLM load_dir(const fs::path& dir) {
 }
 
 TEST(MistralCheckpoint, RoundTripsSingleFileAndShardedF32) {
-  MistralConfig config = small_config(2, 4, 2, 32, 100, 48);
+  MistralConfig config = small_mistral_config(2, 4, 2, 32, 100, 48);
   config.sliding_window = 5;
   config.head_dim = 10;
   const TensorMap weights = reference::random_mistral_weights(config, 61);
-  MistralForCausalLM model = loaded_model(config, weights);
-  const at::Tensor ids = as_tensor(random_ids(12, 100, 62), 2, 6);
+  MistralForCausalLM model = loaded_mistral(config, weights);
+  const at::Tensor ids = test::as_tensor(test::random_ids(12, 100, 62), 2, 6);
   torch::NoGradGuard no_grad;
   const at::Tensor logits = model->forward(ids);
   for (uint64_t max_shard : {uint64_t{5'000'000'000ULL}, uint64_t{20'000}}) {
-    const fs::path dir = scratch_dir("f32_" + std::to_string(max_shard));
+    const fs::path dir = test::fresh_process_dir("mistral_f32_" + std::to_string(max_shard));
     save_dir(dir, *model, at::kFloat, max_shard);
     const bool sharded = max_shard < 1'000'000;
     EXPECT_EQ(fs::exists(dir / "model.safetensors.index.json"), sharded);
@@ -619,10 +588,10 @@ TEST(MistralCheckpoint, RoundTripsSingleFileAndShardedF32) {
 }
 
 TEST(MistralCheckpoint, BFloat16FileLoadsIntoFloat32AsRoundedWeights) {
-  const MistralConfig config = small_config(2, 2, 1, 16, 60, 24);
+  const MistralConfig config = small_mistral_config(2, 2, 1, 16, 60, 24);
   const TensorMap weights = reference::random_mistral_weights(config, 63);
-  MistralForCausalLM model = loaded_model(config, weights);
-  const fs::path dir = scratch_dir("bf16");
+  MistralForCausalLM model = loaded_mistral(config, weights);
+  const fs::path dir = test::fresh_process_dir("mistral_bf16");
   save_dir(dir, *model, at::kBFloat16, 5'000'000'000ULL);
   const auto json = nlohmann::json::parse(read_file(dir / "config.json"));
   EXPECT_EQ(json.at("torch_dtype"), "bfloat16");
@@ -720,7 +689,7 @@ TEST(MistralConfigJson, BadKeysAreErrorsNamingSourceAndKey) {
   auto with = [&](const char* key, const nlohmann::json& value) {
     auto json = base;
     json[key] = value;
-    return error_of([&] { MistralConfig::from_json(json, "run/config.json"); });
+    return test::error_of([&] { MistralConfig::from_json(json, "run/config.json"); });
   };
   EXPECT_EQ(with("num_hidden_layers", "two"),
             "[config] run/config.json: num_hidden_layers: expected an integer, got \"two\"");
@@ -768,35 +737,27 @@ TEST(MistralRegistry, BuildsMistralFromConfigAndPresets) {
 }
 
 TEST(MistralRegistry, UnknownModelTypeNamesSourceAndKey) {
-  EXPECT_EQ(error_of([&] {
+  EXPECT_EQ(test::error_of([&] {
               causal_lm_from_config({{"model_type", "falcon"}}, "models/f/config.json", false);
             }),
             "[model] models/f/config.json: model_type: unsupported \"falcon\" (tailor has gpt2 "
             "and mistral)");
   auto json = nlohmann::json::parse(kMistral7bV01Config);
   json["rms_norm_eps"] = -1.0;
-  EXPECT_EQ(error_of([&] { causal_lm_from_config(json, "m/config.json", false); }),
+  EXPECT_EQ(test::error_of([&] { causal_lm_from_config(json, "m/config.json", false); }),
             "[config] m/config.json: rms_norm_eps (-1) must be a positive number");
 }
 
 // ---- LoRA and PEFT adapters -----------------------------------------------------------------
 
-// Gives every LoRA factor random values so that the adapter changes the output.
-void randomize_lora(torch::nn::Module& model, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  torch::NoGradGuard no_grad;
-  for (auto& item : lora_parameters(model))
-    item.value().copy_(at::normal(0.0, 0.3, item.value().sizes(), gen));
-}
-
 class MistralLora : public ::testing::TestWithParam<bool> {};  // param: rslora
 
 TEST_P(MistralLora, PeftAdapterRoundTripMatchesReference) {
   const bool rslora = GetParam();
-  MistralConfig config = small_config(2, 4, 2, 32, 80, 48);
+  MistralConfig config = small_mistral_config(2, 4, 2, 32, 80, 48);
   config.sliding_window = 4;
   const TensorMap weights = reference::random_mistral_weights(config, 71);
-  MistralForCausalLM model = loaded_model(config, weights);
+  MistralForCausalLM model = loaded_mistral(config, weights);
   LoraConfig lora;
   lora.rank = 4;
   lora.alpha = 6;
@@ -806,22 +767,22 @@ TEST_P(MistralLora, PeftAdapterRoundTripMatchesReference) {
   EXPECT_EQ(wrapped.size(), 15u);
   EXPECT_EQ(wrapped.front(), "model.layers.0.self_attn.q_proj");
   EXPECT_EQ(wrapped.back(), "lm_head");
-  randomize_lora(*model, 72);
+  test::randomize_lora(*model, 72);
   const double scaling = rslora ? 6.0 / 2.0 : 6.0 / 4.0;
 
-  const auto ids = random_ids(14, 80, 73);
-  const at::Tensor ids_t = as_tensor(ids, 2, 7);
+  const auto ids = test::random_ids(14, 80, 73);
+  const at::Tensor ids_t = test::as_tensor(ids, 2, 7);
   torch::NoGradGuard no_grad;
   const at::Tensor logits = model->forward(ids_t);
   reference::MistralLoraAdapter adapter{peft_adapter_tensors(*model), scaling};
   const auto expected = reference::mistral_logits(config, weights, ids, 2, 7, {}, {}, &adapter);
-  EXPECT_LT(relative_error(to_doubles(logits), expected), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(logits), expected), 1e-5);
   // The adapter matters: the base alone is far off.
-  EXPECT_GT(
-      relative_error(to_doubles(logits), reference::mistral_logits(config, weights, ids, 2, 7)),
-      1e-2);
+  EXPECT_GT(reference::relative_error(reference::to_doubles(logits),
+                                      reference::mistral_logits(config, weights, ids, 2, 7)),
+            1e-2);
 
-  const fs::path dir = scratch_dir(rslora ? "peft_rslora" : "peft");
+  const fs::path dir = test::fresh_process_dir(rslora ? "mistral_peft_rslora" : "mistral_peft");
   save_peft_adapter(dir, *model, lora, "mistral-test",
                     /*fan_in_fan_out=*/model->linear_layout() == WeightLayout::kConv1D);
   const auto adapter_config = nlohmann::json::parse(read_file(dir / "adapter_config.json"));
@@ -847,14 +808,15 @@ TEST_P(MistralLora, PeftAdapterRoundTripMatchesReference) {
   EXPECT_EQ(file.info("base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight").shape,
             (std::vector<int64_t>{16, 4}));  // K D = 2 * 8
 
-  MistralForCausalLM fresh = loaded_model(config, weights);
+  MistralForCausalLM fresh = loaded_mistral(config, weights);
   const LoraConfig loaded = load_peft_adapter(dir, *fresh);
   EXPECT_EQ(loaded.rslora, rslora);
   EXPECT_DOUBLE_EQ(loaded.scaling(), scaling);
   EXPECT_TRUE(fresh->forward(ids_t).equal(logits));
   // Merged: W + s B A in the weights, same function.
   merge_lora(*fresh);
-  EXPECT_LT(relative_error(to_doubles(fresh->forward(ids_t)), expected), 1e-5);
+  EXPECT_LT(reference::relative_error(reference::to_doubles(fresh->forward(ids_t)), expected),
+            1e-5);
   fs::remove_all(dir);
 }
 
@@ -863,13 +825,13 @@ INSTANTIATE_TEST_SUITE_P(Scaling, MistralLora, ::testing::Values(false, true),
 
 TEST(MistralLoraGradient, MatchesFiniteDifferencesInFloat64) {
   // Backward through RoPE, GQA, the sliding window and SwiGLU: d(sum(logits * R))/d(lora factor).
-  MistralConfig config = small_config(2, 4, 2, 16, 30, 24);
+  MistralConfig config = small_mistral_config(2, 4, 2, 16, 30, 24);
   config.sliding_window = 3;
   MistralForCausalLM model =
-      loaded_model(config, reference::random_mistral_weights(config, 81), at::kDouble);
+      loaded_mistral(config, reference::random_mistral_weights(config, 81), at::kDouble);
   apply_lora(*model, LoraConfig{2, 4, 0.0, false, {"q_proj", "k_proj", "up_proj"}});
-  randomize_lora(*model, 82);
-  const at::Tensor ids = as_tensor(random_ids(10, 30, 83), 2, 5);
+  test::randomize_lora(*model, 82);
+  const at::Tensor ids = test::as_tensor(test::random_ids(10, 30, 83), 2, 5);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(84);
   const at::Tensor R = at::normal(0.0, 1.0, {2, 5, 30}, gen, at::TensorOptions(at::kDouble));
   auto loss = [&] { return (model->forward(ids) * R).sum(); };

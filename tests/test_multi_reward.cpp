@@ -15,23 +15,14 @@
 #include "models/gpt2/gpt2.h"
 #include "models/heads/multi_reward.h"
 #include "models/io/multi_reward_export.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 
 namespace tailor {
 namespace {
 
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
-}
-
-MultiReward tiny_model(int64_t D, int64_t H, uint64_t seed) {
+MultiReward tiny_multi_reward(int64_t D, int64_t H, uint64_t seed) {
   torch::manual_seed(seed);
   MultiRewardConfig c;
   c.embed_dim = D;
@@ -71,7 +62,7 @@ std::vector<std::vector<double>> reference_rewards(MultiRewardImpl& m, const at:
 }
 
 TEST(MultiReward, ForwardIsTheAffineHiddenLayerThenTheHeadsInFloat64) {
-  MultiReward m = tiny_model(5, 7, 3);
+  MultiReward m = tiny_multi_reward(5, 7, 3);
   torch::manual_seed(4);
   const at::Tensor train = at::randn({40, 5}, at::kDouble) * 3 + 2;
   m->set_standardization(train);
@@ -104,7 +95,7 @@ TEST(MultiReward, ForwardIsTheAffineHiddenLayerThenTheHeadsInFloat64) {
 }
 
 TEST(MultiReward, NormalizingTheHeadsKeepsEveryRewardAndPutsTheHeadsInTheUnitBall) {
-  MultiReward m = tiny_model(4, 6, 5);
+  MultiReward m = tiny_multi_reward(4, 6, 5);
   {
     torch::NoGradGuard no_grad;
     m->heads->weight.mul_(9.0);  // heads of norm ~ several, as training leaves them
@@ -129,7 +120,7 @@ TEST(MultiReward, NormalizingTheHeadsKeepsEveryRewardAndPutsTheHeadsInTheUnitBal
 }
 
 TEST(MultiReward, DropoutActsOnlyWhileTraining) {
-  MultiReward m = tiny_model(4, 64, 7);
+  MultiReward m = tiny_multi_reward(4, 64, 7);
   const at::Tensor f = at::randn({3, 4}, at::kDouble);
   m->eval();
   const at::Tensor h_eval = m->hidden(f);
@@ -194,9 +185,9 @@ TEST(MultiRewardExport, RoundTripKeepsTheRewardsTheBackboneAndTheEncoding) {
     std::ofstream out(dir / "multi_reward.safetensors", std::ios::app | std::ios::binary);
     out << " ";
   }
-  EXPECT_NE(error_of([&] { load_multi_reward_export(dir); }).find("its hash is not the id"),
+  EXPECT_NE(test::error_of([&] { load_multi_reward_export(dir); }).find("its hash is not the id"),
             std::string::npos);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               load_multi_reward_export(dir / "backbone");
             }).find("no multi_reward_config.json (not a multi-reward export"),
             std::string::npos);

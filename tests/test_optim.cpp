@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "test_support.h"
 #include "train/optim/adamw.h"
 #include "train/optim/grad_clip.h"
 #include "train/optim/lr_schedule.h"
@@ -47,17 +48,12 @@ struct ReferenceAdamW {
   }
 };
 
-std::vector<double> to_vector(const at::Tensor& t) {
-  at::Tensor d = t.detach().to(at::kDouble).contiguous().reshape({-1});
-  return std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
-}
-
 void set_grad(at::Tensor& param, const std::vector<double>& g) {
   param.mutable_grad() = at::tensor(g, at::kDouble).reshape(param.sizes()).to(param.scalar_type());
 }
 
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double tol,
-                  const std::string& what) {
+void expect_all_close(const std::vector<double>& got, const std::vector<double>& want, double tol,
+                      const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::abs(want[i]))) << what << "[" << i << "]";
@@ -76,9 +72,10 @@ void check_against_reference(const AdamWConfig& config, double grad_scale, bool 
   AdamW opt(config);
   opt.add_param("w", w, /*decay=*/true);
   opt.add_param("b", b, /*decay=*/false);
-  ReferenceAdamW ref_w{to_vector(w), std::vector<double>(12), std::vector<double>(12),
+  ReferenceAdamW ref_w{tailor::test::to_vec(w), std::vector<double>(12), std::vector<double>(12),
                        config.weight_decay, config};
-  ReferenceAdamW ref_b{to_vector(b), std::vector<double>(4), std::vector<double>(4), 0.0, config};
+  ReferenceAdamW ref_b{tailor::test::to_vec(b), std::vector<double>(4), std::vector<double>(4), 0.0,
+                       config};
   for (int step = 0; step < 5; ++step) {
     const double lr = 1e-2 * (step + 1);
     const auto gw = grad_values(12, step, grad_scale, at::kFloat);
@@ -91,12 +88,14 @@ void check_against_reference(const AdamWConfig& config, double grad_scale, bool 
   }
   EXPECT_EQ(opt.step_count(), 5);
   const auto state = opt.export_state();
-  expect_close(to_vector(w), ref_w.p, 2e-6, "w");
-  expect_close(to_vector(b), ref_b.p, 2e-6, "b");
-  expect_close(to_vector(state.at("w.exp_avg")), ref_w.m, 1e-6 * grad_scale, "w.exp_avg");
-  expect_close(to_vector(state.at("w.exp_avg_sq")), ref_w.v, 1e-6 * grad_scale * grad_scale,
-               "w.exp_avg_sq");
-  expect_close(to_vector(state.at("b.exp_avg")), ref_b.m, 1e-6 * grad_scale, "b.exp_avg");
+  expect_all_close(tailor::test::to_vec(w), ref_w.p, 2e-6, "w");
+  expect_all_close(tailor::test::to_vec(b), ref_b.p, 2e-6, "b");
+  expect_all_close(tailor::test::to_vec(state.at("w.exp_avg")), ref_w.m, 1e-6 * grad_scale,
+                   "w.exp_avg");
+  expect_all_close(tailor::test::to_vec(state.at("w.exp_avg_sq")), ref_w.v,
+                   1e-6 * grad_scale * grad_scale, "w.exp_avg_sq");
+  expect_all_close(tailor::test::to_vec(state.at("b.exp_avg")), ref_b.m, 1e-6 * grad_scale,
+                   "b.exp_avg");
   EXPECT_EQ(state.count("w.master"), 0u);
   EXPECT_EQ(state.at("step").item<int64_t>(), 5);
 }
@@ -160,7 +159,7 @@ void check_bf16_master(bool strided) {
   p.set_requires_grad(true);
   AdamW opt(config);
   opt.add_param("p", p, /*decay=*/true);
-  ReferenceAdamW ref{to_vector(p), std::vector<double>(6), std::vector<double>(6),
+  ReferenceAdamW ref{tailor::test::to_vec(p), std::vector<double>(6), std::vector<double>(6),
                      config.weight_decay, config};
   for (int step = 0; step < 5; ++step) {
     const auto g = grad_values(6, step, 1.0, at::kBFloat16);
@@ -172,17 +171,17 @@ void check_bf16_master(bool strided) {
   const at::Tensor master = state.at("p.master");
   EXPECT_EQ(master.scalar_type(), at::kFloat);
   EXPECT_EQ(state.at("p.exp_avg").scalar_type(), at::kFloat);
-  expect_close(to_vector(master), ref.p, 2e-6, "master");
+  expect_all_close(tailor::test::to_vec(master), ref.p, 2e-6, "master");
   EXPECT_TRUE(torch::equal(p, master.to(at::kBFloat16)));
   // The bf16 parameter is the reference rounded to bf16: within half a bf16 spacing (2^-8
   // relative).
-  const auto got = to_vector(p);
+  const auto got = tailor::test::to_vec(p);
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_LE(std::abs(got[i] - ref.p[i]), std::abs(ref.p[i]) * std::ldexp(1.0, -8) + 1e-6) << i;
   }
   EXPECT_EQ(got[3], 256.0);           // the bf16 value did not move ...
   EXPECT_LT(ref.p[3], 256.0 - 0.04);  // ... although the true value did (kept by the master)
-  EXPECT_NEAR(to_vector(master)[3], ref.p[3], 1e-4);
+  EXPECT_NEAR(tailor::test::to_vec(master)[3], ref.p[3], 1e-4);
 }
 
 }  // namespace
@@ -208,7 +207,7 @@ TEST(AdamW, LargeTensorsProcessedInChunksMatchReference) {
     p.set_requires_grad(true);
     AdamW opt(config);
     opt.add_param("p", p, true);
-    ReferenceAdamW ref{to_vector(p), std::vector<double>(n), std::vector<double>(n),
+    ReferenceAdamW ref{tailor::test::to_vec(p), std::vector<double>(n), std::vector<double>(n),
                        config.weight_decay, config};
     for (int step = 0; step < 5; ++step) {
       const auto g = grad_values(n, step, 1.0, dtype);

@@ -11,7 +11,11 @@
 #include "judges/oracles.h"
 #include "judges/text_features.h"
 
-using namespace tailor::judges;
+// In tailor::judges rather than `using namespace tailor::judges` at file scope, which would carry
+// over into the files after this one in a unity build.
+namespace tailor::judges {
+namespace {
+
 using Strings = std::vector<std::string>;
 
 TEST(OracleTextFeatures, WordsStripPunctuationAndSplitAtWhitespace) {
@@ -231,3 +235,6 @@ TEST(Oracles, UnknownNamesAndBadWeightsAreErrors) {
       tailor::Error);
   EXPECT_THROW(mixture_prefers({{"lowercase", INFINITY}}, "", "a", "b"), tailor::Error);
 }
+
+}  // namespace
+}  // namespace tailor::judges

@@ -22,16 +22,18 @@
 #include "data/preferences/survey.h"
 #include "data/preferences/synthetic_prefs.h"
 #include "data/store/h5_file.h"
+#include "test_support.h"
+
+// In tailor::data rather than `using namespace tailor::data` at file scope, which would carry
+// over into the files after this one in a unity build.
+namespace tailor::data {
+namespace {
 
 namespace fs = std::filesystem;
-using namespace tailor::data;
-using tailor::Error;
-
-namespace {
 
 const float kNaN = std::nanf("");
 
-fs::path fixture(const std::string& name) {
+fs::path ultrafeedback_fixture(const std::string& name) {
   return fs::path(TAILOR_FIXTURE_DIR) / "ultrafeedback" / name;
 }
 
@@ -70,23 +72,10 @@ void expect_same_corpus(const RatedCorpus& a, const RatedCorpus& b) {
   expect_same_ratings(a.ratings, b.ratings);
 }
 
-// The message of the Error `read` throws (empty when it does not throw).
-template <typename F>
-std::string error_of(F&& read) {
-  try {
-    read();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
-
 // ---- importers ----------------------------------------------------------------------------
 
 TEST(UltraFeedbackImport, RawFixtureValuesWithNotApplicableAsNaN) {
-  const RatedCorpus c = read_ultrafeedback_raw(fixture("raw.jsonl"));
+  const RatedCorpus c = read_ultrafeedback_raw(ultrafeedback_fixture("raw.jsonl"));
   EXPECT_EQ(c.aspects, (std::vector<std::string>{"helpfulness", "honesty", "instruction_following",
                                                  "truthfulness"}));
   EXPECT_EQ(c.prompts, (std::vector<std::string>{"Name a prime number.", "Say hi."}));
@@ -96,11 +85,11 @@ TEST(UltraFeedbackImport, RawFixtureValuesWithNotApplicableAsNaN) {
   expect_same_ratings(c.ratings, {4, 5, 3, 5, /**/ 1, kNaN, 2, 1, /**/ 5, 3, kNaN, 2});
   EXPECT_TRUE(std::isnan(c.rating(1, 1)));
   EXPECT_EQ(c.rating(2, 3), 2.0f);
-  EXPECT_EQ(c.source, fixture("raw.jsonl").string());
+  EXPECT_EQ(c.source, ultrafeedback_fixture("raw.jsonl").string());
 }
 
 TEST(UltraFeedbackImport, BinarizedFixtureMapsToOverallAspect) {
-  const RatedCorpus c = read_ultrafeedback_binarized(fixture("binarized.jsonl"));
+  const RatedCorpus c = read_ultrafeedback_binarized(ultrafeedback_fixture("binarized.jsonl"));
   EXPECT_EQ(c.aspects, (std::vector<std::string>{"overall"}));
   EXPECT_EQ(c.prompts, (std::vector<std::string>{"Name a prime number.", "Say hi."}));
   EXPECT_EQ(c.responses, (std::vector<std::string>{"7 is prime.", "Nine.", "Hi!", "Go away."}));
@@ -109,16 +98,17 @@ TEST(UltraFeedbackImport, BinarizedFixtureMapsToOverallAspect) {
 }
 
 TEST(UltraFeedbackImport, DetectsFormatFromFirstLine) {
-  EXPECT_EQ(detect_preference_format(fixture("raw.jsonl")), PreferenceFormat::ultrafeedback_raw);
-  EXPECT_EQ(detect_preference_format(fixture("binarized.jsonl")),
+  EXPECT_EQ(detect_preference_format(ultrafeedback_fixture("raw.jsonl")),
+            PreferenceFormat::ultrafeedback_raw);
+  EXPECT_EQ(detect_preference_format(ultrafeedback_fixture("binarized.jsonl")),
             PreferenceFormat::ultrafeedback_binarized);
   const fs::path pairs = fs::path(TAILOR_FIXTURE_DIR) / "data" / "pairs.jsonl";
   EXPECT_EQ(detect_preference_format(pairs), PreferenceFormat::pairs);
   // read_rated_corpus dispatches by the detected shape; a pairs file has no ratings.
-  EXPECT_EQ(read_rated_corpus(fixture("binarized.jsonl")).aspects,
+  EXPECT_EQ(read_rated_corpus(ultrafeedback_fixture("binarized.jsonl")).aspects,
             std::vector<std::string>{"overall"});
-  EXPECT_EQ(read_rated_corpus(fixture("raw.jsonl")).num_aspects(), 4);
-  EXPECT_NE(error_of([&] { read_rated_corpus(pairs); }).find("per-aspect ratings"),
+  EXPECT_EQ(read_rated_corpus(ultrafeedback_fixture("raw.jsonl")).num_aspects(), 4);
+  EXPECT_NE(test::error_of([&] { read_rated_corpus(pairs); }).find("per-aspect ratings"),
             std::string::npos);
 }
 
@@ -134,33 +124,41 @@ TEST(UltraFeedbackImport, MalformedLinesNameFileLineAndKey) {
         Case{"not_json.jsonl", 2, "invalid JSON"},
         Case{"empty_completions.jsonl", 3, "completions: expected a non-empty"},
         Case{"missing_response.jsonl", 1, "completions[0].response: missing"}}) {
-    const std::string what = error_of([&] { read_ultrafeedback_raw(fixture(c.file)); });
-    const std::string where = fixture(c.file).string() + ":" + std::to_string(c.line) + ": ";
+    const std::string what =
+        test::error_of([&] { read_ultrafeedback_raw(ultrafeedback_fixture(c.file)); });
+    const std::string where =
+        ultrafeedback_fixture(c.file).string() + ":" + std::to_string(c.line) + ": ";
     EXPECT_EQ(what.rfind("[data] " + where, 0), 0u) << c.file << ": " << what;
     EXPECT_NE(what.find(c.key), std::string::npos) << c.file << ": " << what;
   }
-  EXPECT_NE(error_of([] { read_ultrafeedback_raw(fixture("bad_rating.jsonl")); }).find("\"seven\""),
+  EXPECT_NE(test::error_of([] {
+              read_ultrafeedback_raw(ultrafeedback_fixture("bad_rating.jsonl"));
+            }).find("\"seven\""),
             std::string::npos);
-  const std::string score =
-      error_of([] { read_ultrafeedback_binarized(fixture("binarized_bad_score.jsonl")); });
+  const std::string score = test::error_of(
+      [] { read_ultrafeedback_binarized(ultrafeedback_fixture("binarized_bad_score.jsonl")); });
   EXPECT_NE(score.find("binarized_bad_score.jsonl:2: score_chosen: expected a finite number"),
             std::string::npos)
       << score;
   // A raw file is not a binarized one: the first line lacks "prompt".
-  EXPECT_NE(error_of([] {
-              read_ultrafeedback_binarized(fixture("raw.jsonl"));
+  EXPECT_NE(test::error_of([] {
+              read_ultrafeedback_binarized(ultrafeedback_fixture("raw.jsonl"));
             }).find("raw.jsonl:1: prompt: missing"),
             std::string::npos);
-  EXPECT_NE(error_of([] { read_ultrafeedback_raw(fixture("empty.jsonl")); }).find("no records"),
+  EXPECT_NE(test::error_of([] {
+              read_ultrafeedback_raw(ultrafeedback_fixture("empty.jsonl"));
+            }).find("no records"),
             std::string::npos);
-  EXPECT_NE(error_of([] { detect_preference_format(fixture("empty.jsonl")); }).find("no records"),
+  EXPECT_NE(test::error_of([] {
+              detect_preference_format(ultrafeedback_fixture("empty.jsonl"));
+            }).find("no records"),
             std::string::npos);
 }
 
 // ---- rated store --------------------------------------------------------------------------
 
 TEST_F(PrefDataTest, RatedStoreRoundTripKeepsNaN) {
-  const RatedCorpus raw = read_ultrafeedback_raw(fixture("raw.jsonl"));
+  const RatedCorpus raw = read_ultrafeedback_raw(ultrafeedback_fixture("raw.jsonl"));
   const fs::path h5 = dir_ / "rated.h5";
   write_rated_store(h5, raw);
   expect_same_corpus(read_rated_store(h5), raw);
@@ -183,15 +181,15 @@ TEST_F(PrefDataTest, RatedStoreRejectsOtherSchemasAndInconsistentData) {
     file.set_attribute("schema", std::string("tailor.store"));
     file.close();
   }
-  const std::string what = error_of([&] { read_rated_store(other); });
+  const std::string what = test::error_of([&] { read_rated_store(other); });
   EXPECT_NE(what.find(other.string() + ": schema is 'tailor.store', expected 'tailor.rated'"),
             std::string::npos)
       << what;
 
   // A response pointing past the prompts: refused when writing, and when reading.
-  RatedCorpus bad = read_ultrafeedback_raw(fixture("raw.jsonl"));
+  RatedCorpus bad = read_ultrafeedback_raw(ultrafeedback_fixture("raw.jsonl"));
   bad.response_prompt[2] = 7;
-  EXPECT_NE(error_of([&] { write_rated_store(dir_ / "bad.h5", bad); }).find("prompt 7"),
+  EXPECT_NE(test::error_of([&] { write_rated_store(dir_ / "bad.h5", bad); }).find("prompt 7"),
             std::string::npos);
   EXPECT_FALSE(fs::exists(dir_ / "bad.h5"));
   const fs::path tampered = dir_ / "tampered.h5";
@@ -208,7 +206,7 @@ TEST_F(PrefDataTest, RatedStoreRejectsOtherSchemasAndInconsistentData) {
     file.write_float32("ratings", {1.0f, 2.0f});
     file.close();
   }
-  const std::string tampered_what = error_of([&] { read_rated_store(tampered); });
+  const std::string tampered_what = test::error_of([&] { read_rated_store(tampered); });
   EXPECT_NE(tampered_what.find(tampered.string() + ": response 1 points to prompt 3"),
             std::string::npos)
       << tampered_what;
@@ -228,13 +226,13 @@ TEST(SimulatedUsers, TwoConflictAndUniformExactWeights) {
   for (auto bad : {std::make_pair(UserKind::kTwoConflict, int64_t{3}),
                    std::make_pair(UserKind::kUniform, int64_t{2}),
                    std::make_pair(UserKind::kRandom, int64_t{0})}) {
-    const std::string what = error_of([&] { make_users(bad.first, bad.second, 4, 0); });
+    const std::string what = test::error_of([&] { make_users(bad.first, bad.second, 4, 0); });
     EXPECT_EQ(what.rfind("[recipe] ", 0), 0u) << what;
     EXPECT_NE(what.find(to_string(bad.first)), std::string::npos) << what;
     EXPECT_NE(what.find(std::to_string(bad.second)), std::string::npos) << what;
   }
   // from_data users are the data's own; make_users says so.
-  EXPECT_NE(error_of([&] { make_users(UserKind::kFromData, 2, 4, 0); }).find("from_data"),
+  EXPECT_NE(test::error_of([&] { make_users(UserKind::kFromData, 2, 4, 0); }).find("from_data"),
             std::string::npos);
   EXPECT_THROW(make_users(UserKind::kTwoConflict, 2, 1, 0), Error);
   EXPECT_THROW(make_users(UserKind::kClustered, 100, 3, 0), Error);
@@ -326,8 +324,6 @@ TEST(SimulatedUsers, GammaAndDirichletMomentsMatchFormulas) {
 
 // ---- labels -------------------------------------------------------------------------------
 
-namespace {
-
 // One prompt, three responses, aspects (a, b): r0 = [4, 2], r1 = [2, 4], r2 = [4, N/A].
 RatedCorpus three_responses() {
   RatedCorpus c;
@@ -343,14 +339,12 @@ SimulatedUser user(const std::string& name, std::vector<double> w) {
   return SimulatedUser{name, std::move(w)};
 }
 
-std::vector<std::vector<int64_t>> as_rows(const std::vector<UserPair>& pairs) {
+std::vector<std::vector<int64_t>> as_rows(const std::vector<UserLabel>& pairs) {
   std::vector<std::vector<int64_t>> rows;
-  for (const UserPair& p : pairs)
+  for (const UserLabel& p : pairs)
     rows.push_back({p.user, p.prompt, p.chosen, p.rejected});
   return rows;
 }
-
-}  // namespace
 
 TEST(LabelPairs, ArgmaxDropsTiesAndUnratedAspects) {
   // Scores: user0 [1,0] -> 4, 2, 4; user1 [0,1] -> 2, 4, unusable; user2 [.5,.5] -> 3, 3, unusable.
@@ -427,8 +421,6 @@ TEST(LabelPairs, BradleyTerryFrequenciesFollowSigmoid) {
 
 // ---- survey -------------------------------------------------------------------------------
 
-namespace {
-
 // sum over users z of -log(n_z / U), n_z counted directly by comparing answer rows.
 double reference_information(const std::vector<int8_t>& answers, int64_t U,
                              const std::vector<int64_t>& chosen) {
@@ -445,8 +437,6 @@ double reference_information(const std::vector<int8_t>& answers, int64_t U,
   }
   return total;
 }
-
-}  // namespace
 
 TEST(SurveySelection, InfoGainGreedyOrderOnHandBuiltAnswers) {
   // 4 users. q0 says nothing; q1 and q3 split 2/2 (gain 4 ln 2 each, q1 wins the tie by index);
@@ -496,8 +486,6 @@ TEST(SurveySelection, RandomSubsetIsSeededAndDistinct) {
 
 // ---- synthetic benchmark ------------------------------------------------------------------
 
-namespace {
-
 std::vector<std::string> split_sentences(const std::string& response, bool as_list) {
   std::string text = response;
   if (!as_list) {
@@ -520,10 +508,6 @@ std::vector<std::string> split_sentences(const std::string& response, bool as_li
   return sentences;
 }
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.rfind(prefix, 0) == 0;
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -534,8 +518,6 @@ std::string lower(std::string s) {
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
-
-}  // namespace
 
 TEST(SyntheticPrefs, FeatureCountsInTextMatchRatings) {
   SyntheticOptions options;
@@ -572,11 +554,11 @@ TEST(SyntheticPrefs, FeatureCountsInTextMatchRatings) {
     for (std::string s : sentences) {
       // instruction_following: the format marker.
       if (as_list) {
-        formatted += starts_with(s, "- ");
-        if (starts_with(s, "- ")) s = s.substr(2);
+        formatted += test::starts_with(s, "- ");
+        if (test::starts_with(s, "- ")) s = s.substr(2);
       } else {
-        formatted += !starts_with(s, "* ");
-        if (starts_with(s, "* ")) s = s.substr(2);
+        formatted += !test::starts_with(s, "* ");
+        if (test::starts_with(s, "* ")) s = s.substr(2);
       }
       // truthfulness: "Capitalised ... ." vs "all lowercase ...!!".
       const bool dot = ends_with(s, ".");
@@ -592,13 +574,13 @@ TEST(SyntheticPrefs, FeatureCountsInTextMatchRatings) {
       // honesty: a hedge or an overconfident opener, then the content.
       std::string content;
       for (const auto& h : hedges) {
-        if (starts_with(body, h + " ")) {
+        if (test::starts_with(body, h + " ")) {
           ++hedged;
           content = body.substr(h.size() + 1);
         }
       }
       for (const auto& o : overconfident) {
-        if (starts_with(body, o + " ")) content = body.substr(o.size() + 1);
+        if (test::starts_with(body, o + " ")) content = body.substr(o.size() + 1);
       }
       ASSERT_FALSE(content.empty()) << s;
       informative += filler.count(content) == 0;
@@ -663,7 +645,11 @@ TEST_F(PrefDataTest, SyntheticRoundTripThroughUltraFeedbackRawJsonl) {
   std::getline(in, first);
   EXPECT_NE(first.find("\"source\":\"tailor-synthetic\""), std::string::npos);
   // Non-integer ratings (binarized scores) have no raw representation.
-  EXPECT_THROW(write_ultrafeedback_raw_jsonl(
-                   dir_ / "x.jsonl", read_ultrafeedback_binarized(fixture("binarized.jsonl"))),
-               Error);
+  EXPECT_THROW(
+      write_ultrafeedback_raw_jsonl(
+          dir_ / "x.jsonl", read_ultrafeedback_binarized(ultrafeedback_fixture("binarized.jsonl"))),
+      Error);
 }
+
+}  // namespace
+}  // namespace tailor::data

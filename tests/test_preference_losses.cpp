@@ -9,16 +9,12 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "test_support.h"
 #include "train/losses/preference_losses.h"
 
 namespace {
 
 using Vec = std::vector<double>;
-
-Vec to_vec(const at::Tensor& t) {
-  const at::Tensor d = t.detach().to(at::kDouble).contiguous().reshape({-1});
-  return Vec(d.data_ptr<double>(), d.data_ptr<double>() + d.numel());
-}
 
 at::Tensor values(int64_t n, double scale, double phase) {
   std::vector<double> v(static_cast<size_t>(n));
@@ -33,7 +29,7 @@ void expect_grad_matches_fd(const std::function<at::Tensor(const at::Tensor&)>& 
                             const std::string& what) {
   at::Tensor leaf = x.detach().clone().requires_grad_();
   f(leaf).backward();
-  const Vec analytic = to_vec(leaf.grad());
+  const Vec analytic = tailor::test::to_vec(leaf.grad());
   const double h = 1e-6;
   at::Tensor flat = x.detach().clone().reshape({-1});
   for (int64_t i = 0; i < flat.numel(); ++i) {
@@ -49,7 +45,7 @@ void expect_grad_matches_fd(const std::function<at::Tensor(const at::Tensor&)>& 
 
 TEST(PreferenceLosses, BradleyTerryMatchesFormula) {
   const at::Tensor rc = values(6, 2.0, 0.3), rr = values(6, 1.5, 1.1);
-  const Vec c = to_vec(rc), r = to_vec(rr);
+  const Vec c = tailor::test::to_vec(rc), r = tailor::test::to_vec(rr);
   double want = 0;
   for (size_t k = 0; k < c.size(); ++k) {
     want += -std::log(1.0 / (1.0 + std::exp(-(c[k] - r[k]))));
@@ -78,7 +74,7 @@ TEST(PreferenceLosses, BradleyTerryStableAtLargeMargins) {
     // softplus(-1000) = 0 (to rounding), softplus(1000) = 1000: mean 500.
     EXPECT_NEAR(loss.item<double>(), 500.0, 1e-9);
     loss.backward();
-    const Vec g = to_vec(rc.grad());
+    const Vec g = tailor::test::to_vec(rc.grad());
     // d/d rc of mean softplus(rr - rc) = -sigmoid(rr - rc) / 2: 0 and -0.5.
     EXPECT_NEAR(g[0], 0.0, 1e-12);
     EXPECT_NEAR(g[1], -0.5, 1e-7);
@@ -97,10 +93,10 @@ TEST(PreferenceLosses, BradleyTerryRejectsMismatchedShapes) {
 TEST(PreferenceLosses, KLMatchesUnivariateNormalFormula) {
   const at::Tensor mean = values(12, 1.5, 0.2).reshape({3, 4});
   const at::Tensor logvar = values(12, 0.9, 0.7).reshape({3, 4});
-  const Vec m = to_vec(mean), lv = to_vec(logvar);
+  const Vec m = tailor::test::to_vec(mean), lv = tailor::test::to_vec(logvar);
   const at::Tensor kl = tailor::kl_to_standard_normal(mean, logvar);
   ASSERT_EQ(kl.sizes(), (std::vector<int64_t>{3}));
-  const Vec got = to_vec(kl);
+  const Vec got = tailor::test::to_vec(kl);
   for (int b = 0; b < 3; ++b) {
     double want = 0;
     for (int d = 0; d < 4; ++d) {
@@ -159,7 +155,7 @@ TEST(PreferenceLosses, ContrastiveMatchesPairwiseFormula) {
   const at::Tensor users = at::tensor(h, at::kLong);
   const at::Tensor means = values(15, 1.0, 0.1).reshape({5, 3});
   EXPECT_NEAR(tailor::contrastive_latent_loss(means, users).item<double>(),
-              contrastive_ref(to_vec(means), h, 3), 1e-12);
+              contrastive_ref(tailor::test::to_vec(means), h, 3), 1e-12);
   // Hand case: two users, two identical directions each, opposite across users:
   // same-user pairs (4 ordered) give -1 each, cross pairs (8) give cos = -1 -> -1 each: -12 / 12.
   const at::Tensor opposite =

@@ -17,11 +17,12 @@
 #include "models/io/pretrained.h"
 #include "models/io/reward_export.h"
 #include "models/registry.h"
+#include "test_support.h"
 
+namespace tailor {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace tailor;
 
 // GPT-2 of 8 blocks and a small vocabulary: 25.4M float32 parameters (97 MiB) in many tensors,
 // the largest 4 MiB. (A load holds one tensor both mapped and copied at a time, so a model whose
@@ -42,13 +43,6 @@ int64_t parameter_bytes(const torch::nn::Module& model) {
   return bytes;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tailor_pretrained_load_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
 // The peak RSS a load adds: with the pages dropped, the model (+ allocator slack); with them
 // kept, the model plus the file, about twice the model.
 void expect_peak_near_model(double peak_growth_mib, double model_mib) {
@@ -59,7 +53,7 @@ void expect_peak_near_model(double peak_growth_mib, double model_mib) {
 }
 
 TEST(PretrainedLoad, PeakMemoryIsTheModelNotTheModelPlusTheFile) {
-  const fs::path dir = fresh_dir("lm");
+  const fs::path dir = test::fresh_dir("pretrained_load_lm");
   CausalLM model = causal_lm_from_config(many_tensors_config(), "test config", true);
   const double model_mib = mib(parameter_bytes(*model));
   ASSERT_GT(model_mib, 90.0);
@@ -78,7 +72,7 @@ TEST(PretrainedLoad, PeakMemoryIsTheModelNotTheModelPlusTheFile) {
 }
 
 TEST(PretrainedLoad, RewardModelPeakMemoryIsTheModel) {
-  const fs::path dir = fresh_dir("rm");
+  const fs::path dir = test::fresh_dir("pretrained_load_rm");
   double model_mib = 0;
   {
     nlohmann::json config = many_tensors_config();
@@ -94,3 +88,4 @@ TEST(PretrainedLoad, RewardModelPeakMemoryIsTheModel) {
 }
 
 }  // namespace
+}  // namespace tailor

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "stages/registry.h"
 #include "stages/sft/sft_recipe.h"
+#include "test_support.h"
 #include "train/recipe/schema.h"
 
 namespace tailor {
@@ -34,23 +35,9 @@ const char* kMinimal =
     "data:\n"
     "  train: data/train.jsonl\n";
 
-// The message of the tailor::Error `fn` throws, or "" if it throws none.
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 std::string resolve_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
-  return error_of([&] { resolve_sft_recipe(text, kSource, overrides); });
+  return test::error_of([&] { resolve_sft_recipe(text, kSource, overrides); });
 }
-
-#define EXPECT_CONTAINS(haystack, needle)                          \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) \
-      << "expected to find: " << (needle) << "\n                in: " << (haystack)
 
 void write_text(const fs::path& path, const std::string& text) {
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
@@ -100,8 +87,10 @@ TEST(RecipeClosestMatch, FindsTyposOnly) {
 TEST(RecipeOverrideSyntax, SplitsAtFirstEquals) {
   EXPECT_EQ(split_override("a.b=c=d"), std::make_pair(std::string("a.b"), std::string("c=d")));
   EXPECT_EQ(split_override("data.eval="), std::make_pair(std::string("data.eval"), std::string()));
-  EXPECT_CONTAINS(error_of([] { split_override("foo"); }), "override 'foo': expected KEY=VALUE");
-  EXPECT_CONTAINS(error_of([] { split_override("=3"); }), "override '=3': expected KEY=VALUE");
+  EXPECT_CONTAINS(test::error_of([] { split_override("foo"); }),
+                  "override 'foo': expected KEY=VALUE");
+  EXPECT_CONTAINS(test::error_of([] { split_override("=3"); }),
+                  "override '=3': expected KEY=VALUE");
 }
 
 // --- the schema itself -------------------------------------------------------------------------
@@ -254,7 +243,7 @@ TEST(RecipeLoad, QuickstartRecipeIsValidAndSetsEveryKey) {
 TEST_F(RecipeFiles, LoadFromFileNamesTheFileInErrors) {
   const fs::path file = dir_ / "bad.yaml";
   write_text(file, std::string(kMinimal) + "optimizer:\n  lr: fast\n");
-  EXPECT_EQ(error_of([&] { load_sft_recipe(file); }),
+  EXPECT_EQ(test::error_of([&] { load_sft_recipe(file); }),
             "[recipe] " + file.string() + ":6: optimizer.lr: expected a number > 0, got \"fast\"");
 }
 
@@ -468,14 +457,14 @@ TEST(RecipeRules, CrossKeyMistakesNameTheKeyToChange) {
 TEST(RecipeStages, StageKeyChoosesTheSchema) {
   EXPECT_EQ(recipe_stage(kMinimal, kSource).name, "sft");
   EXPECT_EQ(
-      error_of([] { recipe_stage("output_dir: x\n", kSource); }),
+      test::error_of([] { recipe_stage("output_dir: x\n", kSource); }),
       "[recipe] recipes/test.yaml: stage: missing required key (what to run; one of sft, reward, "
       "dpo, elicit)");
-  EXPECT_EQ(error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
+  EXPECT_EQ(test::error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
             "[recipe] recipes/test.yaml:2: stage: expected one of sft, reward, dpo, elicit, got "
             "\"sfx\"; did you mean 'sft'?");
   EXPECT_CONTAINS(
-      error_of([] { recipe_stage(kMinimal, kSource, {"stage=ppo"}); }),
+      test::error_of([] { recipe_stage(kMinimal, kSource, {"stage=ppo"}); }),
       "[recipe] override 'stage=ppo': stage: expected one of sft, reward, dpo, elicit, got "
       "\"ppo\"");
   EXPECT_EQ(find_stage("sft").schema, &sft_recipe_schema().spec());
@@ -518,19 +507,19 @@ TEST_F(RecipeFiles, BaseRecipeErrorsNameTheFiles) {
   write_text(dir_ / "a.yaml", "base: b.yaml\nstage: sft\n");
   write_text(dir_ / "b.yaml", "base: a.yaml\n");
   const std::string a = (dir_ / "a.yaml").string();
-  EXPECT_EQ(error_of([&] { load_sft_recipe(dir_ / "a.yaml"); }),
+  EXPECT_EQ(test::error_of([&] { load_sft_recipe(dir_ / "a.yaml"); }),
             "[recipe] " + (dir_ / "b.yaml").string() + ":1: base: " + a +
                 " builds on itself: " + a + " -> " + (dir_ / "b.yaml").string() + " -> " + a);
   write_text(dir_ / "c.yaml", std::string(kMinimal) + "base: nowhere.yaml\n");
-  EXPECT_CONTAINS(error_of([&] { load_sft_recipe(dir_ / "c.yaml"); }),
+  EXPECT_CONTAINS(test::error_of([&] { load_sft_recipe(dir_ / "c.yaml"); }),
                   "c.yaml:5: base: file not found: " + (dir_ / "nowhere.yaml").string());
   write_text(dir_ / "d.yaml", std::string(kMinimal) + "base: [x.yaml]\n");
-  EXPECT_CONTAINS(error_of([&] { load_sft_recipe(dir_ / "d.yaml"); }),
+  EXPECT_CONTAINS(test::error_of([&] { load_sft_recipe(dir_ / "d.yaml"); }),
                   "d.yaml:5: base: expected the file name of a recipe to build on, got a list");
   // A mistake inside a base names the base's file and line.
   write_text(dir_ / "bad_base.yaml", "optimizer:\n  lr: fast\n");
   write_text(dir_ / "e.yaml", std::string(kMinimal) + "base: bad_base.yaml\n");
-  EXPECT_CONTAINS(error_of([&] { load_sft_recipe(dir_ / "e.yaml"); }),
+  EXPECT_CONTAINS(test::error_of([&] { load_sft_recipe(dir_ / "e.yaml"); }),
                   (dir_ / "bad_base.yaml").string() + ":2: optimizer.lr: expected a number > 0");
 }
 
@@ -578,7 +567,7 @@ WeightsRecipe weights_recipe(const std::string& text,
 }
 
 std::string weights_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
-  return error_of([&] { resolve_weights(text, overrides); });
+  return test::error_of([&] { resolve_weights(text, overrides); });
 }
 
 const char* kTableExpectation =
@@ -803,7 +792,7 @@ ResolvedConfig resolve_strings(const std::string& text,
 }
 
 std::string strings_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
-  return error_of([&] { resolve_strings(text, overrides); });
+  return test::error_of([&] { resolve_strings(text, overrides); });
 }
 
 const char* kStringTableExpectation =
@@ -977,28 +966,28 @@ TEST_F(RecipeFiles, InputCheckNamesTheKeyAndThePath) {
     return sft_recipe_from_config(resolve_sft_recipe(kMinimal, kSource, overrides));
   };
   const SftRecipe r = recipe_with({});
-  EXPECT_CONTAINS(error_of([&] { check_sft_inputs(r); }),
+  EXPECT_CONTAINS(test::error_of([&] { check_sft_inputs(r); }),
                   "[recipe] data.train: file not found: " + train.string());
   write_text(train, "{\"text\": \"hi\"}\n");
-  EXPECT_CONTAINS(error_of([&] { check_sft_inputs(r); }),
+  EXPECT_CONTAINS(test::error_of([&] { check_sft_inputs(r); }),
                   "[recipe] tokenizer: directory not found: " + tok.string());
   write_text(tok / "vocab.json", "{}");
   EXPECT_EQ(
-      error_of([&] { check_sft_inputs(r); }),
+      test::error_of([&] { check_sft_inputs(r); }),
       "[recipe] tokenizer: " + tok.string() + " has no vocab.json + merges.txt or tokenizer.json");
   write_text(tok / "merges.txt", "#version: 0.2\n");
-  EXPECT_EQ(error_of([&] { check_sft_inputs(r); }), "");
+  EXPECT_EQ(test::error_or_empty([&] { check_sft_inputs(r); }), "");
   const SftRecipe with_eval = recipe_with({"data.eval=" + (dir_ / "eval.jsonl").string()});
-  EXPECT_CONTAINS(error_of([&] { check_sft_inputs(with_eval); }),
+  EXPECT_CONTAINS(test::error_of([&] { check_sft_inputs(with_eval); }),
                   "data.eval: file not found: " + (dir_ / "eval.jsonl").string());
   const SftRecipe pretrained =
       recipe_with({"model.init=pretrained", "model.path=" + (dir_ / "model").string()});
   fs::create_directories(dir_ / "model");
-  EXPECT_CONTAINS(error_of([&] { check_sft_inputs(pretrained); }),
+  EXPECT_CONTAINS(test::error_of([&] { check_sft_inputs(pretrained); }),
                   "model.path: " + (dir_ / "model").string() + " has no config.json");
   write_text(dir_ / "out", "a file");
   const SftRecipe file_out = recipe_with({"output_dir=" + (dir_ / "out").string()});
-  EXPECT_CONTAINS(error_of([&] { check_sft_inputs(file_out); }),
+  EXPECT_CONTAINS(test::error_of([&] { check_sft_inputs(file_out); }),
                   "output_dir: " + (dir_ / "out").string() + " exists and is not a directory");
 }
 
@@ -1028,14 +1017,14 @@ TEST_F(RecipeFiles, RunWritesNothingWhenTheRecipeIsWrong) {
   const fs::path recipe = dir_ / "r.yaml";
   write_text(recipe, "stage: sft\noutput_dir: " + out.string() +
                          "\ndata:\n  train: t.jsonl\noptimizer:\n  lr: fast\n");
-  EXPECT_CONTAINS(error_of([&] { run_cli({recipe.string()}); }),
+  EXPECT_CONTAINS(test::error_of([&] { run_cli({recipe.string()}); }),
                   recipe.string() + ":6: optimizer.lr: expected a number > 0, got \"fast\"");
-  EXPECT_CONTAINS(error_of([&] {
+  EXPECT_CONTAINS(test::error_of([&] {
                     run_cli({recipe.string(), "optimizer.lr=1e-3", "foo"});
                   }),
                   "override 'foo'");
   // Valid recipe, missing input file: the last validation step, still before any write.
-  EXPECT_CONTAINS(error_of([&] {
+  EXPECT_CONTAINS(test::error_of([&] {
                     run_cli({recipe.string(), "optimizer.lr=1e-3"});
                   }),
                   "data.train: file not found: t.jsonl");
@@ -1048,7 +1037,7 @@ TEST_F(RecipeFiles, PrintConfigPrintsTheResolvedRecipeAndWritesNothing) {
   write_text(recipe, "stage: sft\noutput_dir: " + out.string() + "\ndata:\n  train: t.jsonl\n");
   ::testing::internal::CaptureStdout();
   int rc = -1;
-  const std::string error = error_of([&] {
+  const std::string error = test::error_or_empty([&] {
     rc = run_cli({recipe.string(), "train.max_steps=7", "--print-config"});
   });
   const std::string printed = ::testing::internal::GetCapturedStdout();

@@ -15,33 +15,15 @@
 #include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "reward_test_support.h"
 #include "stages/registry.h"
 #include "stages/sft/sft_recipe.h"
+#include "test_support.h"
 #include "train/recipe/schema.h"
 
 namespace tailor {
 namespace {
 namespace fs = std::filesystem;
-
-// Runs from the repository root: recipe paths are relative to the working directory.
-struct InRepo {
-  fs::path old = fs::current_path();
-  InRepo() { fs::current_path(TAILOR_SOURCE_DIR); }
-  ~InRepo() { fs::current_path(old); }
-};
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
 
 // recipes/*.yaml, relative to the repository root, sorted.
 std::vector<std::string> shipped_recipes() {
@@ -60,7 +42,7 @@ ResolvedConfig resolve_file(const std::string& file,
 }
 
 TEST(ShippedRecipes, EveryRecipeResolvesAndPrintConfigRoundTrips) {
-  InRepo in_repo;
+  testing::InRepo in_repo;  // recipe paths are relative to the repository root
   const std::vector<std::string> recipes = shipped_recipes();
   // The recipes the README and docs name; more may be added, none may disappear unnoticed.
   for (const char* name :
@@ -76,7 +58,7 @@ TEST(ShippedRecipes, EveryRecipeResolvesAndPrintConfigRoundTrips) {
     SCOPED_TRACE(file);
     const std::string text = read_file(file);
     std::string stage_name, hash;
-    ASSERT_EQ(error_of([&] {
+    ASSERT_EQ(test::error_or_empty([&] {
                 const Stage& stage = recipe_stage(text, file);
                 stage_name = stage.name;
                 hash = stage.resolve(text, file, {}).hash();
@@ -86,7 +68,7 @@ TEST(ShippedRecipes, EveryRecipeResolvesAndPrintConfigRoundTrips) {
     // same values (hash).
     ::testing::internal::CaptureStdout();
     int rc = -1;
-    const std::string error = error_of([&] {
+    const std::string error = test::error_or_empty([&] {
       rc = cli::run_command({"tailor run", file, "--print-config"});
     });
     const std::string printed = ::testing::internal::GetCapturedStdout();
@@ -99,18 +81,18 @@ TEST(ShippedRecipes, EveryRecipeResolvesAndPrintConfigRoundTrips) {
 }
 
 TEST(ShippedRecipes, InputChecksPassOrNameTheMissingKey) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   for (const std::string& file : shipped_recipes()) {
     SCOPED_TRACE(file);
     const ResolvedConfig config = resolve_file(file);
     const std::string name = fs::path(file).stem().string();
-    const std::string error =
-        error_of([&] { find_stage(config.get<std::string>("stage")).check_inputs(config); });
-    if (starts_with(name, "quickstart") || starts_with(name, "rm_synth_")) {
+    const std::string error = test::error_or_empty(
+        [&] { find_stage(config.get<std::string>("stage")).check_inputs(config); });
+    if (test::starts_with(name, "quickstart") || test::starts_with(name, "rm_synth_")) {
       EXPECT_EQ(error, "") << "its inputs are in this repository";
     } else if (!error.empty()) {
       // Recipes for data that is not here: the message names a recipe key and what is missing.
-      EXPECT_TRUE(starts_with(error, "[recipe] ")) << error;
+      EXPECT_TRUE(test::starts_with(error, "[recipe] ")) << error;
       EXPECT_TRUE(error.find(": file not found: ") != std::string::npos ||
                   error.find(": directory not found: ") != std::string::npos)
           << error;
@@ -122,7 +104,7 @@ TEST(ShippedRecipes, InputChecksPassOrNameTheMissingKey) {
 // methods as the synthetic ones. Keys validate; the input check names data.path, then
 // model.path when the data exists, and passes when both do.
 TEST(ShippedRecipes, UltraFeedbackRecipesValidateAndNameMissingInputs) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path dir = fs::temp_directory_path() / "tailor_test_rm_uf_inputs";
   fs::remove_all(dir);
   fs::create_directories(dir / "gpt2");
@@ -147,19 +129,20 @@ TEST(ShippedRecipes, UltraFeedbackRecipesValidateAndNameMissingInputs) {
     const Stage& stage = find_stage("reward");
     const std::string data_path = config.get<std::string>("data.path");
     ASSERT_FALSE(fs::exists(data_path)) << "the test expects UltraFeedback to be absent here";
-    const std::string no_data = error_of([&] { stage.check_inputs(config); });
-    EXPECT_TRUE(starts_with(no_data, "[recipe] data.path: file not found: " + data_path))
+    const std::string no_data = test::error_of([&] { stage.check_inputs(config); });
+    EXPECT_TRUE(test::starts_with(no_data, "[recipe] data.path: file not found: " + data_path))
         << no_data;
     const ResolvedConfig with_data = resolve_file(uf, {"data.path=" + (dir / "uf.jsonl").string()});
     const std::string model_path = with_data.get<std::string>("model.path");
-    const std::string no_model = error_of([&] { stage.check_inputs(with_data); });
+    const std::string no_model = test::error_of([&] { stage.check_inputs(with_data); });
     ASSERT_FALSE(fs::exists(model_path))
         << "the test expects no GPT-2 checkpoint at " << model_path;
-    EXPECT_TRUE(starts_with(no_model, "[recipe] model.path: directory not found: " + model_path))
+    EXPECT_TRUE(
+        test::starts_with(no_model, "[recipe] model.path: directory not found: " + model_path))
         << no_model;
     const ResolvedConfig complete = resolve_file(
         uf, {"data.path=" + (dir / "uf.jsonl").string(), "model.path=" + (dir / "gpt2").string()});
-    EXPECT_EQ(error_of([&] { stage.check_inputs(complete); }), "");
+    EXPECT_EQ(test::error_or_empty([&] { stage.check_inputs(complete); }), "");
     ++checked;
   }
   EXPECT_EQ(checked, 6);

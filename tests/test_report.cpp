@@ -22,6 +22,7 @@
 #include "cli/report/svg.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -30,15 +31,11 @@ using tailor::report::Layout;
 namespace {
 
 // A fresh directory for one test, removed at the end.
-struct TempDir {
+struct ReportDir {
   fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() /
-             ("tailor_report_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+  explicit ReportDir(const std::string& name)
+      : path(tailor::test::fresh_process_dir("report_" + name)) {}
+  ~ReportDir() { fs::remove_all(path); }
 };
 
 std::string unescape(std::string s) {
@@ -194,7 +191,7 @@ TEST(ReportSvg, NiceTicksAreRoundAndInsideTheRange) {
 }
 
 TEST(ReportSft, LossAndEvalLossCurvesMatchTheRecords) {
-  TempDir dir("sft");
+  ReportDir dir("sft");
   std::vector<double> loss, eval;
   write_metrics(dir.path, sft_records(&loss, &eval));
   tailor::write_file_atomic(dir.path / "recipe.yaml",
@@ -254,7 +251,7 @@ TEST(ReportSft, LossAndEvalLossCurvesMatchTheRecords) {
 }
 
 TEST(ReportSft, NullValueBreaksTheLine) {
-  TempDir dir("sft_null");
+  ReportDir dir("sft_null");
   write_metrics(dir.path, {{{"step", 1}, {"loss", 2.0}},
                            {{"step", 2}, {"loss", 1.5}},
                            {{"step", 3}, {"loss", 1.8}},
@@ -279,7 +276,7 @@ TEST(ReportSft, NullValueBreaksTheLine) {
 
 namespace {
 
-const std::vector<std::string> kUsers = {"alice", "bob", "c<&>"};
+const std::vector<std::string> kReportUsers = {"alice", "bob", "c<&>"};
 
 // A DPO run: 6 logged training steps with the overall and per-user keys, 2 eval records.
 void write_dpo_run(const fs::path& dir, bool with_summary) {
@@ -296,8 +293,8 @@ void write_dpo_run(const fs::path& dir, bool with_summary) {
               {"logps/chosen", -40.0},
               {"logps/rejected", -42.0},
               {"lr", 1e-4}};
-    for (size_t u = 0; u < kUsers.size(); ++u) {
-      const std::string p = "users/" + kUsers[u] + "/";
+    for (size_t u = 0; u < kReportUsers.size(); ++u) {
+      const std::string p = "users/" + kReportUsers[u] + "/";
       r[p + "loss"] = 0.69 - 0.02 * s * (u + 1);
       r[p + "rewards/accuracies"] = std::min(1.0, 0.4 + 0.1 * s + 0.02 * u);
       r[p + "rewards/margins"] = 0.1 * s * (u + 1);
@@ -306,7 +303,7 @@ void write_dpo_run(const fs::path& dir, bool with_summary) {
     records.push_back(r);
     if (s % 3 == 0) {
       json e = {{"step", s * 10}};
-      for (const auto& u : kUsers)
+      for (const auto& u : kReportUsers)
         e["eval/users/" + u + "/rewards/accuracies"] = 0.6;
       records.push_back(e);
     }
@@ -317,8 +314,8 @@ void write_dpo_run(const fs::path& dir, bool with_summary) {
   summary["win_rate"] = {{"alice", {{"wins", 30}, {"ties", 4}, {"losses", 6}, {"rate", 0.8}}},
                          {"bob", {{"wins", 10}, {"ties", 0}, {"losses", 30}, {"rate", 0.25}}},
                          {"c<&>", {{"wins", 19}, {"ties", 2}, {"losses", 19}, {"rate", 0.5}}}};
-  summary["cross_user"] = {{"adapters", kUsers},
-                           {"judges", kUsers},
+  summary["cross_user"] = {{"adapters", kReportUsers},
+                           {"judges", kReportUsers},
                            {"win_rate", {{0.8, 0.125, 0.4}, {0.35, 0.25, 0.675}, {0.0, 1.0, 0.5}}}};
   tailor::write_file_atomic(dir / "summary.json", summary.dump(2));
 }
@@ -326,7 +323,7 @@ void write_dpo_run(const fs::path& dir, bool with_summary) {
 }  // namespace
 
 TEST(ReportDpo, PerUserCurvesWinRateBarsAndCrossUserHeatmap) {
-  TempDir dir("dpo");
+  ReportDir dir("dpo");
   write_dpo_run(dir.path, true);
   const fs::path out = dir.path / "elsewhere";
   const auto written = tailor::report::write_report(dir.path, out);
@@ -341,7 +338,7 @@ TEST(ReportDpo, PerUserCurvesWinRateBarsAndCrossUserHeatmap) {
   // Loss: overall + one series per user, each with one point per training record.
   const std::string loss = tailor::read_file(out / "loss.svg");
   EXPECT_EQ(point_count(series_lines(loss, "all users")), 6u);
-  for (const auto& u : kUsers) {
+  for (const auto& u : kReportUsers) {
     EXPECT_TRUE(contains(legend(loss), u)) << u;
     EXPECT_EQ(point_count(series_lines(loss, u)), 6u) << u;
   }
@@ -361,7 +358,7 @@ TEST(ReportDpo, PerUserCurvesWinRateBarsAndCrossUserHeatmap) {
 
   for (const char* file : {"reward_accuracy.svg", "reward_margins.svg"}) {
     const std::string svg = tailor::read_file(out / file);
-    for (const auto& u : kUsers) {
+    for (const auto& u : kReportUsers) {
       EXPECT_TRUE(contains(legend(svg), u)) << file << " " << u;
       EXPECT_EQ(point_count(series_lines(svg, u)), 6u) << file << " " << u;
     }
@@ -379,7 +376,7 @@ TEST(ReportDpo, PerUserCurvesWinRateBarsAndCrossUserHeatmap) {
   ASSERT_EQ(bars.size(), 3u);
   for (size_t i = 0; i < bars.size(); ++i) {
     const std::string& label = bars[i].attrs.at("data-label");
-    EXPECT_EQ(label, kUsers[i]);
+    EXPECT_EQ(label, kReportUsers[i]);
     const double h = std::stod(bars[i].attrs.at("height"));
     const double y = std::stod(bars[i].attrs.at("y"));
     EXPECT_NEAR(h, rates.at(label) * Layout::plot_height, kPixel) << label;
@@ -424,8 +421,8 @@ TEST(ReportDpo, PerUserCurvesWinRateBarsAndCrossUserHeatmap) {
     rows.push_back(e.text);
   for (const auto& e : with_class(elements(heat, "text"), "column-label"))
     cols.push_back(e.text);
-  EXPECT_EQ(rows, kUsers);
-  EXPECT_EQ(cols, kUsers);
+  EXPECT_EQ(rows, kReportUsers);
+  EXPECT_EQ(cols, kReportUsers);
 
   const std::string html = tailor::read_file(out / "index.html");
   for (const auto& f : names)
@@ -437,7 +434,7 @@ TEST(ReportDpo, PerUserCurvesWinRateBarsAndCrossUserHeatmap) {
 }
 
 TEST(ReportDpo, WithoutSummaryTheWinRateFiguresAreSkippedWithANote) {
-  TempDir dir("dpo_nosummary");
+  ReportDir dir("dpo_nosummary");
   write_dpo_run(dir.path, false);
   const auto report = tailor::report::build_report(dir.path);
   EXPECT_EQ(report.stage, "dpo");
@@ -446,7 +443,7 @@ TEST(ReportDpo, WithoutSummaryTheWinRateFiguresAreSkippedWithANote) {
 }
 
 TEST(ReportReward, LossAndPerUserEvalAccuracy) {
-  TempDir dir("reward");
+  ReportDir dir("reward");
   tailor::write_file_atomic(dir.path / "recipe.yaml", "stage: reward\n");
   std::vector<json> records;
   for (int s = 1; s <= 4; ++s) {
@@ -476,7 +473,7 @@ TEST(ReportReward, LossAndPerUserEvalAccuracy) {
 }
 
 TEST(ReportElicit, AccuracyAgainstAnswersPerSelectorWithTheDefaultDashed) {
-  TempDir dir("elicit");
+  ReportDir dir("elicit");
   tailor::write_file_atomic(dir.path / "recipe.yaml", "stage: elicit\n");
   write_metrics(dir.path, {{{"step", 1}, {"loss", 0.69}}, {{"step", 2}, {"loss", 0.5}}});
   const json summary = {{"users",
@@ -504,39 +501,55 @@ TEST(ReportElicit, AccuracyAgainstAnswersPerSelectorWithTheDefaultDashed) {
   EXPECT_NEAR(flat.back().first, Layout::plot_left + Layout::plot_width, kPixel);
 }
 
-namespace {
-
-// The message of the tailor::Error that `f` throws ("" if none).
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const tailor::Error& e) {
-    return e.what();
-  }
-  return "";
+// PReF (seed 004, Figure 3): the mean AUC over users per selector first, then each user's AUC
+// with the mean training user dashed.
+TEST(ReportElicit, PrefDrawsTheMeanAucPerSelectorAndEachUsersAuc) {
+  ReportDir dir("elicit_pref");
+  tailor::write_file_atomic(dir.path / "recipe.yaml", "stage: elicit\n");
+  write_metrics(dir.path, {{{"step", 1}, {"loss", 0.69}}, {{"step", 2}, {"loss", 0.5}}});
+  const json summary = {
+      {"method", "pref"},
+      {"users",
+       {{"simulated_01",
+         {{"default_auc", 0.55},
+          {"selectors",
+           {{"active", {{"curve", {0.5, 0.6, 0.7}}}},
+            {"random", {{"curve", {0.5, 0.55, 0.6}}}}}}}}}},
+      {"selector_means",
+       {{"mean_curve", {{"active", {0.5, 0.6, 0.8}}, {"random", {0.5, 0.55, 0.6}}}}}}};
+  tailor::write_file_atomic(dir.path / "summary.json", summary.dump());
+  const auto report = tailor::report::build_report(dir.path);
+  ASSERT_EQ(report.figures.size(), 3u);
+  EXPECT_EQ(report.figures[0].file, "loss.svg");
+  EXPECT_EQ(report.figures[1].file, "auc_mean.svg");
+  EXPECT_EQ(report.figures[2].file, "auc_simulated_01.svg");
+  const std::string& mean = report.figures[1].svg;
+  EXPECT_EQ(legend(mean), (std::vector<std::string>{"active", "random"}));
+  // 0.8 (active's mean after 2 answers) is the top of the plot, 0.5 the bottom.
+  EXPECT_NEAR(single_line(mean, "active").back().second, Layout::plot_top, kPixel);
+  EXPECT_NEAR(single_line(mean, "random").front().second, Layout::plot_bottom, kPixel);
+  EXPECT_EQ(legend(report.figures[2].svg),
+            (std::vector<std::string>{"active", "random", "default (mean training user)"}));
 }
 
-}  // namespace
-
 TEST(ReportErrors, NameThePathAndLine) {
-  TempDir dir("errors");
+  ReportDir dir("errors");
   const fs::path missing = dir.path / "no_such_run";
-  std::string message = error_of([&] { tailor::report::build_report(missing); });
+  std::string message = tailor::test::error_of([&] { tailor::report::build_report(missing); });
   EXPECT_NE(message.find(missing.string()), std::string::npos) << message;
 
   tailor::write_file_atomic(dir.path / "recipe.yaml", "stage: sft\n");
-  message = error_of([&] { tailor::report::build_report(dir.path); });
+  message = tailor::test::error_of([&] { tailor::report::build_report(dir.path); });
   EXPECT_NE(message.find((dir.path / "metrics.jsonl").string()), std::string::npos) << message;
 
   tailor::write_file_atomic(dir.path / "metrics.jsonl",
                             "{\"step\": 1, \"loss\": 2}\n\n{\"step\": 2, \"loss\": }\n");
-  message = error_of([&] { tailor::report::build_report(dir.path); });
+  message = tailor::test::error_of([&] { tailor::report::build_report(dir.path); });
   EXPECT_NE(message.find((dir.path / "metrics.jsonl").string() + ":3"), std::string::npos)
       << message;
 
   tailor::write_file_atomic(dir.path / "metrics.jsonl", "{\"loss\": 2}\n");
-  message = error_of([&] { tailor::report::build_report(dir.path); });
+  message = tailor::test::error_of([&] { tailor::report::build_report(dir.path); });
   EXPECT_NE(message.find("metrics.jsonl:1: no numeric \"step\""), std::string::npos) << message;
 
   // An unterminated last line is a run still writing it: skipped with a note.
@@ -550,7 +563,7 @@ TEST(ReportErrors, NameThePathAndLine) {
 }
 
 TEST(ReportCli, WritesIntoRunDirReportAndPrintsThePaths) {
-  TempDir dir("cli");
+  ReportDir dir("cli");
   std::vector<double> loss, eval;
   write_metrics(dir.path, sft_records(&loss, &eval));
   tailor::write_file_atomic(dir.path / "recipe.yaml", "stage: sft\n");

@@ -29,12 +29,12 @@
 #include "stages/reward/reward_recipe.h"
 #include "stages/reward/reward_stage.h"
 #include "stages/reward/reward_step.h"
+#include "test_support.h"
 #include "train/checkpoint/checkpoint.h"
 
 namespace tailor {
 namespace {
 namespace fs = std::filesystem;
-using testing::InRepo;
 using testing::read_jsonl;
 using testing::tiny_reward_recipe;
 
@@ -60,7 +60,7 @@ struct Model {
   }
 };
 
-Model small_model() {
+Model accum_model() {
   torch::manual_seed(21);
   VplConfig c;
   c.embed_dim = kE;
@@ -75,15 +75,15 @@ Model small_model() {
   return m;
 }
 
-struct Batch {
+struct AccumBatch {
   at::Tensor x_chosen, x_rejected, context, eps;
   std::vector<int32_t> users;
 };
 
-Batch small_batch(const std::vector<int32_t>& users) {
+AccumBatch small_batch(const std::vector<int32_t>& users) {
   torch::manual_seed(22);
   const int64_t N = static_cast<int64_t>(users.size());
-  Batch b;
+  AccumBatch b;
   b.users = users;
   b.x_chosen = at::randn({N, kF}, at::kDouble);
   b.x_rejected = at::randn({N, kF}, at::kDouble);
@@ -109,7 +109,7 @@ RewardScores bt_scores(const Model& m, const at::Tensor& e) {
 }
 
 // The whole batch in one pass, as reward_step_backward's callers do.
-nlohmann::json whole_batch_step(Model& m, const Batch& b, const RewardLossOptions& o) {
+nlohmann::json whole_batch_step(Model& m, const AccumBatch& b, const RewardLossOptions& o) {
   const at::Tensor e = features(m, b.x_chosen, b.x_rejected);
   const RewardScores s = o.vae ? vpl_scores(m.heads, e, b.context, b.eps) : bt_scores(m, e);
   std::mt19937_64 rng(5);
@@ -117,8 +117,8 @@ nlohmann::json whole_batch_step(Model& m, const Batch& b, const RewardLossOption
 }
 
 // The stage's way: the step's latents once, the backbone per micro-batch of `micro` examples.
-nlohmann::json micro_batch_step(Model& m, const Batch& b, const RewardLossOptions& o, int64_t micro,
-                                int* passes) {
+nlohmann::json micro_batch_step(Model& m, const AccumBatch& b, const RewardLossOptions& o,
+                                int64_t micro, int* passes) {
   at::Tensor mean, logvar, z;
   if (o.vae) {
     std::tie(mean, logvar) = m.heads->encode(b.context);
@@ -140,28 +140,13 @@ nlohmann::json micro_batch_step(Model& m, const Batch& b, const RewardLossOption
   return reward_step_accumulate(forward, micro, b.users, mean, logvar, m.params(o.vae), o, rng);
 }
 
-std::vector<double> grads_of(const std::vector<at::Tensor>& params) {
+std::vector<double> param_grads(const std::vector<at::Tensor>& params) {
   std::vector<double> out;
   for (const auto& p : params) {
     const at::Tensor g = p.grad().contiguous();
     out.insert(out.end(), g.data_ptr<double>(), g.data_ptr<double>() + g.numel());
   }
   return out;
-}
-
-double max_abs(const std::vector<double>& a) {
-  double m = 0;
-  for (double x : a)
-    m = std::max(m, std::abs(x));
-  return m;
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
-    m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
 }
 
 // 7 examples of users interleaved with unequal counts, so micro-batches of 2, 3 or 1 miss some
@@ -179,24 +164,24 @@ TEST(RewardAccum, MicroBatchesGiveTheWholeBatchLossAndGradient) {
                                    {true, "pcgrad", three}, {true, "mgda", two}};
   for (const Case& c : cases) {
     SCOPED_TRACE((c.vae ? "vae " : "bt ") + c.surgery);
-    Model m = small_model();
-    const Batch b = small_batch(c.users);
+    Model m = accum_model();
+    const AccumBatch b = small_batch(c.users);
     RewardLossOptions o;
     o.vae = c.vae;
     o.kl_weight = c.vae ? 0.05 : 0.0;
     o.contrastive = c.vae ? 0.5 : 0.0;
     o.grad_surgery = *enum_from_name(grad_surgery_names(), c.surgery);
     const nlohmann::json want_record = whole_batch_step(m, b, o);
-    const std::vector<double> want = grads_of(m.params(c.vae));
+    const std::vector<double> want = param_grads(m.params(c.vae));
     // Surgery flattens per-user gradients to float32 (grad_surgery.h), so those compare at
     // float32 precision; without surgery the step is float64 throughout.
-    const double tol = (c.surgery == "none" ? 1e-12 : 1e-6) * max_abs(want);
+    const double tol = (c.surgery == "none" ? 1e-12 : 1e-6) * test::max_abs(want);
     for (const int64_t micro : {1, 2, 3, 7, 100}) {
       SCOPED_TRACE("micro-batch " + std::to_string(micro));
       int passes = 0;
       const nlohmann::json record = micro_batch_step(m, b, o, micro, &passes);
       EXPECT_EQ(passes, (7 + micro - 1) / micro);
-      EXPECT_LT(max_abs_diff(grads_of(m.params(c.vae)), want), tol);
+      EXPECT_LT(test::max_abs_diff(param_grads(m.params(c.vae)), want), tol);
       for (const char* key : {"loss", "bt_loss", "batch_accuracy", "kl", "contrastive"}) {
         if (!want_record.contains(key)) continue;
         ASSERT_TRUE(record.contains(key)) << key;
@@ -208,8 +193,8 @@ TEST(RewardAccum, MicroBatchesGiveTheWholeBatchLossAndGradient) {
 
 // ---- The stage: B x K against B*K x 1.
 
-RewardRecipe tiny(const std::string& variant, const fs::path& out,
-                  std::vector<std::string> extra = {}) {
+RewardRecipe tiny_accum_recipe(const std::string& variant, const fs::path& out,
+                               std::vector<std::string> extra = {}) {
   std::vector<std::string> overrides = {"train.eval_every=0", "train.log_every=1"};
   overrides.insert(overrides.end(), extra.begin(), extra.end());
   return tiny_reward_recipe(variant, out, overrides);
@@ -244,7 +229,7 @@ class RewardAccumStage : public ::testing::TestWithParam<std::string> {};
 // Measured (OMP_NUM_THREADS=1): largest differences 6.5e-6 (bt, ln_1.bias, which starts at 0)
 // and 2.4e-6 (vae_adaptive).
 TEST_P(RewardAccumStage, BatchTimesAccumTrainsLikeOneBigBatch) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const std::string variant = GetParam();
   const fs::path root = fs::temp_directory_path() / ("tailor_test_rm_accum_" + variant);
   fs::remove_all(root);
@@ -254,10 +239,11 @@ TEST_P(RewardAccumStage, BatchTimesAccumTrainsLikeOneBigBatch) {
   };
   const auto run = [&](int64_t batch, int64_t accum) {
     const fs::path out = root / ("b" + std::to_string(batch) + "x" + std::to_string(accum));
-    const RewardRecipe r = tiny(variant, out,
-                                {"train.max_steps=4", "train.batch_size=" + std::to_string(batch),
-                                 "train.grad_accum=" + std::to_string(accum),
-                                 "train.checkpoint_every=4", "optimizer.eps=1e-4"});
+    const RewardRecipe r =
+        tiny_accum_recipe(variant, out,
+                          {"train.max_steps=4", "train.batch_size=" + std::to_string(batch),
+                           "train.grad_accum=" + std::to_string(accum), "train.checkpoint_every=4",
+                           "optimizer.eps=1e-4"});
     run_reward_stage(r);
     const auto latest = latest_checkpoint(out);
     EXPECT_TRUE(latest.has_value());
@@ -305,7 +291,7 @@ INSTANTIATE_TEST_SUITE_P(Methods, RewardAccumStage,
 // ---- Precision.
 
 TEST(RewardPrecision, UltraFeedbackRecipesAreBatch4TimesGradAccum8) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   for (const char* variant :
        {"bt", "vae", "vae_adaptive", "vae_pcgrad", "vae_mgda", "vae_contrastive"}) {
     SCOPED_TRACE(variant);
@@ -354,7 +340,7 @@ void expect_same_weights(const torch::nn::Module& loaded, const TensorMap& check
 // torch_dtype bfloat16) loads back as exactly those weights; the Bradley-Terry export re-scores
 // held-out responses in bf16 as the run did.
 TEST_P(RewardPrecisionRun, TrainsInEveryPrecisionAndTheBf16ExportLoads) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const std::string variant = GetParam();
   const fs::path root = fs::temp_directory_path() / ("tailor_test_rm_precision_" + variant);
   fs::remove_all(root);
@@ -362,12 +348,12 @@ TEST_P(RewardPrecisionRun, TrainsInEveryPrecisionAndTheBf16ExportLoads) {
   for (const std::string precision : {"fp32", "bf16", "bf16_autocast"}) {
     SCOPED_TRACE(precision);
     const fs::path out = root / precision;
-    run_reward_stage(
-        tiny(variant, out,
-             {"users.kind=uniform", "users.count=1", "users.conflict_only=false",
-              "train.max_steps=100", "train.batch_size=8", "train.grad_accum=2",
-              "train.checkpoint_every=100", "train.precision=" + precision,
-              "export.enabled=" + std::string(precision == "bf16" ? "true" : "false")}));
+    run_reward_stage(tiny_accum_recipe(
+        variant, out,
+        {"users.kind=uniform", "users.count=1", "users.conflict_only=false", "train.max_steps=100",
+         "train.batch_size=8", "train.grad_accum=2", "train.checkpoint_every=100",
+         "train.precision=" + precision,
+         "export.enabled=" + std::string(precision == "bf16" ? "true" : "false")}));
     const auto losses = train_records(out, "loss");
     const auto summary = nlohmann::json::parse(read_file(out / "summary.json"));
     ASSERT_EQ(losses.size(), 100u);

@@ -48,6 +48,7 @@
 #include "models/tokenizer/tokenizer.h"
 #include "stages/dpo/dpo_stage.h"
 #include "stages/reward/reward_step.h"
+#include "test_support.h"
 #include "train/features/context_embeddings.h"
 
 namespace tailor {
@@ -60,23 +61,15 @@ using testing::read_jsonl;
 using testing::run_dpo_in_process;
 using Items = std::vector<std::pair<std::string, std::string>>;
 
-const fs::path kTokenizer = fs::path(TAILOR_SOURCE_DIR) / "assets/tokenizers/gpt2";
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() /
-                       ("tailor_reward_judge_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+const fs::path kGpt2Tokenizer = fs::path(TAILOR_SOURCE_DIR) / "assets/tokenizers/gpt2";
 
 const Tokenizer& gpt2_tokenizer() {
-  static const Tokenizer tokenizer = Tokenizer::from_dir(kTokenizer);
+  static const Tokenizer tokenizer = Tokenizer::from_dir(kGpt2Tokenizer);
   return tokenizer;
 }
 
 // A GPT-2 of width 16 on the real vocabulary (the exports carry the GPT-2 tokenizer).
-CausalLM tiny_gpt2(uint64_t seed) {
+CausalLM tiny_judge_gpt2(uint64_t seed) {
   GPT2Config config;
   config.n_positions = 64;
   config.n_embd = 16;
@@ -88,7 +81,7 @@ CausalLM tiny_gpt2(uint64_t seed) {
 }
 
 RewardModel tiny_bt(uint64_t seed) {
-  RewardModel model(tiny_gpt2(seed), 1);
+  RewardModel model(tiny_judge_gpt2(seed), 1);
   model->init_head(0.5);  // rewards that differ clearly between texts
   model->eval();
   return model;
@@ -135,25 +128,10 @@ std::vector<double> tailor_score_rewards(const fs::path& model, const Items& ite
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
-#define EXPECT_CONTAINS(haystack, needle)                                 \
-  do {                                                                    \
-    const std::string h_ = (haystack), n_ = (needle);                     \
-    EXPECT_NE(h_.find(n_), std::string::npos) << h_ << "\nlacks: " << n_; \
-  } while (0)
-
 TEST(RewardJudge, BtScoresEqualTailorScoreAndTheModelsUnpaddedForward) {
-  const fs::path dir = temp_dir("bt");
+  const fs::path dir = test::fresh_process_dir("reward_judge_bt");
   RewardModel model = tiny_bt(11);
-  save_reward_model(dir / "rm", model, /*merged=*/false, kTokenizer);
+  save_reward_model(dir / "rm", model, /*merged=*/false, kGpt2Tokenizer);
 
   std::string long_answer;
   for (int i = 0; i < 40; ++i)
@@ -203,7 +181,7 @@ TEST(RewardJudge, BtScoresEqualTailorScoreAndTheModelsUnpaddedForward) {
 // 32 / sqrt(4 + 1e-5) = 15.99998 (higher, but a tie within the tolerance), " bad" -15.99992,
 // every other token 0.
 TEST(RewardJudge, HandBuiltRewardsGiveTheKnownRankingPairsAndTies) {
-  const fs::path dir = temp_dir("hand");
+  const fs::path dir = test::fresh_process_dir("reward_judge_hand");
   RewardModel model = tiny_bt(3);
   const auto token = [](const std::string& text) {
     const auto ids = gpt2_tokenizer().encode(text);
@@ -228,7 +206,7 @@ TEST(RewardJudge, HandBuiltRewardsGiveTheKnownRankingPairsAndTies) {
     wte[token(" bad")].copy_(-x);
     model->score->weight.copy_(x.unsqueeze(0));
   }
-  save_reward_model(dir / "rm", model, /*merged=*/false, kTokenizer);
+  save_reward_model(dir / "rm", model, /*merged=*/false, kGpt2Tokenizer);
   const auto judge = judge_of({dir / "rm", {}, {}});
 
   const double good = 16 / std::sqrt(1 + 1e-5), great = 16 * 2 / std::sqrt(4 + 1e-5);
@@ -384,9 +362,9 @@ const Items kVplItems = {{"What is rain?", " Water."},
 // as the reward stage's evaluation does (both through the production heads; their maths is
 // test_vpl.cpp's float64 reference).
 TEST(RewardJudge, VplWithAContextIsWiredLikeTheRewardStagesEvaluationPath) {
-  const fs::path dir = temp_dir("vpl");
+  const fs::path dir = test::fresh_process_dir("reward_judge_vpl");
   // A LoRA run: the base (= the initial backbone, the context encoder) plus a trained adapter.
-  CausalLM initial = tiny_gpt2(21), trained = tiny_gpt2(21);
+  CausalLM initial = tiny_judge_gpt2(21), trained = tiny_judge_gpt2(21);
   const LoraConfig lora{4, 8.0, 0.0, false, {"c_attn", "c_fc"}};
   apply_lora(*trained, lora);
   {
@@ -396,7 +374,7 @@ TEST(RewardJudge, VplWithAContextIsWiredLikeTheRewardStagesEvaluationPath) {
       if (item.key().find("lora_B") != std::string::npos) item.value().normal_(0, 0.5);
   }
   VplHeads heads = tiny_heads(23);
-  save_vpl_export(dir / "vpl", *trained, heads, lora, /*merged=*/false, kTokenizer);
+  save_vpl_export(dir / "vpl", *trained, heads, lora, /*merged=*/false, kGpt2Tokenizer);
   write_context(dir / "dave.jsonl", kDaveAnswers);
   write_context(dir / "erin.jsonl", kErinAnswers);
 
@@ -423,16 +401,16 @@ TEST(RewardJudge, VplWithAContextIsWiredLikeTheRewardStagesEvaluationPath) {
 
   // A backbone trained in full: the export does not hold the context encoder, so the recipe
   // names the initial model.
-  CausalLM full = tiny_gpt2(31), full_initial = tiny_gpt2(31);
+  CausalLM full = tiny_judge_gpt2(31), full_initial = tiny_judge_gpt2(31);
   {
     torch::NoGradGuard no_grad;
     torch::manual_seed(32);
     for (auto& item : full->named_parameters())
       item.value().add_(at::randn_like(item.value()) * 0.05);
   }
-  save_vpl_export(dir / "vpl_full", *full, heads, std::nullopt, /*merged=*/false, kTokenizer);
+  save_vpl_export(dir / "vpl_full", *full, heads, std::nullopt, /*merged=*/false, kGpt2Tokenizer);
   save_pretrained(dir / "initial", *full_initial);
-  EXPECT_CONTAINS(error_of([&] {
+  EXPECT_CONTAINS(test::error_of([&] {
                     judge_of({dir / "vpl_full", dir / "dave.jsonl", {}});
                   }),
                   "reward_users.test.context_encoder: missing");
@@ -528,7 +506,10 @@ TEST(OracleJudge, PicksThePairsAndVerdictsOfTheMixtureVotes) {
     EXPECT_EQ(judge->compare({{"Tell me about cats.", v.a, v.b}}), std::vector<int>{v.want})
         << judge->description() << ": \"" << v.a << "\" vs \"" << v.b << "\"";
   }
-  EXPECT_CONTAINS(error_of([] { judges::make_oracle_judge({{"shortest", 1.0}}); }), "shortest");
+  EXPECT_CONTAINS(test::error_of([] {
+                    judges::make_oracle_judge({{"shortest", 1.0}});
+                  }),
+                  "shortest");
 }
 
 // --- the recipe -----------------------------------------------------------------------------
@@ -537,10 +518,10 @@ TEST(OracleJudge, PicksThePairsAndVerdictsOfTheMixtureVotes) {
 // come one after the other; each user gets its own export's rewards (equal to a judge of that
 // export loaded alone); nothing stays loaded after.
 TEST(JudgeSet, VisitsEveryUserWithOneRewardModelLoadedAtATime) {
-  const fs::path dir = temp_dir("judge_set");
+  const fs::path dir = test::fresh_process_dir("reward_judge_judge_set");
   RewardModel first = tiny_bt(31), second = tiny_bt(32);
-  save_reward_model(dir / "rm1", first, /*merged=*/false, kTokenizer);
-  save_reward_model(dir / "rm2", second, /*merged=*/false, kTokenizer);
+  save_reward_model(dir / "rm1", first, /*merged=*/false, kGpt2Tokenizer);
+  save_reward_model(dir / "rm2", second, /*merged=*/false, kGpt2Tokenizer);
   const judges::OracleUsers oracles = {{"olga", {{"shorter_length", 1.0}}}};
   const judges::RewardUsers rewards = {{"ann", {{"model", (dir / "rm1").string()}}},
                                        {"bob", {{"model", (dir / "rm2").string()}}},
@@ -565,7 +546,7 @@ TEST(JudgeSet, VisitsEveryUserWithOneRewardModelLoadedAtATime) {
   EXPECT_EQ(visited, (std::vector<std::string>{"olga", "ann", "cid", "bob"}));
   EXPECT_EQ(most_loaded, 1);
   EXPECT_EQ(judges::live_reward_models(), 0);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(test::error_of([&] {
               judges::for_each_judge({"zed"}, oracles, rewards, {},
                                      [](const std::string&, judges::Judge&) {});
             }).find("user \"zed\" has no judge"),
@@ -573,14 +554,14 @@ TEST(JudgeSet, VisitsEveryUserWithOneRewardModelLoadedAtATime) {
 }
 
 TEST(RewardUsersRecipe, ErrorsNameTheKey) {
-  const fs::path dir = temp_dir("recipe");
+  const fs::path dir = test::fresh_process_dir("reward_judge_recipe");
   write_file_atomic(dir / "prompts.jsonl", "{\"prompt\": \"Hi\"}\n");
   RewardModel bt = tiny_bt(4);
-  save_reward_model(dir / "bt", bt, false, kTokenizer);
+  save_reward_model(dir / "bt", bt, false, kGpt2Tokenizer);
   save_pretrained(dir / "lm", *bt->backbone);
-  CausalLM vpl_backbone = tiny_gpt2(5);
+  CausalLM vpl_backbone = tiny_judge_gpt2(5);
   VplHeads heads = tiny_heads(6);
-  save_vpl_export(dir / "vpl", *vpl_backbone, heads, std::nullopt, false, kTokenizer);
+  save_vpl_export(dir / "vpl", *vpl_backbone, heads, std::nullopt, false, kGpt2Tokenizer);
   write_context(dir / "ctx.jsonl", kDaveAnswers);
   const std::string d = dir.string();
   const auto recipe = [&](const std::string& reward_users,
@@ -591,7 +572,7 @@ TEST(RewardUsersRecipe, ErrorsNameTheKey) {
   };
   const auto recipe_error = [&](const std::string& reward_users,
                                 const std::string& users = "{alice: {shorter_length: 1.0}}") {
-    return error_of([&] { check_dpo_inputs(recipe(reward_users, users)); });
+    return test::error_or_empty([&] { check_dpo_inputs(recipe(reward_users, users)); });
   };
   // Validation of the table itself (at resolve time, with where the value came from).
   EXPECT_CONTAINS(recipe_error("{dave: {model: " + d + "/bt, contxt: x}}"),
@@ -623,8 +604,8 @@ TEST(RewardUsersRecipe, ErrorsNameTheKey) {
   // Valid: a BT user, a VPL user with its encoder, and reward users alone for generated pairs.
   EXPECT_EQ(recipe_error("{carol: {model: " + d + "/bt}, dave: {model: " + d +
                          "/vpl, context: " + d + "/ctx.jsonl, context_encoder: " + d + "/lm}}"),
-            "no error");
-  EXPECT_EQ(recipe_error("{carol: {model: " + d + "/bt}}", "{}"), "no error");
+            "");
+  EXPECT_EQ(recipe_error("{carol: {model: " + d + "/bt}}", "{}"), "");
   EXPECT_CONTAINS(recipe_error("{}", "{}"), "users: data.source generated needs at least one user");
   const DpoRecipe r = recipe("{carol: {model: " + d + "/bt}}");
   EXPECT_EQ(r.reward_users, (StringTable{{"carol", {{"model", d + "/bt"}}}}));
@@ -636,15 +617,15 @@ TEST(RewardUsersRecipe, ErrorsNameTheKey) {
 // One oracle user (brief), one Bradley–Terry user (carol) and one VPL user (dave) on the base's
 // own samples.
 TEST(DpoStageRewardJudges, GeneratedPairsAndWinRatesFollowTheRewardModels) {
-  const fs::path dir = temp_dir("dpo");
+  const fs::path dir = test::fresh_process_dir("reward_judge_dpo");
   {
     std::ofstream prompts(dir / "prompts.jsonl");
     for (const char* p : {"The cat", "A story:", "Today I", "Water is", "My friend", "In the city"})
       prompts << nlohmann::json({{"prompt", p}}).dump() << "\n";
   }
   RewardModel bt = tiny_bt(41);
-  save_reward_model(dir / "rm_bt", bt, /*merged=*/false, kTokenizer);
-  CausalLM initial = tiny_gpt2(42), trained = tiny_gpt2(42);
+  save_reward_model(dir / "rm_bt", bt, /*merged=*/false, kGpt2Tokenizer);
+  CausalLM initial = tiny_judge_gpt2(42), trained = tiny_judge_gpt2(42);
   const LoraConfig lora{4, 8.0, 0.0, false, {"c_attn"}};
   apply_lora(*trained, lora);
   {
@@ -654,7 +635,7 @@ TEST(DpoStageRewardJudges, GeneratedPairsAndWinRatesFollowTheRewardModels) {
       if (item.key().find("lora_B") != std::string::npos) item.value().normal_(0, 0.5);
   }
   VplHeads heads = tiny_heads(44);
-  save_vpl_export(dir / "rm_vpl", *trained, heads, lora, /*merged=*/false, kTokenizer);
+  save_vpl_export(dir / "rm_vpl", *trained, heads, lora, /*merged=*/false, kGpt2Tokenizer);
   write_context(dir / "dave.jsonl", kDaveAnswers);
 
   const DpoRecipe recipe = testing::dpo_test_recipe(

@@ -24,6 +24,7 @@
 #include "models/io/reward_export.h"
 #include "models/io/safetensors.h"
 #include "models/tokenizer/byte_level.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -31,7 +32,7 @@ using nlohmann::json;
 namespace tailor {
 namespace {
 
-GPT2Config tiny_config(int64_t vocab = 61) {
+GPT2Config reward_gpt2_config(int64_t vocab = 61) {
   GPT2Config config;
   config.vocab_size = vocab;
   config.n_positions = 16;
@@ -44,39 +45,18 @@ GPT2Config tiny_config(int64_t vocab = 61) {
 
 RewardModel tiny_reward_model(int64_t num_labels, uint64_t seed, int64_t vocab = 61) {
   torch::manual_seed(seed);
-  RewardModel model(GPT2LMHead(tiny_config(vocab)).ptr(), num_labels);
+  RewardModel model(GPT2LMHead(reward_gpt2_config(vocab)).ptr(), num_labels);
   model->init_head(0.5);  // larger than HF's 0.02 so rewards differ clearly between inputs
   model->eval();
   return model;
 }
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tailor_reward_model_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& error) {
-    return error.what();
-  }
-  return "(no error)";
-}
-
-double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
-
 // A right-padded batch: row b has lens[b] real tokens from a fixed pattern, then `pad` ids.
-struct Batch {
+struct PaddedBatch {
   at::Tensor ids, mask;
 };
-Batch padded_batch(const std::vector<int64_t>& lens, int64_t T, int64_t vocab,
-                   const std::function<int64_t(int64_t, int64_t)>& pad) {
+PaddedBatch padded_batch(const std::vector<int64_t>& lens, int64_t T, int64_t vocab,
+                         const std::function<int64_t(int64_t, int64_t)>& pad) {
   const int64_t B = static_cast<int64_t>(lens.size());
   at::Tensor ids = at::zeros({B, T}, at::kLong), mask = at::zeros({B, T}, at::kLong);
   for (int64_t b = 0; b < B; ++b)
@@ -88,7 +68,7 @@ Batch padded_batch(const std::vector<int64_t>& lens, int64_t T, int64_t vocab,
   return {ids, mask};
 }
 
-Batch eval_batch() {
+PaddedBatch eval_batch() {
   return padded_batch({6, 2, 9, 4}, 9, 61, [](int64_t b, int64_t t) { return (5 * b + t) % 61; });
 }
 
@@ -105,7 +85,7 @@ fs::path byte_tokenizer(const fs::path& dir) {
 }
 
 // Sets every LoRA factor to N(0, 0.3) so the adapters change the rewards.
-void randomize_lora(RewardModel& model, uint64_t seed) {
+void randomize_reward_lora(RewardModel& model, uint64_t seed) {
   torch::manual_seed(seed);
   at::NoGradGuard no_grad;
   for (auto& item : lora_parameters(*model))
@@ -128,7 +108,7 @@ TEST(RewardModel, PoolsTheLastRealToken) {
   const at::Tensor W = model->score->weight.to(at::kDouble);  // [K, C]
   for (int64_t b = 0; b < 4; ++b) {
     const at::Tensor alone = model->forward(batch.ids[b].slice(0, 0, lens[b]).unsqueeze(0));
-    EXPECT_LE(max_abs_diff(alone[0], rewards[b]), 1e-5) << "row " << b;
+    EXPECT_LE(test::max_abs_diff(alone[0], rewards[b]), 1e-5) << "row " << b;
     for (int64_t k = 0; k < 3; ++k) {
       double manual = 0, at_end = 0;
       for (int64_t c = 0; c < 16; ++c) {
@@ -144,7 +124,7 @@ TEST(RewardModel, PoolsTheLastRealToken) {
   }
   const at::Tensor pooled = model->pooled(batch.ids, batch.mask);
   ASSERT_EQ(pooled.sizes(), (std::vector<int64_t>{4, 16}));
-  EXPECT_EQ(max_abs_diff(pooled[1], hidden[1][0]), 0.0);
+  EXPECT_EQ(test::max_abs_diff(pooled[1], hidden[1][0]), 0.0);
 }
 
 TEST(RewardModel, PaddingContentDoesNotChangeTheReward) {
@@ -155,9 +135,9 @@ TEST(RewardModel, PaddingContentDoesNotChangeTheReward) {
       padded_batch(lens, 7, 61, [](int64_t b, int64_t t) { return (29 * b + 17 * t + 5) % 61; });
   ASSERT_FALSE(zeros.ids.equal(other.ids));
   at::NoGradGuard no_grad;
-  EXPECT_LE(
-      max_abs_diff(model->forward(zeros.ids, zeros.mask), model->forward(other.ids, other.mask)),
-      1e-6);
+  EXPECT_LE(test::max_abs_diff(model->forward(zeros.ids, zeros.mask),
+                               model->forward(other.ids, other.mask)),
+            1e-6);
 }
 
 TEST(RewardModel, RejectsLeftPaddingAndEmptyRows) {
@@ -165,8 +145,9 @@ TEST(RewardModel, RejectsLeftPaddingAndEmptyRows) {
   const at::Tensor ids = at::ones({2, 4}, at::kLong);
   const at::Tensor left = torch::tensor({0, 1, 1, 1, 1, 1, 1, 1}, at::kLong).view({2, 4});
   const at::Tensor empty = torch::tensor({1, 1, 0, 0, 0, 0, 0, 0}, at::kLong).view({2, 4});
-  EXPECT_NE(error_of([&] { model->forward(ids, left); }).find("right padding"), std::string::npos);
-  EXPECT_NE(error_of([&] { model->forward(ids, empty); }).find("at least one real token"),
+  EXPECT_NE(test::error_of([&] { model->forward(ids, left); }).find("right padding"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { model->forward(ids, empty); }).find("at least one real token"),
             std::string::npos);
 }
 
@@ -192,7 +173,7 @@ TEST(RewardModel, ParametersReadLikeHfSequenceClassification) {
 // Full model: save -> load gives bitwise-identical rewards; the files are what transformers'
 // GPT2ForSequenceClassification expects.
 TEST(RewardExport, FullModelRoundTripAndFiles) {
-  const fs::path dir = fresh_dir("full");
+  const fs::path dir = test::fresh_dir("reward_model_full");
   RewardModel model = tiny_reward_model(3, 5);
   const auto batch = eval_batch();
   at::NoGradGuard no_grad;
@@ -242,17 +223,17 @@ TEST(RewardExport, FullModelRoundTripAndFiles) {
 // LoRA merged into the written base: the reloaded model has no LoRA and scores as the trained one
 // (up to float rounding of the merged weights); the trained model is not changed.
 TEST(RewardExport, LoraMergedRoundTrip) {
-  const fs::path dir = fresh_dir("merged");
+  const fs::path dir = test::fresh_dir("reward_model_merged");
   RewardModel model = tiny_reward_model(2, 6);
   apply_reward_lora(model, LoraConfig{4, 8.0, 0.0, false, {"c_attn", "c_fc"}});
-  randomize_lora(model, 7);
+  randomize_reward_lora(model, 7);
   const auto batch = eval_batch();
   at::NoGradGuard no_grad;
   const at::Tensor before = model->forward(batch.ids, batch.mask);
   set_adapters_enabled(*model, false);
   const at::Tensor base_only = model->forward(batch.ids, batch.mask);
   set_adapters_enabled(*model, true);
-  ASSERT_GT(max_abs_diff(before, base_only), 1e-2);  // the adapters matter
+  ASSERT_GT(test::max_abs_diff(before, base_only), 1e-2);  // the adapters matter
 
   save_reward_model(dir / "rm", model, /*merged=*/true);
   EXPECT_FALSE(lora_merged(*model));
@@ -261,17 +242,17 @@ TEST(RewardExport, LoraMergedRoundTrip) {
   RewardModel loaded = load_reward_model(dir / "rm");
   loaded->eval();
   EXPECT_FALSE(has_lora(*loaded));
-  EXPECT_LE(max_abs_diff(loaded->forward(batch.ids, batch.mask), before), 1e-5);
+  EXPECT_LE(test::max_abs_diff(loaded->forward(batch.ids, batch.mask), before), 1e-5);
   fs::remove_all(dir);
 }
 
 // LoRA kept as a PEFT SEQ_CLS adapter with the head in modules_to_save: the reloaded model
 // (base + adapter) scores bitwise as the trained one, and the adapter's head is the one used.
 TEST(RewardExport, LoraAdapterRoundTripAndFiles) {
-  const fs::path dir = fresh_dir("adapter");
+  const fs::path dir = test::fresh_dir("reward_model_adapter");
   RewardModel model = tiny_reward_model(2, 8);
   apply_reward_lora(model, LoraConfig{2, 4.0, 0.0, false, {"c_attn", "attn.c_proj"}});
-  randomize_lora(model, 9);
+  randomize_reward_lora(model, 9);
   const auto batch = eval_batch();
   at::NoGradGuard no_grad;
   const at::Tensor before = model->forward(batch.ids, batch.mask);
@@ -316,7 +297,7 @@ TEST(RewardExport, LoraAdapterRoundTripAndFiles) {
 // Directories as transformers or other tools write them: backbone keys without the
 // "transformer." prefix, num_labels without id2label.
 TEST(RewardExport, LoadsHfWrittenVariants) {
-  const fs::path dir = fresh_dir("variants");
+  const fs::path dir = test::fresh_dir("reward_model_variants");
   RewardModel model = tiny_reward_model(2, 10);
   const auto batch = eval_batch();
   at::NoGradGuard no_grad;
@@ -338,7 +319,7 @@ TEST(RewardExport, LoadsHfWrittenVariants) {
 }
 
 TEST(RewardExport, LoadErrorsNameTheFile) {
-  const fs::path dir = fresh_dir("errors");
+  const fs::path dir = test::fresh_dir("reward_model_errors");
   RewardModel model = tiny_reward_model(2, 11);
   save_reward_model(dir / "rm", model, false);
   const fs::path weights = dir / "rm" / "model.safetensors";
@@ -347,7 +328,7 @@ TEST(RewardExport, LoadErrorsNameTheFile) {
   json config = json::parse(read_file(dir / "rm" / "config.json"));
   config["id2label"]["2"] = "LABEL_2";
   write_file_atomic(dir / "rm" / "config.json", config.dump());
-  std::string error = error_of([&] { load_reward_model(dir / "rm"); });
+  std::string error = test::error_of([&] { load_reward_model(dir / "rm"); });
   EXPECT_NE(error.find(weights.string()), std::string::npos) << error;
   EXPECT_NE(error.find("score.weight has shape [2, 16], expected [3, 16]"), std::string::npos)
       << error;
@@ -356,7 +337,7 @@ TEST(RewardExport, LoadErrorsNameTheFile) {
   TensorMap tensors = safetensors::load(weights);
   tensors.erase("score.weight");
   safetensors::save(weights, tensors);
-  error = error_of([&] { load_reward_model(dir / "rm"); });
+  error = test::error_of([&] { load_reward_model(dir / "rm"); });
   EXPECT_NE(error.find(weights.string() + ": missing score.weight"), std::string::npos) << error;
   fs::remove_all(dir);
 }
@@ -366,7 +347,7 @@ TEST(RewardExport, LoadErrorsNameTheFile) {
 // against the model run here on ids spelled out by hand (a byte-level tokenizer without merges:
 // id = byte). The reward's own maths is RewardModel.PoolsTheLastRealToken's float64 check.
 TEST(RewardScoreCli, WiresPromptResponseAndPairIdsToTheRewardModel) {
-  const fs::path dir = fresh_dir("cli");
+  const fs::path dir = test::fresh_dir("reward_model_cli");
   const fs::path tok = byte_tokenizer(dir / "tok");
 
   RewardModel model = tiny_reward_model(2, 12, /*vocab=*/257);
@@ -415,7 +396,7 @@ TEST(RewardScoreCli, WiresPromptResponseAndPairIdsToTheRewardModel) {
   EXPECT_EQ(first["tokens"], 4);
   EXPECT_TRUE(first.contains("nll"));
   EXPECT_FALSE(first.contains("reward"));
-  const std::string error = error_of([&] {
+  const std::string error = test::error_of([&] {
     cli::score_command({"tailor score", "--reward", "--model", (dir / "lm").string(), "--input",
                         (dir / "in.jsonl").string()});
   });

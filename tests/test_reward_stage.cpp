@@ -32,12 +32,11 @@
 namespace tailor {
 namespace {
 namespace fs = std::filesystem;
-using testing::InRepo;
 using testing::read_jsonl;
 using testing::tiny_reward_recipe;
 
-RewardRecipe tiny(const std::string& variant, const fs::path& out,
-                  std::vector<std::string> extra = {}) {
+RewardRecipe tiny_stage_recipe(const std::string& variant, const fs::path& out,
+                               std::vector<std::string> extra = {}) {
   std::vector<std::string> overrides = {"train.max_steps=6", "train.batch_size=8",
                                         "train.eval_every=3", "train.log_every=2"};
   overrides.insert(overrides.end(), extra.begin(), extra.end());
@@ -47,10 +46,10 @@ RewardRecipe tiny(const std::string& variant, const fs::path& out,
 class RewardStageVariants : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RewardStageVariants, RunsAndWritesMetricsSummaryAndExport) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / ("tailor_test_rm_" + GetParam());
   fs::remove_all(out);
-  run_reward_stage(tiny(GetParam(), out));
+  run_reward_stage(tiny_stage_recipe(GetParam(), out));
 
   const auto summary = nlohmann::json::parse(read_file(out / "summary.json"));
   EXPECT_EQ(summary["steps"], 6);
@@ -139,7 +138,7 @@ INSTANTIATE_TEST_SUITE_P(Recipes, RewardStageVariants,
 // vae + adaptive 0.998 / 0.984 / 0.993 for seeds 0 / 1 / 2 (0.938 / 0.884 / 0.840 at 100 steps,
 // too close to call), about 20 s per run; docs/results.md has 0.988-1.000 at 300 steps.
 TEST(RewardStage, VplWithAdaptiveSamplingBeatsBradleyTerryOnConflictingUsers) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / "tailor_test_rm_conflict";
   fs::remove_all(out);
   auto summary_of = [&](const std::string& variant) {
@@ -167,10 +166,10 @@ TEST(RewardStage, VplWithAdaptiveSamplingBeatsBradleyTerryOnConflictingUsers) {
 }
 
 TEST(RewardStage, ExportedBradleyTerryModelRescoresHeldOutPairsIdentically) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / "tailor_test_rm_bt_export";
   fs::remove_all(out);
-  run_reward_stage(tiny("bt", out));
+  run_reward_stage(tiny_stage_recipe("bt", out));
   RewardModel model = load_reward_model(out / "export");
   model->eval();
   torch::NoGradGuard no_grad;
@@ -189,15 +188,15 @@ TEST(RewardStage, ExportedBradleyTerryModelRescoresHeldOutPairsIdentically) {
 }
 
 TEST(RewardStage, SameSeedSameRunOtherSeedOtherRun) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path a = fs::temp_directory_path() / "tailor_test_rm_seed_a";
   const fs::path b = fs::temp_directory_path() / "tailor_test_rm_seed_b";
   const fs::path c = fs::temp_directory_path() / "tailor_test_rm_seed_c";
   for (const auto& dir : {a, b, c})
     fs::remove_all(dir);
-  run_reward_stage(tiny("vae_adaptive", a, {"export.enabled=false"}));
-  run_reward_stage(tiny("vae_adaptive", b, {"export.enabled=false"}));
-  run_reward_stage(tiny("vae_adaptive", c, {"export.enabled=false", "seed=1"}));
+  run_reward_stage(tiny_stage_recipe("vae_adaptive", a, {"export.enabled=false"}));
+  run_reward_stage(tiny_stage_recipe("vae_adaptive", b, {"export.enabled=false"}));
+  run_reward_stage(tiny_stage_recipe("vae_adaptive", c, {"export.enabled=false", "seed=1"}));
   EXPECT_EQ(read_file(a / "eval_predictions.jsonl"), read_file(b / "eval_predictions.jsonl"));
   EXPECT_NE(read_file(a / "eval_predictions.jsonl"), read_file(c / "eval_predictions.jsonl"));
   for (const auto& dir : {a, b, c})
@@ -213,10 +212,10 @@ std::string summary_field(const fs::path& run, const std::string& key) {
 // summary.json, trains identically, and when the cached values are altered on disk (same key),
 // the rerun's rewards change with them, so they really come from the file.
 TEST(RewardStage, RerunReadsContextEmbeddingsFromTheCache) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / "tailor_test_rm_cache";
   fs::remove_all(out);
-  const RewardRecipe recipe = tiny("vae_adaptive", out, {"export.enabled=false"});
+  const RewardRecipe recipe = tiny_stage_recipe("vae_adaptive", out, {"export.enabled=false"});
   const fs::path cache = out / "cache" / "context_embeddings.h5";
   run_reward_stage(recipe);
   EXPECT_EQ(summary_field(out, "context_cache"), "\"computed\"");
@@ -311,7 +310,7 @@ TEST(RewardStage, ContextEmbeddingCacheReturnsTheStoredValues) {
 }
 
 TEST(RewardStage, ManyUserSettingsAreAccepted) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   for (const auto& users : std::vector<std::vector<std::string>>{
            {"users.kind=random", "users.count=4", "users.conflict_only=false"},
            {"users.kind=clustered", "users.count=20", "users.conflict_only=false"}}) {
@@ -320,7 +319,7 @@ TEST(RewardStage, ManyUserSettingsAreAccepted) {
     auto extra = users;
     extra.push_back("export.enabled=false");
     extra.push_back("train.max_steps=2");
-    run_reward_stage(tiny("vae_adaptive", out, extra));
+    run_reward_stage(tiny_stage_recipe("vae_adaptive", out, extra));
     const auto summary = nlohmann::json::parse(read_file(out / "summary.json"));
     EXPECT_EQ(summary["users"], users[1] == "users.count=4" ? 4 : 20);
     fs::remove_all(out);
@@ -331,7 +330,7 @@ TEST(RewardStage, ManyUserSettingsAreAccepted) {
 // users with opposite tastes on the same questions, "alice" preferring the long answer and "bob"
 // the short one: each user's held-out pairs, as the run scored them, keep that user's direction.
 TEST(RewardStage, RealPerUserPairsReachTheirOwnUsers) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / "tailor_test_rm_pairs";
   fs::remove_all(out);
   fs::create_directories(out);
@@ -351,7 +350,8 @@ TEST(RewardStage, RealPerUserPairsReachTheirOwnUsers) {
   }
   write_file_atomic(out / "pairs.jsonl", lines);
   const fs::path vae = out / "vae";
-  run_reward_stage(tiny("vae", vae,
+  run_reward_stage(
+      tiny_stage_recipe("vae", vae,
                         {"data.source=pairs", "data.path=" + (out / "pairs.jsonl").string(),
                          "users.kind=from_data", "export.enabled=false"}));
   const auto summary = nlohmann::json::parse(read_file(vae / "summary.json"));
@@ -376,11 +376,11 @@ TEST(RewardStage, RealPerUserPairsReachTheirOwnUsers) {
 }
 
 TEST(RewardStage, AdaptiveOrderChoosesWhichUserTrainsFirst) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   const fs::path out = fs::temp_directory_path() / "tailor_test_rm_order";
   fs::remove_all(out);
-  run_reward_stage(
-      tiny("vae_adaptive", out, {"train.adaptive_order=[user1, user0]", "export.enabled=false"}));
+  run_reward_stage(tiny_stage_recipe(
+      "vae_adaptive", out, {"train.adaptive_order=[user1, user0]", "export.enabled=false"}));
   // What the run drew, per phase (6 steps of 8, 3 per phase): phase 0 trains user1 as group B,
   // A = {user0} : B = {user1} = 1 : 2 of 24 -> user0 8, user1 16; phase 1 B = {user0} : C =
   // {user1} = 2 : 4 -> user0 8, user1 16. The default order gives user0 16, user1 8 in both
@@ -396,7 +396,8 @@ TEST(RewardStage, AdaptiveOrderChoosesWhichUserTrainsFirst) {
   EXPECT_EQ(phases[1]["samples"], nlohmann::json({{"user0", 8}, {"user1", 16}}));
   std::string message;
   try {
-    run_reward_stage(tiny("vae_adaptive", out, {"train.adaptive_order=[user1, carol]"}));
+    run_reward_stage(
+        tiny_stage_recipe("vae_adaptive", out, {"train.adaptive_order=[user1, carol]"}));
   } catch (const Error& e) {
     message = e.what();
   }
@@ -406,7 +407,7 @@ TEST(RewardStage, AdaptiveOrderChoosesWhichUserTrainsFirst) {
 }
 
 TEST(RewardStage, RecipeMistakesNameTheKey) {
-  InRepo in_repo;
+  testing::InRepo in_repo;
   auto error_of = [](const std::vector<std::string>& overrides) {
     try {
       load_reward_recipe("recipes/rm_synth_vae.yaml", overrides);

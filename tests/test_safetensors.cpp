@@ -63,7 +63,7 @@ void expect_error(const std::function<void()>& fn, const std::vector<std::string
   }
 }
 
-class TempDir : public ::testing::Test {
+class SafetensorsDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -76,12 +76,10 @@ class TempDir : public ::testing::Test {
   fs::path dir_;
 };
 
-using SafetensorsRead = TempDir;
-using SafetensorsWrite = TempDir;
-using SafetensorsReject = TempDir;
-using HfCheckpoint = TempDir;
-
-}  // namespace
+using SafetensorsRead = SafetensorsDirTest;
+using SafetensorsWrite = SafetensorsDirTest;
+using SafetensorsReject = SafetensorsDirTest;
+using HfCheckpoint = SafetensorsDirTest;
 
 // ---------------------------------------------------------------------------------------------
 // Reading hand-built files
@@ -315,10 +313,8 @@ TEST_F(SafetensorsWrite, RejectsUnsupportedDtypeAndReservedName) {
 // ---------------------------------------------------------------------------------------------
 // Corrupt files
 
-namespace {
 const char* kTwoTensors = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                           R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})";
-}  // namespace
 
 TEST_F(SafetensorsReject, TruncatedFile) {
   const fs::path path = dir_ / "trunc.safetensors";
@@ -438,8 +434,6 @@ TEST_F(SafetensorsReject, MessagesNameThePathAndMissingKey) {
 // ---------------------------------------------------------------------------------------------
 // HF checkpoint directories
 
-namespace {
-
 // Five F32 tensors of 40, 40, 40, 120 and 8 bytes (sum 248), distinct values each.
 tailor::TensorMap five_tensors() {
   tailor::TensorMap m;
@@ -466,8 +460,6 @@ std::vector<std::string> dir_listing(const fs::path& dir) {
   std::sort(out.begin(), out.end());
   return out;
 }
-
-}  // namespace
 
 TEST_F(HfCheckpoint, SmallCapWritesGreedyShardsAndIndex) {
   // Cap 100: {a,b}=80, c (80+40>100) new, d (40+120>100) new and alone above the cap, e new.
@@ -581,3 +573,5 @@ TEST_F(HfCheckpoint, MixedLayoutsPreferSingleFileLikeTransformers) {
   EXPECT_EQ(reader.tensor("only").item<float>(), 1.25f);
   expect_error([&] { reader.tensor("a"); }, {"\"a\""});
 }
+
+}  // namespace

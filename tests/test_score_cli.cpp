@@ -17,32 +17,13 @@
 #include "models/io/hf_checkpoint.h"
 #include "models/io/pretrained.h"
 #include "models/io/safetensors.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using tailor::GPT2Config;
 using tailor::TensorMap;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tailor_score_cli_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-// Runs a command and returns its stdout; fails the test on a non-zero exit.
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return out;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe))
-    out.append(buffer, n);
-  const int status = pclose(pipe);
-  EXPECT_EQ(status, 0) << command << "\n" << out;
-  return out;
-}
 
 // Summed NLL of ids[1..] under float64 reference logits.
 double reference_nll(const GPT2Config& config, const TensorMap& weights,
@@ -84,18 +65,9 @@ void write_ids_jsonl(const fs::path& path, const std::vector<std::vector<int64_t
   tailor::write_file_atomic(path, s.str());
 }
 
-std::vector<nlohmann::json> parse_lines(const std::string& text) {
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
-
 void expect_scores_match(const std::string& output, const GPT2Config& config,
                          const TensorMap& weights, const std::vector<std::vector<int64_t>>& seqs) {
-  const auto lines = parse_lines(output);
+  const auto lines = tailor::test::parse_lines(output);
   ASSERT_EQ(lines.size(), seqs.size()) << output;
   for (size_t i = 0; i < seqs.size(); ++i) {
     EXPECT_EQ(lines[i]["tokens"].get<int64_t>(), static_cast<int64_t>(seqs[i].size()));
@@ -115,8 +87,6 @@ struct ScoreCase {
 
 class ScoreCli : public ::testing::TestWithParam<ScoreCase> {};
 
-}  // namespace
-
 TEST_P(ScoreCli, MatchesFloat64ReferenceOnHfDirectory) {
   const auto& c = GetParam();
   GPT2Config config;
@@ -127,7 +97,7 @@ TEST_P(ScoreCli, MatchesFloat64ReferenceOnHfDirectory) {
   config.n_positions = 32;
   const TensorMap weights = as_float32(tailor::reference::random_hf_weights(config, 7));
 
-  const fs::path dir = fresh_dir(c.name);
+  const fs::path dir = tailor::test::fresh_dir("score_cli_" + c.name);
   TensorMap on_disk;
   for (const auto& [name, t] : weights)
     on_disk[(c.prefix ? "transformer." : "") + name] = t;
@@ -139,8 +109,9 @@ TEST_P(ScoreCli, MatchesFloat64ReferenceOnHfDirectory) {
 
   const auto seqs = random_sequences(c.vocab, 20, 5, 11);
   write_ids_jsonl(dir / "in.jsonl", seqs);
-  const std::string out = run(std::string(TAILOR_BINARY) + " score --model " +
-                              (dir / "model").string() + " --input " + (dir / "in.jsonl").string());
+  const std::string out =
+      tailor::test::run_ok(std::string(TAILOR_BINARY) + " score --model " +
+                           (dir / "model").string() + " --input " + (dir / "in.jsonl").string());
   expect_scores_match(out, config, weights, seqs);
   fs::remove_all(dir);
 }
@@ -163,7 +134,7 @@ TEST(ScoreCliAdapter, PeftAdapterEqualsHandMergedWeights) {
   config.vocab_size = 120;
   config.n_positions = 32;
   const TensorMap base = as_float32(tailor::reference::random_hf_weights(config, 3));
-  const fs::path dir = fresh_dir("adapter");
+  const fs::path dir = tailor::test::fresh_dir("score_cli_adapter");
 
   // Base model directory and an adapter with non-zero B, written by tailor.
   tailor::GPT2LMHead model(config, /*init_weights=*/false);
@@ -210,9 +181,9 @@ TEST(ScoreCliAdapter, PeftAdapterEqualsHandMergedWeights) {
 
   const auto seqs = random_sequences(config.vocab_size, 20, 4, 13);
   write_ids_jsonl(dir / "in.jsonl", seqs);
-  const std::string out =
-      run(std::string(TAILOR_BINARY) + " score --model " + (dir / "base").string() + " --adapter " +
-          (dir / "adapter").string() + " --input " + (dir / "in.jsonl").string());
+  const std::string out = tailor::test::run_ok(
+      std::string(TAILOR_BINARY) + " score --model " + (dir / "base").string() + " --adapter " +
+      (dir / "adapter").string() + " --input " + (dir / "in.jsonl").string());
   expect_scores_match(out, config, merged, seqs);
   fs::remove_all(dir);
 }
@@ -227,7 +198,7 @@ TEST(ScoreCliPerToken, LogProbsMatchReferenceAndSumToNll) {
   config.vocab_size = 50257;  // the real GPT-2 tokenizer encodes the text lines
   config.n_positions = 32;
   const TensorMap weights = as_float32(tailor::reference::random_hf_weights(config, 17));
-  const fs::path dir = fresh_dir("per_token");
+  const fs::path dir = tailor::test::fresh_dir("score_cli_per_token");
   tailor::hf::save_state_dict(dir / "model", weights, 5'000'000'000ULL);
   tailor::write_file_atomic(dir / "model" / "config.json", config.to_json().dump(2));
 
@@ -239,10 +210,11 @@ TEST(ScoreCliPerToken, LogProbsMatchReferenceAndSumToNll) {
      << "{\"text\": \"The cat sat on\"}\n"
      << "{\"prompt\": \"The cat sat on\", \"response\": \" the mat today.\"}\n";
   tailor::write_file_atomic(dir / "in.jsonl", in.str());
-  const std::string out = run(std::string(TAILOR_BINARY) + " score --per-token --model " +
-                              (dir / "model").string() + " --tokenizer " + TAILOR_SOURCE_DIR +
-                              "/assets/tokenizers/gpt2 --input " + (dir / "in.jsonl").string());
-  const auto lines = parse_lines(out);
+  const std::string out =
+      tailor::test::run_ok(std::string(TAILOR_BINARY) + " score --per-token --model " +
+                           (dir / "model").string() + " --tokenizer " + TAILOR_SOURCE_DIR +
+                           "/assets/tokenizers/gpt2 --input " + (dir / "in.jsonl").string());
+  const auto lines = tailor::test::parse_lines(out);
   ASSERT_EQ(lines.size(), seqs.size() + 3) << out;
 
   for (size_t i = 0; i < lines.size(); ++i) {
@@ -279,7 +251,7 @@ TEST(ScoreCliPerToken, LogProbsMatchReferenceAndSumToNll) {
 
 // --per-token is for causal LMs: a reward-model directory is refused.
 TEST(ScoreCliPerToken, RefusedForRewardModels) {
-  const fs::path dir = fresh_dir("per_token_reward");
+  const fs::path dir = tailor::test::fresh_dir("score_cli_per_token_reward");
   tailor::write_file_atomic(
       dir / "config.json",
       R"({"model_type": "gpt2", "architectures": ["GPT2ForSequenceClassification"]})");
@@ -296,3 +268,5 @@ TEST(ScoreCliPerToken, RefusedForRewardModels) {
   EXPECT_NE(output.find("--per-token"), std::string::npos) << output;
   fs::remove_all(dir);
 }
+
+}  // namespace

@@ -21,23 +21,13 @@
 #include "models/io/peft.h"
 #include "models/io/safetensors.h"
 #include "models/mistral/mistral_config.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using tailor::MistralConfig;
 using tailor::TensorMap;
 
 namespace {
-
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return out;
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe))
-    out.append(buffer, n);
-  EXPECT_EQ(pclose(pipe), 0) << command << "\n" << out;
-  return out;
-}
 
 struct MistralScoreCase {
   std::string name;
@@ -131,9 +121,9 @@ TEST_P(MistralScoreCli, MatchesFloat64Reference) {
     seqs.push_back(ids);
   }
   tailor::write_file_atomic(dir / "in.jsonl", input.str());
-  const std::string out =
-      run(std::string(TAILOR_BINARY) + " score --model " + (dir / "model").string() + adapter_flag +
-          " --input " + (dir / "in.jsonl").string());
+  const std::string out = tailor::test::run_ok(std::string(TAILOR_BINARY) + " score --model " +
+                                               (dir / "model").string() + adapter_flag +
+                                               " --input " + (dir / "in.jsonl").string());
 
   std::istringstream lines(out);
   std::string line;

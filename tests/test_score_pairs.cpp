@@ -16,44 +16,13 @@
 #include "models/gpt2/gpt2.h"
 #include "models/io/hf_checkpoint.h"
 #include "models/tokenizer/tokenizer.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using tailor::GPT2Config;
 using tailor::TensorMap;
 
 namespace {
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tailor_score_pairs_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-struct Result {
-  int status = 0;
-  std::string output;  // stdout and stderr
-};
-
-Result run(const std::string& command) {
-  Result r;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (!pipe) return {-1, ""};
-  char buffer[4096];
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe))
-    r.output.append(buffer, n);
-  r.status = pclose(pipe);
-  return r;
-}
-
-std::vector<nlohmann::json> parse_lines(const std::string& text) {
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
 
 // A random GPT-2 in Hugging Face layout under dir/model, float32 on disk; returns the weights as
 // the file holds them.
@@ -97,7 +66,7 @@ std::string pairs_jsonl(const std::vector<Pair>& pairs) {
   return s.str();
 }
 
-void expect_close(double got, double expected, const std::string& what) {
+void expect_near_reference(double got, double expected, const std::string& what) {
   EXPECT_LE(std::abs(got - expected), 1e-4 * std::max(1.0, std::abs(expected)))
       << what << ": tailor " << got << " vs float64 reference " << expected;
 }
@@ -120,7 +89,7 @@ TEST(ScorePairsCli, LogProbsMatchFloat64ReferenceWithClosingEos) {
   config.n_embd = 8;
   config.vocab_size = 50257;  // the real GPT-2 tokenizer encodes the texts
   config.n_positions = 48;
-  const fs::path dir = fresh_dir("gpt2");
+  const fs::path dir = tailor::test::fresh_dir("score_pairs_gpt2");
   const TensorMap weights = write_model(dir, config, 31);
   const std::string gpt2_tokenizer = std::string(TAILOR_SOURCE_DIR) + "/assets/tokenizers/gpt2";
   const auto tokenizer = tailor::Tokenizer::from_dir(gpt2_tokenizer);
@@ -130,9 +99,9 @@ TEST(ScorePairsCli, LogProbsMatchFloat64ReferenceWithClosingEos) {
   tailor::write_file_atomic(dir / "in.jsonl", pairs_jsonl(kPairs));
   const std::string command = std::string(TAILOR_BINARY) + " score --per-token --model " +
                               (dir / "model").string() + " --tokenizer " + gpt2_tokenizer;
-  const Result r = run(command + " --input " + (dir / "in.jsonl").string());
+  const auto r = tailor::test::run_command(command + " --input " + (dir / "in.jsonl").string());
   ASSERT_EQ(r.status, 0) << r.output;
-  const auto lines = parse_lines(r.output);
+  const auto lines = tailor::test::parse_lines(r.output);
   ASSERT_EQ(lines.size(), kPairs.size()) << r.output;
 
   for (size_t i = 0; i < kPairs.size(); ++i) {
@@ -147,8 +116,8 @@ TEST(ScorePairsCli, LogProbsMatchFloat64ReferenceWithClosingEos) {
     EXPECT_EQ(j.at("tokens_chosen").get<int64_t>(), static_cast<int64_t>(chosen.size())) << at;
     EXPECT_EQ(j.at("tokens_rejected").get<int64_t>(), static_cast<int64_t>(rejected.size())) << at;
     const double lc = j.at("chosen").get<double>(), lr = j.at("rejected").get<double>();
-    expect_close(lc, reference_logp(config, weights, prompt, chosen), at + " chosen");
-    expect_close(lr, reference_logp(config, weights, prompt, rejected), at + " rejected");
+    expect_near_reference(lc, reference_logp(config, weights, prompt, chosen), at + " chosen");
+    expect_near_reference(lr, reference_logp(config, weights, prompt, rejected), at + " rejected");
     EXPECT_LT(lc, 0) << at;
     EXPECT_NEAR(j.at("margin").get<double>(), lc - lr, 1e-12 * std::max(1.0, std::abs(lc))) << at;
 
@@ -169,7 +138,7 @@ TEST(ScorePairsCli, LogProbsMatchFloat64ReferenceWithClosingEos) {
       const int64_t T = static_cast<int64_t>(without_eos.size()) + 1, V = config.vocab_size;
       const auto logp = tailor::reference::log_softmax_rows(
           tailor::reference::gpt2_logits(config, weights, without_eos, 1, T - 1), V);
-      expect_close(per_token.back(), logp[(T - 2) * V + eos], at + " " + key + " EOS");
+      expect_near_reference(per_token.back(), logp[(T - 2) * V + eos], at + " " + key + " EOS");
     }
   }
 
@@ -179,9 +148,9 @@ TEST(ScorePairsCli, LogProbsMatchFloat64ReferenceWithClosingEos) {
         << pairs_jsonl({kPairs[2]}) << "{\"ids\": [1, 2, 3]}\n"
         << pairs_jsonl({kPairs[0], kPairs[1]});
   tailor::write_file_atomic(dir / "mixed.jsonl", mixed.str());
-  const Result m = run(command + " --input " + (dir / "mixed.jsonl").string());
+  const auto m = tailor::test::run_command(command + " --input " + (dir / "mixed.jsonl").string());
   ASSERT_EQ(m.status, 0) << m.output;
-  const auto mixed_lines = parse_lines(m.output);
+  const auto mixed_lines = tailor::test::parse_lines(m.output);
   ASSERT_EQ(mixed_lines.size(), 5u) << m.output;
   EXPECT_EQ(mixed_lines[1], lines[2]);
   EXPECT_EQ(mixed_lines[3], lines[0]);
@@ -199,7 +168,7 @@ TEST(ScorePairsCli, MistralInstructTemplateWrapsPrompts) {
   config.n_embd = 8;
   config.vocab_size = 32000;  // Mistral-7B v0.1's vocabulary
   config.n_positions = 64;
-  const fs::path dir = fresh_dir("mistral_instruct");
+  const fs::path dir = tailor::test::fresh_dir("score_pairs_mistral_instruct");
   const TensorMap weights = write_model(dir, config, 41);
   const std::string mistral_tokenizer =
       std::string(TAILOR_SOURCE_DIR) + "/assets/tokenizers/mistral";
@@ -214,12 +183,12 @@ TEST(ScorePairsCli, MistralInstructTemplateWrapsPrompts) {
   const std::string command = std::string(TAILOR_BINARY) + " score --model " +
                               (dir / "model").string() + " --tokenizer " + mistral_tokenizer +
                               " --input " + (dir / "in.jsonl").string();
-  const Result instruct = run(command + " --template mistral_instruct");
-  const Result plain = run(command);
+  const auto instruct = tailor::test::run_command(command + " --template mistral_instruct");
+  const auto plain = tailor::test::run_command(command);
   ASSERT_EQ(instruct.status, 0) << instruct.output;
   ASSERT_EQ(plain.status, 0) << plain.output;
-  const auto instruct_lines = parse_lines(instruct.output);
-  const auto plain_lines = parse_lines(plain.output);
+  const auto instruct_lines = tailor::test::parse_lines(instruct.output);
+  const auto plain_lines = tailor::test::parse_lines(plain.output);
   ASSERT_EQ(instruct_lines.size(), 2u) << instruct.output;
   ASSERT_EQ(plain_lines.size(), 2u) << plain.output;
 
@@ -245,17 +214,18 @@ TEST(ScorePairsCli, MistralInstructTemplateWrapsPrompts) {
     EXPECT_EQ(j.at("tokens_chosen").get<int64_t>(), static_cast<int64_t>(chosen.size())) << name;
     EXPECT_EQ(j.at("tokens_rejected").get<int64_t>(), static_cast<int64_t>(rejected.size()))
         << name;
-    expect_close(j.at("chosen").get<double>(), reference_logp(config, weights, *prompt, chosen),
-                 name + " chosen");
-    expect_close(j.at("rejected").get<double>(), reference_logp(config, weights, *prompt, rejected),
-                 name + " rejected");
+    expect_near_reference(j.at("chosen").get<double>(),
+                          reference_logp(config, weights, *prompt, chosen), name + " chosen");
+    expect_near_reference(j.at("rejected").get<double>(),
+                          reference_logp(config, weights, *prompt, rejected), name + " rejected");
     // prompt/response lines: the same prompt ids, the response without EOS.
     const auto& pr = (*lines)[1];
     EXPECT_EQ(pr.at("tokens").get<int64_t>(),
               static_cast<int64_t>(prompt->size() + response_only.size()))
         << name;
-    expect_close(-pr.at("nll").get<double>(),
-                 reference_logp(config, weights, *prompt, response_only), name + " response");
+    expect_near_reference(-pr.at("nll").get<double>(),
+                          reference_logp(config, weights, *prompt, response_only),
+                          name + " response");
   }
   EXPECT_NE(instruct_lines[0].at("chosen").get<double>(),
             plain_lines[0].at("chosen").get<double>());
@@ -264,7 +234,7 @@ TEST(ScorePairsCli, MistralInstructTemplateWrapsPrompts) {
 
 // Usage errors: an unknown --template, --template on a reward model, a bad pair line (file:line).
 TEST(ScorePairsCli, ClearErrors) {
-  const fs::path dir = fresh_dir("errors");
+  const fs::path dir = tailor::test::fresh_dir("score_pairs_errors");
   GPT2Config config;
   config.n_layer = 1;
   config.n_head = 1;
@@ -280,12 +250,12 @@ TEST(ScorePairsCli, ClearErrors) {
                            (dir / "model").string() + " --tokenizer " + gpt2_tokenizer +
                            " --input " + (dir / "in.jsonl").string();
 
-  const Result unknown = run(base + " --template chatml");
+  const auto unknown = tailor::test::run_command(base + " --template chatml");
   EXPECT_NE(unknown.status, 0) << unknown.output;
   EXPECT_NE(unknown.output.find("--template"), std::string::npos) << unknown.output;
   EXPECT_NE(unknown.output.find("chatml"), std::string::npos) << unknown.output;
 
-  const Result bad_line = run(base);
+  const auto bad_line = tailor::test::run_command(base);
   EXPECT_NE(bad_line.status, 0) << bad_line.output;
   EXPECT_NE(bad_line.output.find((dir / "in.jsonl").string() + ":2"), std::string::npos)
       << bad_line.output;
@@ -296,9 +266,9 @@ TEST(ScorePairsCli, ClearErrors) {
   tailor::write_file_atomic(
       dir / "reward" / "config.json",
       R"({"model_type": "gpt2", "architectures": ["GPT2ForSequenceClassification"]})");
-  const Result reward =
-      run(std::string(TAILOR_BINARY) + " score --model " + (dir / "reward").string() + " --input " +
-          (dir / "in.jsonl").string() + " --template mistral_instruct");
+  const auto reward = tailor::test::run_command(
+      std::string(TAILOR_BINARY) + " score --model " + (dir / "reward").string() + " --input " +
+      (dir / "in.jsonl").string() + " --template mistral_instruct");
   EXPECT_NE(reward.status, 0) << reward.output;
   EXPECT_NE(reward.output.find("--template mistral_instruct needs a causal LM"), std::string::npos)
       << reward.output;

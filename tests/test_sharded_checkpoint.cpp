@@ -24,6 +24,7 @@
 #include "models/io/pretrained.h"
 #include "models/io/safetensors.h"
 #include "models/io/safetensors_stream.h"
+#include "test_support.h"
 #include "train/checkpoint/checkpoint.h"
 #include "train/checkpoint/model_checkpoint.h"
 #include "train/checkpoint/sharded_checkpoint.h"
@@ -39,23 +40,7 @@ using tailor::dist::TensorInfo;
 
 namespace {
 
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("tailor_sharded_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-
-TrainerState state_at(int64_t step) {
+TrainerState sharded_state_at(int64_t step) {
   TrainerState s;
   s.step = step;
   s.epoch = 2;
@@ -203,12 +188,10 @@ void expect_matches_originals(const ShardedCheckpointReader& reader, const Tenso
   }
 }
 
-}  // namespace
-
 // ---- Streaming safetensors writer ---------------------------------------------------------------
 
 TEST(SafetensorsStream, ByteIdenticalToSaveWhateverTheWriteOrder) {
-  const fs::path dir = fresh_dir("stream_bytes");
+  const fs::path dir = tailor::test::fresh_dir("sharded_stream_bytes");
   TensorMap tensors = {
       {"z.last", at::arange(6, at::kFloat).reshape({2, 3})},
       {"a.first", at::arange(5, at::kFloat).to(at::kBFloat16)},
@@ -240,32 +223,37 @@ TEST(SafetensorsStream, ByteIdenticalToSaveWhateverTheWriteOrder) {
 }
 
 TEST(SafetensorsStream, RejectsMismatchesAndLeavesNoFileUnlessFinished) {
-  const fs::path dir = fresh_dir("stream_errors");
+  const fs::path dir = tailor::test::fresh_dir("sharded_stream_errors");
   const fs::path file = dir / "x.safetensors";
   {
     tailor::safetensors::StreamWriter writer(file,
                                              {{"w", at::kFloat, {2, 2}}, {"b", at::kFloat, {2}}});
-    EXPECT_NE(
-        error_of([&] { writer.write("w", at::zeros({4})); }).find("shape [4], declared [2, 2]"),
-        std::string::npos);
-    EXPECT_NE(error_of([&] {
+    EXPECT_NE(tailor::test::error_of<std::exception>([&] {
+                writer.write("w", at::zeros({4}));
+              }).find("shape [4], declared [2, 2]"),
+              std::string::npos);
+    EXPECT_NE(tailor::test::error_of<std::exception>([&] {
                 writer.write("w", at::zeros({2, 2}, at::kDouble));
               }).find("dtype"),
               std::string::npos);
-    EXPECT_NE(error_of([&] { writer.write("q", at::zeros({2})); }).find("\"q\" was not declared"),
+    EXPECT_NE(tailor::test::error_of<std::exception>([&] {
+                writer.write("q", at::zeros({2}));
+              }).find("\"q\" was not declared"),
               std::string::npos);
     writer.write("w", at::zeros({2, 2}));
-    EXPECT_NE(error_of([&] {
+    EXPECT_NE(tailor::test::error_of<std::exception>([&] {
                 writer.write("w", at::zeros({2, 2}));
               }).find("twice"),
               std::string::npos);
-    EXPECT_NE(error_of([&] { writer.finish(); }).find("\"b\" was declared but never written"),
+    EXPECT_NE(tailor::test::error_of<std::exception>([&] {
+                writer.finish();
+              }).find("\"b\" was declared but never written"),
               std::string::npos);
   }
   EXPECT_FALSE(fs::exists(file));
   EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 0);
   EXPECT_NE(
-      error_of([&] {
+      tailor::test::error_of<std::exception>([&] {
         tailor::safetensors::StreamWriter w(file, {{"w", at::kFloat, {1}}, {"w", at::kFloat, {1}}});
       }).find("given twice"),
       std::string::npos);
@@ -279,9 +267,9 @@ TEST(ShardedCheckpoint, TensorInfoNumelOfScalarIsOne) {
 }
 
 TEST(ShardedCheckpoint, FourVirtualRanksReadBackWholeAndAnyRange) {
-  const fs::path run = fresh_dir("four_ranks");
+  const fs::path run = tailor::test::fresh_dir("sharded_four_ranks");
   const Fixture f = three_tensors();
-  const fs::path dir = save_virtual(run, f.table, split_four(f.originals), state_at(50));
+  const fs::path dir = save_virtual(run, f.table, split_four(f.originals), sharded_state_at(50));
   EXPECT_EQ(dir, run / "checkpoints" / "step_00000050");
   EXPECT_EQ(tailor::latest_checkpoint(run), dir);
   EXPECT_TRUE(tailor::dist::is_sharded_checkpoint(dir));
@@ -321,16 +309,20 @@ TEST(ShardedCheckpoint, FourVirtualRanksReadBackWholeAndAnyRange) {
   for (int i = 19; i < 27; ++i)
     want.push_back(i * 0.5f - 3);
   EXPECT_TRUE(at::equal(mid, at::tensor(want)));
-  EXPECT_NE(error_of([&] { reader.read_range("a.weight", 30, 6); }).find("[30, 36) requested"),
+  EXPECT_NE(tailor::test::error_of<std::exception>([&] {
+              reader.read_range("a.weight", 30, 6);
+            }).find("[30, 36) requested"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { reader.read("nope"); }).find("no tensor named \"nope\""),
+  EXPECT_NE(tailor::test::error_of<std::exception>([&] {
+              reader.read("nope");
+            }).find("no tensor named \"nope\""),
             std::string::npos);
 }
 
 TEST(ShardedCheckpoint, RepartitionsFourToTwoToOne) {
-  const fs::path run = fresh_dir("repartition");
+  const fs::path run = tailor::test::fresh_dir("sharded_repartition");
   const Fixture f = three_tensors();
-  const fs::path four = save_virtual(run, f.table, split_four(f.originals), state_at(10));
+  const fs::path four = save_virtual(run, f.table, split_four(f.originals), sharded_state_at(10));
 
   // Two ranks re-partition from what they read (as a resumed run would), other boundaries.
   ShardedCheckpointReader from_four(four);
@@ -340,7 +332,7 @@ TEST(ShardedCheckpoint, RepartitionsFourToTwoToOne) {
     two[0].push_back({info.name, 0, from_four.read_range(info.name, 0, half)});
     two[1].push_back({info.name, half, from_four.read_range(info.name, half, info.numel() - half)});
   }
-  const fs::path two_dir = save_virtual(run, from_four.tensors(), two, state_at(11));
+  const fs::path two_dir = save_virtual(run, from_four.tensors(), two, sharded_state_at(11));
   ShardedCheckpointReader from_two(two_dir);
   EXPECT_EQ(from_two.world_size(), 2);
   expect_matches_originals(from_two, f.originals);
@@ -350,8 +342,8 @@ TEST(ShardedCheckpoint, RepartitionsFourToTwoToOne) {
   std::vector<ShardPiece> one;
   for (const auto& info : from_two.tensors())
     one.push_back({info.name, 0, from_two.read(info.name).flatten()});
-  const fs::path one_dir =
-      tailor::dist::save_sharded_checkpoint(comm, run, from_two.tensors(), one, state_at(12));
+  const fs::path one_dir = tailor::dist::save_sharded_checkpoint(comm, run, from_two.tensors(), one,
+                                                                 sharded_state_at(12));
   ShardedCheckpointReader from_one(one_dir);
   EXPECT_EQ(from_one.world_size(), 1);
   EXPECT_EQ(from_one.state().rng["ranks"].size(), 1u);
@@ -361,27 +353,30 @@ TEST(ShardedCheckpoint, RepartitionsFourToTwoToOne) {
 }
 
 TEST(ShardedCheckpoint, CommitRefusesGapsAndOverlapsAndCommitsNothing) {
-  const fs::path run = fresh_dir("coverage");
+  const fs::path run = tailor::test::fresh_dir("sharded_coverage");
   const Fixture f = three_tensors();
-  const fs::path good = save_virtual(run, f.table, split_four(f.originals), state_at(1));
+  const fs::path good = save_virtual(run, f.table, split_four(f.originals), sharded_state_at(1));
 
   auto gap = split_four(f.originals);
   gap[2].clear();  // a.weight element 20 now belongs to no rank
-  std::string message = error_of([&] { save_virtual(run, f.table, gap, state_at(2)); });
+  std::string message = tailor::test::error_of<std::exception>(
+      [&] { save_virtual(run, f.table, gap, sharded_state_at(2)); });
   EXPECT_NE(message.find("tensor \"a.weight\" [5, 7]: elements [20, 21) are held by no rank"),
             std::string::npos)
       << message;
 
   auto tail = split_four(f.originals);
   tail[3].pop_back();  // b.bias [10, 13) missing at the end
-  message = error_of([&] { save_virtual(run, f.table, tail, state_at(2)); });
+  message = tailor::test::error_of<std::exception>(
+      [&] { save_virtual(run, f.table, tail, sharded_state_at(2)); });
   EXPECT_NE(message.find("tensor \"b.bias\" [13]: elements [10, 13) are held by no rank"),
             std::string::npos)
       << message;
 
   auto overlap = split_four(f.originals);
   overlap[2].push_back(piece(f.originals, "b.bias", 8, 3));  // ranks 0 and 2 both hold 8, 9
-  message = error_of([&] { save_virtual(run, f.table, overlap, state_at(2)); });
+  message = tailor::test::error_of<std::exception>(
+      [&] { save_virtual(run, f.table, overlap, sharded_state_at(2)); });
   EXPECT_NE(message.find("tensor \"b.bias\" [13]: elements [8, 10) are held twice (by rank 0 and "
                          "rank 2)"),
             std::string::npos)
@@ -391,12 +386,12 @@ TEST(ShardedCheckpoint, CommitRefusesGapsAndOverlapsAndCommitsNothing) {
   EXPECT_EQ(tailor::latest_checkpoint(run), good);
 
   // A rank's own bad piece is refused before anything is written.
-  message = error_of([&] {
+  message = tailor::test::error_of<std::exception>([&] {
     tailor::dist::write_rank_shard(run, 0, 1, f.table, {{"a.weight", 30, at::zeros({6})}}, {});
   });
   EXPECT_NE(message.find("elements [30, 36) fall outside the tensor's 35"), std::string::npos)
       << message;
-  message = error_of([&] {
+  message = tailor::test::error_of<std::exception>([&] {
     tailor::dist::write_rank_shard(run, 0, 1, f.table,
                                    {{"a.weight", 0, at::zeros({6}, at::kDouble)}}, {});
   });
@@ -404,9 +399,10 @@ TEST(ShardedCheckpoint, CommitRefusesGapsAndOverlapsAndCommitsNothing) {
 }
 
 TEST(ShardedCheckpoint, KilledBeforeCommitLeavesPreviousCheckpointLatest) {
-  const fs::path run = fresh_dir("killed");
+  const fs::path run = tailor::test::fresh_dir("sharded_killed");
   const Fixture f = three_tensors();
-  const fs::path previous = save_virtual(run, f.table, split_four(f.originals), state_at(100));
+  const fs::path previous =
+      save_virtual(run, f.table, split_four(f.originals), sharded_state_at(100));
 
   // Step 200: every rank wrote its shard, then the job died before rank 0's commit.
   Fixture changed = f;
@@ -423,14 +419,14 @@ TEST(ShardedCheckpoint, KilledBeforeCommitLeavesPreviousCheckpointLatest) {
   expect_matches_originals(ShardedCheckpointReader(*tailor::latest_checkpoint(run)), f.originals);
 
   // The next save clears the dead one's temporary directory.
-  save_virtual(run, f.table, split_four(f.originals), state_at(300), /*keep_last=*/1);
+  save_virtual(run, f.table, split_four(f.originals), sharded_state_at(300), /*keep_last=*/1);
   EXPECT_FALSE(fs::exists(tmp));
   EXPECT_EQ(tailor::list_checkpoints(run),
             std::vector<fs::path>{run / "checkpoints" / "step_00000300"});
 }
 
 TEST(ShardedCheckpoint, CollectiveSaveOnFourThreadsAndFailureReachesEveryRank) {
-  const fs::path run = fresh_dir("threads");
+  const fs::path run = tailor::test::fresh_dir("sharded_threads");
   const Fixture f = three_tensors();
   auto run_ranks = [&](const std::vector<std::vector<ShardPiece>>& ranks, int64_t step) {
     ThreadGroup group(4);
@@ -440,7 +436,7 @@ TEST(ShardedCheckpoint, CollectiveSaveOnFourThreadsAndFailureReachesEveryRank) {
     for (int r = 0; r < 4; ++r) {
       threads.emplace_back([&, r] {
         ThreadCommunicator comm(group, r);
-        TrainerState state = state_at(step);
+        TrainerState state = sharded_state_at(step);
         state.rng = {{"rank", r}};
         try {
           dirs[r] = tailor::dist::save_sharded_checkpoint(comm, run, f.table, ranks[r], state);
@@ -479,12 +475,12 @@ TEST(ShardedCheckpoint, CollectiveSaveOnFourThreadsAndFailureReachesEveryRank) {
 }
 
 TEST(ShardedCheckpoint, ReaderOpensSingleProcessLayout) {
-  const fs::path run = fresh_dir("classic");
+  const fs::path run = tailor::test::fresh_dir("sharded_classic");
   TensorMap model = {{"w", at::arange(12, at::kFloat).reshape({3, 4})},
                      {"b", at::arange(3, at::kFloat).to(at::kBFloat16)}};
   TensorMap optimizer = {{"w.exp_avg", at::full({3, 4}, 0.25)},
                          {"step", at::scalar_tensor(7, at::kLong)}};
-  const fs::path dir = tailor::save_checkpoint(run, model, optimizer, state_at(7));
+  const fs::path dir = tailor::save_checkpoint(run, model, optimizer, sharded_state_at(7));
   EXPECT_FALSE(tailor::dist::is_sharded_checkpoint(dir));
 
   ShardedCheckpointReader reader(dir);
@@ -508,8 +504,8 @@ TEST(ShardedCheckpoint, ReaderOpensSingleProcessLayout) {
 TEST(ShardedCheckpoint, ReaderErrorsNameFileAndTensor) {
   const Fixture f = three_tensors();
   auto make = [&](const std::string& name) {
-    const fs::path run = fresh_dir(name);
-    return save_virtual(run, f.table, split_four(f.originals), state_at(4));
+    const fs::path run = tailor::test::fresh_dir("sharded_" + name);
+    return save_virtual(run, f.table, split_four(f.originals), sharded_state_at(4));
   };
 
   {  // A missing shard file: tensors elsewhere still read; the one it holds names the file.
@@ -517,7 +513,8 @@ TEST(ShardedCheckpoint, ReaderErrorsNameFileAndTensor) {
     fs::remove(dir / "shard_00002-of-00004.safetensors");
     ShardedCheckpointReader reader(dir);
     EXPECT_TRUE(at::equal(reader.read("b.bias"), f.originals.at("b.bias")));
-    const std::string message = error_of([&] { reader.read("a.weight"); });
+    const std::string message =
+        tailor::test::error_of<std::exception>([&] { reader.read("a.weight"); });
     EXPECT_NE(message.find("shard_00002-of-00004.safetensors (holding part of tensor "
                            "\"a.weight\") is missing"),
               std::string::npos)
@@ -528,7 +525,8 @@ TEST(ShardedCheckpoint, ReaderErrorsNameFileAndTensor) {
     auto manifest = nlohmann::ordered_json::parse(tailor::read_file(dir / "manifest.json"));
     manifest["tensors"]["a.weight"]["dtype"] = "I32";
     tailor::write_file_atomic(dir / "manifest.json", manifest.dump());
-    const std::string message = error_of([&] { ShardedCheckpointReader(dir).read("a.weight"); });
+    const std::string message = tailor::test::error_of<std::exception>(
+        [&] { ShardedCheckpointReader(dir).read("a.weight"); });
     EXPECT_NE(message.find("shard_00000-of-00004.safetensors: tensor \"a.weight\" piece "
                            "\"a.weight@0\": dtype F32, the manifest says I32"),
               std::string::npos)
@@ -542,7 +540,8 @@ TEST(ShardedCheckpoint, ReaderErrorsNameFileAndTensor) {
     ShardedCheckpointReader reader(dir);
     EXPECT_TRUE(at::equal(reader.read_range("a.weight", 0, 20),
                           f.originals.at("a.weight").flatten().slice(0, 0, 20)));
-    const std::string message = error_of([&] { reader.read("a.weight"); });
+    const std::string message =
+        tailor::test::error_of<std::exception>([&] { reader.read("a.weight"); });
     EXPECT_NE(message.find("manifest.json: tensor \"a.weight\": elements [20, 21) are held by no "
                            "shard"),
               std::string::npos)
@@ -553,7 +552,8 @@ TEST(ShardedCheckpoint, ReaderErrorsNameFileAndTensor) {
     auto manifest = nlohmann::ordered_json::parse(tailor::read_file(dir / "manifest.json"));
     manifest["shards"][2]["pieces"][0]["offset"] = 19;
     tailor::write_file_atomic(dir / "manifest.json", manifest.dump());
-    const std::string message = error_of([&] { ShardedCheckpointReader reader(dir); });
+    const std::string message =
+        tailor::test::error_of<std::exception>([&] { ShardedCheckpointReader reader(dir); });
     EXPECT_NE(
         message.find("tensor \"a.weight\": elements [19, 20) are held twice "
                      "(shard_00001-of-00004.safetensors and shard_00002-of-00004.safetensors)"),
@@ -563,12 +563,13 @@ TEST(ShardedCheckpoint, ReaderErrorsNameFileAndTensor) {
   {  // A corrupt manifest names its path.
     const fs::path dir = make("corrupt");
     tailor::write_file_atomic(dir / "manifest.json", "{\"format\": \"tailor-sharded-v1\", ");
-    const std::string message = error_of([&] { ShardedCheckpointReader reader(dir); });
+    const std::string message =
+        tailor::test::error_of<std::exception>([&] { ShardedCheckpointReader reader(dir); });
     EXPECT_NE(message.find((dir / "manifest.json").string() + ": not valid JSON"),
               std::string::npos)
         << message;
     tailor::write_file_atomic(dir / "manifest.json", "{\"format\": \"tailor-sharded-v1\"}");
-    EXPECT_NE(error_of([&] {
+    EXPECT_NE(tailor::test::error_of<std::exception>([&] {
                 ShardedCheckpointReader reader(dir);
               }).find((dir / "manifest.json").string() + ": malformed manifest"),
               std::string::npos);
@@ -577,11 +578,9 @@ TEST(ShardedCheckpoint, ReaderErrorsNameFileAndTensor) {
 
 // ---- Streaming export ---------------------------------------------------------------------------
 
-namespace {
+const fs::path kExportTokenizer = fs::path(TAILOR_SOURCE_DIR) / "assets" / "tokenizers" / "gpt2";
 
-const fs::path kTokenizer = fs::path(TAILOR_SOURCE_DIR) / "assets" / "tokenizers" / "gpt2";
-
-tailor::GPT2Config small_config() {
+tailor::GPT2Config export_gpt2_config() {
   tailor::GPT2Config c;
   c.vocab_size = 50;
   c.n_positions = 16;
@@ -600,8 +599,9 @@ tailor::LoraConfig small_lora() {
 }
 
 // A model with LoRA factors that are not at their init (B would be zero).
-tailor::GPT2LMHead make_model(const tailor::GPT2Config& config,
-                              const std::optional<tailor::LoraConfig>& lora, at::ScalarType dtype) {
+tailor::GPT2LMHead export_test_model(const tailor::GPT2Config& config,
+                                     const std::optional<tailor::LoraConfig>& lora,
+                                     at::ScalarType dtype) {
   torch::manual_seed(3);
   tailor::GPT2LMHead model(config);
   model->to(dtype);
@@ -631,7 +631,7 @@ fs::path save_model_sharded(const fs::path& run, const TensorMap& tensors,
   }
   table.push_back({"step", at::kLong, {}, "optimizer"});
   ranks[1].push_back({"step", 0, at::full({1}, 9, at::kLong)});
-  TrainerState state = state_at(9);
+  TrainerState state = sharded_state_at(9);
   state.extra["model"] = tailor::provenance_to_json(p);
   return save_virtual(run, table, ranks, state);
 }
@@ -662,27 +662,25 @@ struct ExportCase {
   bool base_from_hf;  // checkpoint holds only the LoRA factors; base in an HF directory
 };
 
-}  // namespace
-
 class ShardedExport : public ::testing::TestWithParam<ExportCase> {};
 
 TEST_P(ShardedExport, EqualsExportOfTheModelInMemory) {
   const ExportCase c = GetParam();
-  const fs::path root = fresh_dir("export_" + c.name);
+  const fs::path root = tailor::test::fresh_dir("sharded_export_" + c.name);
   const auto lora = c.lora ? std::optional<tailor::LoraConfig>(small_lora()) : std::nullopt;
-  tailor::GPT2LMHead model = make_model(small_config(), lora, c.dtype);
+  tailor::GPT2LMHead model = export_test_model(export_gpt2_config(), lora, c.dtype);
 
   tailor::ModelProvenance p;
-  p.config = small_config().to_json();
+  p.config = export_gpt2_config().to_json();
   p.lora = lora;
-  p.tokenizer = kTokenizer;
+  p.tokenizer = kExportTokenizer;
   p.dtype = c.dtype == at::kBFloat16 ? "bfloat16" : "float32";
   TensorMap stored;
   for (const auto& item : model->named_parameters())
     if (!c.base_from_hf || item.value().requires_grad()) stored[item.key()] = item.value();
   if (c.base_from_hf) {
     // The frozen base as a float32 HF directory, as a pretrained model would come.
-    tailor::GPT2LMHead base = make_model(small_config(), std::nullopt, at::kFloat);
+    tailor::GPT2LMHead base = export_test_model(export_gpt2_config(), std::nullopt, at::kFloat);
     {
       torch::NoGradGuard no_grad;
       for (auto& item : model->named_parameters())
@@ -722,11 +720,11 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return info.param.name; });
 
 TEST(ShardedExportLayout, ShardsAndIndexAsSaveStateDict) {
-  const fs::path root = fresh_dir("export_sharded_files");
-  tailor::GPT2LMHead model = make_model(small_config(), std::nullopt, at::kFloat);
+  const fs::path root = tailor::test::fresh_dir("sharded_export_sharded_files");
+  tailor::GPT2LMHead model = export_test_model(export_gpt2_config(), std::nullopt, at::kFloat);
   tailor::ModelProvenance p;
-  p.config = small_config().to_json();
-  p.tokenizer = kTokenizer;
+  p.config = export_gpt2_config().to_json();
+  p.tokenizer = kExportTokenizer;
   p.dtype = "float32";
   TensorMap stored;
   for (const auto& item : model->named_parameters())
@@ -745,12 +743,12 @@ TEST(ShardedExportLayout, ShardsAndIndexAsSaveStateDict) {
 }
 
 TEST(ShardedExportLayout, CliExportsShardedCheckpointOfRunDirectory) {
-  const fs::path root = fresh_dir("export_cli");
-  tailor::GPT2LMHead model = make_model(small_config(), small_lora(), at::kFloat);
+  const fs::path root = tailor::test::fresh_dir("sharded_export_cli");
+  tailor::GPT2LMHead model = export_test_model(export_gpt2_config(), small_lora(), at::kFloat);
   tailor::ModelProvenance p;
-  p.config = small_config().to_json();
+  p.config = export_gpt2_config().to_json();
   p.lora = small_lora();
-  p.tokenizer = kTokenizer;
+  p.tokenizer = kExportTokenizer;
   p.dtype = "float32";
   TensorMap stored;
   for (const auto& item : model->named_parameters())
@@ -764,19 +762,19 @@ TEST(ShardedExportLayout, CliExportsShardedCheckpointOfRunDirectory) {
 }
 
 TEST(ShardedExportLayout, RefusesCheckpointThatDoesNotMatchItsProvenance) {
-  const fs::path root = fresh_dir("export_mismatch");
-  tailor::GPT2LMHead model = make_model(small_config(), std::nullopt, at::kFloat);
+  const fs::path root = tailor::test::fresh_dir("sharded_export_mismatch");
+  tailor::GPT2LMHead model = export_test_model(export_gpt2_config(), std::nullopt, at::kFloat);
   tailor::ModelProvenance p;
-  p.config = small_config().to_json();
+  p.config = export_gpt2_config().to_json();
   p.config["n_embd"] = 16;  // the recorded config disagrees with the stored weights
-  p.tokenizer = kTokenizer;
+  p.tokenizer = kExportTokenizer;
   p.dtype = "float32";
   TensorMap stored;
   for (const auto& item : model->named_parameters())
     stored[item.key()] = item.value();
   const fs::path ckpt = save_model_sharded(root / "run", stored, p);
-  const std::string message =
-      error_of([&] { tailor::export_checkpoint_streaming(ckpt, root / "out", false); });
+  const std::string message = tailor::test::error_of<std::exception>(
+      [&] { tailor::export_checkpoint_streaming(ckpt, root / "out", false); });
   EXPECT_NE(message.find("transformer.h.0.attn.c_attn.bias has shape [24], the model expects [48]"),
             std::string::npos)
       << message;
@@ -785,8 +783,10 @@ TEST(ShardedExportLayout, RefusesCheckpointThatDoesNotMatchItsProvenance) {
   stored.erase("transformer.ln_f.bias");
   p.config["n_embd"] = 8;
   const fs::path missing = save_model_sharded(root / "run2", stored, p);
-  EXPECT_NE(error_of([&] {
+  EXPECT_NE(tailor::test::error_of<std::exception>([&] {
               tailor::export_checkpoint_streaming(missing, root / "out", false);
             }).find("missing tensor transformer.ln_f.bias"),
             std::string::npos);
 }
+
+}  // namespace

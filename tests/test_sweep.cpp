@@ -24,6 +24,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "dpo_test_support.h"
+#include "test_support.h"
 
 namespace tailor {
 namespace {
@@ -178,13 +179,15 @@ TEST(SweepTable, ElicitRowsPerUserAndSelectorAreMeanAndStdInPercent) {
   // info_gain at 5: 60, 70 -> 65.0 ± 7.1 (sample std 7.07); at 20: 80, 90 -> 85.0 ± 7.1;
   // random at 20: 70, 74 -> 72.0 ± 2.8; default 40, 42 -> 41.0 ± 1.4; wall (10 + 20) / 2.
   const std::string expected =
-      "| recipe | user | selector | accuracy % after 5 (mean ± std) | accuracy % after 20 (mean "
-      "± std) | seeds finished | wall time per run |\n"
-      "|---|---|---|---|---|---|---|\n"
-      "| elicit_20q.yaml | length | default | 41.0 ± 1.4 | 41.0 ± 1.4 | 2/3 (1 failed) | 15 s |\n"
-      "| elicit_20q.yaml | length | info_gain | 65.0 ± 7.1 | 85.0 ± 7.1 | 2/3 (1 failed) | 15 s "
-      "|\n"
-      "| elicit_20q.yaml | length | random | 50.0 ± 0.0 | 72.0 ± 2.8 | 2/3 (1 failed) | 15 s |\n";
+      "| recipe | user | selector | metric | % after 5 (mean ± std) | % after 20 (mean ± std) | "
+      "seeds finished | wall time per run |\n"
+      "|---|---|---|---|---|---|---|---|\n"
+      "| elicit_20q.yaml | length | default | accuracy | 41.0 ± 1.4 | 41.0 ± 1.4 | 2/3 (1 failed) "
+      "| 15 s |\n"
+      "| elicit_20q.yaml | length | info_gain | accuracy | 65.0 ± 7.1 | 85.0 ± 7.1 | 2/3 (1 "
+      "failed) | 15 s |\n"
+      "| elicit_20q.yaml | length | random | accuracy | 50.0 ± 0.0 | 72.0 ± 2.8 | 2/3 (1 failed) "
+      "| 15 s |\n";
   EXPECT_EQ(sweep_tables({elicit}), expected);
 
   EXPECT_NO_THROW(check_sweep_summary("elicit", elicit_summary(0.4, 0.6, 0.8, 0.5, 0.7, 1)));
@@ -194,6 +197,40 @@ TEST(SweepTable, ElicitRowsPerUserAndSelectorAreMeanAndStdInPercent) {
   json no_questions = elicit_summary(0.4, 0.6, 0.8, 0.5, 0.7, 1);
   no_questions.erase("questions");
   EXPECT_THROW(check_sweep_summary("elicit", no_questions), Error);
+}
+
+// PReF: the metric is AUC, and with two users the mean over users per selector follows
+// (summary selector_means.mean_curve, indexed by K).
+TEST(SweepTable, PrefRowsReadTheAucAndTheMeanOfUsers) {
+  const auto summary = [](double a5, double b5, double mean5, double wall) {
+    json users = json::object();
+    for (const auto& [name, v] : std::vector<std::pair<std::string, double>>{{"a", a5}, {"b", b5}})
+      users[name] = {{"default_auc", 0.5}, {"selectors", {{"active", {{"auc", {{"5", v}}}}}}}};
+    return json{{"stage", "elicit"},
+                {"metric", "auc"},
+                {"questions", {5}},
+                {"wall_seconds", wall},
+                {"users", users},
+                {"selector_means", {{"mean_curve", {{"active", {0.5, 0, 0, 0, 0, mean5}}}}}}};
+  };
+  SweepRecipe pref{"recipes/elicit_pref.yaml", "elicit", {}};
+  pref.runs.push_back(finished(0, summary(0.60, 0.70, 0.65, 10)));
+  pref.runs.push_back(finished(1, summary(0.62, 0.74, 0.68, 30)));
+  // a: 60, 62 -> 61.0 ± 1.4; b: 70, 74 -> 72.0 ± 2.8; mean: 65, 68 -> 66.5 ± 2.1; wall 20 s.
+  const std::string expected =
+      "| recipe | user | selector | metric | % after 5 (mean ± std) | seeds finished | wall time "
+      "per run |\n"
+      "|---|---|---|---|---|---|---|\n"
+      "| elicit_pref.yaml | a | default | auc | 50.0 ± 0.0 | 2/2 | 20 s |\n"
+      "| elicit_pref.yaml | a | active | auc | 61.0 ± 1.4 | 2/2 | 20 s |\n"
+      "| elicit_pref.yaml | b | default | auc | 50.0 ± 0.0 | 2/2 | 20 s |\n"
+      "| elicit_pref.yaml | b | active | auc | 72.0 ± 2.8 | 2/2 | 20 s |\n"
+      "| elicit_pref.yaml | (mean of users) | active | auc | 66.5 ± 2.1 | 2/2 | 20 s |\n";
+  EXPECT_EQ(sweep_tables({pref}), expected);
+  EXPECT_NO_THROW(check_sweep_summary("elicit", summary(0.6, 0.7, 0.65, 1)));
+  json accuracy_keys = summary(0.6, 0.7, 0.65, 1);
+  accuracy_keys["metric"] = "accuracy";  // its users hold default_auc, not default_accuracy
+  EXPECT_THROW(check_sweep_summary("elicit", accuracy_keys), Error);
 }
 
 TEST(SweepTable, SummariesMissingWhatTheTableReadsAreRefused) {
@@ -219,14 +256,6 @@ TEST(SweepTable, SummariesMissingWhatTheTableReadsAreRefused) {
 }
 
 // ---- end to end ----
-
-fs::path temp_dir(const std::string& name) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("tailor_sweep_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 // Runs a shell command; returns its stdout and sets *status to its exit code.
 std::string run_shell(const std::string& command, int* status) {
@@ -277,7 +306,7 @@ std::string mean_std_text(const std::vector<double>& v) {
 }
 
 TEST(TailorSweep, DpoRecipeOverTwoSeedsPrintsEachUsersRowFromTheSummaries) {
-  const fs::path dir = temp_dir("dpo");
+  const fs::path dir = test::fresh_process_dir("sweep_dpo");
   testing::write_user_pairs(dir / "pairs.jsonl", testing::dpo_user_pairs(8), {"alice", "bob"});
   const fs::path recipe = write_tiny_dpo_recipe(dir, dir / "pairs.jsonl", "tiny_dpo.yaml");
   int status = -1;
@@ -341,7 +370,7 @@ TEST(TailorSweep, DpoRecipeOverTwoSeedsPrintsEachUsersRowFromTheSummaries) {
 // Runs that fail (here: the pairs file is missing, which only the run checks) are reported in the
 // table and give exit code 1.
 TEST(TailorSweep, FailedDpoRunsAreReportedAndExitOne) {
-  const fs::path dir = temp_dir("dpo_fail");
+  const fs::path dir = test::fresh_process_dir("sweep_dpo_fail");
   const fs::path recipe = write_tiny_dpo_recipe(dir, dir / "missing.jsonl", "broken.yaml");
   int status = -1;
   const std::string out =

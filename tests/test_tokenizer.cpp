@@ -20,6 +20,7 @@
 #include "models/tokenizer/byte_level.h"
 #include "models/tokenizer/pretokenize.h"
 #include "models/tokenizer/tokenizer.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -34,14 +35,14 @@ const Tokenizer& gpt2() {
   return tokenizer;
 }
 
-struct Case {
+struct Gpt2TokenizerCase {
   std::string text;
   std::vector<int32_t> ids;
 };
 
-const std::vector<Case>& fixture_cases() {
-  static const std::vector<Case> cases = [] {
-    std::vector<Case> out;
+const std::vector<Gpt2TokenizerCase>& gpt2_fixture_cases() {
+  static const std::vector<Gpt2TokenizerCase> cases = [] {
+    std::vector<Gpt2TokenizerCase> out;
     std::ifstream in(fs::path(TAILOR_FIXTURE_DIR) / "tokenizer_cases.jsonl");
     EXPECT_TRUE(in) << "missing tests/fixtures/tokenizer_cases.jsonl; regenerate with "
                        "node tools/gen_tokenizer_fixture.js PATH/TO/gpt-3-encoder/package";
@@ -58,28 +59,16 @@ const std::vector<Case>& fixture_cases() {
   return cases;
 }
 
-std::string show(const std::string& text) {
-  return json(text).dump(-1, ' ', true, json::error_handler_t::replace);
-}
-
 // Every fixture case encodes to the reference ids.
 void expect_matches_fixture(const Tokenizer& tokenizer) {
-  const auto& cases = fixture_cases();
+  const auto& cases = gpt2_fixture_cases();
   ASSERT_GT(cases.size(), 300u);
   int failures = 0;
-  for (const Case& c : cases) {
+  for (const Gpt2TokenizerCase& c : cases) {
     const std::vector<int32_t> ids = tokenizer.encode(c.text);
-    EXPECT_EQ(ids, c.ids) << "text " << show(c.text);
+    EXPECT_EQ(ids, c.ids) << "text " << tailor::test::show(c.text);
     if (ids != c.ids && ++failures > 10) FAIL() << "stopping after 10 mismatches";
   }
-}
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("tailor_tokenizer_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
 }
 
 std::vector<std::string> merges_lines() {
@@ -138,15 +127,6 @@ json gpt2_tokenizer_json(bool merges_as_pairs, bool pre_tokenizer_in_sequence) {
   };
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const tailor::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
 // A byte-level vocabulary with the 256 byte symbols plus `extra` tokens, as vocab.json text.
 json tiny_vocab(const std::vector<std::string>& extra) {
   json vocab = json::object();
@@ -190,7 +170,7 @@ TEST(TokenizerByteLevel, DecodeUtf8RejectsIllFormedSequences) {
   EXPECT_EQ(cp, U'\U0001F600');
   for (const char* bad : {"\x80", "\xC0\xAF", "\xC3", "\xE2\x82", "\xED\xA0\x80",
                           "\xF4\x90\x80\x80", "\xF8\x88\x80\x80\x80", "\xFF"})
-    EXPECT_EQ(tailor::byte_level::decode_utf8(bad, 0, cp), 0u) << show(bad);
+    EXPECT_EQ(tailor::byte_level::decode_utf8(bad, 0, cp), 0u) << tailor::test::show(bad);
 }
 
 TEST(TokenizerPretokenize, SplitsLikeTheGpt2Regex) {
@@ -230,9 +210,9 @@ TEST(Tokenizer, MatchesGpt3EncoderReference) {
 }
 
 TEST(Tokenizer, DecodeRoundTripsFixtureCases) {
-  for (const Case& c : fixture_cases()) {
-    EXPECT_EQ(gpt2().decode(c.ids), c.text) << show(c.text);
-    EXPECT_EQ(gpt2().decode(gpt2().encode(c.text)), c.text) << show(c.text);
+  for (const Gpt2TokenizerCase& c : gpt2_fixture_cases()) {
+    EXPECT_EQ(gpt2().decode(c.ids), c.text) << tailor::test::show(c.text);
+    EXPECT_EQ(gpt2().decode(gpt2().encode(c.text)), c.text) << tailor::test::show(c.text);
   }
 }
 
@@ -242,7 +222,7 @@ TEST(Tokenizer, DecodeRoundTripsRandomBytes) {
     std::string s(rng() % 40, '\0');
     for (char& c : s)
       c = char(rng() % 256);
-    EXPECT_EQ(gpt2().decode(gpt2().encode(s)), s) << show(s);
+    EXPECT_EQ(gpt2().decode(gpt2().encode(s)), s) << tailor::test::show(s);
   }
 }
 
@@ -268,7 +248,7 @@ TEST(Tokenizer, DecodeRoundTripsRandomUtf8) {
       if (cp >= 0xD800 && cp <= 0xDFFF) cp = 'x';
       tailor::byte_level::append_utf8(s, cp);
     }
-    EXPECT_EQ(gpt2().decode(gpt2().encode(s)), s) << show(s);
+    EXPECT_EQ(gpt2().decode(gpt2().encode(s)), s) << tailor::test::show(s);
   }
 }
 
@@ -276,7 +256,7 @@ TEST(Tokenizer, SpecialTokenOnlyWithAllowSpecial) {
   const std::string text = "Hello<|endoftext|> world";
   // Plain text: "<|" "endo" "ft" "ext" "|>" pieces, as the fixture's reference computed.
   std::vector<int32_t> plain;
-  for (const Case& c : fixture_cases())
+  for (const Gpt2TokenizerCase& c : gpt2_fixture_cases())
     if (c.text == "a<|endoftext|>b") plain = c.ids;
   ASSERT_FALSE(plain.empty());
   EXPECT_EQ(gpt2().encode("a<|endoftext|>b"), plain);
@@ -305,7 +285,8 @@ TEST(Tokenizer, Gpt2LikeHuggingFace) {
 
 TEST(Tokenizer, TokenizerJsonLoadsLikeVocabAndMerges) {
   for (bool pairs : {false, true}) {
-    const fs::path dir = fresh_dir(pairs ? "json_pairs" : "json_strings");
+    const fs::path dir =
+        tailor::test::fresh_process_dir(pairs ? "tokenizer_json_pairs" : "tokenizer_json_strings");
     tailor::write_file_atomic(dir / "tokenizer.json", gpt2_tokenizer_json(pairs, pairs).dump());
     const Tokenizer tokenizer = Tokenizer::from_dir(dir);
     EXPECT_EQ(tokenizer.vocab_size(), 50257);
@@ -317,10 +298,10 @@ TEST(Tokenizer, TokenizerJsonLoadsLikeVocabAndMerges) {
 }
 
 TEST(Tokenizer, TokenizerJsonRejectsOtherPipelines) {
-  const fs::path dir = fresh_dir("json_bad");
+  const fs::path dir = tailor::test::fresh_process_dir("tokenizer_json_bad");
   const auto load_error = [&](const json& j) {
     tailor::write_file_atomic(dir / "tokenizer.json", j.dump());
-    return error_of([&] { Tokenizer::from_dir(dir); });
+    return tailor::test::error_of([&] { Tokenizer::from_dir(dir); });
   };
   json j = gpt2_tokenizer_json(false, false);
   j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"String", " "}}}};
@@ -350,7 +331,7 @@ TEST(Tokenizer, TokenizerJsonRejectsOtherPipelines) {
 }
 
 TEST(Tokenizer, SaveThenReloadEncodesTheSame) {
-  const fs::path dir = fresh_dir("save");
+  const fs::path dir = tailor::test::fresh_process_dir("tokenizer_save");
   gpt2().save(dir);
   for (const char* name :
        {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"})
@@ -380,14 +361,14 @@ TEST(Tokenizer, SaveThenReloadEncodesTheSame) {
 }
 
 TEST(Tokenizer, MalformedMergesLineNamesFileAndLine) {
-  const fs::path dir = fresh_dir("bad_merges");
+  const fs::path dir = tailor::test::fresh_process_dir("tokenizer_bad_merges");
   tailor::write_file_atomic(dir / "vocab.json", tiny_vocab({"ab", "abc"}).dump());
   tailor::write_file_atomic(dir / "merges.txt", "#version: 0.2\na b\nab  c\n");
-  std::string error = error_of([&] { Tokenizer::from_dir(dir); });
+  std::string error = tailor::test::error_of([&] { Tokenizer::from_dir(dir); });
   EXPECT_NE(error.find((dir / "merges.txt").string() + ":3:"), std::string::npos) << error;
   // A merge whose result is missing from the vocabulary.
   tailor::write_file_atomic(dir / "merges.txt", "#version: 0.2\na b\nab d\n");
-  error = error_of([&] { Tokenizer::from_dir(dir); });
+  error = tailor::test::error_of([&] { Tokenizer::from_dir(dir); });
   EXPECT_NE(error.find("merges.txt:3:"), std::string::npos) << error;
   EXPECT_NE(error.find("\"abd\""), std::string::npos) << error;
   // The well-formed file loads; trailing blank lines and no #version line are fine.
@@ -400,7 +381,7 @@ TEST(Tokenizer, MalformedMergesLineNamesFileAndLine) {
 
 TEST(Tokenizer, TinyVocabularyMergesByRank) {
   // Hand-checked BPE: with merges (b c) rank 0 then (a b) rank 1, "abc" -> a + bc, not ab + c.
-  const fs::path dir = fresh_dir("tiny");
+  const fs::path dir = tailor::test::fresh_process_dir("tokenizer_tiny");
   tailor::write_file_atomic(dir / "vocab.json",
                             tiny_vocab({"bc", "ab", "abc", "aa", "aaaa"}).dump());
   tailor::write_file_atomic(dir / "merges.txt", "#version: 0.2\nb c\na b\na bc\na a\naa aa\n");
@@ -420,8 +401,8 @@ TEST(Tokenizer, TinyVocabularyMergesByRank) {
 }
 
 TEST(Tokenizer, MissingFilesNameTheDirectory) {
-  const fs::path dir = fresh_dir("empty");
-  const std::string error = error_of([&] { Tokenizer::from_dir(dir); });
+  const fs::path dir = tailor::test::fresh_process_dir("tokenizer_empty");
+  const std::string error = tailor::test::error_of([&] { Tokenizer::from_dir(dir); });
   EXPECT_NE(error.find(dir.string()), std::string::npos) << error;
   EXPECT_NE(error.find("tokenizer.json"), std::string::npos) << error;
   fs::remove_all(dir);
@@ -432,7 +413,7 @@ TEST(Tokenizer, ConcurrentEncodesAgree) {
   std::vector<int> failures(4, 0);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([t, &failures] {
-      for (const Case& c : fixture_cases())
+      for (const Gpt2TokenizerCase& c : gpt2_fixture_cases())
         if (gpt2().encode(c.text) != c.ids) failures[t] += 1;
     });
   }

@@ -20,6 +20,7 @@
 #include "common/error.h"
 #include "models/tokenizer/byte_level.h"
 #include "models/tokenizer/tokenizer.h"
+#include "test_support.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -35,15 +36,15 @@ const Tokenizer& mistral() {
   return tokenizer;
 }
 
-struct Case {
+struct MistralTokenizerCase {
   std::string text;
   Ids ids, ids_no_special;
   std::string decoded, decoded_skip;
 };
 
-const std::vector<Case>& fixture_cases() {
-  static const std::vector<Case> cases = [] {
-    std::vector<Case> out;
+const std::vector<MistralTokenizerCase>& mistral_fixture_cases() {
+  static const std::vector<MistralTokenizerCase> cases = [] {
+    std::vector<MistralTokenizerCase> out;
     std::ifstream in(fs::path(TAILOR_FIXTURE_DIR) / "mistral_tokenizer_cases.jsonl");
     EXPECT_TRUE(in) << "missing tests/fixtures/mistral_tokenizer_cases.jsonl; regenerate with "
                        "node tools/gen_tokenizer_json_fixture.js PATH/TO/@lenml/tokenizers/package";
@@ -62,33 +63,12 @@ const std::vector<Case>& fixture_cases() {
   return cases;
 }
 
-std::string show(const std::string& text) {
-  return json(text).dump(-1, ' ', true, json::error_handler_t::replace);
-}
-
 // Texts that decode(encode(text)) cannot give back, for HF as for tailor: "▁" is encoded as a
 // space would be, and text after a special token gets its own "▁" (decoded as a space).
 bool round_trips(const std::string& text) {
   for (const char* s : {"\u2581", "<unk>", "<s>", "</s>"})
     if (text.find(s) != std::string::npos) return false;
   return true;
-}
-
-fs::path fresh_dir(const std::string& name) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("tailor_tokjson_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const tailor::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 // A SentencePiece-style tokenizer.json small enough to derive ids by hand:
@@ -159,7 +139,7 @@ json sentencepiece_decoder() {
 
 // Writes tokenizer.json (and tokenizer_config.json unless null) to a fresh directory and loads it.
 Tokenizer load(const std::string& name, const json& tokenizer_json, const json& config = json()) {
-  const fs::path dir = fresh_dir(name);
+  const fs::path dir = tailor::test::fresh_process_dir("tokjson_" + name);
   tailor::write_file_atomic(dir / "tokenizer.json", tokenizer_json.dump());
   if (!config.is_null()) tailor::write_file_atomic(dir / "tokenizer_config.json", config.dump());
   Tokenizer tokenizer = Tokenizer::from_dir(dir);
@@ -168,9 +148,9 @@ Tokenizer load(const std::string& name, const json& tokenizer_json, const json& 
 }
 
 std::string load_error(const json& tokenizer_json) {
-  const fs::path dir = fresh_dir("bad");
+  const fs::path dir = tailor::test::fresh_process_dir("tokjson_bad");
   tailor::write_file_atomic(dir / "tokenizer.json", tokenizer_json.dump());
-  const std::string error = error_of([&] { Tokenizer::from_dir(dir); });
+  const std::string error = tailor::test::error_of([&] { Tokenizer::from_dir(dir); });
   fs::remove_all(dir);
   return error;
 }
@@ -224,18 +204,19 @@ TEST(TokenizerMistral, HandCheckedIds) {
 }
 
 TEST(TokenizerMistral, MatchesLenmlTokenizersReference) {
-  const auto& cases = fixture_cases();
+  const auto& cases = mistral_fixture_cases();
   ASSERT_GT(cases.size(), 300u);
   int failures = 0;
-  for (const Case& c : cases) {
+  for (const MistralTokenizerCase& c : cases) {
     const Ids with = mistral().encode_hf(c.text);
     const Ids without = mistral().encode_hf(c.text, /*add_special_tokens=*/false);
-    EXPECT_EQ(with, c.ids) << "text " << show(c.text);
-    EXPECT_EQ(without, c.ids_no_special) << "text " << show(c.text);
+    EXPECT_EQ(with, c.ids) << "text " << tailor::test::show(c.text);
+    EXPECT_EQ(without, c.ids_no_special) << "text " << tailor::test::show(c.text);
     EXPECT_EQ(mistral().encode(c.text, /*allow_special=*/true), c.ids_no_special)
-        << "text " << show(c.text);
-    EXPECT_EQ(mistral().decode(c.ids), c.decoded) << "text " << show(c.text);
-    EXPECT_EQ(mistral().decode(c.ids, true), c.decoded_skip) << "text " << show(c.text);
+        << "text " << tailor::test::show(c.text);
+    EXPECT_EQ(mistral().decode(c.ids), c.decoded) << "text " << tailor::test::show(c.text);
+    EXPECT_EQ(mistral().decode(c.ids, true), c.decoded_skip)
+        << "text " << tailor::test::show(c.text);
     if ((with != c.ids || without != c.ids_no_special) && ++failures > 10)
       FAIL() << "stopping after 10 mismatches";
   }
@@ -243,11 +224,12 @@ TEST(TokenizerMistral, MatchesLenmlTokenizersReference) {
 
 TEST(TokenizerMistral, DecodeRoundTripsFixtureCases) {
   int checked = 0;
-  for (const Case& c : fixture_cases()) {
+  for (const MistralTokenizerCase& c : mistral_fixture_cases()) {
     if (!round_trips(c.text)) continue;
     ++checked;
-    EXPECT_EQ(mistral().decode(c.ids_no_special), c.text) << show(c.text);
-    EXPECT_EQ(mistral().decode(c.ids, /*skip_special_tokens=*/true), c.text) << show(c.text);
+    EXPECT_EQ(mistral().decode(c.ids_no_special), c.text) << tailor::test::show(c.text);
+    EXPECT_EQ(mistral().decode(c.ids, /*skip_special_tokens=*/true), c.text)
+        << tailor::test::show(c.text);
   }
   EXPECT_GT(checked, 200);
   // The exceptions, as HF gives them: "▁" comes back as a space; after a special token the
@@ -281,9 +263,9 @@ TEST(TokenizerMistral, DecodeRoundTripsRandomText) {
       tailor::byte_level::append_utf8(s, cp);
     }
     // Special-token text stays plain text without allow_special.
-    EXPECT_EQ(mistral().decode(mistral().encode(s)), s) << show(s);
+    EXPECT_EQ(mistral().decode(mistral().encode(s)), s) << tailor::test::show(s);
     if (round_trips(s)) {
-      EXPECT_EQ(mistral().decode(mistral().encode_hf(s), true), s) << show(s);
+      EXPECT_EQ(mistral().decode(mistral().encode_hf(s), true), s) << tailor::test::show(s);
     }
   }
   // Arbitrary bytes, including ones that are not UTF-8, come back exactly (HF would have no
@@ -293,7 +275,7 @@ TEST(TokenizerMistral, DecodeRoundTripsRandomText) {
     for (char& c : s)
       c = char(rng() % 256);
     if (s.find("\u2581") != std::string::npos) continue;
-    EXPECT_EQ(mistral().decode(mistral().encode(s)), s) << show(s);
+    EXPECT_EQ(mistral().decode(mistral().encode(s)), s) << tailor::test::show(s);
   }
 }
 
@@ -332,7 +314,7 @@ TEST(TokenizerMistral, LongInputsRoundTrip) {
 }
 
 TEST(TokenizerMistral, SaveThenReloadEncodesTheSame) {
-  const fs::path dir = fresh_dir("mistral_save");
+  const fs::path dir = tailor::test::fresh_process_dir("tokjson_mistral_save");
   mistral().save(dir);
   EXPECT_EQ(tailor::read_file(dir / "tokenizer.json"),
             tailor::read_file(kMistralDir / "tokenizer.json"));
@@ -345,8 +327,8 @@ TEST(TokenizerMistral, SaveThenReloadEncodesTheSame) {
   EXPECT_EQ(special.at("unk_token"), "<unk>");
   EXPECT_FALSE(special.contains("pad_token"));
   const Tokenizer reloaded = Tokenizer::from_dir(dir);
-  for (const Case& c : fixture_cases())
-    EXPECT_EQ(reloaded.encode_hf(c.text), c.ids) << show(c.text);
+  for (const MistralTokenizerCase& c : mistral_fixture_cases())
+    EXPECT_EQ(reloaded.encode_hf(c.text), c.ids) << tailor::test::show(c.text);
   fs::remove_all(dir);
 }
 
@@ -490,7 +472,8 @@ TEST(TokenizerJson, TemplatePostProcessorAndLlamaConfig) {
 }
 
 TEST(TokenizerJson, UnsupportedComponentsNameFileAndKey) {
-  const std::string file = (fresh_dir("bad") / "tokenizer.json").string();
+  const std::string file =
+      (tailor::test::fresh_process_dir("tokjson_bad") / "tokenizer.json").string();
   const auto expect_error = [&](const json& j, const std::string& message) {
     const std::string error = load_error(j);
     EXPECT_NE(error.find(file + ": " + message), std::string::npos)

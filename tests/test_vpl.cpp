@@ -20,6 +20,7 @@
 #include "models/heads/vpl.h"
 #include "models/io/vpl_export.h"
 #include "stages/reward/reward_step.h"
+#include "test_support.h"
 
 namespace tailor {
 namespace {
@@ -245,12 +246,6 @@ StepObjectives reference_objectives(const StepModel& m, const StepBatch& b, doub
 
 using Vec = std::vector<double>;
 
-double dot(const Vec& a, const Vec& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    s += a[i] * b[i];
-  return s;
-}
 Vec axpy(double a, const Vec& x, const Vec& y) {  // a x + y
   Vec out(y);
   for (size_t i = 0; i < x.size(); ++i)
@@ -288,7 +283,7 @@ StepGradients reference_gradients(StepModel& m, const StepBatch& b, double beta)
   return g;
 }
 
-Vec grads_of(const StepModel& m) {
+Vec step_model_grads(const StepModel& m) {
   Vec out;
   for (const at::Tensor& p : m.params()) {
     EXPECT_TRUE(p.grad().defined());
@@ -298,20 +293,6 @@ Vec grads_of(const StepModel& m) {
   return out;
 }
 
-double max_abs_diff(const Vec& a, const Vec& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    m = std::max(m, std::abs(a[i] - b[i]));
-  return m;
-}
-double max_abs(const Vec& a) {
-  double m = 0;
-  for (double v : a)
-    m = std::max(m, std::abs(v));
-  return m;
-}
-
 // PCGrad (Yu et al. 2020, Algorithm 1): each g_i projected against the ORIGINAL g_j it conflicts
 // with, j in `orders[i]`; mean of the projected gradients.
 Vec reference_pcgrad(const std::vector<Vec>& g, const std::vector<std::vector<size_t>>& orders) {
@@ -319,8 +300,8 @@ Vec reference_pcgrad(const std::vector<Vec>& g, const std::vector<std::vector<si
   for (size_t i = 0; i < g.size(); ++i) {
     Vec gi = g[i];
     for (size_t j : orders[i]) {
-      const double c = dot(gi, g[j]);
-      if (c < 0) gi = axpy(-c / dot(g[j], g[j]), g[j], gi);
+      const double c = test::dot(gi, g[j]);
+      if (c < 0) gi = axpy(-c / test::dot(g[j], g[j]), g[j], gi);
     }
     sum = axpy(1.0 / static_cast<double>(g.size()), gi, sum);
   }
@@ -369,8 +350,8 @@ TEST(VplStep, GradientsMatchFloat64ReferenceAndFiniteDifferences) {
   const Vec& g1 = fd.per_user.at(1);
   const Vec gc = axpy(coef, fd.contrastive, Vec(g0.size(), 0.0));  // coef * grad contrastive
   ASSERT_EQ(fd.per_user.size(), 2u);
-  ASSERT_LT(dot(g0, g1), 0) << "the users' gradients should conflict, so PCGrad projects";
-  const double scale = std::max({max_abs(g0), max_abs(g1), max_abs(gc)});
+  ASSERT_LT(test::dot(g0, g1), 0) << "the users' gradients should conflict, so PCGrad projects";
+  const double scale = std::max({test::max_abs(g0), test::max_abs(g1), test::max_abs(gc)});
 
   struct Case {
     std::string surgery;
@@ -388,7 +369,8 @@ TEST(VplStep, GradientsMatchFloat64ReferenceAndFiniteDifferences) {
   cases.push_back(
       {"pcgrad", axpy(1.0, gc, pc), mean_user_loss + coef * ref.contrastive, 1e-6 * scale});
   const Vec diff = axpy(-1.0, g1, g0);
-  const double c_star = std::clamp((dot(g1, g1) - dot(g0, g1)) / dot(diff, diff), 0.0, 1.0);
+  const double c_star =
+      std::clamp((test::dot(g1, g1) - test::dot(g0, g1)) / test::dot(diff, diff), 0.0, 1.0);
   ASSERT_GT(c_star, 0.0);
   ASSERT_LT(c_star, 1.0);
   const Vec mg = axpy(c_star, g0, axpy(1.0 - c_star, g1, Vec(g0.size(), 0.0)));
@@ -402,8 +384,8 @@ TEST(VplStep, GradientsMatchFloat64ReferenceAndFiniteDifferences) {
     o.contrastive = coef;
     o.grad_surgery = *enum_from_name(grad_surgery_names(), c.surgery);
     const nlohmann::json record = stage_step(m, b, o);
-    const Vec got = grads_of(m);
-    EXPECT_LT(max_abs_diff(got, c.want), c.tol) << c.surgery;
+    const Vec got = step_model_grads(m);
+    EXPECT_LT(test::max_abs_diff(got, c.want), c.tol) << c.surgery;
     EXPECT_NEAR(record["loss"].get<double>(), c.loss, 1e-12) << c.surgery;
     EXPECT_NEAR(record["bt_loss"].get<double>(), ref.bt, 1e-12) << c.surgery;
     EXPECT_NEAR(record["kl"].get<double>(), ref.kl, 1e-12) << c.surgery;
@@ -413,15 +395,15 @@ TEST(VplStep, GradientsMatchFloat64ReferenceAndFiniteDifferences) {
     }
     // The step replaces .grad(): a second call gives the same gradient, not twice it.
     stage_step(m, b, o);
-    EXPECT_LT(max_abs_diff(grads_of(m), got), 1e-12) << c.surgery;
+    EXPECT_LT(test::max_abs_diff(step_model_grads(m), got), 1e-12) << c.surgery;
   }
 
   // These references are far enough apart that the checks above tell them apart: the per-user
   // mean against the batch mean, and the contrastive term inside each user's task (PCGrad then
   // projects it too) against after surgery.
   const Vec pc_inside = reference_pcgrad({axpy(1.0, gc, g0), axpy(1.0, gc, g1)}, {{1}, {0}});
-  EXPECT_GT(max_abs_diff(pc_inside, cases[1].want), 100 * cases[1].tol);
-  EXPECT_GT(max_abs_diff(fd.batch, axpy(0.5, g0, axpy(0.5, g1, Vec(g0.size(), 0.0)))),
+  EXPECT_GT(test::max_abs_diff(pc_inside, cases[1].want), 100 * cases[1].tol);
+  EXPECT_GT(test::max_abs_diff(fd.batch, axpy(0.5, g0, axpy(0.5, g1, Vec(g0.size(), 0.0)))),
             100 * cases[0].tol);
 }
 
@@ -435,14 +417,15 @@ TEST(VplStep, ThreeUsersPCGradIsOneOfTheVisitingOrders) {
   const StepGradients fd = reference_gradients(m, b, beta);
   ASSERT_EQ(fd.per_user.size(), 3u);
   const std::vector<Vec> g = {fd.per_user.at(0), fd.per_user.at(1), fd.per_user.at(2)};
-  const double tol = 1e-6 * std::max({max_abs(g[0]), max_abs(g[1]), max_abs(g[2])});
+  const double tol =
+      1e-6 * std::max({test::max_abs(g[0]), test::max_abs(g[1]), test::max_abs(g[2])});
   RewardLossOptions o;
   o.vae = true;
   o.kl_weight = beta;
   o.grad_surgery = GradSurgery::kPcgrad;
   for (uint64_t seed : {1, 2, 3}) {
     stage_step(m, b, o, seed);
-    const Vec got = grads_of(m);
+    const Vec got = step_model_grads(m);
     double best = 1e300, worst = 0;
     for (int bits = 0; bits < 8; ++bits) {
       std::vector<std::vector<size_t>> orders(3);
@@ -453,7 +436,7 @@ TEST(VplStep, ThreeUsersPCGradIsOneOfTheVisitingOrders) {
         if (bits >> i & 1) std::swap(others[0], others[1]);
         orders[i] = others;
       }
-      const double diff = max_abs_diff(got, reference_pcgrad(g, orders));
+      const double diff = test::max_abs_diff(got, reference_pcgrad(g, orders));
       best = std::min(best, diff);
       worst = std::max(worst, diff);
     }
@@ -462,7 +445,7 @@ TEST(VplStep, ThreeUsersPCGradIsOneOfTheVisitingOrders) {
   }
   o.grad_surgery = GradSurgery::kNone;
   stage_step(m, b, o);
-  EXPECT_LT(max_abs_diff(grads_of(m), fd.batch), 1e-7);
+  EXPECT_LT(test::max_abs_diff(step_model_grads(m), fd.batch), 1e-7);
 }
 
 TEST(Vpl, ExportReloadsWithIdenticalRewards) {

@@ -185,46 +185,73 @@ std::string html_number(const nlohmann::json& v) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
-// 20 Questions (seed 000, Table 1 and Figure 3): per user, the held-out accuracy of the posterior
-// mean after 0..K answers, one line per selector, and the unpersonalised model (the mean of the
-// heads) as a dashed line; plus the multi-reward model's training loss.
+// Elicitation. 20 Questions (seed 000, Table 1 and Figure 3): per user, the held-out accuracy of
+// the posterior mean after 0..K answers, one line per selector, and the unpersonalised model
+// (the mean of the heads) as a dashed line. PReF (seed 004, Figure 3): the same with the AUC of
+// lambda, and the mean over users of each selector's curve. Plus the training loss (the
+// multi-reward model's, or PReF's refinement's).
 void elicit_figures(const MetricsLog& log, const nlohmann::json* summary, Builder& out) {
-  LineChart loss{
-      "Multi-reward model: training loss", "step", "loss", {metric_series(log, "loss", "loss")}};
+  const bool pref = summary != nullptr && summary->value("method", std::string()) == "pref";
+  const std::string metric = pref ? "auc" : "accuracy", label = pref ? "AUC" : "accuracy";
+  LineChart loss{pref ? "PReF refinement: training loss" : "Multi-reward model: training loss",
+                 "step",
+                 "loss",
+                 {metric_series(log, "loss", "loss")}};
   out.line("loss.svg", loss, "metrics.jsonl has no loss values");
   if (summary == nullptr) {
-    out.note("summary.json not found (the run has not finished): accuracy figures skipped");
+    out.note("summary.json not found (the run has not finished): " + label + " figures skipped");
     return;
   }
   if (!summary->contains("users") || !(*summary)["users"].is_object()) {
-    out.note("summary.json has no users: accuracy figures skipped");
+    out.note("summary.json has no users: " + label + " figures skipped");
     return;
+  }
+  const auto curve_series = [](const std::string& name, const nlohmann::json& curve) {
+    Series series{name, {}, {}, ""};
+    for (size_t k = 0; k < curve.size(); ++k) {
+      series.x.push_back(static_cast<double>(k));
+      series.y.push_back(curve[k].is_number() ? curve[k].get<double>() : NAN);
+    }
+    return series;
+  };
+  const auto* means = summary->contains("selector_means") ? &(*summary)["selector_means"] : nullptr;
+  if (pref && means && means->contains("mean_curve") && (*means)["mean_curve"].is_object()) {
+    LineChart chart{"Held-out AUC after K answers, mean of " +
+                        std::to_string((*summary)["users"].size()) + " new users",
+                    "answers K",
+                    "AUC",
+                    {}};
+    for (const auto& [selector, curve] : (*means)["mean_curve"].items()) {
+      if (!curve.is_array()) continue;
+      chart.series.push_back(curve_series(selector, curve));
+      chart.series.back().colour = series_colour(chart.series.size() - 1);
+    }
+    out.line("auc_mean.svg", chart, "summary.json has no mean curves");
   }
   for (const auto& [user, u] : (*summary)["users"].items()) {
     LineChart chart{
-        "Held-out accuracy of " + user + " after K answers", "answers K", "accuracy", {}};
+        "Held-out " + label + " of " + user + " after K answers", "answers K", label, {}};
     size_t longest = 0;
     if (u.contains("selectors") && u["selectors"].is_object()) {
       for (const auto& [selector, s] : u["selectors"].items()) {
         if (!s.contains("curve") || !s["curve"].is_array()) continue;
-        Series series{selector, {}, {}};
-        for (size_t k = 0; k < s["curve"].size(); ++k) {
-          series.x.push_back(static_cast<double>(k));
-          series.y.push_back(s["curve"][k].is_number() ? s["curve"][k].get<double>() : NAN);
-        }
+        Series series = curve_series(selector, s["curve"]);
         longest = std::max(longest, series.x.size());
         series.colour = series_colour(chart.series.size());
         chart.series.push_back(std::move(series));
       }
     }
-    if (u.contains("default_accuracy") && u["default_accuracy"].is_number() && longest > 1) {
-      Series flat{"default (mean of heads)", {0.0, static_cast<double>(longest - 1)}, {}};
-      flat.y.assign(2, u["default_accuracy"].get<double>());
-      flat.colour = "#777777";
+    const std::string default_key = "default_" + metric;
+    if (u.contains(default_key) && u[default_key].is_number() && longest > 1) {
+      Series flat{pref ? "default (mean training user)" : "default (mean of heads)",
+                  {0.0, static_cast<double>(longest - 1)},
+                  {},
+                  "#777777"};
+      flat.y.assign(2, u[default_key].get<double>());
       flat.dashed = true;
       chart.series.push_back(std::move(flat));
     }
-    out.line("accuracy_" + user + ".svg", chart, "summary.json has no curve for " + user);
+    out.line(metric + "_" + user + ".svg", chart, "summary.json has no curve for " + user);
   }
 }
 

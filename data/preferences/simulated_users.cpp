@@ -193,9 +193,9 @@ constexpr double kTie = 1e-9;
 
 }  // namespace
 
-std::vector<UserPair> label_pairs(const RatedCorpus& corpus,
-                                  const std::vector<SimulatedUser>& users,
-                                  const LabelOptions& options, uint64_t seed) {
+std::vector<UserLabel> label_pairs(const RatedCorpus& corpus,
+                                   const std::vector<SimulatedUser>& users,
+                                   const LabelOptions& options, uint64_t seed) {
   corpus.validate();
   const bool bradley_terry = options.mode == LabelMode::kBradleyTerry;
   if (bradley_terry && !(options.temperature > 0.0)) {
@@ -215,7 +215,7 @@ std::vector<UserPair> label_pairs(const RatedCorpus& corpus,
     by_prompt[static_cast<size_t>(corpus.response_prompt[static_cast<size_t>(r)])].push_back(r);
 
   std::mt19937_64 rng(seed);
-  std::vector<UserPair> out;
+  std::vector<UserLabel> out;
   const size_t U = users.size();
   std::vector<double> diff(U);
   for (size_t p = 0; p < by_prompt.size(); ++p) {

@@ -59,7 +59,7 @@ std::vector<double> sample_dirichlet(const std::vector<double>& alpha, std::mt19
 
 // One preference label: user `user` (index into the users) prefers response `chosen` over
 // `rejected` (indices into RatedCorpus::responses) for prompt `prompt`.
-struct UserPair {
+struct UserLabel {
   int32_t user;
   int64_t prompt;
   int64_t chosen;
@@ -83,9 +83,9 @@ struct LabelOptions {
 //   (labels drawn as above in bradley_terry mode).
 // Output is sorted by (prompt, i, j, user). Throws Error("recipe", ...) for a bad
 // temperature and Error("data", ...) when a user's weights do not have one entry per aspect.
-std::vector<UserPair> label_pairs(const RatedCorpus& corpus,
-                                  const std::vector<SimulatedUser>& users,
-                                  const LabelOptions& options, uint64_t seed);
+std::vector<UserLabel> label_pairs(const RatedCorpus& corpus,
+                                   const std::vector<SimulatedUser>& users,
+                                   const LabelOptions& options, uint64_t seed);
 
 namespace detail {
 // Uniform double in (0, 1) from the top 53 bits of one draw (never exactly 0 or 1).

@@ -28,7 +28,8 @@ void outcome_probabilities(const std::vector<double>& rewards, int64_t M, int64_
 const EnumNames<Selector>& selector_names() {
   static const EnumNames<Selector> table = {{"info_gain", Selector::kInfoGain},
                                             {"volume", Selector::kVolume},
-                                            {"random", Selector::kRandom}};
+                                            {"random", Selector::kRandom},
+                                            {"active", Selector::kActive}};
   return table;
 }
 
@@ -78,6 +79,19 @@ double volume(const std::vector<double>& rewards, int64_t M, int64_t N, int64_t 
   return out;
 }
 
+Question random_pair(int64_t N, std::mt19937_64& rng) {
+  if (N < 2)
+    throw Error("elicit",
+                "choosing a question needs at least 2 candidates, got " + std::to_string(N));
+  // Plain modulo (its bias is below 2^-40 at N = 128): kept so that answers.jsonl files written
+  // by earlier versions still replay on resume.
+  int64_t index = static_cast<int64_t>(rng() % static_cast<uint64_t>(N * (N - 1) / 2));
+  for (int64_t j = 0;; ++j) {
+    if (index < N - 1 - j) return {j, j + 1 + index, 0.0};
+    index -= N - 1 - j;
+  }
+}
+
 Question choose_question(Selector selector, const PosteriorSamples& samples,
                          const std::vector<double>& features, std::mt19937_64& rng) {
   const int64_t d = samples.dim;
@@ -85,14 +99,9 @@ Question choose_question(Selector selector, const PosteriorSamples& samples,
   if (N < 2)
     throw Error("elicit",
                 "choosing a question needs at least 2 candidates, got " + std::to_string(N));
-  if (selector == Selector::kRandom) {
-    // One draw over the N (N - 1) / 2 pairs, decoded in (j, k) order.
-    int64_t index = static_cast<int64_t>(rng() % static_cast<uint64_t>(N * (N - 1) / 2));
-    for (int64_t j = 0;; ++j) {
-      if (index < N - 1 - j) return {j, j + 1 + index, 0.0};
-      index -= N - 1 - j;
-    }
-  }
+  if (selector == Selector::kRandom) return random_pair(N, rng);
+  if (selector == Selector::kActive)
+    throw Error("elicit", "the active selector is PReF's (elicit.method: pref), not 20 Questions'");
   const std::vector<double> rewards = candidate_rewards(samples, features);
   const int64_t M = samples.count();
   Question best{-1, -1, 0.0};

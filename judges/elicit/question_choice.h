@@ -6,6 +6,8 @@
 //              in bits between the answer and w;
 //   volume:    minimise sum_q (sum_m p_qm)^2, the expected posterior mass an answer leaves;
 //   random:    a uniformly drawn pair.
+// (active is PReF's selector, judges/elicit/pref_user.h: the pair the user's fit is least sure
+// of; it has no posterior samples to work with, so choose_question refuses it.)
 // Exhaustive over the N (N - 1) / 2 pairs; ties go to the first pair in (j, k) order.
 #pragma once
 
@@ -18,13 +20,17 @@
 
 namespace tailor::elicit {
 
-enum class Selector { kInfoGain, kVolume, kRandom };
-const EnumNames<Selector>& selector_names();  // info_gain, volume, random
+enum class Selector { kInfoGain, kVolume, kRandom, kActive };
+const EnumNames<Selector>& selector_names();  // info_gain, volume, random, active
 
 struct Question {
   int64_t first = 0, second = 0;  // candidate indices, first < second
   double score = 0;               // information gain (bits) or volume; 0 for random
 };
+
+// A uniformly drawn pair of N >= 2 candidates: one draw of rng over the N (N - 1) / 2 pairs,
+// decoded in (j, k) order.
+Question random_pair(int64_t N, std::mt19937_64& rng);
 
 // Rewards [M, N] row-major: sample m's reward for candidate n. `features` is [N, dim] row-major.
 std::vector<double> candidate_rewards(const PosteriorSamples& samples,

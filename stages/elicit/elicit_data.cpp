@@ -17,6 +17,7 @@
 #include "data/store/jsonl_lines.h"
 #include "judges/preference_sources.h"
 #include "train/features/response_features.h"
+#include "train/loop/model_setup.h"
 
 namespace tailor {
 namespace fs = std::filesystem;
@@ -29,12 +30,14 @@ std::vector<PromptCandidates> read_pool(const fs::path& file) {
   std::vector<PromptCandidates> out;
   for (std::string line; reader.next(line);) {
     const nlohmann::json j = reader.parse_object(line);
-    if (!j.contains("prompt") || !j["prompt"].is_string() || j["prompt"].get<std::string>().empty())
-      reader.fail("prompt", "expected a non-empty string");
+    // UltraFeedback's raw lines call the prompt "instruction".
+    const char* key = !j.contains("prompt") && j.contains("instruction") ? "instruction" : "prompt";
+    if (!j.contains(key) || !j[key].is_string() || j[key].get<std::string>().empty())
+      reader.fail(key, "expected a non-empty string");
     if (!j.contains("completions") || !j["completions"].is_array())
       reader.fail("completions", "expected a list of strings or of {\"response\": \"...\"}");
     PromptCandidates p;
-    p.prompt = j["prompt"].get<std::string>();
+    p.prompt = j[key].get<std::string>();
     for (const auto& c : j["completions"]) {
       if (c.is_string())
         p.texts.push_back(c.get<std::string>());
@@ -174,7 +177,41 @@ ElicitData prepare_elicit_data(const ElicitRecipe& r, CausalLMImpl& backbone,
   log << "[elicit] " << P << " prompts, " << data.rows() << " candidates (" << data.features.size(1)
       << " features each); " << data.question_prompts.size() << " prompts for questions, " << held
       << " held out\n";
+  const int64_t longest = r.question_counts().back();
+  if (longest > static_cast<int64_t>(data.question_prompts.size()))
+    throw Error("recipe", "elicit.questions: " + std::to_string(longest) +
+                              " questions need as many question prompts (one per question), but "
+                              "the candidate pool has " +
+                              std::to_string(data.question_prompts.size()) +
+                              " (the prompts of data.path not held out by data.eval_fraction)");
   return data;
+}
+
+CausalLM frozen_backbone(const ElicitRecipe& r) {
+  CausalLM backbone = build_model(r.model, model_config_for(r.model), at::kFloat);
+  if (r.data.max_length > backbone->max_positions())
+    throw Error("recipe", "data.max_length " + std::to_string(r.data.max_length) +
+                              " exceeds the model's n_positions " +
+                              std::to_string(backbone->max_positions()));
+  for (auto& p : backbone->parameters())
+    p.set_requires_grad(false);
+  backbone->eval();
+  return backbone;
+}
+
+at::Tensor oracle_verdicts(const ElicitData& data, const std::vector<RowPair>& pairs,
+                           const std::vector<std::string>& oracles) {
+  at::Tensor labels = at::zeros(
+      {static_cast<int64_t>(pairs.size()), static_cast<int64_t>(oracles.size())}, at::kFloat);
+  auto acc = labels.accessor<float, 2>();
+  for (size_t k = 0; k < oracles.size(); ++k) {
+    const judges::Oracle& oracle = judges::oracle(oracles[k]);
+    for (size_t i = 0; i < pairs.size(); ++i)
+      acc[i][k] = static_cast<float>(judges::prefers(oracle, prompt_of_row(data, pairs[i].a),
+                                                     text_of_row(data, pairs[i].a),
+                                                     text_of_row(data, pairs[i].b)));
+  }
+  return labels;
 }
 
 std::vector<RowPair> random_pairs(const ElicitData& data, const std::vector<int64_t>& prompts,

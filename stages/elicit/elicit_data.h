@@ -33,10 +33,14 @@ struct ElicitData {
   int64_t rows() const { return features.size(0); }
 };
 
+// The recipe's model with every parameter frozen, in eval mode; data.max_length must fit it.
+CausalLM frozen_backbone(const ElicitRecipe& recipe);
+
 // Reads or samples the candidates (cached in recipe.cache()/candidates.json for generated
 // ones), computes or reads their features (recipe.cache()/features.h5) and splits the prompts
 // by generate.seed (every seed of a sweep gets the same split). A prompt with fewer than two
-// distinct candidates is dropped (logged).
+// distinct candidates is dropped (logged). Refuses a recipe whose largest K exceeds the question
+// prompts (each question has its own prompt).
 ElicitData prepare_elicit_data(const ElicitRecipe& recipe, CausalLMImpl& backbone,
                                const Tokenizer& tokenizer, std::ostream& log);
 
@@ -54,6 +58,10 @@ std::vector<RowPair> random_pairs(const ElicitData& data, const std::vector<int6
 // The pairs with `weights`' verdicts (judges::mixture_prefers); ties are dropped.
 std::vector<RowPair> label_pairs(const ElicitData& data, const std::vector<RowPair>& pairs,
                                  const judges::OracleWeights& weights);
+
+// Every pair's verdict by each of `oracles`: [pairs, oracles] float32 of +1, -1, 0 (a tie).
+at::Tensor oracle_verdicts(const ElicitData& data, const std::vector<RowPair>& pairs,
+                           const std::vector<std::string>& oracles);
 
 // The prompt and text of a feature row.
 const std::string& prompt_of_row(const ElicitData& data, int64_t row);

@@ -13,11 +13,22 @@ namespace fs = std::filesystem;
 
 const EnumNames<ElicitMethod>& elicit_method_names() {
   static const EnumNames<ElicitMethod> table = {
-      {"twenty_questions", ElicitMethod::kTwentyQuestions}};
+      {"twenty_questions", ElicitMethod::kTwentyQuestions}, {"pref", ElicitMethod::kPref}};
   return table;
 }
 const std::string& to_string(ElicitMethod method) {
   return enum_name(elicit_method_names(), method);
+}
+
+bool method_takes(ElicitMethod method, elicit::Selector selector) {
+  using elicit::Selector;
+  return method == ElicitMethod::kPref
+             ? selector == Selector::kActive || selector == Selector::kRandom
+             : selector != Selector::kActive;
+}
+
+std::string selector_choices(ElicitMethod method) {
+  return method == ElicitMethod::kPref ? "active | random" : "info_gain | volume | random";
 }
 
 const EnumNames<CandidateSource>& candidate_source_names() {
@@ -92,8 +103,8 @@ Schema<ElicitRecipe> build_elicit_schema() {
       .doc(
           "generated: data.path holds {prompt} lines and the backbone samples "
           "generate.completions candidates per prompt; pool: data.path holds {prompt, "
-          "completions: [...]} lines (strings, or objects with a \"response\" as in "
-          "UltraFeedback)")
+          "completions: [...]} lines (strings, or objects with a \"response\"; UltraFeedback's "
+          "raw lines, with \"instruction\" for the prompt, are read as they are)")
       .default_value(CandidateSource::kGenerated);
   s.key(TAILOR_MEMBER(data.path)).doc("the prompts or pool JSONL").required();
   s.choice(
@@ -161,7 +172,9 @@ Schema<ElicitRecipe> build_elicit_schema() {
   add_optimizer_keys(s);
   add_schedule_keys(s);
 
-  s.section("train", "training the multi-reward model (Bradley-Terry per head)");
+  s.section("train",
+            "training: the multi-reward model (Bradley-Terry per head), or PReF's joint "
+            "refinement of the factorisation (logistic MLE)");
   s.key(TAILOR_MEMBER(train.max_steps)).doc("optimizer steps").default_value(1000).at_least(1);
   s.key(TAILOR_MEMBER(train.batch_size)).doc("pairs per step").default_value(64).at_least(1);
   s.key(TAILOR_MEMBER(train.log_every))
@@ -184,12 +197,16 @@ Schema<ElicitRecipe> build_elicit_schema() {
       .doc("continue from the latest checkpoint in output_dir")
       .default_value(false);
 
-  s.section("elicit", "the questions: posterior over a user's embedding, the choice of pairs");
+  s.section("elicit", "the questions: what is fitted to a user's answers, the choice of pairs");
   s.choice(TAILOR_MEMBER(elicit.method), elicit_method_names())
-      .doc("twenty_questions: the multi-reward model, Metropolis-Hastings, information gain")
+      .doc(
+          "twenty_questions: the multi-reward model, Metropolis-Hastings, information gain; "
+          "pref: reward factorisation (pref.*), a logistic fit per user, uncertain pairs")
       .default_value(ElicitMethod::kTwentyQuestions);
   s.key(TAILOR_MEMBER(elicit.selector))
-      .doc("how each question's pair is chosen, one run per selector: info_gain | volume | random")
+      .doc(
+          "how each question's pair is chosen, one run per selector: twenty_questions: info_gain "
+          "| volume | random; pref: active | random")
       .default_value(Names{"info_gain", "volume", "random"});
   s.key(TAILOR_MEMBER(elicit.questions))
       .doc(
@@ -218,6 +235,59 @@ Schema<ElicitRecipe> build_elicit_schema() {
       .doc("random candidate pairs of each held-out prompt that each user labels for its accuracy")
       .default_value(32)
       .at_least(1);
+
+  s.section("pref", "elicit.method pref: training users, the factorisation, a new user's fit");
+  s.key(TAILOR_MEMBER(pref.rank))
+      .doc("J, the number of base rewards (the paper: 6)")
+      .default_value(6)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(pref.training_users))
+      .doc("simulated training users, each a Dirichlet mixture of reward.oracles")
+      .default_value(200)
+      .at_least(2);
+  s.key(TAILOR_MEMBER(pref.dirichlet_alpha))
+      .doc("concentration of the training users' weights (1 = uniform on the simplex)")
+      .default_value(1.0)
+      .above(0);
+  s.key(TAILOR_MEMBER(pref.flip_probability))
+      .doc("chance that a training user's weight on an oracle is negated (likes the opposite)")
+      .default_value(0.5)
+      .at_least(0)
+      .at_most(1);
+  s.key(TAILOR_MEMBER(pref.answers_per_user))
+      .doc("training pairs each training user answers; the rest of the matrix is missing")
+      .default_value(200)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(pref.dev_answers_per_user))
+      .doc("held-out prompts' pairs each training user answers, for the dev accuracy and AUC")
+      .default_value(50)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(pref.impute_iterations))
+      .doc("most rank-J SVDs of the iterated imputation of the missing answers")
+      .default_value(100)
+      .at_least(1);
+  s.key(TAILOR_MEMBER(pref.head_l2))
+      .doc("ridge weight of the linear head fitted to the factorisation's Phi")
+      .default_value(1.0)
+      .above(0);
+  s.key(TAILOR_MEMBER(pref.lambda_l2))
+      .doc("refinement: L2 weight on the training users' lambda (the paper: 0.02)")
+      .default_value(0.02)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(pref.w_l2))
+      .doc("refinement: L2 weight on the linear head")
+      .default_value(1e-4)
+      .at_least(0);
+  s.key(TAILOR_MEMBER(pref.user_l2))
+      .doc("a new user's L2 weight beta (logistic regression on their answers)")
+      .default_value(1.0)
+      .above(0);
+  s.key(TAILOR_MEMBER(pref.new_users))
+      .doc(
+          "simulated new users drawn like the training users (another seed), asked besides "
+          "`users`, named simulated_01, simulated_02, ...")
+      .default_value(0)
+      .at_least(0);
   s.spec().check_complete();
   return s;
 }
@@ -225,8 +295,10 @@ Schema<ElicitRecipe> build_elicit_schema() {
 void check_elicit_rules(const ResolvedConfig& c) {
   check_model_rules(c);
   const auto& users = c.get<WeightTable>("users");
-  if (users.empty())
-    c.fail("users", "needs at least one user to ask, e.g. users: {length: {shorter_length: 1.0}}");
+  const bool pref = c.get<std::string>("elicit.method") == "pref";
+  if (users.empty() && !(pref && c.get<int64_t>("pref.new_users") > 0))
+    c.fail("users", "needs at least one user to ask, e.g. users: {length: {shorter_length: 1.0}}" +
+                        std::string(pref ? " (or pref.new_users > 0)" : ""));
   for (const auto& [user, weights] : users) {
     try {
       judges::mixture_prefers(weights, "", "a", "a");  // validates the oracle names and weights
@@ -246,13 +318,14 @@ void check_elicit_rules(const ResolvedConfig& c) {
     }
   }
   const auto& selectors = c.get<Names>("elicit.selector");
-  if (selectors.empty())
-    c.fail("elicit.selector", "needs at least one of info_gain | volume | random");
+  const ElicitMethod method = pref ? ElicitMethod::kPref : ElicitMethod::kTwentyQuestions;
+  const std::string choices = selector_choices(method);
+  if (selectors.empty()) c.fail("elicit.selector", "needs at least one of " + choices);
   for (const auto& name : selectors) {
-    if (!enum_from_name(elicit::selector_names(), name))
+    const auto selector = enum_from_name(elicit::selector_names(), name);
+    if (!selector || !method_takes(method, *selector))
       c.fail("elicit.selector", "unknown selector '" + name + "' for method " +
-                                    c.get<std::string>("elicit.method") + "; expected " +
-                                    enum_choices(elicit::selector_names()));
+                                    c.get<std::string>("elicit.method") + "; expected " + choices);
     if (std::count(selectors.begin(), selectors.end(), name) > 1)
       c.fail("elicit.selector", "'" + name + "' is listed twice");
   }

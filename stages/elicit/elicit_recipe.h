@@ -22,10 +22,15 @@
 
 namespace tailor {
 
-// elicit.method: 20 Questions (multi-reward model + posterior sampling).
-enum class ElicitMethod { kTwentyQuestions };
-const EnumNames<ElicitMethod>& elicit_method_names();  // twenty_questions
+// elicit.method: 20 Questions (multi-reward model + posterior sampling), or PReF (reward
+// factorisation over simulated training users + logistic fit of a new user).
+enum class ElicitMethod { kTwentyQuestions, kPref };
+const EnumNames<ElicitMethod>& elicit_method_names();  // twenty_questions, pref
 const std::string& to_string(ElicitMethod method);
+// The selectors a method takes: twenty_questions info_gain | volume | random; pref active |
+// random. selector_choices lists them for messages.
+bool method_takes(ElicitMethod method, elicit::Selector selector);
+std::string selector_choices(ElicitMethod method);
 
 // data.source: the backbone's own samples of each prompt, or a pool of completions per prompt.
 enum class CandidateSource { kGenerated, kPool };
@@ -55,6 +60,22 @@ struct ElicitRewardSection {
   int64_t hidden_dim;
   double dropout;
   int64_t pairs_per_prompt;  // random candidate pairs per training prompt, labelled by every oracle
+};
+
+// PReF (elicit.method: pref): the training users, the factorisation and a new user's fit.
+struct ElicitPrefSection {
+  int64_t rank;            // J base rewards
+  int64_t training_users;  // simulated: Dirichlet mixtures of reward.oracles, signs flipped
+  double dirichlet_alpha;
+  double flip_probability;
+  int64_t answers_per_user;      // training pairs each training user answers (the rest missing)
+  int64_t dev_answers_per_user;  // held-out prompts' pairs each answers, for the dev metrics
+  int64_t impute_iterations;
+  double head_l2;     // ridge weight fitting the linear head to Phi
+  double lambda_l2;   // refinement: on the training users' lambda (the paper: 0.02)
+  double w_l2;        // refinement: on the head
+  double user_l2;     // a new user's beta
+  int64_t new_users;  // simulated new users (same distribution, other seed) besides `users`
 };
 
 struct ElicitTrainSection {
@@ -93,6 +114,7 @@ struct ElicitRecipe {
   ScheduleSection schedule;
   ElicitTrainSection train;
   ElicitSection elicit;
+  ElicitPrefSection pref;
 
   // elicit.selector parsed (validated when the recipe was resolved).
   std::vector<elicit::Selector> selectors() const;

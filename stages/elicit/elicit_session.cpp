@@ -1,5 +1,6 @@
 #include "stages/elicit/elicit_session.h"
 
+#include <algorithm>
 #include <random>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 #include "models/heads/multi_reward.h"
 #include "models/io/multi_reward_export.h"
 #include "models/io/safetensors.h"
+#include "stages/elicit/learners.h"
 #include "train/features/response_features.h"
 
 namespace tailor {
@@ -40,6 +42,43 @@ double pair_accuracy(const Embeddings& h, const std::vector<double>& w,
   return right / static_cast<double>(pairs.size());
 }
 
+double pair_auc(const Embeddings& h, const std::vector<double>& w,
+                const std::vector<RowPair>& pairs) {
+  std::vector<double> signed_margins;
+  for (const auto& p : pairs) {
+    double margin = 0;
+    for (int64_t i = 0; i < h.dim; ++i)
+      margin += w[i] * (h.row(p.a)[i] - h.row(p.b)[i]);
+    signed_margins.push_back(p.label > 0 ? margin : -margin);
+  }
+  return signed_margin_auc(signed_margins);
+}
+
+double signed_margin_auc(const std::vector<double>& signed_margins) {
+  if (signed_margins.empty()) return NAN;
+  // Positives score s, negatives -s. AUC = P(a positive's score > a negative's) + P(equal) / 2,
+  // by ranks (Mann-Whitney U) over the 2n scores.
+  std::vector<std::pair<double, bool>> scored;  // (score, positive)
+  for (double s : signed_margins) {
+    scored.push_back({s, true});
+    scored.push_back({-s, false});
+  }
+  std::sort(scored.begin(), scored.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  double positive_rank_sum = 0;  // 1-based ranks, tied scores sharing their mean rank
+  for (size_t i = 0; i < scored.size();) {
+    size_t j = i;
+    while (j < scored.size() && scored[j].first == scored[i].first)
+      ++j;
+    const double mean_rank = 0.5 * static_cast<double>(i + 1 + j);
+    for (size_t k = i; k < j; ++k)
+      if (scored[k].second) positive_rank_sum += mean_rank;
+    i = j;
+  }
+  const auto n = static_cast<double>(signed_margins.size());  // positives = negatives = n
+  return (positive_rank_sum - n * (n + 1) / 2) / (n * n);
+}
+
 std::function<QuestionPool(int64_t)> question_pools(const ElicitRecipe& r, const ElicitData& data,
                                                     const Embeddings& h, const std::string& user) {
   std::vector<int64_t> order = data.question_prompts;
@@ -62,15 +101,24 @@ std::function<QuestionPool(int64_t)> question_pools(const ElicitRecipe& r, const
 
 QueryLoopConfig query_config(const ElicitRecipe& r, elicit::Selector selector, int64_t dim) {
   QueryLoopConfig config;
-  config.selector = selector;
-  config.mh.samples = r.elicit.samples;
-  config.mh.burn_in = r.elicit.burn_in;
-  config.mh.thinning = r.elicit.thinning;
-  config.mh.proposal_step = r.elicit.proposal_step;
-  config.mh.seed = static_cast<uint64_t>(r.seed) * 7919ULL + static_cast<uint64_t>(selector);
+  config.selector = enum_name(elicit::selector_names(), selector);
   config.questions = r.question_counts().back();
   config.dim = dim;
   return config;
+}
+
+std::unique_ptr<Learner> make_learner(const ElicitRecipe& r, elicit::Selector selector,
+                                      int64_t dim) {
+  const uint64_t seed = static_cast<uint64_t>(r.seed) * 7919ULL + static_cast<uint64_t>(selector);
+  if (r.elicit.method == ElicitMethod::kPref)
+    return std::make_unique<PrefLearner>(selector, dim, r.pref.user_l2, seed);
+  elicit::MhConfig mh;
+  mh.samples = r.elicit.samples;
+  mh.burn_in = r.elicit.burn_in;
+  mh.thinning = r.elicit.thinning;
+  mh.proposal_step = r.elicit.proposal_step;
+  mh.seed = seed;
+  return std::make_unique<TwentyQuestionsLearner>(selector, mh, dim);
 }
 
 fs::path user_dir(const ElicitRecipe& r, const std::string& user, elicit::Selector selector) {
@@ -97,8 +145,8 @@ void check_profile_model(const fs::path& dir, const std::string& model_id) {
 }
 
 void write_profile(const fs::path& dir, const ElicitRecipe& r, const std::string& user,
-                   elicit::Selector selector, const QueryLoopResult& result, int64_t dim,
-                   const std::string& model_id, const std::vector<double>& accuracy) {
+                   elicit::Selector selector, const QueryLoopResult& result, const Learner& learner,
+                   int64_t dim, const std::string& model_id, const std::vector<double>& metric) {
   nlohmann::json profile = {
       {"method", to_string(r.elicit.method)},
       {"user", user},
@@ -107,16 +155,22 @@ void write_profile(const fs::path& dir, const ElicitRecipe& r, const std::string
       {"questions", r.question_counts().back()},
       {"reward_model", fs::absolute(r.output_dir / "export").lexically_normal().string()},
       {"reward_model_id", model_id},
-      {"embedding_dim", dim},
-      {"posterior_mean", result.posterior.mean()},
-      {"posterior_samples", "posterior.safetensors"},
-      {"acceptance_rate", result.posterior.acceptance_rate}};
-  if (!accuracy.empty()) profile["heldout_accuracy"] = accuracy;
+      {"embedding_dim", dim}};
   fs::create_directories(dir);
-  safetensors::save(
-      dir / "posterior.safetensors",
-      {{"samples",
-        at::tensor(result.posterior.values, at::kDouble).view({result.posterior.count(), dim})}});
+  if (const auto* pref = dynamic_cast<const PrefLearner*>(&learner)) {
+    profile["lambda"] = pref->user_fit().lambda;
+    profile["hessian"] = pref->user_fit().hessian;  // [J, J] row-major: the fit's precision
+    if (!metric.empty()) profile["heldout_auc"] = metric;
+  } else {
+    const auto& posterior = dynamic_cast<const TwentyQuestionsLearner&>(learner).posterior();
+    profile["posterior_mean"] = posterior.mean();
+    profile["posterior_samples"] = "posterior.safetensors";
+    profile["acceptance_rate"] = posterior.acceptance_rate;
+    if (!metric.empty()) profile["heldout_accuracy"] = metric;
+    safetensors::save(
+        dir / "posterior.safetensors",
+        {{"samples", at::tensor(posterior.values, at::kDouble).view({posterior.count(), dim})}});
+  }
   write_file_atomic(dir / "profile.json", profile.dump(2) + "\n");
 }
 
@@ -138,12 +192,13 @@ UserProfile read_profile(const fs::path& file) {
   text("selector", p.selector);
   text("reward_model", p.reward_model);
   text("reward_model_id", p.reward_model_id);
-  if (!j.contains("posterior_mean") || !j["posterior_mean"].is_array() ||
-      j["posterior_mean"].empty())
-    throw Error("elicit", file.string() + ": posterior_mean: expected a list of numbers");
-  for (const auto& v : j["posterior_mean"]) {
+  // The user's weights: PReF's lambda, or 20 Questions' posterior mean.
+  const char* key = j.value("method", std::string()) == "pref" ? "lambda" : "posterior_mean";
+  if (!j.contains(key) || !j[key].is_array() || j[key].empty())
+    throw Error("elicit", file.string() + ": " + key + ": expected a list of numbers");
+  for (const auto& v : j[key]) {
     if (!v.is_number())
-      throw Error("elicit", file.string() + ": posterior_mean: expected a list of numbers");
+      throw Error("elicit", file.string() + ": " + key + ": expected a list of numbers");
     p.embedding.push_back(v.get<double>());
   }
   return p;
@@ -160,7 +215,7 @@ std::vector<double> profile_rewards(MultiRewardExport& model, const Tokenizer& t
                               "; its embedding means nothing under another model");
   const int64_t H = model.model->config().hidden_dim;
   if (static_cast<int64_t>(profile.embedding.size()) != H)
-    throw Error("elicit", profile_file.string() + ": posterior_mean has " +
+    throw Error("elicit", profile_file.string() + ": the user's weights have " +
                               std::to_string(profile.embedding.size()) +
                               " entries, the reward model's hidden layer " + std::to_string(H));
   std::ostringstream quiet;

@@ -4,14 +4,16 @@
 //
 // Files, under OUTPUT_DIR/users/<user>/<selector>/:
 //   answers.jsonl          one line per answered question, appended as answers come
-//   profile.json           method, user, selector, answers, the posterior mean, the reward
+//   profile.json           method, user, selector, answers, the user's weights (20 Questions:
+//                          posterior_mean; PReF: lambda and its fit's Hessian), the reward
 //                          model's path and id (a profile is only ever used with that model)
-//   posterior.safetensors  "samples": the M posterior samples [M, H] (float64)
+//   posterior.safetensors  20 Questions only: "samples", the M posterior samples [M, H] (float64)
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,15 +46,29 @@ Embeddings embed_candidates(MultiRewardImpl& model, const at::Tensor& features);
 double pair_accuracy(const Embeddings& h, const std::vector<double>& w,
                      const std::vector<RowPair>& pairs);
 
+// PReF's metric: the AUC-ROC of the margins w . (h_a - h_b) as a classifier of the label. Every
+// pair counts in both orders (margin m with its label, -m with the opposite), so the value does
+// not depend on which completion a pair happens to list first; ties count half (Mann-Whitney).
+// 0.5 when w scores every pair 0, 1 when every margin has its label's sign.
+double pair_auc(const Embeddings& h, const std::vector<double>& w,
+                const std::vector<RowPair>& pairs);
+// The same from the margins already signed by their labels (margin when the first completion
+// won, -margin when the second did).
+double signed_margin_auc(const std::vector<double>& signed_margins);
+
 // Question t's pool for `user`: the user's own order of the question prompts (fixed by the seed
 // and the user's name, the same for every selector, so selectors are compared on equal terms).
 std::function<QuestionPool(int64_t)> question_pools(const ElicitRecipe& recipe,
                                                     const ElicitData& data, const Embeddings& h,
                                                     const std::string& user);
 
-// elicit.* as the loop's settings for `selector` (its seed from the recipe's seed and the
-// selector).
+// elicit.* as the loop's settings for `selector`.
 QueryLoopConfig query_config(const ElicitRecipe& recipe, elicit::Selector selector, int64_t dim);
+
+// The recipe's method as a learner for `selector` over an embedding of `dim` (= pref.rank for
+// PReF), seeded from the recipe's seed and the selector.
+std::unique_ptr<Learner> make_learner(const ElicitRecipe& recipe, elicit::Selector selector,
+                                      int64_t dim);
 
 // OUTPUT_DIR/users/<user>/<selector>/.
 std::filesystem::path user_dir(const ElicitRecipe& recipe, const std::string& user,
@@ -62,17 +78,18 @@ std::filesystem::path user_dir(const ElicitRecipe& recipe, const std::string& us
 // ...) naming the profile file, its id and `model_id`. A damaged profile is an error too.
 void check_profile_model(const std::filesystem::path& dir, const std::string& model_id);
 
-// Writes profile.json and posterior.safetensors into `dir` (atomically). `accuracy` is the
-// held-out accuracy after 0..answers answers (empty for a person, whose labels are unknown).
+// Writes profile.json (and 20 Questions' posterior.safetensors) into `dir`, atomically, from
+// the learner's fit to all of result.answers. `metric` is the held-out accuracy (20 Questions)
+// or AUC (PReF) after 0..answers answers (empty for a person, whose labels are unknown).
 void write_profile(const std::filesystem::path& dir, const ElicitRecipe& recipe,
                    const std::string& user, elicit::Selector selector,
-                   const QueryLoopResult& result, int64_t dim, const std::string& model_id,
-                   const std::vector<double>& accuracy);
+                   const QueryLoopResult& result, const Learner& learner, int64_t dim,
+                   const std::string& model_id, const std::vector<double>& metric);
 
 // What scoring with a profile needs from profile.json.
 struct UserProfile {
   std::string user, selector, reward_model, reward_model_id;
-  std::vector<double> embedding;  // the posterior mean
+  std::vector<double> embedding;  // the user's weights: 20 Questions' posterior mean, PReF's lambda
 };
 
 // Reads profile.json; Error("elicit", ...) naming the file and the field that is missing or of

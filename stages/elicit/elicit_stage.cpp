@@ -24,7 +24,8 @@
 #include "models/tokenizer/tokenizer.h"
 #include "stages/elicit/elicit_data.h"
 #include "stages/elicit/elicit_session.h"
-#include "stages/elicit/query_loop.h"
+#include "stages/elicit/elicit_users.h"
+#include "stages/elicit/pref_stage.h"
 #include "train/loop/metrics.h"
 #include "train/loop/model_setup.h"
 #include "train/loop/recipe_loop_config.h"
@@ -35,7 +36,7 @@ namespace tailor {
 namespace fs = std::filesystem;
 namespace {
 
-LoopConfig loop_config(const ElicitRecipe& r) {
+LoopConfig elicit_loop_config(const ElicitRecipe& r) {
   LoopConfig c = recipe_loop_config(r, "elicit", elicit_recipe_hash(r), RecipeChange::kRefuse);
   c.checkpoint_at_end = false;
   c.log_memory = false;
@@ -72,8 +73,6 @@ class ElicitStage final : public TrainingStage {
                                             const std::vector<RowPair>& rows,
                                             const at::Tensor& labels);
   nlohmann::json dev_accuracy();
-  void elicit_user(const std::string& user, const judges::OracleWeights& weights,
-                   const Embeddings& h, const std::string& model_id, nlohmann::json& out);
 
   const ElicitRecipe& r_;
   TrainingLoop& loop_;
@@ -90,47 +89,18 @@ class ElicitStage final : public TrainingStage {
   double started_ = steady_clock_seconds();
 };
 
-// Every pair's verdict by each head's oracle: [pairs, K] of +1, -1, 0.
-at::Tensor oracle_labels(const ElicitData& data, const std::vector<RowPair>& pairs,
-                         const std::vector<std::string>& oracles) {
-  at::Tensor labels = at::zeros(
-      {static_cast<int64_t>(pairs.size()), static_cast<int64_t>(oracles.size())}, at::kFloat);
-  auto acc = labels.accessor<float, 2>();
-  for (size_t k = 0; k < oracles.size(); ++k) {
-    const judges::Oracle& oracle = judges::oracle(oracles[k]);
-    for (size_t i = 0; i < pairs.size(); ++i)
-      acc[i][k] = static_cast<float>(judges::prefers(oracle, prompt_of_row(data, pairs[i].a),
-                                                     text_of_row(data, pairs[i].a),
-                                                     text_of_row(data, pairs[i].b)));
-  }
-  return labels;
-}
-
 ElicitStage::ElicitStage(const ElicitRecipe& recipe, TrainingLoop& loop)
-    : r_(recipe), loop_(loop), tokenizer_(Tokenizer::from_dir(recipe.tokenizer)) {
-  backbone_ = build_model(r_.model, model_config_for(r_.model), at::kFloat);
-  if (r_.data.max_length > backbone_->max_positions())
-    throw Error("recipe", "data.max_length " + std::to_string(r_.data.max_length) +
-                              " exceeds the model's n_positions " +
-                              std::to_string(backbone_->max_positions()));
-  for (auto& p : backbone_->parameters())
-    p.set_requires_grad(false);
-  backbone_->eval();
+    : r_(recipe),
+      loop_(loop),
+      tokenizer_(Tokenizer::from_dir(recipe.tokenizer)),
+      backbone_(frozen_backbone(recipe)) {
   data_ = prepare_elicit_data(r_, *backbone_, tokenizer_, loop_.log());
-
-  const int64_t longest = r_.question_counts().back();
-  if (longest > static_cast<int64_t>(data_.question_prompts.size()))
-    throw Error("recipe", "elicit.questions: " + std::to_string(longest) +
-                              " questions need as many question prompts (one per question), but "
-                              "the candidate pool has " +
-                              std::to_string(data_.question_prompts.size()) +
-                              " (the prompts of data.path not held out by data.eval_fraction)");
 
   const auto seed = static_cast<uint64_t>(r_.generate.seed);
   train_pairs_ = random_pairs(data_, data_.question_prompts, r_.reward.pairs_per_prompt, seed);
   dev_pairs_ = random_pairs(data_, data_.heldout_prompts, r_.reward.pairs_per_prompt, seed + 1);
-  train_labels_ = oracle_labels(data_, train_pairs_, r_.reward.oracles);
-  dev_labels_ = oracle_labels(data_, dev_pairs_, r_.reward.oracles);
+  train_labels_ = oracle_verdicts(data_, train_pairs_, r_.reward.oracles);
+  dev_labels_ = oracle_verdicts(data_, dev_pairs_, r_.reward.oracles);
 
   MultiRewardConfig config;
   config.embed_dim = data_.features.size(1);
@@ -233,7 +203,6 @@ void ElicitStage::evaluate(int64_t step) {
 }
 
 void ElicitStage::finish(int64_t step) {
-  const auto start = std::chrono::steady_clock::now();
   const nlohmann::json dev = dev_accuracy();
   loop_.log() << "[elicit] dev accuracy per head (held-out prompts):";
   const auto shown = [](const nlohmann::json& v) {
@@ -254,123 +223,28 @@ void ElicitStage::finish(int64_t step) {
               << model_id << ")\n";
 
   const Embeddings h = embed_candidates(*model_, data_.features);
-
-  nlohmann::json users = nlohmann::json::object();
-  for (const auto& [user, weights] : r_.users)
-    elicit_user(user, weights, h, model_id, users[user]);
-
-  nlohmann::json summary = {{"stage", "elicit"},
-                            {"method", to_string(r_.elicit.method)},
-                            {"seed", r_.seed},
-                            {"questions", r_.question_counts()},
-                            {"selectors", r_.elicit.selector},
-                            {"reward_model",
-                             {{"path", export_dir.string()},
-                              {"id", model_id},
-                              {"dev_accuracy", dev},
-                              {"dev_curve", dev_curve_}}},
-                            {"users", users}};
-  double ms = 0;
-  int64_t n = 0;
-  for (const auto& [user, u] : users.items())
-    for (const auto& [selector, s] : u.at("selectors").items())
-      ms += s.at("ms_per_question").get<double>(), ++n;
-  summary["ms_per_question"] = n > 0 ? ms / static_cast<double>(n) : 0.0;
-  summary["wall_seconds"] = steady_clock_seconds() - started_;
-  summary["elicit_seconds"] =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  write_file_atomic(r_.output_dir / "summary.json", summary.dump(2) + "\n");
-
-  // The table the seed report prints (Table 1): accuracy after K answers per selector.
-  std::ostream& log = loop_.log();
-  log << "[elicit] held-out accuracy after K answers (posterior mean):\n";
-  log << "  user        selector   ";
-  for (int64_t k : r_.question_counts())
-    log << std::setw(7) << ("K=" + std::to_string(k));
-  log << "\n";
-  for (const auto& [user, u] : users.items()) {
-    log << "  " << std::left << std::setw(12) << user << std::setw(11) << "default" << std::right;
-    for (size_t i = 0; i < r_.question_counts().size(); ++i)
-      log << std::setw(7) << fixed(100 * u.at("default_accuracy").get<double>(), 1);
-    log << "\n";
-    for (const auto& [selector, s] : u.at("selectors").items()) {
-      log << "  " << std::left << std::setw(12) << user << std::setw(11) << selector << std::right;
-      for (int64_t k : r_.question_counts())
-        log << std::setw(7) << fixed(100 * s.at("accuracy").at(std::to_string(k)).get<double>(), 1);
-      log << "\n";
-    }
-  }
-  log << "[elicit] " << fixed(summary["ms_per_question"].get<double>(), 1)
-      << " ms per question (posterior sampling + pair choice); summary in "
-      << (r_.output_dir / "summary.json").string() << "\n";
-}
-
-void ElicitStage::elicit_user(const std::string& user, const judges::OracleWeights& weights,
-                              const Embeddings& h, const std::string& model_id,
-                              nlohmann::json& out) {
-  const auto seed = static_cast<uint64_t>(r_.generate.seed);
-  const std::vector<RowPair> heldout = label_pairs(
-      data_,
-      random_pairs(data_, data_.heldout_prompts, r_.elicit.heldout_pairs_per_prompt, seed + 2),
-      weights);
-  if (heldout.empty())
-    throw Error("elicit", "user '" + user +
-                              "' prefers neither completion of any held-out pair "
-                              "(every pair is a tie); nothing to score on");
   const at::Tensor mean_head = model_->mean_head().to(at::kDouble).contiguous();
-  const std::vector<double> w_default(mean_head.data_ptr<double>(),
-                                      mean_head.data_ptr<double>() + mean_head.numel());
-  out["heldout_pairs"] = heldout.size();
-  out["default_accuracy"] = pair_accuracy(h, w_default, heldout);
-  out["selectors"] = nlohmann::json::object();
-
-  const auto pool_of = question_pools(r_, data_, h, user);
-  for (elicit::Selector selector : r_.selectors()) {
-    const std::string& name = enum_name(elicit::selector_names(), selector);
-    const fs::path dir = user_dir(r_, user, selector);
-    // A new run asks again from the first question; a resumed one continues the answers.
-    if (!r_.train.resume) {
-      fs::remove(dir / "answers.jsonl");
-      fs::remove(dir / "profile.json");
-    }
-    check_profile_model(dir, model_id);
-    const QueryLoopConfig config = query_config(r_, selector, h.dim);
-    std::vector<double> curve(static_cast<size_t>(config.questions + 1), NAN);
-    OracleRespondent respondent(weights);
-    const QueryLoopResult result =
-        run_query_loop(config, pool_of, respondent, dir / "answers.jsonl",
-                       [&](int64_t t, const elicit::PosteriorSamples& samples) {
-                         curve[static_cast<size_t>(t)] = pair_accuracy(h, samples.mean(), heldout);
-                       });
-    // The curve before resumed answers: the posterior after each of them, sampled again.
-    for (int64_t t = 0; t < result.resumed; ++t)
-      curve[static_cast<size_t>(t)] = pair_accuracy(
-          h,
-          posterior_after(config, std::vector<elicit::Answer>(result.answers.begin(),
-                                                              result.answers.begin() + t))
-              .mean(),
-          heldout);
-    nlohmann::json accuracy = nlohmann::json::object();
-    for (int64_t k : r_.question_counts())
-      accuracy[std::to_string(k)] = curve[static_cast<size_t>(k)];
-    out["selectors"][name] = {{"accuracy", accuracy},
-                              {"curve", curve},
-                              {"ms_per_question", result.ms_per_question},
-                              {"acceptance_rate", result.posterior.acceptance_rate}};
-    write_profile(dir, r_, user, selector, result, h.dim, model_id, curve);
-    loop_.log() << "[elicit] " << user << " / " << name << ": accuracy";
-    for (int64_t k : r_.question_counts())
-      loop_.log() << " K=" << k << " " << fixed(curve[static_cast<size_t>(k)], 3);
-    loop_.log() << " (default " << fixed(out["default_accuracy"].get<double>(), 3) << ", "
-                << fixed(result.ms_per_question, 1) << " ms per question)\n";
-  }
+  const ElicitModel elicit_model{
+      h,
+      {mean_head.data_ptr<double>(), mean_head.data_ptr<double>() + mean_head.numel()},
+      model_id};
+  const nlohmann::json users = elicit_users(r_, data_, elicit_model, r_.users, loop_.log());
+  write_elicit_summary(r_, users,
+                       {{"path", export_dir.string()},
+                        {"id", model_id},
+                        {"dev_accuracy", dev},
+                        {"dev_curve", dev_curve_}},
+                       started_, loop_.log());
 }
 
 }  // namespace
 
 void run_elicit_stage(const ElicitRecipe& recipe) {
   // One process: `tailor run` refuses mpirun for this stage before anything is written.
-  run_stage<ElicitStage>(recipe, loop_config(recipe), dist::world());
+  if (recipe.elicit.method == ElicitMethod::kPref)
+    run_pref_stage(recipe, elicit_loop_config(recipe));
+  else
+    run_stage<ElicitStage>(recipe, elicit_loop_config(recipe), dist::world());
 }
 
 }  // namespace tailor

@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <random>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +9,6 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "common/seeded_random.h"
 #include "data/store/jsonl_lines.h"
 
 namespace tailor {
@@ -98,17 +96,11 @@ Choice OracleRespondent::answer(const std::string& prompt, const std::string& fi
   return v > 0 ? Choice::kFirst : v < 0 ? Choice::kSecond : Choice::kNone;
 }
 
-elicit::PosteriorSamples posterior_after(const QueryLoopConfig& config,
-                                         const std::vector<elicit::Answer>& answers) {
-  elicit::MhConfig mh = config.mh;
-  mh.seed = splitmix64(config.mh.seed ^ splitmix64(answers.size()));
-  return elicit::sample_posterior(config.dim, answers, mh);
-}
-
-QueryLoopResult run_query_loop(
-    const QueryLoopConfig& config, const std::function<QuestionPool(int64_t)>& pool_of,
-    Respondent& respondent, const fs::path& answers_file,
-    const std::function<void(int64_t, const elicit::PosteriorSamples&)>& on_posterior) {
+QueryLoopResult run_query_loop(const QueryLoopConfig& config,
+                               const std::function<QuestionPool(int64_t)>& pool_of,
+                               Respondent& respondent, Learner& learner,
+                               const fs::path& answers_file,
+                               const std::function<void(int64_t, const Learner&)>& on_fit) {
   QueryLoopResult result;
   result.answers = read_answers(answers_file, config, pool_of);
   result.resumed = static_cast<int64_t>(result.answers.size());
@@ -117,15 +109,13 @@ QueryLoopResult run_query_loop(
   double asking_ms = 0;
   int64_t asked = 0;
   auto t0 = clock::now();
-  result.posterior = posterior_after(config, result.answers);
+  learner.fit(result.answers);
   for (int64_t t = result.resumed;; ++t) {
-    if (on_posterior) on_posterior(t, result.posterior);
+    if (on_fit) on_fit(t, learner);
     if (t >= config.questions) break;
     const QuestionPool pool = pool_of(t);
     check_pool(pool, config.dim, t);
-    std::mt19937_64 rng(splitmix64(config.mh.seed ^ splitmix64(1000003 + t)));
-    const elicit::Question q =
-        elicit::choose_question(config.selector, result.posterior, pool.features, rng);
+    const elicit::Question q = learner.choose(t, pool.features);
     asking_ms += std::chrono::duration<double, std::milli>(clock::now() - t0).count();
     ++asked;
     Choice choice;
@@ -143,12 +133,12 @@ QueryLoopResult run_query_loop(
                                  {"first_index", q.first},
                                  {"second_index", q.second},
                                  {"answer", static_cast<int>(choice)},
-                                 {"selector", enum_name(elicit::selector_names(), config.selector)},
+                                 {"selector", config.selector},
                                  {"score", q.score}};
     append_line(answers_file, line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     result.answers.push_back({difference(pool, q.first, q.second, config.dim), sign_of(choice)});
     t0 = clock::now();
-    result.posterior = posterior_after(config, result.answers);
+    learner.fit(result.answers);
   }
   result.ms_per_question = asked > 0 ? asking_ms / asked : 0;
   return result;

@@ -1,14 +1,16 @@
-// The 20 Questions query loop for one user: before each question, M samples of the posterior
-// over the user's preference embedding given the answers so far; the selector picks a pair of
-// the question's candidates; the respondent (an oracle mixture, or a person at the terminal)
-// answers; the answer is appended to answers.jsonl at once. After every answer the caller sees
-// the new posterior (to score held-out pairs with its mean).
+// The query loop for one user, shared by both methods: before each question the learner fits the
+// answers so far and picks a pair of the question's candidates (20 Questions: posterior samples
+// and info_gain | volume | random; PReF: a logistic fit and active | random); the respondent (an
+// oracle mixture, or a person at the terminal) answers; the answer is appended to answers.jsonl
+// at once. After every answer the caller sees the learner's new estimate (to score held-out pairs
+// with it).
 //
 // Resuming: answers.jsonl is read back first. Each line must be the question the loop would ask
 // now (same number, prompt and pair; a changed recipe or candidate pool is an error naming the
 // line), so an interrupted session continues at the first unanswered question, and no answer is
-// lost or counted twice. Posterior t (given the first t answers) is sampled with a seed made
-// from elicit's seed and t, so a resumed loop asks exactly what an uninterrupted one would.
+// lost or counted twice. Learners are deterministic functions of the answers and the question
+// number (their randomness is seeded from both), so a resumed loop asks exactly what an
+// uninterrupted one would.
 #pragma once
 
 #include <cstdint>
@@ -55,31 +57,39 @@ class OracleRespondent final : public Respondent {
   judges::OracleWeights weights_;
 };
 
+// What a method does in the loop (stages/elicit/learners.h has both).
+class Learner {
+ public:
+  virtual ~Learner() = default;
+  // Fits the user from `answers` (all of them so far, oldest first).
+  virtual void fit(const std::vector<elicit::Answer>& answers) = 0;
+  // Question t's pair (0-based t) among the candidates' embeddings [N, dim], from the last fit.
+  virtual elicit::Question choose(int64_t t, const std::vector<double>& features) = 0;
+  // The user's weights over the embedding after the last fit (the reward is w . h(x, y)).
+  virtual std::vector<double> estimate() const = 0;
+};
+
 struct QueryLoopConfig {
-  elicit::Selector selector = elicit::Selector::kInfoGain;
-  elicit::MhConfig mh;    // mh.seed is the loop's seed; question t's sampler mixes t into it
+  std::string selector;   // its name, written on every answers.jsonl line
   int64_t questions = 1;  // K
   int64_t dim = 0;        // the embedding's size
 };
 
 struct QueryLoopResult {
   std::vector<elicit::Answer> answers;  // every answer, resumed ones first
-  elicit::PosteriorSamples posterior;   // given all of them
   int64_t resumed = 0;                  // answers read back from answers.jsonl
   bool stopped = false;                 // the respondent stopped before question K
-  double ms_per_question = 0;           // posterior sampling + pair choice, mean over the asked
+  double ms_per_question = 0;           // fit + pair choice, mean over the questions asked
 };
 
-// pool_of(t) is question t's pool (0-based; the same on every call). on_posterior(t, samples) is
-// called with the posterior given the first t answers, for t from the resumed count to the last
-// answer. Errors name answers_file and the line.
-QueryLoopResult run_query_loop(
-    const QueryLoopConfig& config, const std::function<QuestionPool(int64_t)>& pool_of,
-    Respondent& respondent, const std::filesystem::path& answers_file,
-    const std::function<void(int64_t, const elicit::PosteriorSamples&)>& on_posterior);
-
-// The posterior given `answers` as the loop samples it after that many answers.
-elicit::PosteriorSamples posterior_after(const QueryLoopConfig& config,
-                                         const std::vector<elicit::Answer>& answers);
+// pool_of(t) is question t's pool (0-based; the same on every call). `learner` is fitted to the
+// resumed answers, then again after every answer; on_fit(t, learner) is called after the fit to
+// the first t answers, for t from the resumed count to the last answer (when the loop returns,
+// the learner holds the fit to all of them). Errors name answers_file and the line.
+QueryLoopResult run_query_loop(const QueryLoopConfig& config,
+                               const std::function<QuestionPool(int64_t)>& pool_of,
+                               Respondent& respondent, Learner& learner,
+                               const std::filesystem::path& answers_file,
+                               const std::function<void(int64_t, const Learner&)>& on_fit);
 
 }  // namespace tailor

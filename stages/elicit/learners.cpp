@@ -1,0 +1,60 @@
+#include "stages/elicit/learners.h"
+
+#include <random>
+
+#include "common/error.h"
+#include "common/seeded_random.h"
+
+namespace tailor {
+namespace {
+
+// Question t's generator: the same for a seed and t however the loop got to t.
+std::mt19937_64 question_rng(uint64_t seed, int64_t t) {
+  return std::mt19937_64(splitmix64(seed ^ splitmix64(1000003 + static_cast<uint64_t>(t))));
+}
+
+}  // namespace
+
+TwentyQuestionsLearner::TwentyQuestionsLearner(elicit::Selector selector,
+                                               const elicit::MhConfig& mh, int64_t dim)
+    : selector_(selector), mh_(mh), dim_(dim) {
+  if (selector == elicit::Selector::kActive)
+    throw Error("elicit", "the active selector is PReF's (elicit.method: pref)");
+}
+
+void TwentyQuestionsLearner::fit(const std::vector<elicit::Answer>& answers) {
+  elicit::MhConfig mh = mh_;
+  mh.seed = splitmix64(mh_.seed ^ splitmix64(answers.size()));
+  posterior_ = elicit::sample_posterior(dim_, answers, mh);
+}
+
+elicit::Question TwentyQuestionsLearner::choose(int64_t t, const std::vector<double>& features) {
+  std::mt19937_64 rng = question_rng(mh_.seed, t);
+  return elicit::choose_question(selector_, posterior_, features, rng);
+}
+
+PrefLearner::PrefLearner(elicit::Selector selector, int64_t J, double l2, uint64_t seed)
+    : selector_(selector), J_(J), l2_(l2), seed_(seed) {
+  if (selector != elicit::Selector::kActive && selector != elicit::Selector::kRandom)
+    throw Error("elicit", "PReF chooses pairs by active or random, not " +
+                              enum_name(elicit::selector_names(), selector));
+  fit({});
+}
+
+void PrefLearner::fit(const std::vector<elicit::Answer>& answers) {
+  fit_ = elicit::fit_user(J_, answers, l2_);
+  answered_ = !answers.empty();
+}
+
+elicit::Question PrefLearner::choose(int64_t t, const std::vector<double>& features) {
+  const auto N = static_cast<int64_t>(features.size()) / J_;
+  // Before any answer H = beta I favours merely the largest difference: the paper asks the
+  // first question at random instead.
+  if (selector_ == elicit::Selector::kRandom || !answered_) {
+    std::mt19937_64 rng = question_rng(seed_, t);
+    return elicit::random_pair(N, rng);
+  }
+  return elicit::choose_uncertain_pair(J_, fit_.hessian, features);
+}
+
+}  // namespace tailor
