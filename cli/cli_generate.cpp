@@ -21,6 +21,7 @@
 
 #include "cli/cli_args.h"
 #include "cli/commands.h"
+#include "cli/dtype_option.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "models/generation/generate.h"
@@ -113,7 +114,7 @@ int generate_command(const std::vector<std::string>& args) {
       args[0]};
   fs::path model_dir, adapter_dir, tokenizer_dir, input, output;
   GenerationConfig config;
-  std::string dtype_name = "fp32";
+  std::string dtype_name = "auto";
   int64_t batch_size = 8;
   app.add_option("--model", model_dir, "Hugging Face model directory (config.json + safetensors)")
       ->required();
@@ -143,8 +144,10 @@ int generate_command(const std::vector<std::string>& args) {
   app.add_option("--num-return-sequences", config.num_return_sequences,
                  "sequences per prompt (default 1; identical copies when greedy)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--dtype", dtype_name, "fp32 (default) | bf16: the weights' and compute dtype")
-      ->check(CLI::IsMember({"fp32", "bf16", "float32", "bfloat16"}));
+  app.add_option("--dtype", dtype_name,
+                 "the weights' and compute dtype: auto (default: as config.json's torch_dtype "
+                 "says; bfloat16 stays bfloat16, anything else is float32) | fp32 | bf16")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "float32", "bfloat16"}));
   app.add_option("--batch-size", batch_size, "prompts generated together (default 8)")
       ->check(CLI::PositiveNumber);
   PromptTemplate prompt_template = PromptTemplate::kPlain;
@@ -157,7 +160,7 @@ int generate_command(const std::vector<std::string>& args) {
   if (config.temperature == 0 && (app.count("--top-k") > 0 || app.count("--top-p") > 0))
     std::cerr << "warning: --top-k/--top-p apply only when sampling (--temperature > 0)\n";
 
-  const auto dtype = dtype_name == "bf16" || dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const at::ScalarType dtype = model_dtype(dtype_name, model_dir, "generate");
   CausalLM model = load_pretrained(model_dir, dtype);
   if (!adapter_dir.empty()) load_peft_adapter(adapter_dir, *model);
   model->eval();

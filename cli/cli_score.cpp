@@ -41,6 +41,7 @@
 
 #include "cli/cli_args.h"
 #include "cli/commands.h"
+#include "cli/dtype_option.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/sft/sft_dataset.h"
@@ -301,7 +302,7 @@ int score_command(const std::vector<std::string>& args) {
       "reward model (sequence-classification directory).",
       args[0]};
   fs::path model_dir, adapter_dir, tokenizer_dir, input, output;
-  std::string dtype_name = "float32";
+  std::string dtype_name = "auto";
   app.add_option("--model", model_dir, "Hugging Face model directory (config.json + safetensors)")
       ->required();
   app.add_option("--adapter", adapter_dir, "PEFT LoRA adapter directory to apply");
@@ -315,8 +316,10 @@ int score_command(const std::vector<std::string>& args) {
                  "rewards)")
       ->required();
   app.add_option("--output", output, "output JSONL (default: stdout)");
-  app.add_option("--dtype", dtype_name, "float32 | bfloat16")
-      ->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--dtype", dtype_name,
+                 "auto (default: the dtype config.json's torch_dtype names; bfloat16 stays "
+                 "bfloat16, anything else is float32) | float32 | bfloat16")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16"}));
   bool per_token = false;
   app.add_flag("--per-token", per_token,
                "also write \"log_probs\": the log-probability of each scored token given its "
@@ -340,7 +343,7 @@ int score_command(const std::vector<std::string>& args) {
   if (!profile_file.empty())
     return score_with_profile(model_dir, profile_file, tokenizer_dir, input, output);
 
-  const auto dtype = dtype_name == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  const at::ScalarType dtype = model_dtype(dtype_name, model_dir, "score");
   const bool reward_dir = is_reward_model_dir(model_dir);
   if (per_token && reward_dir)
     throw Error("score", (model_dir / "config.json").string() +

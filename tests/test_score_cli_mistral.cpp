@@ -1,8 +1,10 @@
 // `tailor score` on Mistral checkpoints in Hugging Face layout, written here, against the
 // independent float64 MistralForCausalLM of tests/mistral_reference.h: grouped-query and plain
 // multi-head attention, a sliding window shorter than the sequence, an explicit head_dim, a
-// sharded index, BF16 tensors on disk, and a PEFT adapter (rsLoRA too). `tailor score` computes
-// in float32 whatever the file's dtype, so the reference sees the weights as the file holds them.
+// sharded index, BF16 tensors on disk, and a PEFT adapter (rsLoRA too). These run `tailor score
+// --dtype float32`, which computes in float32 whatever the file's dtype, so the reference sees
+// the weights as the file holds them. Without --dtype (auto), a checkpoint whose config.json
+// says bfloat16 is scored in bfloat16: the last test.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -121,9 +123,9 @@ TEST_P(MistralScoreCli, MatchesFloat64Reference) {
     seqs.push_back(ids);
   }
   tailor::write_file_atomic(dir / "in.jsonl", input.str());
-  const std::string out = tailor::test::run_ok(std::string(TAILOR_BINARY) + " score --model " +
-                                               (dir / "model").string() + adapter_flag +
-                                               " --input " + (dir / "in.jsonl").string());
+  const std::string out = tailor::test::run_ok(
+      std::string(TAILOR_BINARY) + " score --dtype float32 --model " + (dir / "model").string() +
+      adapter_flag + " --input " + (dir / "in.jsonl").string());
 
   std::istringstream lines(out);
   std::string line;
@@ -163,5 +165,44 @@ INSTANTIATE_TEST_SUITE_P(
                       MistralScoreCase{"bf16_sharded_rslora_adapter", 2, 4, 1, 32, 97, 16,
                                        std::nullopt, at::kBFloat16, 8'000, 8, true}),
     [](const auto& info) { return info.param.name; });
+
+// --dtype auto (the default) reads config.json: torch_dtype (or transformers 5's dtype) bfloat16
+// loads and computes in bfloat16, exactly as --dtype bfloat16 does, and differently from
+// float32; float16, float32 or no dtype at all compute in float32.
+TEST(MistralScoreCliDtype, AutoUsesTheDtypeConfigJsonNames) {
+  MistralConfig config;
+  config.num_hidden_layers = 1;
+  config.num_attention_heads = 2;
+  config.num_key_value_heads = 2;
+  config.hidden_size = 32;
+  config.intermediate_size = 72;
+  config.vocab_size = 101;
+  config.max_position_embeddings = 64;
+  TensorMap weights;
+  for (const auto& [name, t] : tailor::reference::random_mistral_weights(config, 3))
+    weights[name] = t.to(at::kBFloat16);
+  const fs::path dir = tailor::test::fresh_dir("score_mistral_dtype_auto");
+  tailor::hf::save_state_dict(dir / "model", weights, 5'000'000'000ULL);
+  tailor::write_file_atomic(dir / "in.jsonl", "{\"ids\": [1, 5, 9, 13, 17, 21, 25, 29]}\n");
+  const auto score = [&](const std::string& dtype_key, const std::string& value,
+                         const std::string& flag) {
+    nlohmann::json json = config.to_json();
+    json.erase("torch_dtype");
+    if (!dtype_key.empty()) json[dtype_key] = value;
+    tailor::write_file_atomic(dir / "model" / "config.json", json.dump(2));
+    return tailor::test::run_ok(std::string(TAILOR_BINARY) + " score " + flag + " --model " +
+                                (dir / "model").string() + " --input " +
+                                (dir / "in.jsonl").string());
+  };
+  const std::string bf16 = score("torch_dtype", "bfloat16", "--dtype bfloat16");
+  const std::string fp32 = score("torch_dtype", "bfloat16", "--dtype float32");
+  ASSERT_NE(bf16, fp32) << "the two dtypes must give different scores for this test to mean much";
+  EXPECT_EQ(score("torch_dtype", "bfloat16", ""), bf16);
+  EXPECT_EQ(score("dtype", "bfloat16", ""), bf16);
+  EXPECT_EQ(score("torch_dtype", "float16", ""), fp32);
+  EXPECT_EQ(score("torch_dtype", "float32", ""), fp32);
+  EXPECT_EQ(score("", "", ""), fp32);
+  fs::remove_all(dir);
+}
 
 }  // namespace

@@ -199,6 +199,16 @@ CausalLM frozen_backbone(const ElicitRecipe& r) {
   return backbone;
 }
 
+at::Tensor question_features(const ElicitData& data) {
+  std::vector<int64_t> rows;
+  for (int64_t p : data.question_prompts) {
+    const auto& c = data.prompts[static_cast<size_t>(p)];
+    for (size_t i = 0; i < c.texts.size(); ++i)
+      rows.push_back(c.first_row + static_cast<int64_t>(i));
+  }
+  return data.features.index_select(0, at::tensor(rows, at::kLong));
+}
+
 at::Tensor oracle_verdicts(const ElicitData& data, const std::vector<RowPair>& pairs,
                            const std::vector<std::string>& oracles) {
   at::Tensor labels = at::zeros(

@@ -63,6 +63,10 @@ std::vector<RowPair> label_pairs(const ElicitData& data, const std::vector<RowPa
 at::Tensor oracle_verdicts(const ElicitData& data, const std::vector<RowPair>& pairs,
                            const std::vector<std::string>& oracles);
 
+// The features of the question prompts' candidates, [rows, D]: what the reward models standardise
+// by (held-out prompts' text stays unseen).
+at::Tensor question_features(const ElicitData& data);
+
 // The prompt and text of a feature row.
 const std::string& prompt_of_row(const ElicitData& data, int64_t row);
 const std::string& text_of_row(const ElicitData& data, int64_t row);

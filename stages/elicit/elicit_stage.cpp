@@ -15,6 +15,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/fixed_digits.h"
 #include "data/sampling/epoch_sampler.h"
 #include "dist/runtime.h"
 #include "judges/oracles.h"
@@ -41,12 +42,6 @@ LoopConfig elicit_loop_config(const ElicitRecipe& r) {
   c.checkpoint_at_end = false;
   c.log_memory = false;
   return c;
-}
-
-std::string fixed(double v, int digits) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(digits) << v;
-  return out.str();
 }
 
 class ElicitStage final : public TrainingStage {
@@ -109,13 +104,7 @@ ElicitStage::ElicitStage(const ElicitRecipe& recipe, TrainingLoop& loop)
   config.heads = r_.reward.oracles;
   model_ = MultiReward(config);
   // Standardised by the question prompts' candidates only: held-out text stays unseen.
-  std::vector<int64_t> rows;
-  for (int64_t p : data_.question_prompts) {
-    const auto& c = data_.prompts[static_cast<size_t>(p)];
-    for (size_t i = 0; i < c.texts.size(); ++i)
-      rows.push_back(c.first_row + static_cast<int64_t>(i));
-  }
-  model_->set_standardization(data_.features.index_select(0, at::tensor(rows, at::kLong)));
+  model_->set_standardization(question_features(data_));
 
   std::vector<TrainableParameter> trainable;
   for (const auto& item : model_->named_parameters())
@@ -197,7 +186,7 @@ void ElicitStage::evaluate(int64_t step) {
   const nlohmann::json acc = dev_accuracy();
   dev_curve_.push_back({{"step", step}, {"dev_accuracy", acc}});
   loop_.log() << "[elicit] step " << step << ": dev accuracy of the heads, mean "
-              << (acc.at("mean").is_number() ? fixed(acc.at("mean").get<double>(), 3) : "-")
+              << (acc.at("mean").is_number() ? fixed_digits(acc.at("mean").get<double>(), 3) : "-")
               << "\n";
   if (loop_.metrics()) loop_.metrics()->log(step, {{"dev_accuracy", acc}});
 }
@@ -206,14 +195,14 @@ void ElicitStage::finish(int64_t step) {
   const nlohmann::json dev = dev_accuracy();
   loop_.log() << "[elicit] dev accuracy per head (held-out prompts):";
   const auto shown = [](const nlohmann::json& v) {
-    return v.is_number() ? fixed(v.get<double>(), 3) : std::string("- (every pair a tie)");
+    return v.is_number() ? fixed_digits(v.get<double>(), 3) : std::string("- (every pair a tie)");
   };
   for (const auto& name : r_.reward.oracles)
     loop_.log() << " " << name << " " << shown(dev.at(name));
   loop_.log() << "; mean " << shown(dev.at("mean")) << "\n";
 
   const double scale = model_->normalize_heads();
-  loop_.log() << "[elicit] hidden layer rescaled by " << fixed(scale, 3)
+  loop_.log() << "[elicit] hidden layer rescaled by " << fixed_digits(scale, 3)
               << " (the largest head now has norm 1, inside the prior's unit ball)\n";
   FeatureEncoding encoding{r_.data.prompt_template, r_.data.max_length};
   const fs::path export_dir = r_.output_dir / "export";

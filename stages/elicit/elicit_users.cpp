@@ -8,6 +8,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/fixed_digits.h"
 #include "stages/elicit/learners.h"
 #include "stages/elicit/query_loop.h"
 #include "train/loop/metrics.h"
@@ -15,12 +16,6 @@
 namespace tailor {
 namespace fs = std::filesystem;
 namespace {
-
-std::string fixed(double v, int digits) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(digits) << v;
-  return out.str();
-}
 
 double metric_of(const ElicitRecipe& r, const Embeddings& h, const std::vector<double>& w,
                  const std::vector<RowPair>& pairs) {
@@ -83,9 +78,9 @@ nlohmann::json elicit_user(const ElicitRecipe& r, const ElicitData& data, const 
     write_profile(dir, r, user, selector, result, *learner, h.dim, model.model_id, curve);
     log << "[elicit] " << user << " / " << name << ": " << metric;
     for (int64_t k : r.question_counts())
-      log << " K=" << k << " " << fixed(curve[static_cast<size_t>(k)], 3);
-    log << " (default " << fixed(out[std::string("default_") + metric].get<double>(), 3) << ", "
-        << fixed(result.ms_per_question, 1) << " ms per question)\n";
+      log << " K=" << k << " " << fixed_digits(curve[static_cast<size_t>(k)], 3);
+    log << " (default " << fixed_digits(out[std::string("default_") + metric].get<double>(), 3)
+        << ", " << fixed_digits(result.ms_per_question, 1) << " ms per question)\n";
   }
   return out;
 }
@@ -168,7 +163,7 @@ void write_elicit_summary(const ElicitRecipe& r, const nlohmann::json& users,
   summary["wall_seconds"] = steady_clock_seconds() - started;
   write_file_atomic(r.output_dir / "summary.json", summary.dump(2) + "\n");
   log_elicit_table(r, summary, log);
-  log << "[elicit] " << fixed(summary["ms_per_question"].get<double>(), 1)
+  log << "[elicit] " << fixed_digits(summary["ms_per_question"].get<double>(), 1)
       << " ms per question (fit + pair choice); summary in "
       << (r.output_dir / "summary.json").string() << "\n";
 }
@@ -185,7 +180,7 @@ void log_elicit_table(const ElicitRecipe& r, const nlohmann::json& summary, std:
   const auto row = [&](const std::string& user, const std::string& selector, auto value_at_k) {
     log << "  " << std::left << std::setw(14) << user << std::setw(11) << selector << std::right;
     for (int64_t k : r.question_counts())
-      log << std::setw(7) << fixed(100 * value_at_k(k), 1);
+      log << std::setw(7) << fixed_digits(100 * value_at_k(k), 1);
     log << "\n";
   };
   for (const auto& [user, u] : users.items()) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/fixed_digits.h"
 #include "common/seeded_random.h"
 #include "data/sampling/epoch_sampler.h"
 #include "dist/runtime.h"
@@ -28,12 +29,6 @@
 namespace tailor {
 namespace fs = std::filesystem;
 namespace {
-
-std::string fixed(double v, int digits) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(digits) << v;
-  return out.str();
-}
 
 using Users = std::map<std::string, judges::OracleWeights>;
 
@@ -150,9 +145,9 @@ PrefStage::PrefStage(const ElicitRecipe& recipe, TrainingLoop& loop)
     throw Error("recipe", "pref.rank: " + std::to_string(J) + " exceeds the matrix's " +
                               std::to_string(U) + " users x " + std::to_string(P) + " pairs");
   loop_.log() << "[pref] " << U << " training users answered " << answers.size() << " of " << U * P
-              << " (user, pair) cells (" << fixed(100.0 * answers.size() / (U * P), 1) << "%), "
-              << answers.size() - train_.size() << " of them ties; factorising at rank " << J
-              << "\n";
+              << " (user, pair) cells (" << fixed_digits(100.0 * answers.size() / (U * P), 1)
+              << "%), " << answers.size() - train_.size() << " of them ties; factorising at rank "
+              << J << "\n";
   elicit::ImputeConfig impute;
   impute.max_iterations = p.impute_iterations;
   impute.svd.seed = splitmix64(population.seed + 3);
@@ -172,7 +167,7 @@ PrefStage::PrefStage(const ElicitRecipe& recipe, TrainingLoop& loop)
               << (factors.converged ? "converged" : "not converged") << " (last change "
               << factors.last_change << "); singular values";
   for (double s : factors.singular_values)
-    loop_.log() << " " << fixed(s, 1);
+    loop_.log() << " " << fixed_digits(s, 1);
   loop_.log() << "\n";
 
   // 2. The linear head on standardised features, fitted to Phi.
@@ -182,13 +177,7 @@ PrefStage::PrefStage(const ElicitRecipe& recipe, TrainingLoop& loop)
   config.dropout = 0;
   config.heads = {"mean_user"};
   phi_ = MultiReward(config);
-  std::vector<int64_t> rows;  // standardised by the question prompts' candidates only
-  for (int64_t q : data_.question_prompts) {
-    const auto& c = data_.prompts[static_cast<size_t>(q)];
-    for (size_t i = 0; i < c.texts.size(); ++i)
-      rows.push_back(c.first_row + static_cast<int64_t>(i));
-  }
-  phi_->set_standardization(data_.features.index_select(0, at::tensor(rows, at::kLong)));
+  phi_->set_standardization(question_features(data_));
   std::vector<int64_t> a, b;
   for (const auto& pair : train_pairs_)
     a.push_back(pair.a), b.push_back(pair.b);
@@ -218,8 +207,9 @@ PrefStage::PrefStage(const ElicitRecipe& recipe, TrainingLoop& loop)
   const nlohmann::json initial = dev_metrics();
   loop_.log() << "[pref] linear head " << config.embed_dim << " features -> " << J
               << " fitted to Phi; before refinement: dev accuracy "
-              << fixed(initial.at("dev_accuracy").get<double>(), 3) << ", dev AUC "
-              << fixed(initial.at("dev_auc").get<double>(), 3) << " (training users, held-out "
+              << fixed_digits(initial.at("dev_accuracy").get<double>(), 3) << ", dev AUC "
+              << fixed_digits(initial.at("dev_auc").get<double>(), 3)
+              << " (training users, held-out "
               << "prompts' pairs)\n";
   factorisation_["initial_dev"] = initial;
 }
@@ -285,9 +275,9 @@ void PrefStage::evaluate(int64_t step) {
   const nlohmann::json dev = dev_metrics();
   dev_curve_.push_back({{"step", step}, {"dev", dev}});
   loop_.log() << "[pref] step " << step << ": dev accuracy "
-              << fixed(dev.at("dev_accuracy").get<double>(), 3) << ", AUC "
-              << fixed(dev.at("dev_auc").get<double>(), 3) << ", NLL "
-              << fixed(dev.at("dev_nll").get<double>(), 3) << "\n";
+              << fixed_digits(dev.at("dev_accuracy").get<double>(), 3) << ", AUC "
+              << fixed_digits(dev.at("dev_auc").get<double>(), 3) << ", NLL "
+              << fixed_digits(dev.at("dev_nll").get<double>(), 3) << "\n";
   if (loop_.metrics()) loop_.metrics()->log(step, dev);
 }
 
