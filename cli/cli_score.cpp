@@ -67,7 +67,7 @@ struct ScoreInput {
   std::vector<int64_t> prompt, chosen, rejected;
 };
 
-std::string location(const fs::path& file, int64_t line) {
+std::string line_location(const fs::path& file, int64_t line) {
   return file.string() + ":" + std::to_string(line);
 }
 
@@ -80,14 +80,14 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    throw Error("score", location(file, line) + ": invalid JSON: " + e.what());
+    throw Error("score", line_location(file, line) + ": invalid JSON: " + e.what());
   }
   auto string_field = [&](const char* key) {
     if (!j.at(key).is_string())
-      throw Error("score", location(file, line) + ": \"" + key + "\" must be a string");
+      throw Error("score", line_location(file, line) + ": \"" + key + "\" must be a string");
     return j.at(key).get<std::string>();
   };
-  if (!j.is_object()) throw Error("score", location(file, line) + ": expected a JSON object");
+  if (!j.is_object()) throw Error("score", line_location(file, line) + ": expected a JSON object");
   auto encode = [&](const char* key) {
     std::vector<int64_t> ids;
     for (auto id : encode_sft_field(tokenizer(), format, key, string_field(key)))
@@ -104,7 +104,7 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
     const auto truncated = [&](const char* key) {
       if (!j.contains(key)) return false;
       if (!j.at(key).is_boolean())
-        throw Error("score", location(file, line) + ": \"" + key + "\" must be true or false");
+        throw Error("score", line_location(file, line) + ": \"" + key + "\" must be true or false");
       return j.at(key).get<bool>();
     };
     in.chosen = encode("chosen");
@@ -113,10 +113,10 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
     if (!truncated("rejected_truncated")) in.rejected.push_back(eos);
   } else if (j.contains("ids")) {
     if (!j.at("ids").is_array())
-      throw Error("score", location(file, line) + ": \"ids\" must be an array");
+      throw Error("score", line_location(file, line) + ": \"ids\" must be an array");
     for (const auto& v : j.at("ids")) {
       if (!v.is_number_integer())
-        throw Error("score", location(file, line) + ": \"ids\" must hold integers");
+        throw Error("score", line_location(file, line) + ": \"ids\" must hold integers");
       in.ids.push_back(v.get<int64_t>());
     }
   } else if (j.contains("text")) {
@@ -128,7 +128,7 @@ ScoreInput parse_line(const std::string& text, const fs::path& file, int64_t lin
     in.ids.insert(in.ids.end(), response.begin(), response.end());
   } else {
     throw Error("score",
-                location(file, line) + ": expected {\"text\": ...}, " +
+                line_location(file, line) + ": expected {\"text\": ...}, " +
                     (pairs ? "{\"prompt\": ..., \"chosen\": ..., \"rejected\": ...}, " : "") +
                     "{\"prompt\": ..., \"response\": ...} or {\"ids\": [...]}");
   }
@@ -148,12 +148,12 @@ RewardInput parse_reward_line(const std::string& text, const fs::path& file, int
   try {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
-    throw Error("score", location(file, line) + ": invalid JSON: " + e.what());
+    throw Error("score", line_location(file, line) + ": invalid JSON: " + e.what());
   }
-  if (!j.is_object()) throw Error("score", location(file, line) + ": expected a JSON object");
+  if (!j.is_object()) throw Error("score", line_location(file, line) + ": expected a JSON object");
   auto tokens = [&](const char* key) {
     if (!j.at(key).is_string())
-      throw Error("score", location(file, line) + ": \"" + key + "\" must be a string");
+      throw Error("score", line_location(file, line) + ": \"" + key + "\" must be a string");
     std::vector<int64_t> ids;
     for (auto id :
          encode_sft_field(tokenizer(), PromptTemplate::kPlain, key, j.at(key).get<std::string>()))
@@ -174,7 +174,7 @@ RewardInput parse_reward_line(const std::string& text, const fs::path& file, int
              (j.contains("prompt") && j.contains("response"))) {
     in.ids = parse_line(text, file, line, tokenizer, PromptTemplate::kPlain, /*pairs=*/false).ids;
   } else {
-    throw Error("score", location(file, line) +
+    throw Error("score", line_location(file, line) +
                              ": expected {\"prompt\", \"chosen\", \"rejected\"}, {\"text\"}, "
                              "{\"prompt\", \"response\"} or {\"ids\"}");
   }
@@ -186,18 +186,18 @@ void check_ids(const std::vector<int64_t>& ids, int64_t vocab, int64_t max_len,
                const fs::path& input, int64_t line) {
   const int64_t n = static_cast<int64_t>(ids.size());
   if (n > max_len)
-    throw Error("score", location(input, line) + ": " + std::to_string(n) +
+    throw Error("score", line_location(input, line) + ": " + std::to_string(n) +
                              " tokens exceed the model's n_positions " + std::to_string(max_len));
   for (auto id : ids)
     if (id < 0 || id >= vocab)
-      throw Error("score", location(input, line) + ": token id " + std::to_string(id) +
+      throw Error("score", line_location(input, line) + ": token id " + std::to_string(id) +
                                " outside the vocabulary [0, " + std::to_string(vocab) + ")");
 }
 
 // Rewards [K] of one unpadded sequence, as float64 values.
 std::vector<double> reward_of(RewardModel& model, const std::vector<int64_t>& ids,
                               const fs::path& input, int64_t line) {
-  if (ids.empty()) throw Error("score", location(input, line) + ": no tokens to score");
+  if (ids.empty()) throw Error("score", line_location(input, line) + ": no tokens to score");
   const auto scores = model->forward(at::tensor(ids, at::kLong).unsqueeze(0)).to(at::kDouble);
   const double* p = scores.data_ptr<double>();
   return std::vector<double>(p, p + scores.numel());

@@ -17,7 +17,7 @@
 namespace tailor {
 namespace {
 
-const char* kScope = "gpt2";
+const char* kGpt2Scope = "gpt2";
 
 // `transformer.h.<digits>.attn.bias` / `.attn.masked_bias`: causal-mask buffers in old checkpoints.
 bool is_attention_buffer(const std::string& name) {
@@ -102,7 +102,7 @@ at::Tensor GPT2MLPImpl::forward(const at::Tensor& x) {
   } else if (activation_ == "relu") {
     hidden = at::relu(hidden);
   } else {
-    throw Error(kScope, "activation_function: unsupported \"" + activation_ + "\"");
+    throw Error(kGpt2Scope, "activation_function: unsupported \"" + activation_ + "\"");
   }
   at::Tensor out = c_proj(hidden);
   if (resid_pdrop_ > 0.0) out = at::dropout(out, resid_pdrop_, is_training());
@@ -140,18 +140,18 @@ GPT2ModelImpl::GPT2ModelImpl(const GPT2Config& config) : config_(config) {
 at::Tensor GPT2ModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                   const at::Tensor& position_ids, KvCache* cache) {
   const int64_t P = cache ? cache->length() : 0;
-  check_lm_inputs(kScope, input_ids, attention_mask, position_ids, P, config_.vocab_size);
+  check_lm_inputs(kGpt2Scope, input_ids, attention_mask, position_ids, P, config_.vocab_size);
   const int64_t T = input_ids.size(1);
   if (P + T > config_.n_positions) {
-    throw Error(kScope, "sequence length " + std::to_string(P + T) + " exceeds n_positions " +
-                            std::to_string(config_.n_positions));
+    throw Error(kGpt2Scope, "sequence length " + std::to_string(P + T) + " exceeds n_positions " +
+                                std::to_string(config_.n_positions));
   }
   const at::Tensor ids = input_ids.to(at::kLong);
   at::Tensor positions = position_ids.defined() ? position_ids.to(at::kLong)
                                                 : default_position_ids(T, P, ids.device());
   if (positions.numel() > 0 && (positions.min().item<int64_t>() < 0 ||
                                 positions.max().item<int64_t>() >= config_.n_positions)) {
-    throw Error(kScope,
+    throw Error(kGpt2Scope,
                 "position_ids must lie in [0, " + std::to_string(config_.n_positions) + ")");
   }
   at::Tensor hidden = wte(ids) + wpe(positions);  // [B, T, C]

@@ -10,7 +10,7 @@
 namespace tailor {
 namespace {
 
-const char* kScope = "config";
+const char* kGpt2ConfigScope = "config";
 
 std::string describe(const nlohmann::json& value) {
   std::string text = value.dump();
@@ -18,7 +18,7 @@ std::string describe(const nlohmann::json& value) {
 }
 
 [[noreturn]] void fail(const std::string& source, const std::string& message) {
-  throw Error(kScope, source + ": " + message);
+  throw Error(kGpt2ConfigScope, source + ": " + message);
 }
 
 // Typed readers: a present key of the wrong type is an error naming the key; an absent key keeps
@@ -234,7 +234,7 @@ GPT2Config GPT2Config::preset(const std::string& name) {
     std::string known;
     for (const auto& entry : presets())
       known += (known.empty() ? "" : ", ") + entry.first;
-    throw Error(kScope, "unknown GPT-2 preset \"" + name + "\" (known: " + known + ")");
+    throw Error(kGpt2ConfigScope, "unknown GPT-2 preset \"" + name + "\" (known: " + known + ")");
   }
   return it->second();
 }

@@ -6,15 +6,16 @@
 namespace tailor {
 namespace {
 
-const char* kScope = "reward_model";
+const char* kRewardModelScope = "reward_model";
 
 }  // namespace
 
 RewardModelImpl::RewardModelImpl(CausalLM backbone_model, int64_t num_labels)
     : backbone(std::move(backbone_model)) {
-  if (!backbone) throw Error(kScope, "the backbone is null");
+  if (!backbone) throw Error(kRewardModelScope, "the backbone is null");
   if (num_labels < 1) {
-    throw Error(kScope, "num_labels must be at least 1, got " + std::to_string(num_labels));
+    throw Error(kRewardModelScope,
+                "num_labels must be at least 1, got " + std::to_string(num_labels));
   }
   const auto [name, base] = backbone->base_model();
   register_module(name, base);
@@ -58,9 +59,10 @@ at::Tensor RewardModelImpl::pooled(const at::Tensor& input_ids, const at::Tensor
     // position ids would then differ from an unpadded run.
     const at::Tensor count = real.sum(1);
     if (!count.eq(last + 1).logical_and(count.gt(0)).all().item<bool>()) {
-      throw Error(kScope, "attention_mask " + shape_string(attention_mask.sizes()) +
-                              ": every row needs at least one real token and right padding "
-                              "(1s then 0s)");
+      throw Error(kRewardModelScope,
+                  "attention_mask " + shape_string(attention_mask.sizes()) +
+                      ": every row needs at least one real token and right padding "
+                      "(1s then 0s)");
     }
   } else {
     last = at::full({B}, T - 1, hidden.options().dtype(at::kLong));

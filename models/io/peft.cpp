@@ -12,10 +12,10 @@
 namespace tailor {
 namespace {
 
-const char* kScope = "peft";
+const char* kPeftScope = "peft";
 
-[[noreturn]] void fail(const std::string& source, const std::string& message) {
-  throw Error(kScope, source + ": " + message);
+[[noreturn]] void peft_fail(const std::string& source, const std::string& message) {
+  throw Error(kPeftScope, source + ": " + message);
 }
 
 // Writes whole numbers as JSON integers (PEFT types r and lora_alpha as int).
@@ -55,59 +55,61 @@ nlohmann::json peft_adapter_config(const LoraConfig& config,
 }
 
 LoraConfig lora_config_from_peft(const nlohmann::json& json, const std::string& source) {
-  if (!json.is_object()) fail(source, "expected a JSON object");
+  if (!json.is_object()) peft_fail(source, "expected a JSON object");
   auto field = [&](const char* key) -> const nlohmann::json* {
     auto it = json.find(key);
     return it == json.end() || it->is_null() ? nullptr : &*it;
   };
   if (const auto* type = field("peft_type"); !type || *type != "LORA") {
-    fail(source, "peft_type: expected \"LORA\", got " + (type ? type->dump() : "nothing"));
+    peft_fail(source, "peft_type: expected \"LORA\", got " + (type ? type->dump() : "nothing"));
   }
   LoraConfig config;
   const auto* r = field("r");
-  if (!r || !r->is_number_integer()) fail(source, "r: expected an integer rank");
+  if (!r || !r->is_number_integer()) peft_fail(source, "r: expected an integer rank");
   config.rank = r->get<int64_t>();
   if (const auto* alpha = field("lora_alpha")) {
-    if (!alpha->is_number()) fail(source, "lora_alpha: expected a number, got " + alpha->dump());
+    if (!alpha->is_number())
+      peft_fail(source, "lora_alpha: expected a number, got " + alpha->dump());
     config.alpha = alpha->get<double>();
   } else {
     config.alpha = 8;  // PEFT's LoraConfig default
   }
   if (const auto* dropout = field("lora_dropout")) {
-    if (!dropout->is_number()) fail(source, "lora_dropout: expected a number");
+    if (!dropout->is_number()) peft_fail(source, "lora_dropout: expected a number");
     config.dropout = dropout->get<double>();
   }
   if (const auto* rslora = field("use_rslora")) {
-    if (!rslora->is_boolean()) fail(source, "use_rslora: expected true or false");
+    if (!rslora->is_boolean()) peft_fail(source, "use_rslora: expected true or false");
     config.rslora = rslora->get<bool>();
   }
   const auto* targets = field("target_modules");
-  if (!targets) fail(source, "target_modules: expected a list of module names");
+  if (!targets) peft_fail(source, "target_modules: expected a list of module names");
   if (targets->is_string()) {
-    fail(source, "target_modules: a regular expression (" + targets->dump() +
-                     ") is not supported; list the module names");
+    peft_fail(source, "target_modules: a regular expression (" + targets->dump() +
+                          ") is not supported; list the module names");
   }
-  if (!targets->is_array()) fail(source, "target_modules: expected a list of module names");
+  if (!targets->is_array()) peft_fail(source, "target_modules: expected a list of module names");
   for (const auto& target : *targets) {
-    if (!target.is_string()) fail(source, "target_modules: expected strings, got " + target.dump());
+    if (!target.is_string())
+      peft_fail(source, "target_modules: expected strings, got " + target.dump());
     config.targets.push_back(target.get<std::string>());
   }
   if (const auto* bias = field("bias"); bias && *bias != "none") {
-    fail(source, "bias: only \"none\" is supported, got " + bias->dump());
+    peft_fail(source, "bias: only \"none\" is supported, got " + bias->dump());
   }
   if (const auto* dora = field("use_dora"); dora && dora->is_boolean() && dora->get<bool>()) {
-    fail(source, "use_dora: DoRA adapters are not supported");
+    peft_fail(source, "use_dora: DoRA adapters are not supported");
   }
-  if (field("layers_to_transform")) fail(source, "layers_to_transform: not supported");
+  if (field("layers_to_transform")) peft_fail(source, "layers_to_transform: not supported");
   for (const char* key : {"rank_pattern", "alpha_pattern"}) {
     if (const auto* pattern = field(key); pattern && !pattern->empty()) {
-      fail(source, std::string(key) + ": per-module patterns are not supported");
+      peft_fail(source, std::string(key) + ": per-module patterns are not supported");
     }
   }
   try {
     config.validate();
   } catch (const Error& error) {
-    fail(source, error.what());
+    peft_fail(source, error.what());
   }
   return config;
 }
@@ -125,7 +127,7 @@ void load_peft_adapter_tensors(torch::nn::Module& model, const TensorMap& tensor
   if (!has_lora(model)) {
     apply_lora(model, config);
   } else if (lora_merged(model)) {
-    fail(source, "cannot load adapter tensors into a merged model; unmerge first");
+    peft_fail(source, "cannot load adapter tensors into a merged model; unmerge first");
   }
   auto parameters = lora_parameters(model);
   const std::string prefix = kPeftPrefix;
@@ -138,22 +140,22 @@ void load_peft_adapter_tensors(torch::nn::Module& model, const TensorMap& tensor
       unexpected.push_back(key);
       continue;
     }
-    if (matched.count(name)) fail(source, name + " is given twice");
+    if (matched.count(name)) peft_fail(source, name + " is given twice");
     if (!tensor.defined() || !at::isFloatingType(tensor.scalar_type())) {
-      fail(source, key + " must be a floating-point tensor");
+      peft_fail(source, key + " must be a floating-point tensor");
     }
     if (tensor.sizes() != parameter->sizes()) {
-      fail(source, key + " has shape " + shape_string(tensor.sizes()) + ", the model expects " +
-                       shape_string(parameter->sizes()));
+      peft_fail(source, key + " has shape " + shape_string(tensor.sizes()) +
+                            ", the model expects " + shape_string(parameter->sizes()));
     }
     matched.emplace(name, tensor);
   }
-  if (!unexpected.empty()) fail(source, "unexpected key(s) " + list_some(unexpected));
+  if (!unexpected.empty()) peft_fail(source, "unexpected key(s) " + list_some(unexpected));
   std::vector<std::string> missing;
   for (const auto& item : parameters) {
     if (!matched.count(item.key())) missing.push_back(prefix + item.key());
   }
-  if (!missing.empty()) fail(source, "missing key(s) " + list_some(missing));
+  if (!missing.empty()) peft_fail(source, "missing key(s) " + list_some(missing));
   torch::NoGradGuard no_grad;
   for (auto& item : parameters)
     item.value().copy_(matched.at(item.key()));

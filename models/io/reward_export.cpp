@@ -22,20 +22,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kScope = "reward_model";
+const char* kRewardExportScope = "reward_model";
 const char* kScoreKey = "score.weight";
 
 nlohmann::json read_json(const fs::path& path) {
-  if (!fs::exists(path)) throw Error(kScope, path.string() + ": file not found");
+  if (!fs::exists(path)) throw Error(kRewardExportScope, path.string() + ": file not found");
   try {
     return nlohmann::json::parse(read_file(path));
   } catch (const nlohmann::json::exception& e) {
-    throw Error(kScope, path.string() + ": invalid JSON: " + e.what());
+    throw Error(kRewardExportScope, path.string() + ": invalid JSON: " + e.what());
   }
 }
 
 // A module path matches a PEFT target equal to it or ending in "." + target (lora.h).
-bool path_matches(const std::string& path, const std::string& target) {
+bool export_path_matches(const std::string& path, const std::string& target) {
   return path == target || (path.size() > target.size() &&
                             path.compare(path.size() - target.size(), target.size(), target) == 0 &&
                             path[path.size() - target.size() - 1] == '.');
@@ -75,12 +75,12 @@ nlohmann::json classification_fields(const std::string& model_type, int64_t num_
 int64_t num_labels_of(const nlohmann::json& config, const fs::path& source) {
   if (auto it = config.find("id2label"); it != config.end() && !it->is_null()) {
     if (!it->is_object() || it->empty())
-      throw Error(kScope, source.string() + ": id2label: expected a non-empty object");
+      throw Error(kRewardExportScope, source.string() + ": id2label: expected a non-empty object");
     return static_cast<int64_t>(it->size());
   }
   if (auto it = config.find("num_labels"); it != config.end() && !it->is_null()) {
     if (!it->is_number_integer() || it->get<int64_t>() < 1)
-      throw Error(kScope,
+      throw Error(kRewardExportScope,
                   source.string() + ": num_labels: expected a positive integer, got " + it->dump());
     return it->get<int64_t>();
   }
@@ -97,12 +97,14 @@ void check_score_shape(const at::Tensor& weight, const RewardModel& model, const
                        const fs::path& file, const fs::path& config_file) {
   const std::vector<int64_t> expected{model->num_labels(), model->backbone->hidden_size()};
   if (weight.sizes() != at::IntArrayRef(expected)) {
-    throw Error(kScope, file.string() + ": " + key + " has shape " + shape_string(weight.sizes()) +
-                            ", expected " + shape_string(expected) +
-                            " ([num_labels, n_embd] from " + config_file.string() + ")");
+    throw Error(kRewardExportScope, file.string() + ": " + key + " has shape " +
+                                        shape_string(weight.sizes()) + ", expected " +
+                                        shape_string(expected) + " ([num_labels, n_embd] from " +
+                                        config_file.string() + ")");
   }
   if (!at::isFloatingType(weight.scalar_type()))
-    throw Error(kScope, file.string() + ": " + key + " must be a floating-point tensor");
+    throw Error(kRewardExportScope,
+                file.string() + ": " + key + " must be a floating-point tensor");
 }
 
 void write_adapter(const fs::path& dir, const RewardModel& model) {
@@ -126,7 +128,7 @@ void load_adapter(const fs::path& dir, RewardModel& model, const fs::path& confi
     head_saved = std::find(it->begin(), it->end(), "score") != it->end();
   }
   const fs::path weights = dir / "adapter_model.safetensors";
-  if (!fs::exists(weights)) throw Error(kScope, weights.string() + ": file not found");
+  if (!fs::exists(weights)) throw Error(kRewardExportScope, weights.string() + ": file not found");
   TensorMap tensors = safetensors::load(weights);
   // The head is a modules_to_save copy, not a LoRA factor: take it out before the LoRA load.
   at::Tensor head;
@@ -138,8 +140,8 @@ void load_adapter(const fs::path& dir, RewardModel& model, const fs::path& confi
     }
   }
   if (head_saved && !head.defined()) {
-    throw Error(kScope, weights.string() + ": modules_to_save lists \"score\" but " +
-                            std::string(kPeftPrefix) + kScoreKey + " is missing");
+    throw Error(kRewardExportScope, weights.string() + ": modules_to_save lists \"score\" but " +
+                                        std::string(kPeftPrefix) + kScoreKey + " is missing");
   }
   apply_reward_lora(model, config);
   load_peft_adapter_tensors(*model, tensors, config, weights.string());
@@ -184,7 +186,7 @@ LoraConfig lora_config_of(const torch::nn::Module& model) {
     for (int count = 1;; ++count) {
       const std::string target = suffix(path, count);
       const bool exact = std::all_of(linears.begin(), linears.end(), [&](const auto& other) {
-        return !path_matches(other.first, target) || wrapped.count(other.first) > 0;
+        return !export_path_matches(other.first, target) || wrapped.count(other.first) > 0;
       });
       if (exact || target == path) {
         if (std::find(config.targets.begin(), config.targets.end(), target) == config.targets.end())
@@ -242,9 +244,9 @@ RewardModel load_reward_model(const fs::path& dir, const fs::path& adapter_dir,
   const fs::path file = weights_file(dir);
   auto head = tensors.find(kScoreKey);
   if (head == tensors.end()) {
-    throw Error(kScope, file.string() + ": missing " + kScoreKey +
-                            " (the sequence-classification head); is this a causal-LM "
-                            "checkpoint?");
+    throw Error(kRewardExportScope, file.string() + ": missing " + kScoreKey +
+                                        " (the sequence-classification head); is this a causal-LM "
+                                        "checkpoint?");
   }
   check_score_shape(head->second, model, kScoreKey, file, config_path);
   {

@@ -17,7 +17,7 @@
 namespace tailor {
 namespace {
 
-const char* kScope = "mistral";
+const char* kMistralScope = "mistral";
 
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
@@ -85,7 +85,8 @@ std::string dtype_config_name(at::ScalarType dtype) {
     case at::kDouble:
       return "float64";
     default:
-      throw Error(kScope, std::string("no config.json torch_dtype for ") + c10::toString(dtype));
+      throw Error(kMistralScope,
+                  std::string("no config.json torch_dtype for ") + c10::toString(dtype));
   }
 }
 
@@ -181,18 +182,19 @@ MistralModelImpl::MistralModelImpl(const MistralConfig& config) : config_(config
 at::Tensor MistralModelImpl::forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                      const at::Tensor& position_ids, KvCache* cache) {
   if (input_ids.dim() != 2 || !at::isIntegralType(input_ids.scalar_type(), false)) {
-    throw Error(kScope, "input_ids must be an integer tensor [B, T], got " +
-                            std::string(c10::toString(input_ids.scalar_type())) + " " +
-                            shape_string(input_ids.sizes()));
+    throw Error(kMistralScope, "input_ids must be an integer tensor [B, T], got " +
+                                   std::string(c10::toString(input_ids.scalar_type())) + " " +
+                                   shape_string(input_ids.sizes()));
   }
   if (cache && cache->num_layers() != config_.num_hidden_layers) {
-    throw Error(kScope, "the KV cache has " + std::to_string(cache->num_layers()) +
-                            " layers, the model " + std::to_string(config_.num_hidden_layers));
+    throw Error(kMistralScope, "the KV cache has " + std::to_string(cache->num_layers()) +
+                                   " layers, the model " +
+                                   std::to_string(config_.num_hidden_layers));
   }
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t P = cache ? cache->length() : 0, S = P + T;  // P read once, before layer 0
   if (S > config_.max_position_embeddings) {
-    throw Error(kScope,
+    throw Error(kMistralScope,
                 "sequence length " + std::to_string(S) +
                     (P ? " (" + std::to_string(P) + " cached + " + std::to_string(T) + " new)"
                        : std::string()) +
@@ -204,21 +206,22 @@ at::Tensor MistralModelImpl::forward(const at::Tensor& input_ids, const at::Tens
     // A clear message instead of embedding's bare index error.
     const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
     if (lo < 0 || hi >= config_.vocab_size) {
-      throw Error(kScope, "token id " + std::to_string(lo < 0 ? lo : hi) +
-                              " is outside the vocabulary [0, " +
-                              std::to_string(config_.vocab_size) + ")");
+      throw Error(kMistralScope, "token id " + std::to_string(lo < 0 ? lo : hi) +
+                                     " is outside the vocabulary [0, " +
+                                     std::to_string(config_.vocab_size) + ")");
     }
   }
   at::Tensor positions;  // [B or 1, T]
   if (position_ids.defined()) {
     if (position_ids.sizes() != input_ids.sizes() &&
         position_ids.sizes() != at::IntArrayRef{1, T}) {
-      throw Error(kScope, "position_ids shape " + shape_string(position_ids.sizes()) +
-                              " does not match input_ids " + shape_string(input_ids.sizes()));
+      throw Error(kMistralScope, "position_ids shape " + shape_string(position_ids.sizes()) +
+                                     " does not match input_ids " +
+                                     shape_string(input_ids.sizes()));
     }
     positions = position_ids.to(ids.device(), at::kLong);
     if (positions.numel() > 0 && positions.min().item<int64_t>() < 0) {
-      throw Error(kScope, "position_ids must be >= 0");
+      throw Error(kMistralScope, "position_ids must be >= 0");
     }
   } else {
     positions = at::arange(P, S, ids.options()).unsqueeze(0);  // HF: cache_position
@@ -236,9 +239,9 @@ at::Tensor MistralModelImpl::forward(const at::Tensor& input_ids, const at::Tens
   blocked = blocked.view({1, 1, T, S});
   if (attention_mask.defined()) {
     if (attention_mask.dim() != 2 || attention_mask.size(0) != B || attention_mask.size(1) != S) {
-      throw Error(kScope, "attention_mask shape " + shape_string(attention_mask.sizes()) +
-                              " does not match [B, P + T] = [" + std::to_string(B) + ", " +
-                              std::to_string(S) + "]");
+      throw Error(kMistralScope, "attention_mask shape " + shape_string(attention_mask.sizes()) +
+                                     " does not match [B, P + T] = [" + std::to_string(B) + ", " +
+                                     std::to_string(S) + "]");
     }
     blocked = blocked.logical_or(attention_mask.to(ids.device()).eq(0).view({B, 1, 1, S}));
   }

@@ -10,15 +10,15 @@
 namespace tailor {
 namespace {
 
-const char* kScope = "config";
+const char* kMistralConfigScope = "config";
 
-std::string describe(const nlohmann::json& value) {
+std::string describe_value(const nlohmann::json& value) {
   std::string text = value.dump();
   return text.size() > 40 ? text.substr(0, 37) + "..." : text;
 }
 
-[[noreturn]] void fail(const std::string& source, const std::string& message) {
-  throw Error(kScope, source + ": " + message);
+[[noreturn]] void config_fail(const std::string& source, const std::string& message) {
+  throw Error(kMistralConfigScope, source + ": " + message);
 }
 
 // Typed readers: a present key of the wrong type is an error naming the key (`path`, which may be
@@ -28,7 +28,8 @@ void read_int(const nlohmann::json& json, const std::string& source, const std::
   if (!json.contains(key)) return;
   const auto& value = json.at(key);
   if (!value.is_number_integer()) {
-    fail(source, (path.empty() ? key : path) + ": expected an integer, got " + describe(value));
+    config_fail(source, (path.empty() ? key : path) + ": expected an integer, got " +
+                            describe_value(value));
   }
   out = value.get<int64_t>();
 }
@@ -51,7 +52,8 @@ void read_double(const nlohmann::json& json, const std::string& source, const st
   if (!json.contains(key)) return;
   const auto& value = json.at(key);
   if (!value.is_number()) {
-    fail(source, (path.empty() ? key : path) + ": expected a number, got " + describe(value));
+    config_fail(source,
+                (path.empty() ? key : path) + ": expected a number, got " + describe_value(value));
   }
   out = value.get<double>();
 }
@@ -60,7 +62,8 @@ void read_bool(const nlohmann::json& json, const std::string& source, const std:
                bool& out) {
   if (!json.contains(key)) return;
   const auto& value = json.at(key);
-  if (!value.is_boolean()) fail(source, key + ": expected true or false, got " + describe(value));
+  if (!value.is_boolean())
+    config_fail(source, key + ": expected true or false, got " + describe_value(value));
   out = value.get<bool>();
 }
 
@@ -68,7 +71,8 @@ void read_string(const nlohmann::json& json, const std::string& source, const st
                  std::string& out) {
   if (!json.contains(key)) return;
   const auto& value = json.at(key);
-  if (!value.is_string()) fail(source, key + ": expected a string, got " + describe(value));
+  if (!value.is_string())
+    config_fail(source, key + ": expected a string, got " + describe_value(value));
   out = value.get<std::string>();
 }
 
@@ -85,23 +89,26 @@ std::optional<double> read_rope_block(const nlohmann::json& json, const std::str
                                       const std::string& key) {
   if (!json.contains(key) || json.at(key).is_null()) return std::nullopt;
   const auto& block = json.at(key);
-  if (!block.is_object()) fail(source, key + ": expected an object, got " + describe(block));
+  if (!block.is_object())
+    config_fail(source, key + ": expected an object, got " + describe_value(block));
   for (const auto& item : block.items()) {
     if (item.value().is_object()) {
-      fail(source, key + "." + item.key() +
-                       ": per-layer-type RoPE parameters are not supported (tailor implements "
-                       "one default RoPE for every layer)");
+      config_fail(source,
+                  key + "." + item.key() +
+                      ": per-layer-type RoPE parameters are not supported (tailor implements "
+                      "one default RoPE for every layer)");
     }
   }
   for (const char* type_key : {"rope_type", "type"}) {
     if (!block.contains(type_key)) continue;
     const auto& type = block.at(type_key);
     if (!type.is_string()) {
-      fail(source, key + "." + type_key + ": expected a string, got " + describe(type));
+      config_fail(source,
+                  key + "." + type_key + ": expected a string, got " + describe_value(type));
     }
     if (type.get<std::string>() != "default") {
-      fail(source, key + "." + type_key + ": unsupported RoPE type " + describe(type) +
-                       " (tailor implements only \"default\", unscaled RoPE)");
+      config_fail(source, key + "." + type_key + ": unsupported RoPE type " + describe_value(type) +
+                              " (tailor implements only \"default\", unscaled RoPE)");
     }
   }
   if (!block.contains("rope_theta")) return std::nullopt;
@@ -110,7 +117,7 @@ std::optional<double> read_rope_block(const nlohmann::json& json, const std::str
   return theta;
 }
 
-const std::map<std::string, std::function<MistralConfig()>>& presets() {
+const std::map<std::string, std::function<MistralConfig()>>& mistral_presets() {
   static const std::map<std::string, std::function<MistralConfig()>> table = {
       {"mistral-7b", mistral_7b},
       {"mistral-tiny", mistral_tiny},
@@ -153,7 +160,8 @@ MistralConfig mistral_tiny() {
 
 void MistralConfig::validate(const std::string& source) const {
   auto positive = [&](const char* key, int64_t value) {
-    if (value <= 0) fail(source, std::string(key) + " (" + std::to_string(value) + ") must be > 0");
+    if (value <= 0)
+      config_fail(source, std::string(key) + " (" + std::to_string(value) + ") must be > 0");
   };
   positive("vocab_size", vocab_size);
   positive("hidden_size", hidden_size);
@@ -164,49 +172,54 @@ void MistralConfig::validate(const std::string& source) const {
   positive("max_position_embeddings", max_position_embeddings);
   if (head_dim) positive("head_dim", *head_dim);
   if (num_attention_heads % num_key_value_heads != 0) {
-    fail(source, "num_attention_heads (" + std::to_string(num_attention_heads) +
-                     ") must be divisible by num_key_value_heads (" +
-                     std::to_string(num_key_value_heads) + ")");
+    config_fail(source, "num_attention_heads (" + std::to_string(num_attention_heads) +
+                            ") must be divisible by num_key_value_heads (" +
+                            std::to_string(num_key_value_heads) + ")");
   }
   const int64_t D = attention_head_dim();
   if (D <= 0 || D % 2 != 0) {
     // rotate_half pairs dimension i with i + D/2, so D must be even.
-    fail(source, std::string(head_dim ? "head_dim" : "hidden_size / num_attention_heads") + " (" +
-                     std::to_string(D) + ") must be a positive even number for RoPE");
+    config_fail(source, std::string(head_dim ? "head_dim" : "hidden_size / num_attention_heads") +
+                            " (" + std::to_string(D) + ") must be a positive even number for RoPE");
   }
   if (hidden_act != "silu") {
-    fail(source, "hidden_act: unsupported \"" + hidden_act + "\" (tailor implements \"silu\")");
+    config_fail(source,
+                "hidden_act: unsupported \"" + hidden_act + "\" (tailor implements \"silu\")");
   }
   auto positive_real = [&](const char* key, double value) {
     if (!(value > 0) || !std::isfinite(value)) {
-      fail(source, std::string(key) + " (" + format_number(value) + ") must be a positive number");
+      config_fail(source,
+                  std::string(key) + " (" + format_number(value) + ") must be a positive number");
     }
   };
   positive_real("rms_norm_eps", rms_norm_eps);
   positive_real("rope_theta", rope_theta);
   if (!(initializer_range >= 0) || !std::isfinite(initializer_range)) {
-    fail(source, "initializer_range (" + format_number(initializer_range) + ") must be >= 0");
+    config_fail(source,
+                "initializer_range (" + format_number(initializer_range) + ") must be >= 0");
   }
   if (!(attention_dropout >= 0.0 && attention_dropout < 1.0)) {
-    fail(source, "attention_dropout (" + format_number(attention_dropout) + ") must be in [0, 1)");
+    config_fail(source,
+                "attention_dropout (" + format_number(attention_dropout) + ") must be in [0, 1)");
   }
   if (sliding_window) positive("sliding_window", *sliding_window);
   if (pad_token_id && (*pad_token_id < -vocab_size || *pad_token_id >= vocab_size)) {
     // It becomes nn.Embedding's padding_idx, which must index the table (negative from the end).
-    fail(source, "pad_token_id (" + std::to_string(*pad_token_id) + ") must lie in [-" +
-                     std::to_string(vocab_size) + ", " + std::to_string(vocab_size) + ")");
+    config_fail(source, "pad_token_id (" + std::to_string(*pad_token_id) + ") must lie in [-" +
+                            std::to_string(vocab_size) + ", " + std::to_string(vocab_size) + ")");
   }
   if (torch_dtype != "float32" && torch_dtype != "bfloat16" && torch_dtype != "float16" &&
       torch_dtype != "float64") {
-    fail(source, "torch_dtype: unsupported \"" + torch_dtype +
-                     "\" (expected \"float32\", \"bfloat16\", \"float16\" or \"float64\")");
+    config_fail(source, "torch_dtype: unsupported \"" + torch_dtype +
+                            "\" (expected \"float32\", \"bfloat16\", \"float16\" or \"float64\")");
   }
 }
 
 MistralConfig MistralConfig::from_json(const nlohmann::json& json, const std::string& source) {
-  if (!json.is_object()) fail(source, "expected a JSON object, got " + describe(json));
+  if (!json.is_object()) config_fail(source, "expected a JSON object, got " + describe_value(json));
   if (json.contains("model_type") && json.at("model_type") != "mistral") {
-    fail(source, "model_type: expected \"mistral\", got " + describe(json.at("model_type")));
+    config_fail(source,
+                "model_type: expected \"mistral\", got " + describe_value(json.at("model_type")));
   }
   MistralConfig config;
   read_int(json, source, "vocab_size", config.vocab_size);
@@ -238,9 +251,9 @@ MistralConfig MistralConfig::from_json(const nlohmann::json& json, const std::st
   const std::optional<double> nested_theta = read_rope_block(json, source, "rope_parameters");
   const std::optional<double> inner_theta = nested_theta ? nested_theta : scaling_theta;
   if (top_theta && inner_theta && *top_theta != *inner_theta) {
-    fail(source, "rope_theta (" + format_number(*top_theta) + ") disagrees with " +
-                     (nested_theta ? "rope_parameters" : "rope_scaling") + ".rope_theta (" +
-                     format_number(*inner_theta) + ")");
+    config_fail(source, "rope_theta (" + format_number(*top_theta) + ") disagrees with " +
+                            (nested_theta ? "rope_parameters" : "rope_scaling") + ".rope_theta (" +
+                            format_number(*inner_theta) + ")");
   }
   if (inner_theta) {
     config.rope_theta = *inner_theta;
@@ -298,19 +311,20 @@ nlohmann::json MistralConfig::to_json() const {
 }
 
 MistralConfig MistralConfig::preset(const std::string& name) {
-  auto it = presets().find(name);
-  if (it == presets().end()) {
+  auto it = mistral_presets().find(name);
+  if (it == mistral_presets().end()) {
     std::string known;
-    for (const auto& entry : presets())
+    for (const auto& entry : mistral_presets())
       known += (known.empty() ? "" : ", ") + entry.first;
-    throw Error(kScope, "unknown Mistral preset \"" + name + "\" (known: " + known + ")");
+    throw Error(kMistralConfigScope,
+                "unknown Mistral preset \"" + name + "\" (known: " + known + ")");
   }
   return it->second();
 }
 
 std::vector<std::string> MistralConfig::preset_names() {
   std::vector<std::string> names;
-  for (const auto& entry : presets())
+  for (const auto& entry : mistral_presets())
     names.push_back(entry.first);
   return names;
 }

@@ -11,7 +11,7 @@ namespace tailor {
 namespace {
 
 // Chunks bound the float64 temporary to 8 MB however large a tensor is (wte: 38.6M elements).
-constexpr int64_t kChunk = int64_t{1} << 20;
+constexpr int64_t kClipChunk = int64_t{1} << 20;
 
 }  // namespace
 
@@ -22,8 +22,8 @@ double grad_norm(const std::vector<at::Tensor>& params) {
     const at::Tensor& g = p.grad();
     if (!g.defined() || g.numel() == 0) continue;
     const at::Tensor flat = g.reshape({-1});
-    for (int64_t begin = 0; begin < flat.numel(); begin += kChunk) {
-      const at::Tensor chunk = flat.narrow(0, begin, std::min(kChunk, flat.numel() - begin));
+    for (int64_t begin = 0; begin < flat.numel(); begin += kClipChunk) {
+      const at::Tensor chunk = flat.narrow(0, begin, std::min(kClipChunk, flat.numel() - begin));
       const at::Tensor c64 = chunk.to(at::kDouble);
       at::Tensor sum_sq = at::dot(c64, c64);
       if (!total.defined()) {

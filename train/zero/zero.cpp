@@ -24,7 +24,7 @@ namespace tailor::dist {
 
 namespace {
 
-constexpr const char* kScope = "zero";
+constexpr const char* kZeroScope = "zero";
 
 // Calls back after a parameter's gradient accumulator has run, i.e. once .grad holds this
 // backward's full gradient (the hook c10d's DDP reducer uses too).
@@ -101,8 +101,8 @@ at::DataPtr map_buffer(size_t bytes) {
   if (p == nullptr) {
     p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-      throw Error(kScope, "cannot map " + std::to_string(bytes) +
-                              " bytes for a gathered block: " + std::strerror(errno));
+      throw Error(kZeroScope, "cannot map " + std::to_string(bytes) +
+                                  " bytes for a gathered block: " + std::strerror(errno));
   }
   return at::DataPtr(p, new std::pair<void*, size_t>(p, bytes), &unmap_buffer,
                      at::Device(at::kCPU));
@@ -219,8 +219,8 @@ struct ZeroEngine::Impl {
     for (int i : members) {
       const at::Tensor& p = params[i].param;
       if (p.scalar_type() != f.dtype)
-        throw Error(kScope, "parameters " + params[members.front()].name + " and " +
-                                params[i].name + " differ in dtype; ZeRO needs one dtype");
+        throw Error(kZeroScope, "parameters " + params[members.front()].name + " and " +
+                                    params[i].name + " differ in dtype; ZeRO needs one dtype");
       f.slots.push_back({i, f.numel, p.numel(), p.sizes().vec()});
       f.numel += p.numel();
     }
@@ -419,23 +419,24 @@ ZeroEngine::ZeroEngine(Communicator& comm, std::vector<ZeroParam> params,
     : impl_(std::make_unique<Impl>(comm, config)) {
   Impl& m = *impl_;
   if (config.stage < 0 || config.stage > 3)
-    throw Error(kScope, "zero stage must be 0, 1, 2 or 3, got " + std::to_string(config.stage));
+    throw Error(kZeroScope, "zero stage must be 0, 1, 2 or 3, got " + std::to_string(config.stage));
   m.rank = comm.rank();
   m.world = comm.world_size();
   m.params = std::move(params);
   for (const auto& p : m.params) {
-    if (!p.param.is_contiguous()) throw Error(kScope, "parameter " + p.name + " is not contiguous");
+    if (!p.param.is_contiguous())
+      throw Error(kZeroScope, "parameter " + p.name + " is not contiguous");
     if (p.deferred && config.stage != 3)
-      throw Error(kScope, "parameter " + p.name +
-                              " has no values yet; only stage 3 builds parameters from parts");
+      throw Error(kZeroScope, "parameter " + p.name +
+                                  " has no values yet; only stage 3 builds parameters from parts");
     m.deferred.push_back(p.deferred);
   }
   if (config.prefetch < 0)
-    throw Error(kScope, "prefetch must be >= 0, got " + std::to_string(config.prefetch));
+    throw Error(kZeroScope, "prefetch must be >= 0, got " + std::to_string(config.prefetch));
   if (config.stage == 3 && config.overlap && comm.device().is_cuda())
-    throw Error(kScope, "overlap runs collectives on a CPU communication thread (MPI); with " +
-                            comm.backend() + " on " + comm.device().str() +
-                            " they are already queued on the GPU stream: set overlap false");
+    throw Error(kZeroScope, "overlap runs collectives on a CPU communication thread (MPI); with " +
+                                comm.backend() + " on " + comm.device().str() +
+                                " they are already queued on the GPU stream: set overlap false");
   if (config.stage == 3 && config.overlap) m.comm_thread = std::make_unique<CommThread>();
 
   // Gradient accumulators record the parameter's shape when created, so they are made while
@@ -457,7 +458,7 @@ ZeroEngine::ZeroEngine(Communicator& comm, std::vector<ZeroParam> params,
         auto it = index.find(name);
         if (it == index.end()) continue;  // a name the caller chose not to manage
         if (!seen.insert(it->second).second)
-          throw Error(kScope, "parameter " + name + " is in two hook groups");
+          throw Error(kZeroScope, "parameter " + name + " is in two hook groups");
         (m.params[it->second].param.requires_grad() ? trainable : frozen).push_back(it->second);
       }
       Group group;
@@ -467,8 +468,8 @@ ZeroEngine::ZeroEngine(Communicator& comm, std::vector<ZeroParam> params,
     }
     for (size_t i = 0; i < m.params.size(); ++i)
       if (!seen.count(static_cast<int>(i)))
-        throw Error(kScope, "parameter " + m.params[i].name +
-                                " is in no hook group of the model; stage 3 cannot manage it");
+        throw Error(kZeroScope, "parameter " + m.params[i].name +
+                                    " is in no hook group of the model; stage 3 cannot manage it");
   } else {
     // Buckets of trainable parameters in model order, at most bucket_bytes each (one larger
     // parameter is a bucket of its own); frozen parameters in buckets of their own.
@@ -705,11 +706,12 @@ void ZeroEngine::load_checkpoint(const ShardedCheckpointReader& reader, bool inc
   at::NoGradGuard no_grad;
   const auto check = [&](const std::string& name, const std::vector<int64_t>& shape) {
     const TensorInfo* info = reader.find(name);
-    if (!info) throw Error(kScope, reader.dir().string() + ": checkpoint has no tensor " + name);
+    if (!info)
+      throw Error(kZeroScope, reader.dir().string() + ": checkpoint has no tensor " + name);
     if (info->shape != shape)
-      throw Error(kScope, reader.dir().string() + ": " + name + " has shape " +
-                              shape_string(info->shape) + " in the checkpoint but " +
-                              shape_string(shape) + " in the model");
+      throw Error(kZeroScope, reader.dir().string() + ": " + name + " has shape " +
+                                  shape_string(info->shape) + " in the checkpoint but " +
+                                  shape_string(shape) + " in the model");
   };
   m.step = reader.read("step").item<int64_t>();
   for (auto& f : m.flats) {
@@ -776,7 +778,7 @@ void ZeroEngine::set_overlap(bool overlap) {
 
 void ZeroEngine::fill_parameters(const std::function<void(const ParameterPart&)>& fill) {
   Impl& m = *impl_;
-  if (m.config.stage != 3) throw Error(kScope, "fill_parameters is for stage 3");
+  if (m.config.stage != 3) throw Error(kZeroScope, "fill_parameters is for stage 3");
   const auto where = m.param_slots();
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < m.params.size(); ++i) {
