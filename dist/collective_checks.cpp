@@ -1,5 +1,7 @@
 #include "dist/collective_checks.h"
 
+#include <cstdint>
+
 #include <c10/core/ScalarType.h>
 
 #include "common/error.h"
@@ -66,6 +68,14 @@ void check_scatter_gather(const std::string& collective, const at::Tensor& full,
                             std::to_string(world_size) + " x " + std::to_string(part.numel()) +
                             " (the " + part_role + "'s " + describe(part) + ")");
   }
+}
+
+bool overlaps(const at::Tensor& a, const at::Tensor& b) {
+  const auto a_begin = reinterpret_cast<uintptr_t>(a.data_ptr());
+  const auto b_begin = reinterpret_cast<uintptr_t>(b.data_ptr());
+  const auto a_end = a_begin + static_cast<uintptr_t>(a.numel() * a.element_size());
+  const auto b_end = b_begin + static_cast<uintptr_t>(b.numel() * b.element_size());
+  return a.numel() > 0 && b.numel() > 0 && a_begin < b_end && b_begin < a_end;
 }
 
 void check_root(const std::string& collective, int root, int world_size) {

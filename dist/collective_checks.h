@@ -27,6 +27,10 @@ void check_scatter_gather(const std::string& collective, const at::Tensor& full,
                           const std::string& full_role, const at::Tensor& part,
                           const std::string& part_role, int world_size);
 
+// Whether the two tensors' bytes intersect: a collective that reads one while writing the other
+// then needs a copy. Empty tensors overlap nothing.
+bool overlaps(const at::Tensor& a, const at::Tensor& b);
+
 // Throws unless 0 <= root < world_size.
 void check_root(const std::string& collective, int root, int world_size);
 

@@ -99,14 +99,6 @@ std::string operand(const at::Tensor& tensor) {
   return detail::dtype_name(tensor.scalar_type()) + " " + shape_string(tensor.sizes());
 }
 
-bool overlaps(const at::Tensor& a, const at::Tensor& b) {
-  const auto a_begin = reinterpret_cast<uintptr_t>(a.data_ptr());
-  const auto b_begin = reinterpret_cast<uintptr_t>(b.data_ptr());
-  const auto a_end = a_begin + static_cast<uintptr_t>(a.numel() * a.element_size());
-  const auto b_end = b_begin + static_cast<uintptr_t>(b.numel() * b.element_size());
-  return a.numel() > 0 && b.numel() > 0 && a_begin < b_end && b_begin < a_end;
-}
-
 }  // namespace
 
 namespace detail {
@@ -188,7 +180,7 @@ void MpiCommunicator::reduce_scatter_sum(const at::Tensor& input, at::Tensor& ou
   const int64_t n = output.numel();
   const int64_t size = input.element_size();
   // MPI forbids the receive buffer to alias the send buffer: sum into a temporary then.
-  at::Tensor target = overlaps(input, output) ? at::empty_like(output) : output;
+  at::Tensor target = detail::overlaps(input, output) ? at::empty_like(output) : output;
   const std::string what =
       "MPI_Reduce_scatter_block (" + name + " of " + detail::describe(input) + ")";
   if (n <= max_chunk_elements_) {
@@ -224,7 +216,7 @@ void MpiCommunicator::all_gather(const at::Tensor& input, at::Tensor& output) {
   // The input already sitting at this rank's block of the output is MPI_IN_PLACE; any other
   // overlap is copied out first (MPI forbids aliasing).
   const bool in_place = input.data_ptr() == bytes(output) + rank_ * n * size;
-  at::Tensor source = !in_place && overlaps(input, output) ? input.clone() : input;
+  at::Tensor source = !in_place && detail::overlaps(input, output) ? input.clone() : input;
   const std::string what = "MPI_Allgather (" + name + " into " + detail::describe(output) + ")";
   if (n <= max_chunk_elements_) {
     check_mpi(MPI_Allgather(in_place ? MPI_IN_PLACE : bytes(source), static_cast<int>(n), type,

@@ -78,14 +78,6 @@ std::string host_name() {
   return name;
 }
 
-bool overlaps(const at::Tensor& a, const at::Tensor& b) {
-  const auto a_begin = reinterpret_cast<uintptr_t>(a.data_ptr());
-  const auto b_begin = reinterpret_cast<uintptr_t>(b.data_ptr());
-  const auto a_end = a_begin + static_cast<uintptr_t>(a.numel() * a.element_size());
-  const auto b_end = b_begin + static_cast<uintptr_t>(b.numel() * b.element_size());
-  return a.numel() > 0 && b.numel() > 0 && a_begin < b_end && b_begin < a_end;
-}
-
 class NcclCommunicator final : public Communicator {
  public:
   explicit NcclCommunicator(Communicator& bootstrap)
@@ -175,7 +167,8 @@ class NcclCommunicator final : public Communicator {
     // through a temporary.
     const bool in_place = output.data_ptr() ==
                           static_cast<char*>(input.data_ptr()) + rank_ * n * input.element_size();
-    at::Tensor target = !in_place && overlaps(input, output) ? at::empty_like(output) : output;
+    at::Tensor target =
+        !in_place && detail::overlaps(input, output) ? at::empty_like(output) : output;
     check_nccl(ncclReduceScatter(input.data_ptr(), target.data_ptr(), static_cast<size_t>(n), type,
                                  ncclSum, comm_, stream()),
                "ncclReduceScatter (" + name + " of " + detail::describe(input) + ")");
@@ -193,7 +186,7 @@ class NcclCommunicator final : public Communicator {
     const int64_t n = input.numel();
     const bool in_place = input.data_ptr() ==
                           static_cast<char*>(output.data_ptr()) + rank_ * n * input.element_size();
-    at::Tensor source = !in_place && overlaps(input, output) ? input.clone() : input;
+    at::Tensor source = !in_place && detail::overlaps(input, output) ? input.clone() : input;
     check_nccl(ncclAllGather(source.data_ptr(), output.data_ptr(), static_cast<size_t>(n), type,
                              comm_, stream()),
                "ncclAllGather (" + name + " into " + detail::describe(output) + ")");
