@@ -4,8 +4,9 @@
 // {"prompt": text} (tokenized with the tokenizer in the model directory or --tokenizer, special
 // tokens in the text recognised and the tokenizer's own special tokens, e.g. Mistral's BOS,
 // added, as HF's tokenizer(text) does) or {"ids": [...]} (used as they are; no tokenizer needed).
-// Other keys are ignored; blank lines are skipped. Each prompt gives --num-return-sequences
-// output lines, in input order:
+// A text prompt may carry {"system": text}, a system text placed as --template places it (zephyr:
+// a <|system|> turn). Other keys are ignored; blank lines are skipped. Each prompt gives
+// --num-return-sequences output lines, in input order:
 //   {"prompt": <the text or ids as given>, "ids": [generated ids, EOS included when produced],
 //    "completion": <the ids decoded, special tokens (EOS) skipped; only with a tokenizer>,
 //    "finish_reason": "eos" | "length"}
@@ -89,9 +90,15 @@ Prompt parse_line(const std::string& text, const fs::path& file, int64_t line,
                                   "vocab.json + merges.txt) in " +
                                   tokenizer_dir.string() + "; or give {\"ids\": [...]}");
     }
-    p.ids = format == PromptTemplate::kPlain
+    std::string system;
+    if (j.contains("system")) {
+      if (!j["system"].is_string())
+        throw Error("generate", where + ": \"system\" must be a string");
+      system = j["system"].get<std::string>();
+    }
+    p.ids = format == PromptTemplate::kPlain && system.empty()
                 ? tokenizer->encode_hf(p.given.get<std::string>(), /*add_special_tokens=*/true)
-                : encode_prompt(*tokenizer, format, p.given.get<std::string>());
+                : encode_prompt(*tokenizer, format, p.given.get<std::string>(), system);
     for (int32_t id : p.ids)
       if (id >= vocab)
         throw Error("generate", where + ": the tokenizer gave id " + std::to_string(id) +
@@ -153,7 +160,8 @@ int generate_command(const std::vector<std::string>& args) {
   PromptTemplate prompt_template = PromptTemplate::kPlain;
   app.add_option("--template", prompt_template,
                  "how text prompts are wrapped, as the recipes' data.template: plain (default) | "
-                 "mistral_instruct (<s>[INST] prompt [/INST])")
+                 "mistral_instruct (<s>[INST] prompt [/INST]) | zephyr (<|user|> ... "
+                 "<|assistant|>)")
       ->transform(CLI::CheckedTransformer(enum_map(prompt_template_names())));
   if (auto code = parse_arguments(app, args)) return *code;
   config.validate();

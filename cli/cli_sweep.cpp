@@ -274,6 +274,64 @@ void elicit_rows(std::ostream& table, const SweepRecipe& recipe, std::vector<std
   }
 }
 
+// A chain recipe's table (seed 000's Table 2): one row per method (summary `table`, in its
+// order), one column per user, the win rate against the base in % as mean ± std over the seeds
+// that finished; then each chain's margin over the largest baseline (summary
+// `margin_over_baseline_n<N>`), in points.
+void chain_table(std::ostream& table, const SweepRecipe& recipe) {
+  const auto summaries = finished_summaries(recipe);
+  if (summaries.empty()) return;
+  std::vector<std::string> users, methods;
+  std::map<std::pair<std::string, std::string>, std::vector<double>> cells;  // (method, user)
+  std::map<std::string, bool> marked;  // method: its judge also labelled the training pairs
+  std::vector<double> wall;
+  for (const nlohmann::json* s : summaries) {
+    for (const auto& row : s->at("table")) {
+      const std::string method = row.at("method");
+      add_name(methods, method);
+      for (const auto& [user, rate] : row.at("win_rate").items()) {
+        add_name(users, user);
+        cells[{method, user}].push_back(100 * rate.get<double>());
+        if (row.contains("judge_picked_training_pairs") &&
+            row["judge_picked_training_pairs"].value(user, false))
+          marked[method] = true;
+      }
+    }
+    for (const auto& [key, margins] : s->items()) {
+      if (key.rfind("margin_over_", 0) != 0) continue;
+      for (const auto& [chain, by_user] : margins.items()) {
+        const std::string name = chain + " − " + key.substr(std::string("margin_over_").size());
+        add_name(methods, name);
+        for (const auto& [user, d] : by_user.items())
+          cells[{name, user}].push_back(100 * d.get<double>());
+      }
+    }
+    wall.push_back(s->at("wall_seconds").get<double>());
+  }
+  const size_t failed = recipe.runs.size() - summaries.size();
+  table << "| " << file_name(recipe.recipe) << ": method |";
+  for (const auto& user : users)
+    table << " " << user << " (% win vs base, mean ± std) |";
+  table << "\n|---|";
+  for (size_t i = 0; i < users.size(); ++i)
+    table << "---:|";
+  table << "\n";
+  for (const auto& method : methods) {
+    table << "| " << method << (marked.count(method) ? " *" : "") << " |";
+    for (const auto& user : users) {
+      const auto cell = cells.find({method, user});
+      table << " " << (cell == cells.end() ? std::string("–") : mean_std(stats_of(cell->second), 1))
+            << " |";
+    }
+    table << "\n";
+  }
+  table << "\n"
+        << of_seeds(summaries.size(), recipe.runs.size(), failed) << "; "
+        << fixed(stats_of(wall).mean, 0)
+        << " s per run. Judged by each user's oracle alone; * that oracle also labelled the "
+           "method's training pairs. A − row is a chain's margin over the baseline, in points.\n";
+}
+
 }  // namespace
 
 void check_sweep_summary(const std::string& stage, const nlohmann::json& summary) {
@@ -306,6 +364,19 @@ void check_sweep_summary(const std::string& stage, const nlohmann::json& summary
     }
     return;
   }
+  if (stage == "chain") {
+    bool ok = summary.contains("table") && summary["table"].is_array();
+    for (size_t i = 0; ok && i < summary["table"].size(); ++i) {
+      const auto& row = summary["table"][i];
+      ok = row.is_object() && row.contains("method") && row["method"].is_string() &&
+           row.contains("win_rate") && row["win_rate"].is_object();
+      if (!ok) break;
+      for (const auto& [user, rate] : row["win_rate"].items())
+        ok = ok && rate.is_number();
+    }
+    need("table", ok);
+    return;
+  }
   if (stage == "elicit") {
     need("questions", summary.contains("questions") && summary["questions"].is_array());
     need("users", summary.contains("users") && summary["users"].is_object());
@@ -329,7 +400,7 @@ void check_sweep_summary(const std::string& stage, const nlohmann::json& summary
 }
 
 std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
-  std::ostringstream reward, dpo, cross, elicit;
+  std::ostringstream reward, dpo, cross, elicit, chain;
   std::vector<std::string> ks;  // the elicit table's columns, in first-seen order
   for (const auto& recipe : recipes) {
     if (recipe.stage == "dpo") {
@@ -337,6 +408,9 @@ std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
       cross_user_table(cross, recipe);
     } else if (recipe.stage == "elicit") {
       elicit_rows(elicit, recipe, ks);
+    } else if (recipe.stage == "chain") {
+      if (!chain.str().empty()) chain << "\n";
+      chain_table(chain, recipe);
     } else {
       reward_row(reward, recipe);
     }
@@ -364,6 +438,10 @@ std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
     for (size_t i = 0; i < ks.size(); ++i)
       out += "---|";
     out += "---|---|\n" + elicit.str();
+  }
+  if (!chain.str().empty()) {
+    if (!out.empty()) out += "\n";
+    out += chain.str();
   }
   return out;
 }

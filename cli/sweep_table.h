@@ -11,6 +11,9 @@
 // - elicit recipes: one row per (recipe, user, selector), the unpersonalised model ("default",
 //   the mean of the reward model's heads) first: the held-out accuracy in % after each K of
 //   elicit.questions, mean ± std over the seeds that finished (seed 000's Table 1).
+// - chain recipes: per recipe, one row per method and one column per user (seed 000's Table 2):
+//   the win rate against the base in %, mean ± std over the seeds that finished, then each
+//   chain's margin over the largest baseline DPO in points.
 // Standard deviations are sample ones (n - 1; 0 for one run). Values a run does not have (a
 // user without a judge has no win rate) show as "–".
 #pragma once

@@ -30,7 +30,7 @@ void for_each_judge(const std::vector<std::string>& users, const OracleUsers& or
       throw Error("recipe", "user \"" + user + "\" has no judge: name it in users or reward_users");
     const std::string key = "reward_users." + user;
     RewardJudgeSpec spec = reward_judge_spec(rt->second, key);
-    const std::string dir = fs::weakly_canonical(spec.model).string();
+    const std::string dir = fs::weakly_canonical(reward_judge_model(spec, key)).string();
     auto group =
         std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.dir == dir; });
     if (group == groups.end()) group = groups.insert(groups.end(), Group{dir, {}, {}, {}});

@@ -37,8 +37,9 @@ const std::vector<Oracle>& oracles() {
          return levenshtein_similarity(prompt, c);
        }},
       {"simple_words", "train", "a higher share of common words", of_completion(common_word_ratio)},
-      {"shorter_length", "test", "fewer words",
-       of_completion([](const std::string& c) { return -static_cast<double>(words(c).size()); })},
+      {"shorter_length", "test", "fewer characters", of_completion([](const std::string& c) {
+         return -static_cast<double>(count_code_points(c));
+       })},
       {"lowercase", "test", "a higher share of lowercase letters", of_completion(lowercase_ratio)},
       {"adjectives", "test", "a higher share of adjectives and adverbs",
        of_completion(adjective_adverb_ratio)},

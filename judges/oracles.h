@@ -12,11 +12,14 @@
 //   shallow_dependency_tree  train  -max_dependency_depth(completion)
 //   prompt_similarity        train  levenshtein_similarity(prompt, completion)
 //   simple_words             train  common_word_ratio(completion)
-//   shorter_length           test   -words(completion).size()
+//   shorter_length           test   -count_code_points(completion)
 //   lowercase                test   lowercase_ratio(completion)
 //   adjectives               test   adjective_adverb_ratio(completion)
 //
-// Only prompt_similarity reads the prompt.
+// Only prompt_similarity reads the prompt. shorter_length counts characters as the 20 Questions
+// paper's Table 3 does: every code point of the completion as written, whitespace, newlines and
+// leading/trailing spaces included (an answer with trailing spaces is longer), so "abc def" (7)
+// beats "abcdefgh" (8) although it has more words.
 #pragma once
 
 #include <functional>

@@ -70,7 +70,8 @@ std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer
                                             const std::vector<std::string>& prompts,
                                             GenerationConfig config, int64_t count,
                                             int64_t first_prompt_index, int64_t batch_prompts,
-                                            std::vector<bool>* truncated) {
+                                            std::vector<bool>* truncated,
+                                            const std::string& system) {
   config.num_return_sequences = count;
   config.eos_token_id = tokenizer.eos_id();
   std::vector<std::string> out;
@@ -79,7 +80,7 @@ std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer
     const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_prompts));
     std::vector<std::vector<int32_t>> ids;
     for (size_t i = start; i < end; ++i)
-      ids.push_back(encode_prompt(tokenizer, prompt_template, prompts[i]));
+      ids.push_back(encode_prompt(tokenizer, prompt_template, prompts[i], system));
     config.first_prompt_index = first_prompt_index + static_cast<int64_t>(start);
     for (auto& seq : generate(model, ids, config)) {
       if (truncated) truncated->push_back(seq.finish_reason != FinishReason::kEos);

@@ -47,13 +47,15 @@ std::vector<std::vector<TextPair>> pick_pairs(
 // (config.seed, first_prompt_index + i, r) (models/generation/generate.h), so a caller that
 // splits its prompts over ranks gets the same samples as one process.
 // `truncated`, when given, receives one flag per sample: true when it stopped at
-// config.max_new_tokens instead of ending with EOS.
+// config.max_new_tokens instead of ending with EOS. `system`, when not empty, is a system text
+// every prompt carries (encode_prompt: the system-prompt baseline).
 std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer& tokenizer,
                                             PromptTemplate prompt_template,
                                             const std::vector<std::string>& prompts,
                                             GenerationConfig config, int64_t count,
                                             int64_t first_prompt_index, int64_t batch_prompts = 8,
-                                            std::vector<bool>* truncated = nullptr);
+                                            std::vector<bool>* truncated = nullptr,
+                                            const std::string& system = "");
 
 // JSONL lines {"user", "prompt", "chosen", "rejected"} (+ "chosen_truncated": true /
 // "rejected_truncated": true for responses cut at max_new_tokens), written atomically.

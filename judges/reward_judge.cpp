@@ -14,9 +14,11 @@
 #include "common/error.h"
 #include "data/store/jsonl_lines.h"
 #include "dist/communicator.h"
+#include "judges/user_profile.h"
 #include "models/core/lora.h"
 #include "models/heads/reward_model.h"
 #include "models/heads/vpl.h"
+#include "models/io/multi_reward_export.h"
 #include "models/io/pretrained.h"
 #include "models/io/reward_export.h"
 #include "models/io/vpl_export.h"
@@ -29,7 +31,7 @@ namespace tailor::judges {
 namespace fs = std::filesystem;
 namespace {
 
-const char* kKinds[] = {"bt", "vpl"};
+const char* kKinds[] = {"bt", "vpl", "profile"};
 
 std::string relative_hint() {
   return " (relative paths are relative to the working directory " + fs::current_path().string() +
@@ -55,6 +57,7 @@ struct LoadedExport {
   RewardModel bt{nullptr};  // Bradley–Terry
   CausalLM backbone;        // VPL: the trained backbone (with its LoRA adapter, if any)
   VplHeads heads{nullptr};  // VPL
+  std::optional<MultiRewardExport> multi;  // profile: the elicit run's multi-reward export
   int64_t max_positions = 0;
 };
 
@@ -117,7 +120,7 @@ std::shared_ptr<LoadedExport> load_export(const fs::path& dir, RewardExportKind 
   out->kind = kind;
   out->dir = dir;
   if (kind == RewardExportKind::kBradleyTerry) {
-    out->bt = load_reward_model(dir, {}, at::kFloat);  // as `tailor score --model DIR`
+    out->bt = load_reward_model(dir, {}, saved_dtype(dir));  // as `tailor score --model DIR`
     out->bt->eval();
     if (out->bt->num_labels() != 1)
       throw Error("recipe",
@@ -126,6 +129,10 @@ std::shared_ptr<LoadedExport> load_export(const fs::path& dir, RewardExportKind 
                       " outputs; a judge needs a one-output (Bradley-Terry) reward model");
     out->tokenizer = Tokenizer::from_dir(dir);
     out->max_positions = out->bt->backbone->max_positions();
+  } else if (kind == RewardExportKind::kProfile) {
+    out->multi = load_multi_reward_export(dir);
+    out->tokenizer = Tokenizer::from_dir(dir / "backbone");
+    out->max_positions = out->multi->backbone->max_positions();
   } else {
     auto [backbone, heads] = load_vpl_export(dir);
     out->backbone = backbone;
@@ -143,7 +150,9 @@ std::shared_ptr<LoadedExport> load_export(const fs::path& dir, RewardExportKind 
 struct RewardJudge::Impl {
   std::shared_ptr<LoadedExport> model;
   RewardJudgeOptions options;
-  at::Tensor z;  // VPL: [1, L], the posterior mean of the user's context
+  at::Tensor z;                        // VPL: [1, L], the posterior mean of the user's context
+  std::optional<UserProfile> profile;  // profile judges
+  fs::path profile_file;
   std::string description;
 };
 
@@ -163,6 +172,17 @@ std::vector<double> RewardJudge::latent() const {
 std::vector<double> RewardJudge::rewards(
     const std::vector<std::pair<std::string, std::string>>& items) {
   LoadedExport& m = *impl_->model;
+  if (m.kind == RewardExportKind::kProfile) {
+    // Every rank scores every text: profile_rewards batches the backbone itself, and the
+    // numbers are the same on every rank of one machine.
+    std::vector<std::string> prompts, completions;
+    for (const auto& [prompt, completion] : items) {
+      prompts.push_back(prompt);
+      completions.push_back(completion);
+    }
+    return profile_rewards(*m.multi, *m.tokenizer, *impl_->profile, impl_->profile_file, prompts,
+                           completions);
+  }
   // The distinct texts, in order of first appearance.
   std::map<std::pair<std::string, std::string>, size_t> index;
   std::vector<size_t> slot(items.size());
@@ -266,7 +286,7 @@ std::vector<Ranking> RewardJudge::rank(const std::vector<Candidates>& groups) {
 }
 
 const std::vector<std::string>& reward_judge_fields() {
-  static const std::vector<std::string> fields = {"model", "context", "context_encoder"};
+  static const std::vector<std::string> fields = {"model", "context", "context_encoder", "profile"};
   return fields;
 }
 
@@ -280,20 +300,59 @@ RewardJudgeSpec reward_judge_spec(const std::map<std::string, std::string>& fiel
       const std::string close = closest_match(field, known);
       throw Error("recipe", at + "." + field + ": unknown field" +
                                 (close.empty() ? "" : "; did you mean '" + close + "'?") +
-                                " (fields: model, context, context_encoder)");
+                                " (fields: model, context, context_encoder, profile)");
     }
     if (value.empty()) throw Error("recipe", at + "." + field + ": expected a non-empty path");
     (field == "model"     ? spec.model
      : field == "context" ? spec.context
+     : field == "profile" ? spec.profile
                           : spec.context_encoder) = value;
   }
-  if (spec.model.empty())
+  if (spec.model.empty() && spec.profile.empty())
     throw Error("recipe", at + ".model: missing: the directory of a tailor reward export (the "
-                               "reward stage's output_dir/export), e.g. {model: runs/rm/export}");
+                               "reward stage's output_dir/export), e.g. {model: runs/rm/export}, "
+                               "or a user's elicit profile, {profile: "
+                               "runs/elicit/users/alice/info_gain/profile.json}");
   return spec;
 }
 
+fs::path reward_judge_model(const RewardJudgeSpec& spec, const std::string& key) {
+  if (!spec.model.empty() || spec.profile.empty()) return spec.model;
+  if (!fs::is_regular_file(spec.profile))
+    throw Error("recipe",
+                key + ".profile: file not found: " + spec.profile.string() + relative_hint());
+  try {
+    return read_profile(spec.profile).reward_model;
+  } catch (const Error& e) {
+    throw Error("recipe", key + ".profile: " + e.what());
+  }
+}
+
+namespace {
+
+RewardExportKind check_profile_inputs(const RewardJudgeSpec& spec, const std::string& key) {
+  for (const auto& [field, path] :
+       {std::pair<const char*, const fs::path*>{"context", &spec.context},
+        {"context_encoder", &spec.context_encoder}})
+    if (!path->empty())
+      throw Error("recipe", key + "." + field +
+                                ": a profile is the user's whole preference; a context applies "
+                                "to VPL exports only");
+  const fs::path dir = reward_judge_model(spec, key);
+  const std::string field = spec.model.empty() ? "profile" : "model";
+  if (!is_multi_reward_dir(dir))
+    throw Error("recipe", key + "." + field + ": " + dir.string() +
+                              " is not an elicit run's multi-reward export (OUTPUT_DIR/export, "
+                              "with multi_reward_config.json)" +
+                              (spec.model.empty() ? " (the profile's reward_model)" : "") +
+                              relative_hint());
+  return RewardExportKind::kProfile;
+}
+
+}  // namespace
+
 RewardExportKind check_reward_judge_inputs(const RewardJudgeSpec& spec, const std::string& key) {
+  if (!spec.profile.empty()) return check_profile_inputs(spec, key);
   const fs::path& dir = spec.model;
   if (!fs::is_directory(dir))
     throw Error("recipe", key + ".model: directory not found: " + dir.string() + relative_hint());
@@ -354,13 +413,28 @@ std::vector<std::unique_ptr<RewardJudge>> make_reward_judges(
   for (size_t i = 0; i < specs.size(); ++i) {
     const RewardJudgeSpec& spec = specs[i];
     const RewardExportKind kind = check_reward_judge_inputs(spec, keys[i]);
-    auto& model = loaded[fs::weakly_canonical(spec.model).string()];
-    if (!model) model = load_export(spec.model, kind, keys[i]);
+    const fs::path dir = reward_judge_model(spec, keys[i]);
+    auto& model = loaded[fs::weakly_canonical(dir).string()];
+    if (!model) model = load_export(dir, kind, keys[i]);
+    if (model->kind != kind)
+      throw Error("recipe", keys[i] + ": " + dir.string() + " is loaded as a " +
+                                kKinds[static_cast<int>(model->kind)] + " export by another user");
     auto impl = std::make_unique<RewardJudge::Impl>();
     impl->model = model;
     impl->options = options;
     impl->description =
-        "reward model " + spec.model.string() + " (" + kKinds[static_cast<int>(kind)] + ")";
+        "reward model " + dir.string() + " (" + kKinds[static_cast<int>(kind)] + ")";
+    if (kind == RewardExportKind::kProfile) {
+      impl->profile = read_profile(spec.profile);
+      impl->profile_file = spec.profile;
+      if (impl->profile->reward_model_id != model->multi->id)
+        throw Error("recipe", keys[i] + ".profile: " + spec.profile.string() +
+                                  " was made with reward model " + impl->profile->reward_model_id +
+                                  ", not with " + dir.string() + " (id " + model->multi->id + ")");
+      impl->description = "profile " + spec.profile.string() + " (" + impl->profile->method + ", " +
+                          std::to_string(impl->profile->answers) + " answers) under " +
+                          dir.string();
+    }
     if (kind == RewardExportKind::kVpl) {
       // q(z | context): the user's answers embedded by the context encoder, as the reward stage
       // embeds its survey answers (chosen then rejected of each answer), encoded by the heads.

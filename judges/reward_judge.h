@@ -2,7 +2,13 @@
 // docs/reward_modeling.md), for the per-user DPO stage (recipe key reward_users):
 //
 //   bt   an HF *ForSequenceClassification directory with one output (reward.kind bt), loaded as
-//        `tailor score --model DIR` loads it (load_reward_model, float32). One reward for everyone.
+//        `tailor score --model DIR` loads it (load_reward_model), in the dtype it was saved in
+//        (saved_dtype: a bf16 export stays bf16, so a 7B judge takes 15 GB, not 29). One reward
+//        for everyone. VPL and profile judges load their backbones in float32: their heads were
+//        trained on float32 features.
+//   profile  a user's profile.json from the elicit stage (judges/user_profile.h): the reward is
+//        w . h(x, y) under the multi-reward export the profile names (or `model`, when the
+//        export has moved; its id must match the profile's). One profile is one user.
 //   vpl  export/backbone + vpl_heads.safetensors + vpl_config.json (reward.kind vae), loaded by
 //        load_vpl_export. The reward depends on the user: `context` is a JSONL of that user's
 //        answers {"prompt", "chosen", "rejected"} (other fields are ignored), embedded by VPL's
@@ -49,28 +55,35 @@ namespace tailor::judges {
 
 constexpr double kRewardTieTolerance = 1e-5;
 
-// One recipe entry of reward_users: {model: DIR, context: FILE, context_encoder: DIR}.
+// One recipe entry of reward_users: {model: DIR, context: FILE, context_encoder: DIR} or
+// {profile: FILE, model: DIR (optional)}.
 struct RewardJudgeSpec {
   std::filesystem::path model;            // the reward export directory
   std::filesystem::path context;          // VPL: the user's answers (JSONL)
   std::filesystem::path context_encoder;  // VPL, optional: the reward run's initial backbone
+  std::filesystem::path profile{};  // an elicit profile.json (last, so {model, context, ...} holds)
 };
 
-// The fields an entry may hold: model, context, context_encoder.
+// The fields an entry may hold: model, context, context_encoder, profile.
 const std::vector<std::string>& reward_judge_fields();
 
 // The spec of one entry; `key` names it in errors ("reward_users.dave"), after `where` when given
 // ("recipes/x.yaml:12"). Throws Error("recipe", "where: key.field: ...") for an unknown field
-// (with a suggestion), an empty value or a missing model.
+// (with a suggestion), an empty value, or neither model nor profile.
 RewardJudgeSpec reward_judge_spec(const std::map<std::string, std::string>& fields,
                                   const std::string& key, const std::string& where = "");
 
-enum class RewardExportKind { kBradleyTerry, kVpl };
+enum class RewardExportKind { kBradleyTerry, kVpl, kProfile };
+
+// The export an entry scores with: `model`, or for a profile without one, the reward model the
+// profile names (read from the profile file; Error("recipe") naming `key` when it cannot be).
+std::filesystem::path reward_judge_model(const RewardJudgeSpec& spec, const std::string& key);
 
 // Checks the entry's inputs on disk without loading weights, errors naming `key` and the field:
 // the model directory exists and is a reward export; a VPL export has a context file and a
 // context encoder (its LoRA base, or context_encoder: a directory with config.json); a
-// Bradley–Terry export takes no context or context_encoder.
+// Bradley–Terry export takes no context or context_encoder; a profile is readable and names a
+// multi-reward export (elicit's OUTPUT_DIR/export) that exists, and takes no context.
 RewardExportKind check_reward_judge_inputs(const RewardJudgeSpec& spec, const std::string& key);
 
 struct RewardJudgeOptions {

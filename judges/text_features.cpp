@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <sstream>
+#include <string_view>
 #include <unordered_set>
 
 #include <unicode/uchar.h>
 #include <unicode/utf8.h>
+
+#include "judges/pos_lexicon_data.h"
 
 namespace tailor::judges {
 namespace {
@@ -228,28 +231,6 @@ const char* const kCommonWords =
     "worked workers working works world worse worth would writ write writing written wrong wrote "
     "year years yes yet you young your yourself ";
 
-// Adjectives and adverbs without a telltale suffix (is_adjective_or_adverb).
-const char* const kCommonAdjectivesAdverbs =
-    "good bad new old big small great little long short high low large young few many much other "
-    "same different important best better worse worst last next early late hard easy real sure "
-    "free full true false right wrong whole clear able public private human local major simple "
-    "strong weak certain special happy sad nice fine hot cold warm cool dark bright red blue green "
-    "white black quick slow fast deep wide huge tiny rich poor main open ready common similar "
-    "recent current final modern popular own "
-    "very too also often always never sometimes usually just still quite rather almost already "
-    "soon now then here there again even ever well yet perhaps maybe not instead together away "
-    "once twice later today tomorrow yesterday thus hence however therefore moreover furthermore "
-    "anyway everywhere somewhere nowhere indeed else enough only";
-
-// Nouns and verbs that end like adjectives or adverbs.
-const char* const kSuffixExceptions =
-    "family reply supply apply italy ally rely belly jelly bully lily assembly butterfly anomaly "
-    "monopoly comply multiply imply july rally "
-    "handful mouthful spoonful unless "
-    "drive arrive archive survive receive perceive deceive conceive derive deprive revive thrive "
-    "strive forgive olive motive "
-    "enable disable vegetable timetable constable syllable parable";
-
 const char* const kSubordinators =
     "that which who whom whose whether if unless because although though while whereas since "
     "until when whenever where wherever";
@@ -265,14 +246,6 @@ const WordSet& common_words() {
   static const auto* set = new WordSet(make_set(kCommonWords));
   return *set;
 }
-const WordSet& adjectives_adverbs() {
-  static const auto* set = new WordSet(make_set(kCommonAdjectivesAdverbs));
-  return *set;
-}
-const WordSet& suffix_exceptions() {
-  static const auto* set = new WordSet(make_set(kSuffixExceptions));
-  return *set;
-}
 const WordSet& subordinators() {
   static const auto* set = new WordSet(make_set(kSubordinators));
   return *set;
@@ -280,6 +253,35 @@ const WordSet& subordinators() {
 const WordSet& prepositions() {
   static const auto* set = new WordSet(make_set(kPrepositions));
   return *set;
+}
+
+// Whether `word` is in one of the generated lists of judges/pos_lexicon_data.h (sorted).
+bool in_pos_lexicon(const char* const* list, size_t size, std::string_view word) {
+  return std::binary_search(list, list + size, word,
+                            [](std::string_view a, std::string_view b) { return a < b; });
+}
+
+bool in_adjectives_adverbs(std::string_view word) {
+  return in_pos_lexicon(detail::kAdjectivesAdverbs, detail::kAdjectivesAdverbsCount, word);
+}
+
+// The base forms an -er/-est comparative or superlative may come from; the same rule
+// tools/gen_pos_lexicon.py uses to find the words that must not take this path
+// (detail::kNotComparatives). A stem of one letter is too short to tell ("her" is not "h" + er).
+std::vector<std::string> pos_comparative_bases(const std::string& word) {
+  std::vector<std::string> out;
+  for (const std::string suffix : {"est", "er"}) {
+    if (!ends_with(word, suffix) || word.size() < suffix.size() + 2) continue;
+    const std::string stem = word.substr(0, word.size() - suffix.size());
+    out.push_back(stem);        // smaller -> small
+    out.push_back(stem + "e");  // nicer -> nice
+    const char last = stem.back();
+    if (last == 'i') out.push_back(stem.substr(0, stem.size() - 1) + "y");  // happier -> happy
+    const bool doubled = stem.size() >= 3 && stem[stem.size() - 2] == last;
+    if (doubled && std::string_view("aeiou").find(last) == std::string_view::npos)
+      out.push_back(stem.substr(0, stem.size() - 1));  // biggest -> big
+  }
+  return out;
 }
 
 template <typename F>
@@ -432,16 +434,10 @@ double lowercase_ratio(const std::string& text) {
 
 bool is_adjective_or_adverb(const std::string& word) {
   const std::string w = lookup_form(word);
-  if (adjectives_adverbs().count(w)) return true;
-  if (suffix_exceptions().count(w)) return false;
-  struct Suffix {
-    const char* text;
-    size_t min_length;
-  };
-  static const Suffix kSuffixes[] = {{"ly", 5},   {"ful", 5},  {"ous", 5},  {"ive", 5},
-                                     {"less", 6}, {"able", 6}, {"ible", 6}, {"ical", 6}};
-  for (const auto& s : kSuffixes)
-    if (w.size() >= s.min_length && ends_with(w, s.text)) return true;
+  if (in_adjectives_adverbs(w)) return true;
+  if (in_pos_lexicon(detail::kNotComparatives, detail::kNotComparativesCount, w)) return false;
+  for (const auto& base : pos_comparative_bases(w))
+    if (in_adjectives_adverbs(base)) return true;
   return false;
 }
 

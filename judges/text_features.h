@@ -63,12 +63,16 @@ double common_word_ratio(const std::string& text);  // common words / words; 0 w
 // Letters (Unicode L*, u_isalpha) that are lowercase (Ll, u_islower) / letters; 0 without letters.
 double lowercase_ratio(const std::string& text);
 
-// Adjective-or-adverb guess for one word (lookup_form), a rule set instead of a tagger:
-// - a closed list of common adjectives and adverbs that carry no telltale suffix (good, new,
-//   very, not, often, ...: kCommonAdjectivesAdverbs in text_features.cpp);
-// - otherwise a suffix: "ly" (>= 5 letters: quickly, really, early), "ful" (>= 5), "ous" (>= 5),
-//   "ive" (>= 5), "less" (>= 6), "able" (>= 6), "ible" (>= 6), "ical" (>= 6), minus a short list
-//   of nouns and verbs with those endings (family, apply, drive, receive, enable, unless, ...).
+// Whether one word is an adjective or adverb by WordNet 3.0, out of context (no tagger: a word
+// mostly used as a noun, like "green", never counts). Its lookup_form is looked up in a lexicon
+// built into tailor (judges/pos_lexicon_data.h; source and rule in assets/lexicons/README.md): the
+// WordNet words whose dominant part of speech is adjective or adverb, each part of speech ranked
+// by (senses tagged in SemCor, senses) and a tie going to noun/verb. A word not there may be a
+// comparative or superlative: ending in "er" or "est" with a stem of 2+ letters, it counts when
+// the stem, the stem + "e", the stem with a final "i" as "y" or the stem with a doubled final
+// consonant undoubled is in the lexicon (smaller, nicer, happier, biggest), unless WordNet lists
+// the word itself as a noun or verb seen in SemCor (number is not numb + er; lower, cooler).
+// Words outside WordNet (the, and, this) are neither.
 bool is_adjective_or_adverb(const std::string& word);
 double adjective_adverb_ratio(const std::string& text);  // such words / words; 0 without words
 

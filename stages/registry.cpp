@@ -1,7 +1,13 @@
 #include "stages/registry.h"
 
+#include <iomanip>
+#include <iostream>
+
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "dist/collective_watchdog.h"
+#include "stages/chain/chain_recipe.h"
+#include "stages/chain/chain_stage.h"
 #include "stages/dpo/dpo_recipe.h"
 #include "stages/dpo/dpo_stage.h"
 #include "stages/elicit/elicit_recipe.h"
@@ -9,6 +15,8 @@
 #include "stages/reward/reward_recipe.h"
 #include "stages/reward/reward_stage.h"
 #include "stages/sft/sft_stage.h"
+#include "train/loop/metrics.h"
+#include "train/recipe/sections.h"
 
 namespace tailor {
 namespace {
@@ -18,6 +26,32 @@ std::string stage_names() {
   for (const auto& s : stages())
     names += (names.empty() ? "" : ", ") + s.name;
   return names;
+}
+
+}  // namespace
+
+namespace {
+
+// One step of a chain recipe: the recipe file with the overrides, as `tailor run` runs it (resolve,
+// check the inputs, save the resolved recipe in its output_dir, run), in this process.
+void run_chain_step(const std::string& step, const std::filesystem::path& file,
+                    const std::vector<std::string>& overrides) {
+  const std::string text = read_file(file);
+  const Stage& stage = recipe_stage(text, file.string(), overrides);
+  const ResolvedConfig config = stage.resolve(text, file.string(), overrides);
+  stage.check_inputs(config);
+  if (!stage.run) throw Error("chain", "stage '" + stage.name + "' is not available in this build");
+  const std::filesystem::path out = config.get<std::string>("output_dir");
+  std::cout << "[chain] " << step << ": tailor run " << file.string();
+  for (const auto& o : overrides)
+    std::cout << " '" << o << "'";
+  std::cout << "\n" << std::flush;
+  write_resolved_recipe(config, out);
+  const double t0 = steady_clock_seconds();
+  stage.run(config);
+  std::cout << "[chain] " << step << " done in " << std::fixed << std::setprecision(1)
+            << steady_clock_seconds() - t0 << " s -> " << out.string() << "\n"
+            << std::flush;
 }
 
 }  // namespace
@@ -52,6 +86,11 @@ const std::vector<Stage>& stages() {
           "elicit", "learn new users' preferences from a few answers: 20 Questions",
           elicit_recipe_schema(), resolve_elicit_recipe, elicit_recipe_from_config,
           check_elicit_inputs, [](const ElicitRecipe& recipe) { run_elicit_stage(recipe); },
+          /*data_parallel=*/false),
+      make_stage<ChainRecipe>(
+          "chain", "elicit -> reward -> per-user DPO for new users, with the seed's baselines",
+          chain_recipe_schema(), resolve_chain_recipe, chain_recipe_from_config, check_chain_inputs,
+          [](const ChainRecipe& recipe) { run_chain_stage(recipe, run_chain_step); },
           /*data_parallel=*/false),
   };
   return table;

@@ -12,11 +12,14 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
 #include "dist/communicator.h"
 #include "jsonl_test_support.h"
+#include "models/io/pretrained.h"
 #include "models/io/safetensors.h"
+#include "models/registry.h"
 #include "stages/dpo/dpo_recipe.h"
 #include "stages/dpo/dpo_stage.h"
 
@@ -105,6 +108,30 @@ inline std::vector<nlohmann::json> without_timing(std::vector<nlohmann::json> re
     for (const char* key : {"time", "tokens_per_s", "peak_rss_mib", "peak_rss_mib_max_rank"})
       r.erase(key);
   return records;
+}
+
+// A gpt2-tiny base (random weights) that ends its answers early, for tests that need valid
+// answers: a random base almost never samples EOS, so every answer would be cut off at
+// max_new_tokens. The final layer norm adds a bias b with |b| = 10 and the EOS embedding row
+// (tied to the output layer) is c b / |b|^2, so the EOS logit is about c at every position while
+// the other 50256 stay near 0 (b . w ~ N(0, 0.2^2)). Measured with c = 9 (the default), 80
+// samples of 10 tokens at most: 29% end at once (empty), 20% reach the limit, 51% end with EOS
+// after saying something (c = 8.5: 22%, 40%; c = 9.8: 47%, 6%).
+inline std::filesystem::path eos_prone_base(const std::filesystem::path& dir,
+                                            double eos_logit = 9.0) {
+  torch::manual_seed(11);  // the same base in every run
+  CausalLM model = causal_lm_from_config(preset_config("gpt2-tiny"), "gpt2-tiny", true);
+  {
+    torch::NoGradGuard no_grad;
+    auto params = model->named_parameters();
+    at::Tensor bias = params["transformer.ln_f.bias"];
+    const at::Tensor b = at::randn(bias.sizes(), at::TensorOptions().dtype(at::kDouble));
+    const at::Tensor scaled = b * (10.0 / b.norm().item<double>());
+    bias.copy_(scaled);
+    params["transformer.wte.weight"][50256].copy_(scaled * (eos_logit / 100.0));
+  }
+  save_pretrained(dir, *model);
+  return dir;
 }
 
 // One user's exported PEFT adapter tensors.

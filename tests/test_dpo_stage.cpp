@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <tuple>
 
 #include <torch/torch.h>
 
@@ -34,6 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::dpo_test_recipe;
 using testing::dpo_user_pairs;
+using testing::eos_prone_base;
 using testing::exported_adapter;
 using testing::read_jsonl;
 using testing::run_dpo_in_process;
@@ -369,6 +371,13 @@ TEST(DpoStage, GeneratedPairsFollowTheOraclesAndWinRatesRecount) {
     std::map<std::string, std::map<std::string, double>> by_judge;  // adapter -> judge -> wins
     double wins = 0, ties = 0, losses = 0;
     for (const auto& s : samples) {
+      // An answer cut at max_new_tokens never wins (two such answers tie).
+      const bool adapter_bad = s.contains("invalid") && s["invalid"].contains(user);
+      const bool base_bad = s.contains("base_invalid");
+      if (adapter_bad || base_bad) {
+        (adapter_bad && base_bad ? ties : adapter_bad ? losses : wins) += 1;
+        continue;
+      }
       const double a = sign * shorter.score(s["prompt"], s["users"][user]);
       const double b = sign * shorter.score(s["prompt"], s["base"]);
       (a > b + 1e-9 ? wins : (b > a + 1e-9 ? losses : ties)) += 1;
@@ -386,6 +395,187 @@ TEST(DpoStage, GeneratedPairsFollowTheOraclesAndWinRatesRecount) {
     EXPECT_DOUBLE_EQ(
         cross["win_rate"][i][i].get<double>(),
         summary["win_rate"][cross["adapters"][i].get<std::string>()]["rate"].get<double>());
+  fs::remove_all(dir);
+}
+
+// Code points of UTF-8 text, counted here (the bytes that do not continue a sequence), for
+// recounting shorter_length's verdicts without the production oracle.
+int64_t dpo_test_code_points(const std::string& text) {
+  int64_t n = 0;
+  for (unsigned char c : text)
+    n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+// eval_users judge the win rates and nothing else: two runs that differ only in eval_users train
+// identical adapters, and their win rates differ; each number says which judge gave it and
+// whether that judge also picked the training pairs. The rates are recounted here from
+// eval_samples.jsonl with a character count written in this test.
+TEST(DpoStage, EvalUsersChangeTheWinRatesAndNotTheTraining) {
+  const fs::path dir = test::fresh_process_dir("dpo_stage_eval_users");
+  const fs::path base = eos_prone_base(dir / "base");
+  {
+    std::ofstream prompts(dir / "prompts.jsonl");
+    for (int i = 0; i < 12; ++i)
+      prompts
+          << nlohmann::json({{"prompt", "Tell me about animal " + std::to_string(i) + "."}}).dump()
+          << "\n";
+  }
+  const auto run = [&](const std::string& name, const std::string& eval_users) {
+    std::vector<std::string> overrides = {"model.init=pretrained",
+                                          "model.path=" + base.string(),
+                                          "data.source=generated",
+                                          "data.eval_fraction=0.34",
+                                          "users={brief: {shorter_length: 1.0}}",
+                                          "generate.completions=4",
+                                          "generate.max_new_tokens=10",
+                                          "eval.completions=6",
+                                          "eval.max_new_tokens=10",
+                                          "eval.prompts=0",
+                                          "train.max_steps=2"};
+    if (!eval_users.empty()) overrides.push_back("eval_users=" + eval_users);
+    run_dpo_in_process(dpo_test_recipe(dir / "prompts.jsonl", dir / name, overrides));
+    return nlohmann::json::parse(read_file(dir / name / "summary.json"));
+  };
+  const auto own = run("own", "");
+  const auto same = run("same", "{brief: {shorter_length: 1.0}}");
+  const auto opposite = run("opposite", "{brief: {shorter_length: -1.0}}");
+
+  const TensorMap a = exported_adapter(dir / "same", "brief");
+  const TensorMap b = exported_adapter(dir / "opposite", "brief");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a)
+    EXPECT_TRUE(at::equal(t, b.at(name))) << name;
+
+  EXPECT_EQ(own["judges"]["eval_source"], "training judges");
+  EXPECT_EQ(same["judges"]["eval_source"], "eval_users");
+  EXPECT_TRUE(own["win_rate"]["brief"]["judge_picked_training_pairs"].get<bool>());
+  EXPECT_TRUE(same["win_rate"]["brief"]["judge_picked_training_pairs"].get<bool>());
+  EXPECT_FALSE(opposite["win_rate"]["brief"]["judge_picked_training_pairs"].get<bool>());
+  EXPECT_EQ(opposite["win_rate"]["brief"]["judge_description"], "oracles {shorter_length: -1}");
+  EXPECT_DOUBLE_EQ(own["win_rate"]["brief"]["rate"].get<double>(),
+                   same["win_rate"]["brief"]["rate"].get<double>());
+
+  // Recount: invalid answers (empty, cut off) never win; otherwise fewer code points wins (brief)
+  // or loses (the opposite judge); equal lengths tie.
+  const auto samples = read_jsonl(dir / "same" / "eval_samples.jsonl");
+  double valid_pairs = 0;
+  for (const auto& [name, summary, sign] :
+       {std::tuple<const char*, const nlohmann::json*, int>{"same", &same, 1},
+        {"opposite", &opposite, -1}}) {
+    double wins = 0, ties = 0, losses = 0;
+    for (const auto& line : samples) {
+      const std::string adapter = line["users"]["brief"], base_text = line["base"];
+      const bool adapter_bad = line.contains("invalid"), base_bad = line.contains("base_invalid");
+      // An answer without any non-space character is invalid whatever the flags say.
+      if (adapter.find_first_not_of(" \n\t") == std::string::npos) {
+        EXPECT_TRUE(adapter_bad);
+      }
+      if (adapter_bad || base_bad) {
+        (adapter_bad && base_bad ? ties : adapter_bad ? losses : wins) += 1;
+        continue;
+      }
+      valid_pairs += sign > 0;
+      const int64_t d =
+          sign * (dpo_test_code_points(base_text) - dpo_test_code_points(adapter));  // > 0: win
+      (d > 0 ? wins : d < 0 ? losses : ties) += 1;
+    }
+    const double rate = (wins + ties / 2) / (wins + ties + losses);
+    EXPECT_NEAR((*summary)["win_rate"]["brief"]["rate"].get<double>(), rate, 1e-12) << name;
+  }
+  // The base of this test answers validly often enough for the judges to matter.
+  EXPECT_GE(valid_pairs, 4) << "too few valid answers to compare judges";
+
+  // An independent recount: `tailor generate` samples the held-out prompts from the base and
+  // from the exported adapter (the eval's sampling settings), and a scorer written here judges
+  // them: an answer that is empty or stopped at the length never wins, else fewer code points.
+  {
+    std::vector<std::string> held_out;
+    for (const auto& line : samples)
+      if (held_out.empty() || held_out.back() != line["prompt"]) held_out.push_back(line["prompt"]);
+    std::ofstream prompts(dir / "held_out.jsonl");
+    for (const auto& p : held_out)
+      prompts << nlohmann::json({{"prompt", p}}).dump() << "\n";
+    prompts.close();
+    const auto generate = [&](const std::string& adapter, const fs::path& out) {
+      const std::string command =
+          std::string(TAILOR_BINARY) + " generate --model " + base.string() +
+          (adapter.empty() ? "" : " --adapter " + adapter) +
+          " --tokenizer " TAILOR_SOURCE_DIR "/assets/tokenizers/gpt2 --input " +
+          (dir / "held_out.jsonl").string() + " --output " + out.string() +
+          " --temperature 1 --top-k 0 --top-p 1 --seed 1 --num-return-sequences 6"
+          " --max-new-tokens 10 2>/dev/null";
+      ASSERT_EQ(std::system(command.c_str()), 0) << command;
+    };
+    generate("", dir / "base_samples.jsonl");
+    generate((dir / "same" / "export" / "users" / "brief").string(), dir / "adapter_samples.jsonl");
+    const auto base_lines = read_jsonl(dir / "base_samples.jsonl");
+    const auto adapter_lines = read_jsonl(dir / "adapter_samples.jsonl");
+    ASSERT_EQ(base_lines.size(), adapter_lines.size());
+    ASSERT_EQ(base_lines.size(), held_out.size() * 6);
+    const auto invalid = [](const nlohmann::json& line) {
+      const std::string text = line["completion"];
+      return line["finish_reason"] != "eos" ||
+             text.find_first_not_of(" \n\t\r") == std::string::npos;
+    };
+    double wins = 0, ties = 0, losses = 0;
+    for (size_t i = 0; i < base_lines.size(); ++i) {
+      const bool a_bad = invalid(adapter_lines[i]), b_bad = invalid(base_lines[i]);
+      if (a_bad || b_bad) {
+        (a_bad && b_bad ? ties : a_bad ? losses : wins) += 1;
+        continue;
+      }
+      const int64_t d = dpo_test_code_points(base_lines[i]["completion"]) -
+                        dpo_test_code_points(adapter_lines[i]["completion"]);
+      (d > 0 ? wins : d < 0 ? losses : ties) += 1;
+    }
+    EXPECT_NEAR((wins + ties / 2) / (wins + ties + losses),
+                same["win_rate"]["brief"]["rate"].get<double>(), 0.03);
+  }
+  EXPECT_NE(same["win_rate"]["brief"]["rate"].get<double>(),
+            opposite["win_rate"]["brief"]["rate"].get<double>());
+  fs::remove_all(dir);
+}
+
+// The gaming the invalid-answer rule exists for. A user who likes short answers, trained on pairs
+// of a base that often ends early, learns to end at once: its adapter answers nothing, which a
+// plain comparison under shorter_length counts as a win every time the base said something. The
+// run counts the empty answers, and the adapter does not win.
+TEST(DpoStage, AnAdapterThatAnswersNothingDoesNotWin) {
+  const fs::path dir = test::fresh_process_dir("dpo_stage_mute");
+  const fs::path base = eos_prone_base(dir / "base");
+  {
+    std::ofstream prompts(dir / "prompts.jsonl");
+    for (int i = 0; i < 12; ++i)
+      prompts
+          << nlohmann::json({{"prompt", "Tell me about animal " + std::to_string(i) + "."}}).dump()
+          << "\n";
+  }
+  const DpoRecipe recipe = dpo_test_recipe(
+      dir / "prompts.jsonl", dir / "run",
+      {"model.init=pretrained", "model.path=" + base.string(), "data.source=generated",
+       "data.eval_fraction=0.34", "users={mute: {shorter_length: 1.0}}",
+       "eval_users={mute: {shorter_length: 1.0}}", "generate.completions=4",
+       "generate.max_new_tokens=10", "train.max_steps=10", "eval.completions=8",
+       "eval.max_new_tokens=10", "eval.prompts=0"});
+  run_dpo_in_process(recipe);
+  const auto summary = nlohmann::json::parse(read_file(dir / "run" / "summary.json"));
+  const auto& mute = summary["win_rate"]["mute"];
+  const int64_t answers = mute["invalid_answers"]["answers"];
+  ASSERT_EQ(answers, 4 * 8);
+  // The adapter learned to say nothing, and the run reports it.
+  EXPECT_GE(mute["invalid_answers"]["empty"].get<int64_t>(), answers / 2) << mute.dump();
+  EXPECT_LT(mute["rate"].get<double>(), 0.5) << mute.dump();
+  // Compared as plain text (fewer code points wins), the same answers would have won.
+  double wins = 0, ties = 0, n = 0;
+  for (const auto& line : read_jsonl(dir / "run" / "eval_samples.jsonl")) {
+    const int64_t a = dpo_test_code_points(line["users"]["mute"]);
+    const int64_t b = dpo_test_code_points(line["base"]);
+    wins += a < b;
+    ties += a == b;
+    n += 1;
+  }
+  EXPECT_GT((wins + ties / 2) / n, 0.5);
   fs::remove_all(dir);
 }
 

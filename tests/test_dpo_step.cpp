@@ -5,8 +5,12 @@
 // does to the classic runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <map>
+#include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -38,8 +42,10 @@ CausalLM dpo_step_gpt2(at::ScalarType dtype = at::kFloat) {
   return dpo_step_model("gpt2-tiny", dtype);
 }
 
-// Users' pairs with random ids; every user has 2 pairs per step for `steps` steps.
-data::UserPairs random_pairs(const std::vector<std::string>& users, int64_t steps, int64_t vocab) {
+// Users' pairs with random ids; every user has 2 pairs per step for `steps` steps. Responses have
+// 2 to 4 tokens, plus `longer` each.
+data::UserPairs random_pairs(const std::vector<std::string>& users, int64_t steps, int64_t vocab,
+                             int64_t longer = 0) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
   const auto ids = [&](int64_t n) {
     const at::Tensor t = at::randint(1, vocab, {n}, gen, at::kLong).to(at::kInt);
@@ -48,8 +54,8 @@ data::UserPairs random_pairs(const std::vector<std::string>& users, int64_t step
   std::vector<data::UserPair> pairs;
   for (int64_t i = 0; i < steps * 2; ++i)
     for (size_t u = 0; u < users.size(); ++u)
-      pairs.push_back(
-          {users[u], ids(3 + (i + u) % 2), ids(2 + (i % 3)), ids(2 + (u % 3)), "", "", ""});
+      pairs.push_back({users[u], ids(3 + (i + u) % 2), ids(2 + (i % 3) + longer),
+                       ids(2 + (u % 3) + longer), "", "", ""});
   return data::UserPairs(std::move(pairs));
 }
 
@@ -242,6 +248,197 @@ TEST(DpoStep, StatisticsUseTrlsDefinitionsPerUser) {
     EXPECT_EQ(s.accuracy, 0.0);  // chosen > rejected is false for equal rewards
     EXPECT_LT(s.logps_chosen, 0.0);
   }
+}
+
+// The bank's gradients (float64 copies, by parameter name), then zeroed.
+std::map<std::string, at::Tensor> take_bank_gradients(CausalLMImpl& model) {
+  std::map<std::string, at::Tensor> out;
+  for (auto& item : model.named_parameters())
+    if (is_adapter_bank_parameter(item.key()) && item.value().grad().defined()) {
+      out[item.key()] = item.value().grad().to(at::kDouble).clone();
+      item.value().grad().zero_();
+    }
+  return out;
+}
+
+double worst_gradient_difference(const std::map<std::string, at::Tensor>& expected,
+                                 const std::map<std::string, at::Tensor>& got) {
+  double worst = 0;
+  for (const auto& [name, e] : expected)
+    worst = std::max(worst, (got.at(name) - e).abs().max().item<double>() /
+                                std::max(e.abs().max().item<double>(), 1e-300));
+  return worst;
+}
+
+// ipo and ipo_sum through dpo_forward_backward (two users, four pairs whose chosen and rejected
+// responses differ in length) against the step written out with plain autograd through full
+// logits: per-token log-probs, each row's sum, divided by its number of response tokens for ipo
+// only, (h - 1/(2 beta))^2, each user's mean. Also the precomputed reference (summed, as the
+// stage holds it) against the in-step one.
+TEST(DpoStep, IpoDividesEachResponseByItsTokensAsAHandWrittenStepDoes) {
+  CausalLM model = dpo_step_model("gpt2-tiny", at::kDouble);
+  const std::vector<std::string> users = {"a", "b"};
+  AdapterBank bank(*model, LoraConfig{2, 4.0, 0.0, false, {"c_attn", "c_fc"}}, users);
+  {
+    torch::NoGradGuard no_grad;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(29);
+    for (auto& item : model->named_parameters())
+      if (is_adapter_bank_parameter(item.key()))
+        item.value().copy_(at::randn(item.value().sizes(), gen, at::kDouble) * 0.3);
+  }
+  const data::UserPairs pairs = random_pairs(users, 1, model->vocab_size());
+  data::CollateOptions collate;
+  collate.max_length = 16;
+  collate.eos_id = 3;
+  collate.append_eos = true;
+  const data::PairBatch batch = pairs.collate({0, 1, 2, 3}, collate);
+  const int64_t B = batch.pairs();
+  const at::Tensor counts = response_token_counts(batch);
+  ASSERT_EQ(counts.size(0), 2 * B);
+  EXPECT_FALSE(at::equal(counts.narrow(0, 0, B), counts.narrow(0, B, B)))
+      << "the test needs chosen and rejected responses of different lengths";
+  const double beta = 0.5;
+
+  // The step by hand: rows through full logits, the per-token log-probs of the labelled next
+  // tokens summed per row and, for ipo, divided by the row's count of them.
+  const auto by_hand = [&](DpoLossType type, std::map<std::string, double>* user_loss,
+                           std::map<std::string, double>* user_reward_chosen,
+                           std::map<std::string, double>* user_logps_chosen) {
+    const at::Tensor ids = batch.rows.input_ids, mask = batch.rows.attention_mask;
+    const at::Tensor next = batch.rows.labels.slice(1, 1);  // [2B, T-1]
+    const at::Tensor scored = next.ne(-100).to(at::kDouble);
+    const auto per_row = [&](const at::Tensor& logits) {
+      const at::Tensor log_probs = at::log_softmax(logits.slice(1, 0, -1), -1);
+      const at::Tensor token_logp =
+          log_probs.gather(-1, next.clamp_min(0).unsqueeze(-1)).squeeze(-1) * scored;
+      const at::Tensor sum = token_logp.sum(1);
+      return type == DpoLossType::kIpo ? sum / scored.sum(1) : sum;
+    };
+    at::Tensor reference;
+    {
+      torch::NoGradGuard no_grad;
+      const AdapterRoute route(bank, std::vector<std::string>(2 * B, ""), at::kCPU);
+      reference = per_row(model->forward(ids, mask));
+    }
+    std::vector<std::string> row_users(batch.users);
+    row_users.insert(row_users.end(), batch.users.begin(), batch.users.end());
+    const AdapterRoute route(bank, row_users, at::kCPU);
+    const at::Tensor policy = per_row(model->forward(ids, mask));
+    const at::Tensor chosen_ratio = policy.narrow(0, 0, B) - reference.narrow(0, 0, B);
+    const at::Tensor h = chosen_ratio - (policy.narrow(0, B, B) - reference.narrow(0, B, B));
+    const at::Tensor losses = (h - 1.0 / (2.0 * beta)).pow(2);
+    at::Tensor total = at::zeros({}, at::kDouble);
+    for (int64_t b = 0; b < B; ++b) {
+      const std::string& user = batch.users[static_cast<size_t>(b)];
+      const double n = static_cast<double>(
+          std::count(batch.users.begin(), batch.users.end(), user));  // the user's mean
+      total = total + losses[b] / n;
+      (*user_loss)[user] += losses[b].item<double>() / n;
+      (*user_reward_chosen)[user] += beta * chosen_ratio[b].item<double>() / n;
+      (*user_logps_chosen)[user] += policy[b].item<double>() / n;
+    }
+    total.backward();
+  };
+
+  std::map<std::string, std::map<std::string, at::Tensor>> step_grads;
+  for (const DpoLossType type : {DpoLossType::kIpo, DpoLossType::kIpoSum}) {
+    SCOPED_TRACE(to_string(type));
+    const DpoStepConfig config{{type, beta, 0.0}, 0.0};
+    const auto stats = dpo_forward_backward(*model, bank, batch, config, at::kCPU);
+    step_grads[to_string(type)] = take_bank_gradients(*model);
+    std::map<std::string, double> loss, reward_chosen, logps_chosen;
+    by_hand(type, &loss, &reward_chosen, &logps_chosen);
+    const auto hand_grads = take_bank_gradients(*model);
+    const double worst = worst_gradient_difference(hand_grads, step_grads[to_string(type)]);
+    std::cout << "[dpo] " << to_string(type) << " against the hand-written step: worst relative "
+              << "gradient difference " << worst << "\n";
+    EXPECT_LT(worst, 1e-10);
+    for (const auto& user : users) {
+      SCOPED_TRACE(user);
+      const DpoUserStats& s = stats.at(user);
+      EXPECT_NEAR(s.loss, loss[user], 1e-10 * std::max(1.0, loss[user]));
+      EXPECT_NEAR(s.rewards_chosen, reward_chosen[user], 1e-12);
+      EXPECT_NEAR(s.logps_chosen, logps_chosen[user], 1e-10 * std::abs(logps_chosen[user]));
+    }
+  }
+  // The two losses differ on these responses, so the division is what the comparison tests.
+  EXPECT_GT(worst_gradient_difference(step_grads["ipo"], step_grads["ipo_sum"]), 1e-2);
+
+  // The stage's precomputed reference holds sums (reference_log_probs); the step divides them.
+  const at::Tensor reference = reference_log_probs(*model, bank, batch, at::kCPU);
+  dpo_forward_backward(*model, bank, batch, {{DpoLossType::kIpo, beta, 0.0}, 0.0}, at::kCPU,
+                       nullptr, &reference);
+  EXPECT_LT(worst_gradient_difference(step_grads["ipo"], take_bank_gradients(*model)), 1e-12);
+}
+
+// LoRA dropout on lm_head (Mistral) with the policy's vocabulary projection in two chunks: the
+// gradient dpo_forward_backward leaves in the bank against central finite differences of the
+// loss it returns, every evaluation drawing the same dropout masks (the same seed). The
+// projection's gradient is recomputed chunk by chunk; had the recomputation drawn other masks, it
+// would be the gradient of another loss. Checked: lm_head's lora_bank_B (its gradient takes the
+// mask directly) and layer 0's v_proj lora_bank_A (through the hidden states' gradient, which
+// the recomputation gives), each at its largest element, clear of rounding noise.
+TEST(DpoStep, LmHeadLoraDropoutGradientIsThatOfTheLossComputed) {
+  CausalLM model = dpo_step_model("mistral-tiny", at::kDouble);  // training mode: dropout on
+  const std::vector<std::string> users = {"a", "b"};
+  AdapterBank bank(*model, LoraConfig{2, 4.0, 0.5, false, {"v_proj", "lm_head"}}, users);
+  {
+    torch::NoGradGuard no_grad;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(31);
+    for (auto& item : model->named_parameters())
+      if (is_adapter_bank_parameter(item.key()))
+        item.value().copy_(at::randn(item.value().sizes(), gen, at::kDouble) * 0.2);
+  }
+  const data::UserPairs pairs = random_pairs(users, 2, model->vocab_size(), /*longer=*/5);
+  data::CollateOptions collate;
+  collate.max_length = 16;
+  collate.eos_id = 3;
+  collate.append_eos = true;
+  const data::PairBatch batch = pairs.collate({0, 1, 2, 3, 4, 5, 6, 7}, collate);
+  // More scored positions than one chunk holds (dpo_step.cpp: 2^22 / V positions per chunk).
+  ASSERT_GT(response_token_counts(batch).sum().item<int64_t>(),
+            (int64_t{1} << 22) / model->vocab_size());
+  const at::Tensor reference = reference_log_probs(*model, bank, batch, at::kCPU);
+  const DpoStepConfig config{{DpoLossType::kSigmoid, 0.5, 0.0}, 0.0};
+  const auto loss_with_draws = [&](uint64_t seed) {
+    torch::manual_seed(seed);
+    double total = 0;  // the summed per-user means that dpo_forward_backward differentiates
+    for (const auto& [user, s] :
+         dpo_forward_backward(*model, bank, batch, config, at::kCPU, nullptr, &reference))
+      total += s.loss;
+    return total;
+  };
+  const uint64_t seed = 7;
+  const double loss = loss_with_draws(seed);
+  const auto grads = take_bank_gradients(*model);
+  EXPECT_GT(std::abs(loss_with_draws(seed + 1) - loss), 1e-6) << "dropout should change the loss";
+  int checked = 0;
+  for (auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    if (name != "lm_head.lora_bank_B" && !(name.find("layers.0.") != std::string::npos &&
+                                           name.find("v_proj.lora_bank_A") != std::string::npos))
+      continue;
+    SCOPED_TRACE(name);
+    at::Tensor param = item.value();
+    const at::Tensor grad = grads.at(name).reshape({-1});
+    const int64_t flat = grad.abs().argmax().item<int64_t>();
+    const auto nudge = [&](double by) {
+      torch::NoGradGuard no_grad;
+      param.view({-1})[flat] += by;
+    };
+    const double h = 1e-6;
+    nudge(h);
+    const double plus = loss_with_draws(seed);  // with the graph: the step runs its backward
+    nudge(-2 * h);
+    const double minus = loss_with_draws(seed);
+    nudge(h);
+    const double numeric = (plus - minus) / (2 * h);
+    EXPECT_NEAR(grad[flat].item<double>(), numeric, 1e-6 * std::abs(numeric) + 1e-9);
+    EXPECT_GT(std::abs(numeric), 1e-4);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 2);
+  take_bank_gradients(*model);  // the finite differences' runs leave theirs
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "cli/commands.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "judges/reward_judge.h"
 #include "models/io/multi_reward_export.h"
 #include "models/io/safetensors.h"
 #include "models/tokenizer/tokenizer.h"
@@ -203,6 +204,40 @@ TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
   EXPECT_NE(e.find("other_profile.json: this profile was made with reward model 0123456789abcdef"),
             std::string::npos)
       << e;
+
+  // The profile as a dpo judge (reward_users: {brief: {profile: FILE}}): the export comes from
+  // the profile, and its rewards are the float64 ones above.
+  {
+    const std::string key = "reward_users.brief";
+    const auto spec = judges::reward_judge_spec({{"profile", profile.string()}}, key);
+    EXPECT_EQ(judges::check_reward_judge_inputs(spec, key), judges::RewardExportKind::kProfile);
+    auto judges = judges::make_reward_judges({spec}, {key});
+    const std::vector<double> r =
+        judges[0]->rewards({{prompts[0], texts[0]}, {prompts[1], texts[1]}});
+    EXPECT_NEAR(r[0], expected[0], 1e-4);
+    EXPECT_NEAR(r[1], expected[1], 1e-4);
+    EXPECT_EQ(judges[0]->compare({{prompts[0], texts[0], texts[1]}}),
+              std::vector<int>{expected[0] > expected[1] ? 1 : -1});
+    EXPECT_NE(judges[0]->description().find("profile.json (twenty_questions, 6 answers)"),
+              std::string::npos)
+        << judges[0]->description();
+    // Another model's profile, and a context with a profile, are refused naming the key.
+    const std::string other_error = test::error_of([&] {
+      judges::make_reward_judges(
+          {judges::reward_judge_spec({{"profile", (dir / "other_profile.json").string()}}, key)},
+          {key});
+    });
+    EXPECT_NE(other_error.find("reward_users.brief.profile: "), std::string::npos) << other_error;
+    EXPECT_NE(other_error.find("0123456789abcdef"), std::string::npos) << other_error;
+    const std::string context_error = test::error_of([&] {
+      judges::check_reward_judge_inputs(
+          judges::reward_judge_spec({{"profile", profile.string()}, {"context", "x.jsonl"}}, key),
+          key);
+    });
+    EXPECT_NE(context_error.find("reward_users.brief.context: a profile is the user's whole"),
+              std::string::npos)
+        << context_error;
+  }
 
   // The same seed asks the same questions and gets the same answers.
   const std::string answers = read_file(dir / "run/users/brief/info_gain/answers.jsonl");

@@ -3,12 +3,14 @@
 // the weighted-mixture vote and the errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iterator>
 #include <limits>
 
 #include "common/error.h"
 #include "judges/oracles.h"
+#include "judges/pos_lexicon_data.h"
 #include "judges/text_features.h"
 
 // In tailor::judges rather than `using namespace tailor::judges` at file scope, which would carry
@@ -62,6 +64,12 @@ TEST(OracleTextFeatures, FleschReadingEaseByHand) {
   EXPECT_EQ(flesch_reading_ease(""), 0.0);
 }
 
+TEST(OracleTextFeatures, CountCodePointsNotBytes) {
+  EXPECT_EQ(count_code_points("héé"), 3u);  // 5 bytes
+  EXPECT_EQ(count_code_points(" a\n"), 3u);
+  EXPECT_EQ(count_code_points(""), 0u);
+}
+
 TEST(OracleTextFeatures, MeanWordLengthInCodePoints) {
   EXPECT_DOUBLE_EQ(mean_word_length("I am happy!"), 8.0 / 3.0);  // 1 + 2 + 5
   EXPECT_DOUBLE_EQ(mean_word_length("naïve café"), 4.5);         // 5 + 4 code points, not bytes
@@ -96,15 +104,73 @@ TEST(OracleTextFeatures, LowercaseRatioAmongLetters) {
   EXPECT_EQ(lowercase_ratio("123 !"), 0.0);
 }
 
-TEST(OracleTextFeatures, AdjectivesAndAdverbsByListAndSuffix) {
-  for (const char* w : {"very", "quick", "Happily", "beautiful", "careless", "famous", "active",
-                        "comfortable", "visible", "typical", "not"})
+// Each word's lines in /usr/share/wordnet/index.{adj,adv,noun,verb} (wordnet-base 1:3.0-37),
+// read by hand, as (tagged senses, senses) per part of speech.
+TEST(OracleTextFeatures, AdjectivesAndAdverbsByWordNetDominantPartOfSpeech) {
+  for (const char* w : {
+           "quick",    // adjective (6, 6) beats noun (0, 1)
+           "quickly",  // adverb only (2, 3)
+           "very",     // adjective and adverb (2, 2)
+           "not",      // adverb only (1, 1)
+           "Happily",  // adverb only (1, 2); looked up lowercased
+           "well",     // adverb (8, 13) beats noun (2, 5) and verb (1, 1)
+           "light",    // adjective (12, 25) and noun (12, 15): equal tags, more adjective senses
+       })
     EXPECT_TRUE(is_adjective_or_adverb(w)) << w;
-  for (const char* w :
-       {"fox", "runs", "family", "apply", "drive", "unless", "table", "enable", "fly", "the"})
+  for (const char* w : {
+           "cat",    // noun (1, 8), verb (0, 2)
+           "run",    // verb (29, 41) beats noun (7, 16); no adjective or adverb
+           "fox",    // noun (2, 7), verb (0, 3)
+           "green",  // noun (2, 8) beats adjective (1, 5)
+           "today",  // noun (2, 2) and adverb (2, 2) tie: the tie goes to the noun
+           "the",    // not in WordNet
+       })
     EXPECT_FALSE(is_adjective_or_adverb(w)) << w;
-  // The very quick fox runs happily: very, quick, happily -> 3 of 6.
+}
+
+// None of these forms is in WordNet's index files; their bases are adjectives there.
+TEST(OracleTextFeatures, ComparativesAndSuperlativesByTheFallback) {
+  for (const char* w : {
+           "smallest",  // small
+           "nicer",     // nice + r: stem + "e"
+           "happier",   // happy: final i -> y
+           "happiest",  // happy
+           "biggest",   // big: doubled final consonant undoubled
+           "Stronger",  // strong
+           "warmer",    // a WordNet noun (0 tagged senses): left to the fallback, warm
+       })
+    EXPECT_TRUE(is_adjective_or_adverb(w)) << w;
+  for (const char* w : {
+           "number",  // noun (9, 11), verb (3, 6): not numb + er
+           "lower",   // verb (3, 5), noun (0, 1): WordNet's reading, not low + er
+           "her",     // stem "h" too short
+           "sleeps",  // not in WordNet, no -er/-est
+       })
+    EXPECT_FALSE(is_adjective_or_adverb(w)) << w;
+}
+
+TEST(OracleTextFeatures, AdjectiveAdverbRatioByHand) {
+  // The(-) very(+) quick(+) fox(-) runs(-: not in WordNet) happily(+): 3 of 6.
   EXPECT_DOUBLE_EQ(adjective_adverb_ratio("The very quick fox runs happily."), 0.5);
+  // The(-) nicer(+: nice) cat(-) sleeps(-) quite(+: adverb only) happily(+) today(-: tie): 3 of 7.
+  EXPECT_DOUBLE_EQ(adjective_adverb_ratio("The nicer cat sleeps quite happily today."), 3.0 / 7.0);
+  EXPECT_EQ(adjective_adverb_ratio("?!"), 0.0);
+}
+
+// The lookup is a binary search, which needs the generated lists sorted byte-wise and unique.
+TEST(OracleTextFeatures, PosLexiconListsAreSortedAndDisjoint) {
+  auto check_sorted = [](const char* const* list, size_t size) {
+    ASSERT_GT(size, 0u);
+    for (size_t i = 1; i < size; ++i)
+      ASSERT_LT(std::string(list[i - 1]), std::string(list[i])) << i;
+  };
+  check_sorted(detail::kAdjectivesAdverbs, detail::kAdjectivesAdverbsCount);
+  check_sorted(detail::kNotComparatives, detail::kNotComparativesCount);
+  const std::vector<std::string> lexicon(
+      detail::kAdjectivesAdverbs, detail::kAdjectivesAdverbs + detail::kAdjectivesAdverbsCount);
+  for (size_t i = 0; i < detail::kNotComparativesCount; ++i)
+    EXPECT_FALSE(std::binary_search(lexicon.begin(), lexicon.end(), detail::kNotComparatives[i]))
+        << detail::kNotComparatives[i];
 }
 
 TEST(OracleTextFeatures, DependencyDepthEstimate) {
@@ -147,9 +213,24 @@ TEST(Oracles, ScoresAreTheStatisticsWithTheDocumentedSign) {
   EXPECT_EQ(score("shallow_dependency_tree", "", "The cat sat on the mat."), -4.0);
   EXPECT_DOUBLE_EQ(score("prompt_similarity", "kitten", "sitting"), 1.0 - 3.0 / 7.0);
   EXPECT_DOUBLE_EQ(score("simple_words", "", "The house of perspicacity."), 0.75);
-  EXPECT_EQ(score("shorter_length", "", "one, two three."), -3.0);
+  EXPECT_EQ(score("shorter_length", "", "one, two three."), -15.0);  // 3 + 1 + 1 + 3 + 1 + 5 + 1
   EXPECT_DOUBLE_EQ(score("lowercase", "", "Hello World"), 0.8);
   EXPECT_DOUBLE_EQ(score("adjectives", "", "The very quick fox runs happily."), 0.5);
+}
+
+// Characters, not words (the 20 Questions paper's Table 3): every code point of the completion as
+// written, whitespace included.
+TEST(Oracles, ShorterLengthCountsCodePoints) {
+  const Oracle& shorter = oracle("shorter_length");
+  EXPECT_EQ(shorter.preference, "fewer characters");
+  EXPECT_EQ(shorter.score("", "abc def"), -7.0);
+  EXPECT_EQ(shorter.score("", "abcdefgh"), -8.0);
+  EXPECT_EQ(prefers(shorter, "", "abc def", "abcdefgh"), 1);  // 2 words beat 1 word here
+  EXPECT_EQ(shorter.score("", "héé"), -3.0);                  // 5 bytes
+  EXPECT_EQ(shorter.score("a long prompt", "a\nb"), -3.0);    // the prompt is not read
+  EXPECT_EQ(shorter.score("", " yes  "), -6.0);               // leading and trailing spaces count
+  EXPECT_EQ(prefers(shorter, "", "yes", "yes "), 1);
+  EXPECT_EQ(shorter.score("", ""), 0.0);
 }
 
 TEST(Oracles, EachPrefersTheObviousCompletionEitherWay) {
@@ -188,7 +269,7 @@ TEST(Oracles, TiesOnEqualStatistics) {
     EXPECT_EQ(prefers(oracle(name), "a prompt", "Same text, here.", "Same text, here."), 0) << name;
   // Different strings, equal statistic.
   EXPECT_EQ(prefers(oracle("no_punctuation"), "", "ab, cd.", "xy, zw."), 0);
-  EXPECT_EQ(prefers(oracle("shorter_length"), "", "one two", "three four"), 0);
+  EXPECT_EQ(prefers(oracle("shorter_length"), "", "ab cd", "abcde"), 0);  // 5 code points each
   EXPECT_EQ(prefers(oracle("short_words"), "", "ab cd", "a bcd"), 0);
   EXPECT_EQ(prefers(oracle("new_lines"), "", "a\nb", "c d\n"), 0);
   EXPECT_EQ(prefers(oracle("prompt_similarity"), "abc", "abd", "xbc"), 0);  // distance 1 each
@@ -203,8 +284,8 @@ TEST(Oracles, TiesOnEqualStatistics) {
 }
 
 TEST(Oracles, MixtureIsAWeightedVote) {
-  // a: 1 word, no lowercase letters; b: 2 words, all lowercase. shorter_length prefers a,
-  // lowercase prefers b.
+  // a: 5 characters, no lowercase letters; b: 11 characters, all lowercase. shorter_length prefers
+  // a, lowercase prefers b.
   const std::string a = "HELLO", b = "hello there";
   EXPECT_EQ(mixture_prefers({{"shorter_length", 1.0}, {"lowercase", 0.5}}, "", a, b), 1);
   EXPECT_EQ(mixture_prefers({{"shorter_length", 0.3}, {"lowercase", 0.7}}, "", a, b), -1);

@@ -8,10 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <iostream>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/commands.h"
+#include "common/atomic_file.h"
 #include "common/process_memory.h"
 #include "models/heads/reward_model.h"
 #include "models/io/pretrained.h"
@@ -85,6 +88,39 @@ TEST(PretrainedLoad, RewardModelPeakMemoryIsTheModel) {
   const double before = peak_rss_mib();
   RewardModel loaded = load_reward_model(dir);
   expect_peak_near_model(peak_rss_mib() - before, model_mib);
+}
+
+// `tailor score --model DIR` on a bf16 export: --dtype auto keeps it bf16 (config.json's
+// torch_dtype), and the load converts before it copies, so the process peaks at about the
+// checkpoint's size, not at twice it (a float32 model) or more (the model plus the file). A
+// GPT-2 of 8 blocks of width 1024: 101M parameters in many tensors, 194 MiB of bf16 safetensors.
+TEST(PretrainedLoad, ScoreABf16ExportPeaksAtTheCheckpointsSize) {
+  const fs::path dir = test::fresh_dir("pretrained_load_score_bf16");
+  {
+    nlohmann::json config = many_tensors_config();
+    config["n_embd"] = 1024;
+    config["n_head"] = 16;
+    CausalLM model = causal_lm_from_config(config, "test config", true);
+    model->to(at::kBFloat16);
+    save_pretrained(dir / "model", *model);
+  }
+  const double file_mib =
+      mib(static_cast<int64_t>(fs::file_size(dir / "model" / "model.safetensors")));
+  ASSERT_GT(file_mib, 150.0);
+  write_file_atomic(dir / "input.jsonl", "{\"ids\": [1, 2, 3, 4, 5, 6]}\n");
+  reset_peak_rss();
+  const double before = peak_rss_mib();
+  ASSERT_GT(before, 0.0) << "no /proc/self/status here";
+  ASSERT_EQ(cli::score_command({"tailor score", "--model", (dir / "model").string(), "--input",
+                                (dir / "input.jsonl").string(), "--output",
+                                (dir / "scores.jsonl").string()}),
+            0);
+  const double growth = peak_rss_mib() - before;
+  std::cout << "tailor score: peak RSS growth " << growth << " MiB for a " << file_mib
+            << " MiB bf16 checkpoint\n";
+  EXPECT_GT(growth, 0.9 * file_mib) << "the bf16 weights must be resident";
+  EXPECT_LE(growth, 1.1 * file_mib) << "tailor score held " << growth << " MiB at its peak for a "
+                                    << file_mib << " MiB bf16 checkpoint";
 }
 
 }  // namespace

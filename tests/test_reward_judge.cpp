@@ -483,8 +483,9 @@ TEST(OracleJudge, PicksThePairsAndVerdictsOfTheMixtureVotes) {
       }
     }
   }
-  // Verdicts worked out by hand: shorter_length counts words; new_lines (0.7) outvotes lowercase
-  // (0.3) when they disagree, and both count when they agree; equal texts tie.
+  // Verdicts worked out by hand: shorter_length counts code points ("because" 7 < "Because." 8,
+  // "BECAUSE" 7 ties); new_lines (0.7) outvotes lowercase (0.3) when they disagree, and both count
+  // when they agree; equal texts tie.
   struct Verdict {
     judges::OracleWeights weights;
     std::string a, b;
@@ -493,7 +494,8 @@ TEST(OracleJudge, PicksThePairsAndVerdictsOfTheMixtureVotes) {
   const std::vector<Verdict> verdicts = {
       {{{"shorter_length", 1.0}}, "Cats.", "cats sleep a lot and eat fish", 1},
       {{{"shorter_length", 1.0}}, "cats sleep a lot and eat fish", "Cats.", -1},
-      {{{"shorter_length", 1.0}}, "because", "Because.", 0},
+      {{{"shorter_length", 1.0}}, "because", "Because.", 1},
+      {{{"shorter_length", 1.0}}, "because", "BECAUSE", 0},
       {{{"new_lines", 0.7}, {"lowercase", 0.3}}, "Cats are small.\nThey purr.", "CATS!!!", 1},
       {{{"new_lines", 0.7}, {"lowercase", 0.3}},
        "cats sleep a lot",
@@ -707,6 +709,14 @@ TEST(DpoStageRewardJudges, GeneratedPairsAndWinRatesFollowTheRewardModels) {
       }
       double wins = 0, ties = 0, losses = 0;
       for (size_t i = 0; i < r.size(); i += 2) {
+        // An answer cut at max_new_tokens never wins (a random base's always are: all tie).
+        const auto& line = samples[i / 2];
+        const bool adapter_bad = line.contains("invalid") && line["invalid"].contains(users[a]);
+        const bool base_bad = line.contains("base_invalid");
+        if (adapter_bad || base_bad) {
+          (adapter_bad && base_bad ? ties : adapter_bad ? losses : wins) += 1;
+          continue;
+        }
         const int v = judges::reward_prefers(r[i], r[i + 1]);
         (v > 0 ? wins : (v < 0 ? losses : ties)) += 1;
       }

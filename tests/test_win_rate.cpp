@@ -85,7 +85,8 @@ TEST(WinRate, OneJudgeRatesEveryAdapterInOneCall) {
 }
 
 // The oracle judge a recipe's `users: {brief: {shorter_length: 1.0}}` builds (shorter_length
-// prefers fewer words): one win, one loss, one tie of equal length, counted by hand.
+// prefers fewer characters): one win (2 against 19), one loss (31 against 4), one tie of equal
+// length (3 and 3), counted by hand.
 TEST(WinRate, TheOracleJudgeOfAShortAnswerUser) {
   const auto brief = judges::make_oracle_judge({{"shorter_length", 1.0}});
   const std::vector<Comparison> c = {{"What is 2 + 2?", "4.", "The answer is four."},
@@ -96,6 +97,38 @@ TEST(WinRate, TheOracleJudgeOfAShortAnswerUser) {
   EXPECT_EQ(w.losses, 1);
   EXPECT_EQ(w.ties, 1);
   EXPECT_DOUBLE_EQ(w.rate(), 0.5);
+}
+
+// An adapter that answers nothing would beat every answer under a judge that likes short ones;
+// marked invalid (is_invalid_answer), an empty or cut-off answer loses to a valid one, two invalid
+// answers tie, and only valid pairs reach the judge.
+TEST(WinRate, EmptyAndCutOffAnswersNeverWin) {
+  EXPECT_TRUE(is_invalid_answer("", false));
+  EXPECT_TRUE(is_invalid_answer(" \n\t ", false));
+  EXPECT_TRUE(is_invalid_answer("Cats are", true));
+  EXPECT_FALSE(is_invalid_answer(" Cats.", false));
+
+  const auto brief = judges::make_oracle_judge({{"shorter_length", 1.0}});
+  // Unmarked, the empty answer wins: the gaming the rule exists for.
+  EXPECT_EQ(win_rates({{{"Say hi.", "", "Hello there."}}}, *brief).front().wins, 1);
+
+  std::vector<Comparison> c;
+  for (const std::string empty : {"", " ", "\n"})
+    c.push_back({"Say hi.", empty, "Hello there.", is_invalid_answer(empty, false), false});
+  c.push_back({"Say hi.", "Hi", "Hello there.", /*adapter_invalid=*/true, false});  // cut off
+  c.push_back({"Say hi.", "", "Hello", true, true});                               // both invalid
+  c.push_back({"Say hi.", "Hello there, friend.", "", false, true});               // base invalid
+  c.push_back({"Say hi.", "Hi.", "Hello there.", false, false});                   // judged: a win
+  const WinRate w = win_rates({c}, *brief).front();
+  EXPECT_EQ(w.losses, 4);
+  EXPECT_EQ(w.ties, 1);
+  EXPECT_EQ(w.wins, 2);
+  EXPECT_DOUBLE_EQ(w.rate(), 2.5 / 7.0);
+
+  StubJudge shorter(StubJudge::Taste::kShorter);
+  win_rates({c}, shorter);
+  ASSERT_EQ(shorter.asked.size(), 2u);  // the one valid comparison, both ways round
+  EXPECT_EQ(shorter.asked[0].a, "Hi.");
 }
 
 }  // namespace

@@ -31,11 +31,33 @@ SftDataset SftDataset::from_jsonl(const fs::path& jsonl, const EncodeFn& encode,
   return SftDataset(Store::from_data(tokenize_jsonl(jsonl, kind, encode, options)));
 }
 
+SftDataset SftDataset::from_jsonl(const fs::path& jsonl, const EncodeFn& encode,
+                                  std::optional<StoreKind> kind,
+                                  const SystemFieldEncodeFn& encode_field) {
+  ImportOptions options;
+  options.keep_text = false;
+  options.encode_field_system = encode_field;
+  return SftDataset(Store::from_data(tokenize_jsonl(jsonl, kind, encode, options)));
+}
+
+namespace {
+
+bool is_jsonl(const fs::path& file) {
+  const std::string ext = file.extension().string();
+  return ext == ".jsonl" || ext == ".json";
+}
+
+}  // namespace
+
 SftDataset SftDataset::load(const fs::path& file, const EncodeFn& encode,
                             const FieldEncodeFn& encode_field) {
-  const std::string ext = file.extension().string();
-  if (ext == ".jsonl" || ext == ".json")
-    return from_jsonl(file, encode, std::nullopt, encode_field);
+  if (is_jsonl(file)) return from_jsonl(file, encode, std::nullopt, encode_field);
+  return open(file);
+}
+
+SftDataset SftDataset::load(const fs::path& file, const EncodeFn& encode,
+                            const SystemFieldEncodeFn& encode_field) {
+  if (is_jsonl(file)) return from_jsonl(file, encode, std::nullopt, encode_field);
   return open(file);
 }
 

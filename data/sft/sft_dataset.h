@@ -57,6 +57,14 @@ class SftDataset {
   // encodes each JSON field by its key (see ImportOptions).
   static SftDataset load(const std::filesystem::path& file, const EncodeFn& encode,
                          const FieldEncodeFn& encode_field = {});
+  // The same with an encoder that also gets each record's optional "system" text ("" = none;
+  // data/store/jsonl_import.h), as a chat template needs: pass a lambda taking (key, text,
+  // system). The overloads above refuse a record that has a system text.
+  static SftDataset from_jsonl(const std::filesystem::path& jsonl, const EncodeFn& encode,
+                               std::optional<StoreKind> kind,
+                               const SystemFieldEncodeFn& encode_field);
+  static SftDataset load(const std::filesystem::path& file, const EncodeFn& encode,
+                         const SystemFieldEncodeFn& encode_field);
   explicit SftDataset(Store store);
 
   int64_t size() const { return store_.count(); }

@@ -56,6 +56,17 @@ std::string optional_user(const json& object, const LineReader& reader) {
                           std::string(it->type_name()));
 }
 
+// The optional "system" text of a prompt_response record ("" when absent or null).
+std::string optional_system(const json& object, const LineReader& reader) {
+  auto it = object.find("system");
+  if (it == object.end() || it->is_null()) return "";
+  if (!it->is_string()) {
+    throw Error("data", reader.where() + ": \"system\" must be a string, got " +
+                            std::string(it->type_name()));
+  }
+  return it->get<std::string>();
+}
+
 // Prints "<file>: N records (R records/s)" to stderr at most every few seconds.
 class Progress {
  public:
@@ -115,6 +126,14 @@ StoreData tokenize_jsonl(const fs::path& jsonl, std::optional<StoreKind> kind,
     for (const FieldSpec& spec : fields)
       texts.push_back(&required_string(object, spec.json_key, data.kind, reader));
     const std::string user = data.kind == StoreKind::pairs ? optional_user(object, reader) : "";
+    const std::string system =
+        data.kind == StoreKind::prompt_response ? optional_system(object, reader) : "";
+    if (!system.empty() && !options.encode_field_system) {
+      throw Error("data", reader.where() +
+                              ": \"system\" is given, but this reader encodes prompts without a "
+                              "system text and would drop it; give the .jsonl to the sft stage, "
+                              "whose data.template encodes it");
+    }
     // HDF5 strings end at a NUL byte, so text that is stored must not contain one.
     for (size_t f = 0; f < fields.size(); ++f) {
       if (options.keep_text && texts[f]->find('\0') != std::string::npos) {
@@ -130,8 +149,12 @@ StoreData tokenize_jsonl(const fs::path& jsonl, std::optional<StoreKind> kind,
     }
     std::vector<std::vector<int32_t>> ids;
     for (size_t f = 0; f < fields.size(); ++f) {
-      ids.push_back(options.encode_field ? options.encode_field(fields[f].json_key, *texts[f])
-                                         : encode(*texts[f]));
+      const std::string& key = fields[f].json_key;
+      if (options.encode_field_system)
+        ids.push_back(options.encode_field_system(key, *texts[f], system));
+      else
+        ids.push_back(options.encode_field ? options.encode_field(key, *texts[f])
+                                           : encode(*texts[f]));
       if (ids.back().empty()) {
         throw Error("data",
                     reader.where() + ": \"" + fields[f].json_key + "\" encodes to no tokens");

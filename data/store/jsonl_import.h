@@ -6,8 +6,13 @@
 //   prompt_response:  {"prompt": "...", "response": "..."}      (loss later on response only)
 //   pairs:            {"prompt": "...", "chosen": "...", "rejected": "...", "user": "u1"?}
 // Every text value must be a non-empty string; "user" is optional and may be a string or an
-// integer (stored as its decimal string). Sequences are stored whole: truncation to a model's
-// context happens when batching (data/sft/sft_dataset.h), never at import.
+// integer (stored as its decimal string). A prompt_response record may also carry a "system"
+// string (an instruction for a chat template's system turn, models/tokenizer/prompt_format.h;
+// null or "" = none): it goes to the encoder of the prompt (ImportOptions.encode_field_system)
+// and is not a field of the store, so a reader without such an encoder refuses a record that
+// has one rather than drop it. Other kinds ignore "system" as any other key. Sequences are stored
+// whole: truncation to a model's context happens when batching (data/sft/sft_dataset.h), never at
+// import.
 #pragma once
 
 #include <cstdint>
@@ -29,11 +34,18 @@ using EncodeFn = std::function<std::vector<int32_t>(const std::string&)>;
 // a response (BOS and a chat template on the prompt only).
 using FieldEncodeFn = std::function<std::vector<int32_t>(const std::string&, const std::string&)>;
 
+// FieldEncodeFn with the record's system text as a third argument ("" when it has none): (json
+// key, text, system) -> ids, for chat templates with a system turn. Called for every field; only
+// a prompt's ids depend on the system text.
+using SystemFieldEncodeFn = std::function<std::vector<int32_t>(
+    const std::string& key, const std::string& text, const std::string& system)>;
+
 struct ImportOptions {
-  FieldEncodeFn encode_field;   // when set, used instead of the EncodeFn
-  TokenizerIdentity tokenizer;  // recorded in the store's attributes
-  bool keep_text = true;        // also store the raw strings under /text/<key>
-  bool progress = false;        // print records/s to stderr every few seconds
+  FieldEncodeFn encode_field;               // when set, used instead of the EncodeFn
+  SystemFieldEncodeFn encode_field_system;  // when set, used instead of both; gets "system"
+  TokenizerIdentity tokenizer;              // recorded in the store's attributes
+  bool keep_text = true;                    // also store the raw strings under /text/<key>
+  bool progress = false;                    // print records/s to stderr every few seconds
 };
 
 struct ImportSummary {

@@ -32,13 +32,29 @@ nlohmann::json read_model_config(const fs::path& dir) {
   return read_json(dir / "config.json", "pretrained");
 }
 
+c10::ScalarType saved_dtype(const fs::path& dir) {
+  if (!fs::is_regular_file(dir / "config.json")) return at::kFloat;
+  const nlohmann::json config = read_model_config(dir);
+  for (const char* key : {"torch_dtype", "dtype"})
+    if (config.contains(key) && config[key].is_string())
+      return config[key].get<std::string>() == "bfloat16" ? at::kBFloat16 : at::kFloat;
+  return at::kFloat;
+}
+
+void prepare_for_load(CausalLMImpl& model, c10::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters())
+    if (p.scalar_type() != dtype) p.set_data(at::empty(p.sizes(), p.options().dtype(dtype)));
+  model.to(dtype);  // the buffers
+}
+
 CausalLM load_pretrained(const fs::path& dir, c10::ScalarType dtype) {
   const fs::path config_path = dir / "config.json";
   CausalLM model = causal_lm_from_config(read_model_config(dir), config_path.string(),
                                          /*init_weights=*/false);
-  // Converted to `dtype` before loading, so that a bf16 model never exists in float32 (the
-  // float32 parameters were never written and cost no memory), and read from the mapped files.
-  model->to(dtype);
+  // In `dtype` before loading, so that a bf16 model never exists in float32, and read from the
+  // mapped files.
+  prepare_for_load(*model, dtype);
   load_pretrained_weights(*model, dir);
   return model;
 }

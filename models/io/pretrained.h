@@ -21,6 +21,19 @@ class AdapterBank;
 // DIR/config.json, parsed; errors name the file.
 nlohmann::json read_model_config(const std::filesystem::path& dir);
 
+// The dtype a model directory was saved in, as its config.json says (`torch_dtype`, or `dtype`
+// from newer transformers): bfloat16 stays bfloat16; anything else, or no entry, is float32
+// (float16 widens exactly to float32, and fp16 arithmetic is slow or missing on CPUs). A missing
+// config.json is float32 here (the loader names the problem); one that is not JSON is an error.
+c10::ScalarType saved_dtype(const std::filesystem::path& dir);
+
+// Makes a freshly built model (causal_lm_from_config, weights about to be loaded) `dtype`: every
+// parameter is re-allocated in `dtype` without reading the one the constructor made, then the
+// buffers are converted. Converting the parameters instead (model->to) reads the float32 ones and
+// so makes them resident: for a bf16 checkpoint, a peak of three times its size for a moment.
+// Every parameter must be overwritten afterwards (the loaders' strict key check ensures it).
+void prepare_for_load(CausalLMImpl& model, c10::ScalarType dtype);
+
 // Reads config.json (its model_type picks the family) and the weights (any floating dtype on
 // disk) of a model directory into a new model of `dtype`.
 CausalLM load_pretrained(const std::filesystem::path& dir,

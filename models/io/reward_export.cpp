@@ -237,7 +237,7 @@ RewardModel load_reward_model(const fs::path& dir, const fs::path& adapter_dir,
   nlohmann::json config = json;
   config["tie_word_embeddings"] = true;  // no LM head to load
   CausalLM backbone = causal_lm_from_config(config, config_path.string(), /*init_weights=*/false);
-  backbone->to(dtype);
+  prepare_for_load(*backbone, dtype);
   RewardModel model(backbone, num_labels);
 
   TensorMap tensors = hf::map_state_dict(dir);  // views of the files, released once copied

@@ -20,6 +20,37 @@ const std::string& to_string(PairSource source) {
   return enum_name(pair_source_names(), source);
 }
 
+const EnumNames<PairPick>& pair_pick_names() {
+  static const EnumNames<PairPick> table = {{"best_worst", PairPick::kBestWorst},
+                                            {"random", PairPick::kRandom}};
+  return table;
+}
+
+const EnumNames<InvalidAnswers>& invalid_answers_names() {
+  static const EnumNames<InvalidAnswers> table = {{"lose", InvalidAnswers::kLose},
+                                                  {"resample", InvalidAnswers::kResample}};
+  return table;
+}
+
+std::string eval_judge_of(const DpoRecipe& r, const std::string& adapter) {
+  if (r.eval_users.empty())
+    return r.users.count(adapter) || r.reward_users.count(adapter) ? adapter : std::string();
+  if (r.eval_users.count(adapter)) return adapter;
+  const size_t at = adapter.rfind('@');
+  if (at != std::string::npos && r.eval_users.count(adapter.substr(0, at)))
+    return adapter.substr(0, at);
+  return {};
+}
+
+bool eval_judge_is_training_judge(const DpoRecipe& r, const std::string& adapter,
+                                  const std::string& eval_judge) {
+  if (r.eval_users.empty()) return eval_judge == adapter;
+  const auto trained = r.users.find(adapter);
+  const auto judge = r.eval_users.find(eval_judge);
+  return trained != r.users.end() && judge != r.eval_users.end() &&
+         trained->second == judge->second;
+}
+
 namespace {
 
 using Names = std::vector<std::string>;
@@ -55,6 +86,20 @@ Schema<DpoRecipe> build_dpo_schema() {
           "a LoRA adapter, context_encoder (the reward run's initial model); as `users`, but a "
           "name may be in only one of the two")
       .default_value(StringTable{});
+  s.key(TAILOR_MEMBER(eval_users))
+      .doc(
+          "the judges of the win rates and the cross-user matrix, oracle mixtures named apart "
+          "from the users who picked the training pairs, e.g. {length: {shorter_length: 1.0}}; "
+          "adapter `length` or `length@20q` is judged by `length`; empty = each adapter's "
+          "training judge judges it too (an upper bound, and the table says so)")
+      .default_value(WeightTable{});
+  s.key(TAILOR_MEMBER(system_prompt_rows))
+      .doc(
+          "the seed's system-prompt baseline: rows of the win rates that are the base itself, "
+          "untrained, with a system text (data.template zephyr gives it a system turn), e.g. "
+          "{length@system: {text: \"Answer in as few words as you can.\"}}; judged by "
+          "eval_users as an adapter of that name would be")
+      .default_value(StringTable{});
 
   s.section("data", "preference pairs: a per-user JSONL, or the base's samples judged by users");
   s.choice(TAILOR_MEMBER(data.source), pair_source_names())
@@ -67,7 +112,9 @@ Schema<DpoRecipe> build_dpo_schema() {
   s.choice(
        "data.template", [](auto& r) -> auto& { return r.data.prompt_template; },
        prompt_template_names())
-      .doc("how a prompt becomes model input: plain (as written) or mistral_instruct ([INST] ...)")
+      .doc(
+          "how a prompt becomes model input: plain (as written), mistral_instruct ([INST] ...) "
+          "or zephyr (<|user|> ... <|assistant|>, with a <|system|> turn for a system text)")
       .default_value(PromptTemplate::kPlain);
   s.key(TAILOR_MEMBER(data.max_length))
       .doc("tokens of prompt + response + EOS; longer sequences lose their end")
@@ -83,6 +130,13 @@ Schema<DpoRecipe> build_dpo_schema() {
       .default_value(0.1)
       .at_least(0)
       .below(1);
+  s.key(TAILOR_MEMBER(data.train_prompts))
+      .doc(
+          "data.source generated: sample and train on only this many of the training prompts, "
+          "chosen by a permutation seeded by `seed` (the seed's baseline DPO: n = 5, 10, 20); "
+          "0 = all")
+      .default_value(0)
+      .at_least(0);
 
   s.section("generate", "data.source generated: the base's samples that users judge");
   s.key(TAILOR_MEMBER(generate.completions))
@@ -103,6 +157,13 @@ Schema<DpoRecipe> build_dpo_schema() {
       .default_value(1.0)
       .above(0)
       .at_most(1);
+  s.choice(TAILOR_MEMBER(generate.pick), pair_pick_names())
+      .doc(
+          "how a user picks pairs among a prompt's samples: best_worst (best vs worst by the "
+          "user's votes, then second best vs second worst, ...) or random (the prompt's first "
+          "two samples, two independent draws, labelled by the user: the seed's baseline DPO; "
+          "a tie gives no pair)")
+      .default_value(PairPick::kBestWorst);
   s.key(TAILOR_MEMBER(generate.pairs_per_prompt))
       .doc(
           "pairs each user takes from one prompt's samples: best vs worst by the user's votes, "
@@ -124,7 +185,9 @@ Schema<DpoRecipe> build_dpo_schema() {
 
   s.section("dpo", "the preference loss (Rafailov et al. 2023; IPO: Azar et al. 2023)");
   s.choice(TAILOR_MEMBER(dpo.type), dpo_loss_type_names())
-      .doc("sigmoid: -log sigmoid(beta x margin); ipo: (margin - 1 / (2 beta))^2")
+      .doc(
+          "sigmoid: -log sigmoid(beta x margin); ipo: (margin - 1 / (2 beta))^2 on log-probs "
+          "averaged per response token (TRL's IPO); ipo_sum: the same on summed log-probs")
       .default_value(DpoLossType::kSigmoid);
   s.key(TAILOR_MEMBER(dpo.beta))
       .doc("strength of the KL tie to the base (the seed's Mistral runs: 0.01)")
@@ -218,6 +281,16 @@ Schema<DpoRecipe> build_dpo_schema() {
   s.key(TAILOR_MEMBER(eval.cross_user))
       .doc("also judge every user's adapter by every other user (the cross-user matrix)")
       .default_value(true);
+  s.choice(TAILOR_MEMBER(eval.invalid), invalid_answers_names())
+      .doc(
+          "answers that are empty or stop at eval.max_new_tokens without EOS never win: lose "
+          "(such an answer loses to a valid one, two of them tie) or resample (draw it again, up "
+          "to eval.resample_tries times, then lose); counted per user in summary.json")
+      .default_value(InvalidAnswers::kLose);
+  s.key(TAILOR_MEMBER(eval.resample_tries))
+      .doc("eval.invalid resample: new draws of an invalid answer before it counts as invalid")
+      .default_value(3)
+      .at_least(1);
 
   s.section("dist", "data parallelism over the ranks of `mpirun -np N tailor run`");
   s.key(TAILOR_MEMBER(dist.collective_timeout_s))
@@ -291,6 +364,45 @@ void check_dpo_rules(const ResolvedConfig& c) {
     judges::reward_judge_spec(fields, "reward_users." + user, c.where("reward_users"));
   }
   const PairSource source = c.get("data.source", pair_source_names());
+  const auto& eval_users = c.get<WeightTable>("eval_users");
+  for (const auto& [user, weights] : eval_users) {
+    try {
+      judges::mixture_prefers(weights, "", "a", "a");
+    } catch (const Error& e) {
+      c.fail("eval_users", "user '" + user + "': " + e.what());
+    }
+  }
+  if (source == PairSource::kGenerated && !eval_users.empty()) {
+    // Every adapter of the run needs a judge among eval_users (see eval_judge_of).
+    std::vector<std::string> adapters;
+    for (const auto& [user, weights] : users)
+      adapters.push_back(user);
+    for (const auto& [user, fields] : reward_users)
+      adapters.push_back(user);
+    for (const auto& adapter : adapters) {
+      const size_t at = adapter.rfind('@');
+      if (!eval_users.count(adapter) &&
+          (at == std::string::npos || !eval_users.count(adapter.substr(0, at))))
+        c.fail(
+            "eval_users",
+            "no judge for adapter '" + adapter + "': name an eval user '" + adapter + "'" +
+                (at == std::string::npos ? std::string() : " or '" + adapter.substr(0, at) + "'") +
+                " (an adapter 'NAME@METHOD' is judged by eval user NAME)");
+    }
+  }
+  for (const auto& [row, fields] : c.get<StringTable>("system_prompt_rows")) {
+    if (users.count(row) || reward_users.count(row))
+      c.fail("system_prompt_rows", "row '" + row + "' is also a user with an adapter");
+    if (fields.size() != 1 || !fields.count("text") || fields.at("text").empty())
+      c.fail("system_prompt_rows", "row '" + row + "': expected {text: \"the system text\"}");
+    const size_t at = row.rfind('@');
+    if (!eval_users.count(row) && (at == std::string::npos || !eval_users.count(row.substr(0, at))))
+      c.fail("system_prompt_rows", "row '" + row +
+                                       "' has no judge: name it in eval_users, or name the row "
+                                       "'USER@system' for an eval user USER");
+  }
+  if (c.get<int64_t>("data.train_prompts") > 0 && source != PairSource::kGenerated)
+    c.fail("data.train_prompts", "applies to data.source generated; set it to 0");
   if (source == PairSource::kGenerated && users.empty() && reward_users.empty())
     c.fail("users",
            "data.source generated needs at least one user to judge the samples, e.g. users: "
@@ -300,8 +412,9 @@ void check_dpo_rules(const ResolvedConfig& c) {
     c.fail("data.eval_fraction",
            "the win rates need held-out prompts; set it above 0 or eval.completions: 0");
   const DpoLossType type = c.get("dpo.type", dpo_loss_type_names());
-  if (type == DpoLossType::kIpo && c.get<double>("dpo.label_smoothing") != 0.0)
-    c.fail("dpo.label_smoothing", "applies to dpo.type sigmoid only; set it to 0 for ipo");
+  if (type != DpoLossType::kSigmoid && c.get<double>("dpo.label_smoothing") != 0.0)
+    c.fail("dpo.label_smoothing",
+           "applies to dpo.type sigmoid only; set it to 0 for ipo and ipo_sum");
 }
 
 }  // namespace

@@ -32,6 +32,14 @@ enum class PairSource { kPairs, kGenerated };
 const EnumNames<PairSource>& pair_source_names();  // pairs, generated
 const std::string& to_string(PairSource source);
 
+// How a user picks pairs among one prompt's samples (generate.pick).
+enum class PairPick { kBestWorst, kRandom };
+const EnumNames<PairPick>& pair_pick_names();  // best_worst, random
+
+// What an invalid answer (empty, or cut at max_new_tokens) does in the win rates (eval.invalid).
+enum class InvalidAnswers { kLose, kResample };
+const EnumNames<InvalidAnswers>& invalid_answers_names();  // lose, resample
+
 struct DpoDataSection {
   PairSource source;
   std::filesystem::path path;      // pairs: pairs JSONL; generated: prompts JSONL
@@ -39,6 +47,7 @@ struct DpoDataSection {
   int64_t max_length;              // tokens of prompt + response (+ EOS); longer ones are cut
   bool pad_to_max_length;          // every batch padded to max_length (one shape every step)
   double eval_fraction;            // held out per user (pairs) or of the prompts (generated)
+  int64_t train_prompts;           // generated: train on this many prompts (seeded choice); 0 = all
 };
 
 // data.source generated: the base's own samples.
@@ -48,6 +57,7 @@ struct DpoGenerateSection {
   double temperature;        // > 0
   int64_t top_k;             // 0 = off
   double top_p;              // 1 = off
+  PairPick pick;             // best_worst: extremes of each user's ranking; random: samples 0, 1
   int64_t pairs_per_prompt;  // most pairs each user takes from one prompt's K samples
   int64_t seed;              // sampling seed (fixed across training seeds)
   int64_t rounds;            // on-policy rounds: later rounds judge the adapters' own samples
@@ -81,8 +91,10 @@ struct DpoEvalSection {
   double temperature;  // 0 = greedy
   int64_t top_k;
   double top_p;
-  int64_t seed;     // the same seeds for the adapter's and the base's samples
-  bool cross_user;  // also judge every adapter by every user (the cross-user matrix)
+  int64_t seed;            // the same seeds for the adapter's and the base's samples
+  bool cross_user;         // also judge every adapter by every user (the cross-user matrix)
+  InvalidAnswers invalid;  // empty / cut-off answers: count as losses, or sample them again
+  int64_t resample_tries;  // eval.invalid resample: new draws before an answer counts as invalid
 };
 
 struct DpoDistSection {
@@ -98,7 +110,10 @@ struct DpoRecipe {
   ModelSection model;
   LoraSection lora;
   WeightTable users;         // user -> {oracle name: weight}
-  StringTable reward_users;  // user -> {model: DIR, context: FILE, context_encoder: DIR}
+  StringTable reward_users;  // user -> {model: DIR, context: FILE, context_encoder: DIR} or
+                             //         {profile: FILE}
+  WeightTable eval_users;    // the win rates' judges (oracle mixtures); empty = the training judges
+  StringTable system_prompt_rows;  // row -> {text: ...}: the base with a system text, judged
   DpoDataSection data;
   DpoGenerateSection generate;
   DpoLossSection dpo;
@@ -109,6 +124,18 @@ struct DpoRecipe {
   DpoDistSection dist;
   ExportSection export_;
 };
+
+// The judge of `adapter`'s own win rate. With eval_users: the entry named `adapter`, else the
+// entry named by the part of the adapter's name before its last '@' ("length@20q" -> "length":
+// several methods' adapters for one user); "" when there is none. Without eval_users: the
+// adapter's training judge (its own name) when it has one (users or reward_users), else "".
+std::string eval_judge_of(const DpoRecipe& recipe, const std::string& adapter);
+
+// Whether the judge that picked `adapter`'s training pairs also judges with `eval_judge` (an
+// eval_users name, or a training user's name when eval_users is empty): true without eval_users,
+// and for an oracle user whose mixture equals the eval user's.
+bool eval_judge_is_training_judge(const DpoRecipe& recipe, const std::string& adapter,
+                                  const std::string& eval_judge);
 
 const Schema<DpoRecipe>& dpo_recipe_schema();
 ResolvedConfig resolve_dpo_recipe(const std::string& yaml_text, const std::string& source,

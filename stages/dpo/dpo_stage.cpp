@@ -185,12 +185,20 @@ void DpoStage::prepare_pairs() {
     loop_.log() << "[dpo] resume: reusing " << file.string() << "\n";
   } else {
     loop_.log() << "[dpo] sampling " << r_.generate.completions << " answers to each of "
-                << prompts.size() << " prompts from the base (" << r_.generate.max_new_tokens
+                << (r_.data.train_prompts > 0 ? split.train.size() + split.eval.size()
+                                              : prompts.size())
+                << " prompts from the base (" << r_.generate.max_new_tokens
                 << " new tokens at most)\n";
-    const Samples base = sample_answers(*ctx_, prompts, sampling_config(r_, 0), "the base");
+    // With data.train_prompts, only the prompts kept (and the held-out ones) are sampled.
+    std::vector<std::string> sampled = prompts;
+    if (r_.data.train_prompts > 0) {
+      sampled = split.train;
+      sampled.insert(sampled.end(), split.eval.begin(), split.eval.end());
+    }
+    const Samples base = sample_answers(*ctx_, sampled, sampling_config(r_, 0), "the base");
     // Every user judges the same samples of the base.
     const std::vector<TextPair> pairs = pick_all_pairs(
-        *ctx_, users_, prompts, [&](const std::string&) -> const Samples& { return base; });
+        *ctx_, users_, sampled, [&](const std::string&) -> const Samples& { return base; });
     if (loop_.rank0()) write_pairs_jsonl(file, pairs);
     loop_.comm().barrier();
     loop_.log() << "[dpo] " << pairs.size() << " pairs -> " << file.string() << "\n";
@@ -498,13 +506,22 @@ void DpoStage::export_adapters() const {
 
 // Evaluation splits its work over the ranks; the export is rank 0's alone.
 void DpoStage::finish(int64_t step) {
+  const double trained = steady_clock_seconds();
   const nlohmann::json margins =
       evaluate_margins(*ctx_, *bank_, users_, *pairs_, loop_.metrics(), step, /*final=*/true);
   const nlohmann::json wins =
       evaluate_win_rates(*ctx_, *bank_, users_, pairs_->eval_prompts(), loop_.metrics(), step);
   const fs::path& run_dir = r_.output_dir;
+  const double evaluated = steady_clock_seconds();
   if (loop_.rank0()) {
     if (r_.export_.enabled) export_adapters();
+    // From the stage's start (the pairs: sampling and judging, i.e. relabelling) to the exported
+    // adapters, without the evaluation: what a new user waits for once the answers are in.
+    const double exported = steady_clock_seconds();
+    const nlohmann::json seconds = {
+        {"to_adapters", (trained - start_time_) + (exported - evaluated)},
+        {"evaluation", evaluated - trained},
+        {"export", exported - evaluated}};
     nlohmann::json summary = {{"stage", "dpo"},
                               {"seed", r_.seed},
                               {"users", users_},
@@ -512,7 +529,8 @@ void DpoStage::finish(int64_t step) {
                               {"pairs_per_user", r_.train.pairs_per_user},
                               {"world_size", loop_.comm().world_size()},
                               {"eval", margins},
-                              {"wall_seconds", steady_clock_seconds() - start_time_}};
+                              {"wall_seconds", steady_clock_seconds() - start_time_},
+                              {"seconds", seconds}};
     nlohmann::json train_pairs, eval_pairs;
     for (size_t u = 0; u < users_.size(); ++u) {
       train_pairs[users_[u]] = pairs_->train_of(u).size();
@@ -523,6 +541,10 @@ void DpoStage::finish(int64_t step) {
     summary["rounds"] = r_.generate.rounds;
     if (wins.contains("win_rate")) summary["win_rate"] = wins["win_rate"];
     if (wins.contains("cross_user")) summary["cross_user"] = wins["cross_user"];
+    for (const char* key : {"invalid_answers", "judges"})
+      if (wins.contains(key)) summary[key] = wins[key];
+    // The held-out margins are of pairs the training judges labelled.
+    summary["eval_pairs_labelled_by"] = "the training judges (the held-out prompts' pairs)";
     write_file_atomic(run_dir / "summary.json", summary.dump(2) + "\n");
   }
   loop_.comm().barrier();

@@ -90,8 +90,10 @@ std::vector<TextPair> pick_all_pairs(
       for (size_t k = i * K; k < (i + 1) * K; ++k)
         if (mine.truncated[k]) cut_texts[i].insert(texts[k]);
     }
-    picked[user] =
-        pick_pairs(user, judge, prompts, answers, ctx.recipe.generate.pairs_per_prompt, &cut_texts);
+    picked[user] = ctx.recipe.generate.pick == PairPick::kRandom
+                       ? pick_random_pairs(user, judge, prompts, mine)
+                       : pick_pairs(user, judge, prompts, answers,
+                                    ctx.recipe.generate.pairs_per_prompt, &cut_texts);
   });
   std::vector<TextPair> pairs;               // prompt-major, users in the order given
   std::map<std::string, int64_t> undecided;  // prompts where a user found no pair
@@ -105,6 +107,33 @@ std::vector<TextPair> pick_all_pairs(
     ctx.log << "[dpo]   " << user << ": no preference among the answers to " << count << " of "
             << prompts.size() << " prompts\n";
   return pairs;
+}
+
+std::vector<std::vector<TextPair>> pick_random_pairs(const std::string& user, judges::Judge& judge,
+                                                     const std::vector<std::string>& prompts,
+                                                     const Samples& samples) {
+  const size_t K = samples.texts.size() / std::max<size_t>(1, prompts.size());
+  std::vector<judges::Matchup> matchups;
+  std::vector<size_t> asked;  // the prompts whose two samples go to the judge
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::string& a = samples.texts[i * K];
+    const std::string& b = samples.texts[i * K + 1];
+    if (a.empty() || b.empty() || a == b) continue;  // a pair needs two different responses
+    matchups.push_back({prompts[i], a, b});
+    asked.push_back(i);
+  }
+  std::vector<std::vector<TextPair>> out(prompts.size());
+  if (matchups.empty()) return out;
+  const std::vector<int> verdicts = judge.compare(matchups);
+  for (size_t m = 0; m < asked.size(); ++m) {
+    if (verdicts[m] == 0) continue;
+    const size_t i = asked[m], first = i * K, second = i * K + 1;
+    const size_t chosen = verdicts[m] > 0 ? first : second;
+    const size_t rejected = verdicts[m] > 0 ? second : first;
+    out[i].push_back({user, prompts[i], samples.texts[chosen], samples.texts[rejected],
+                      samples.truncated[chosen], samples.truncated[rejected]});
+  }
+  return out;
 }
 
 PromptSplit split_prompts(const DpoRecipe& r, const std::vector<std::string>& prompts) {
@@ -122,6 +151,20 @@ PromptSplit split_prompts(const DpoRecipe& r, const std::vector<std::string>& pr
   PromptSplit out;
   for (size_t i = 0; i < prompts.size(); ++i)
     (held_out[i] ? out.eval : out.train).push_back(prompts[i]);
+  const int64_t keep = r.data.train_prompts;
+  if (keep > 0 && keep < static_cast<int64_t>(out.train.size())) {
+    // n of them, chosen by the training seed (the baseline's n prompts differ between seeds),
+    // kept in file order.
+    data::EpochSampler choice(static_cast<int64_t>(out.train.size()),
+                              static_cast<uint64_t>(r.seed) ^ 0x7a1e5ULL);
+    std::vector<int64_t> chosen = choice.permutation(0);
+    chosen.resize(static_cast<size_t>(keep));
+    std::sort(chosen.begin(), chosen.end());
+    std::vector<std::string> train;
+    for (int64_t i : chosen)
+      train.push_back(out.train[static_cast<size_t>(i)]);
+    out.train = std::move(train);
+  }
   return out;
 }
 

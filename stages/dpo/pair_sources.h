@@ -52,8 +52,16 @@ std::vector<TextPair> pick_all_pairs(
     const std::vector<std::string>& prompts,
     const std::function<const Samples&(const std::string& user)>& samples_of);
 
+// generate.pick random: the pairs `user` takes from each prompt's samples (samples.texts holds K
+// per prompt, prompt-major): samples 0 and 1, two independent draws, the one the judge prefers
+// chosen; a tie, an empty sample or two equal samples give no pair. The seed's baseline DPO.
+std::vector<std::vector<TextPair>> pick_random_pairs(const std::string& user, judges::Judge& judge,
+                                                     const std::vector<std::string>& prompts,
+                                                     const Samples& samples);
+
 // The prompts of data.path split into training and held-out ones; generate.seed fixes the
-// split, so it stays the same across training seeds.
+// split, so it stays the same across training seeds. With data.train_prompts n > 0, only n of
+// the training prompts are kept, chosen by `seed`.
 struct PromptSplit {
   std::vector<std::string> train, eval;
 };

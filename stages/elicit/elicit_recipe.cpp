@@ -110,7 +110,9 @@ Schema<ElicitRecipe> build_elicit_schema() {
   s.choice(
        "data.template", [](auto& r) -> auto& { return r.data.prompt_template; },
        prompt_template_names())
-      .doc("how a prompt becomes model input: plain (as written) or mistral_instruct ([INST] ...)")
+      .doc(
+          "how a prompt becomes model input: plain (as written), mistral_instruct ([INST] ...) "
+          "or zephyr (<|user|> ... <|assistant|>, with a <|system|> turn for a system text)")
       .default_value(PromptTemplate::kPlain);
   s.key(TAILOR_MEMBER(data.max_length))
       .doc("tokens of prompt + completion the features see (longer ones keep their end)")

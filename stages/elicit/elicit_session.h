@@ -22,6 +22,7 @@
 
 #include "judges/elicit/preference_posterior.h"
 #include "judges/elicit/question_choice.h"
+#include "judges/user_profile.h"
 #include "stages/elicit/elicit_data.h"
 #include "stages/elicit/elicit_recipe.h"
 #include "stages/elicit/query_loop.h"
@@ -85,24 +86,5 @@ void write_profile(const std::filesystem::path& dir, const ElicitRecipe& recipe,
                    const std::string& user, elicit::Selector selector,
                    const QueryLoopResult& result, const Learner& learner, int64_t dim,
                    const std::string& model_id, const std::vector<double>& metric);
-
-// What scoring with a profile needs from profile.json.
-struct UserProfile {
-  std::string user, selector, reward_model, reward_model_id;
-  std::vector<double> embedding;  // the user's weights: 20 Questions' posterior mean, PReF's lambda
-};
-
-// Reads profile.json; Error("elicit", ...) naming the file and the field that is missing or of
-// the wrong type.
-UserProfile read_profile(const std::filesystem::path& file);
-
-// The profile's reward w . h(prompt, completion) of each (prompts[i], completions[i]) under
-// `model` (its backbone's features as the run encoded them, its hidden layer), float64. Refuses
-// a profile made with another reward model (Error naming `profile_file` and both ids).
-std::vector<double> profile_rewards(MultiRewardExport& model, const Tokenizer& tokenizer,
-                                    const UserProfile& profile,
-                                    const std::filesystem::path& profile_file,
-                                    const std::vector<std::string>& prompts,
-                                    const std::vector<std::string>& completions);
 
 }  // namespace tailor

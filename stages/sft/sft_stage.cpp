@@ -199,8 +199,10 @@ void SftStage::build_model() {
 // models/tokenizer/prompt_format.h), an .h5 store is read as imported.
 void SftStage::load_data() {
   const auto encode = [this](const std::string& text) { return tokenizer_->encode(text); };
-  const auto encode_field = [this](const std::string& field, const std::string& text) {
-    return encode_sft_field(*tokenizer_, r_.data.prompt_template, field, text);
+  // An example's optional "system" text goes into its prompt (data.template zephyr: a system turn).
+  const auto encode_field = [this](const std::string& field, const std::string& text,
+                                   const std::string& system) {
+    return encode_sft_field(*tokenizer_, r_.data.prompt_template, field, text, system);
   };
   train_data_ = data::SftDataset::load(r_.data.train, encode, encode_field);
   const bool want_text = r_.data.format == DataFormat::kText;

@@ -26,7 +26,7 @@ users=(brief quiet shouty verbose)
 "$tailor" run recipes/dpo_demo.yaml "output_dir=$work/dpo" "model.path=$work/base/export" \
   train.max_steps=30 generate.completions=8 train.eval_every=0 train.checkpoint_every=0 \
   > "$work/dpo.log" 2>&1 || { cat "$work/dpo.log"; fail "dpo"; }
-grep -q "win rate of each user's adapter" "$work/dpo.log" || fail "no win-rate table printed"
+grep -q "win rate of each adapter against the base" "$work/dpo.log" || fail "no win-rate table printed"
 for user in "${users[@]}"; do
   test -f "$work/dpo/export/users/$user/adapter_model.safetensors" || fail "no adapter for $user"
   grep -q "\"$user\"" "$work/dpo/pairs.jsonl" || fail "no pairs for $user"

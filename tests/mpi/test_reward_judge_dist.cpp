@@ -138,11 +138,19 @@ TEST(RewardJudgeDist, GeneratedPairsAndWinRatesMatchOneProcess) {
   const auto brief = judges::make_oracle_judge({{"shorter_length", 1.0}});
   for (const std::string user : {"brief", "carol"}) {
     std::vector<judges::Matchup> matchups;
-    for (const auto& line : samples)
-      matchups.push_back({line["prompt"], line["users"][user], line["base"]});
     double wins = 0, ties = 0, losses = 0;
-    for (const int v : (user == "brief" ? *brief : *carol[0]).compare(matchups))
-      (v > 0 ? wins : (v < 0 ? losses : ties)) += 1;
+    for (const auto& line : samples) {
+      // An answer cut at max_new_tokens never wins and is not judged (two such answers tie).
+      const bool adapter_bad = line.contains("invalid") && line["invalid"].contains(user);
+      const bool base_bad = line.contains("base_invalid");
+      if (adapter_bad || base_bad)
+        (adapter_bad && base_bad ? ties : adapter_bad ? losses : wins) += 1;
+      else
+        matchups.push_back({line["prompt"], line["users"][user], line["base"]});
+    }
+    if (!matchups.empty())
+      for (const int v : (user == "brief" ? *brief : *carol[0]).compare(matchups))
+        (v > 0 ? wins : (v < 0 ? losses : ties)) += 1;
     const auto& w = ranks["win_rate"][user];
     EXPECT_EQ(w["wins"].get<double>(), wins) << user;
     EXPECT_EQ(w["ties"].get<double>(), ties) << user;

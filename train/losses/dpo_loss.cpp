@@ -8,7 +8,8 @@ namespace tailor {
 
 const EnumNames<DpoLossType>& dpo_loss_type_names() {
   static const EnumNames<DpoLossType> table = {{"sigmoid", DpoLossType::kSigmoid},
-                                               {"ipo", DpoLossType::kIpo}};
+                                               {"ipo", DpoLossType::kIpo},
+                                               {"ipo_sum", DpoLossType::kIpoSum}};
   return table;
 }
 
@@ -21,24 +22,41 @@ void DpoLossConfig::validate() const {
   if (!(label_smoothing >= 0 && label_smoothing < 0.5))
     throw Error("dpo",
                 "label_smoothing must be in [0, 0.5), got " + std::to_string(label_smoothing));
-  if (type == DpoLossType::kIpo && label_smoothing != 0)
-    throw Error("dpo", "label_smoothing applies to the sigmoid loss only, not ipo");
+  if (type != DpoLossType::kSigmoid && label_smoothing != 0)
+    throw Error("dpo", "label_smoothing applies to the sigmoid loss only, not " + to_string(type));
+}
+
+at::Tensor dpo_loss_logps(const at::Tensor& summed, const at::Tensor& tokens, DpoLossType type) {
+  const at::Tensor sums = summed.to(at::kDouble);
+  if (type != DpoLossType::kIpo) return sums;
+  if (!tokens.defined())
+    throw Error("dpo",
+                "ipo averages each response's log-prob over its tokens: pass the number of "
+                "response tokens of every sequence");
+  if (tokens.sizes() != summed.sizes())
+    throw Error("dpo", "ipo needs one token count per sequence (" + std::to_string(summed.numel()) +
+                           "), got " + std::to_string(tokens.numel()));
+  return sums / tokens.to(sums.device(), at::kDouble).clamp_min(1);
 }
 
 DpoLosses dpo_losses(const at::Tensor& policy_chosen, const at::Tensor& policy_rejected,
                      const at::Tensor& reference_chosen, const at::Tensor& reference_rejected,
-                     const DpoLossConfig& config) {
+                     const DpoLossConfig& config, const at::Tensor& chosen_tokens,
+                     const at::Tensor& rejected_tokens) {
   config.validate();
   if (policy_chosen.dim() != 1 || policy_chosen.sizes() != policy_rejected.sizes() ||
       policy_chosen.sizes() != reference_chosen.sizes() ||
       policy_chosen.sizes() != reference_rejected.sizes())
     throw Error("dpo", "the four log-prob inputs must be [B] tensors of one size");
-  const at::Tensor pc = policy_chosen.to(at::kDouble), pr = policy_rejected.to(at::kDouble);
-  const at::Tensor rc = reference_chosen.to(at::kDouble).detach();
-  const at::Tensor rr = reference_rejected.to(at::kDouble).detach();
+  // The reference sums cover the same tokens as the policy's, so they share the lengths.
+  const DpoLossType type = config.type;
+  const at::Tensor pc = dpo_loss_logps(policy_chosen, chosen_tokens, type);
+  const at::Tensor pr = dpo_loss_logps(policy_rejected, rejected_tokens, type);
+  const at::Tensor rc = dpo_loss_logps(reference_chosen.detach(), chosen_tokens, type);
+  const at::Tensor rr = dpo_loss_logps(reference_rejected.detach(), rejected_tokens, type);
   const at::Tensor h = (pc - rc) - (pr - rr);
   DpoLosses out;
-  if (config.type == DpoLossType::kIpo) {
+  if (type == DpoLossType::kIpo || type == DpoLossType::kIpoSum) {
     out.losses = (h - 1.0 / (2.0 * config.beta)).pow(2);
   } else {
     // -log sigmoid(z) = softplus(-z): finite for margins of any size.
@@ -48,6 +66,8 @@ DpoLosses dpo_losses(const at::Tensor& policy_chosen, const at::Tensor& policy_r
   }
   out.chosen_rewards = (config.beta * (pc - rc)).detach();
   out.rejected_rewards = (config.beta * (pr - rr)).detach();
+  out.policy_chosen = pc.detach();
+  out.policy_rejected = pr.detach();
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <optional>
 
 #include <ATen/ATen.h>
@@ -36,6 +37,12 @@ ScoredPositions scored_positions(const at::Tensor& labels) {
   p.flat = p.row * T + t;
   p.target = next.reshape({-1}).index_select(0, p.row * (T - 1) + t);
   return p;
+}
+
+// The number of scored positions of each row (the response tokens, EOS included, whose
+// log-probs a row's sum covers): labels [R, T] -> [R] int64.
+at::Tensor scored_token_counts(const at::Tensor& labels) {
+  return labels.slice(1, 1).ne(-100).sum(1);
 }
 
 // The vocabulary projection holds V floats per position (GPT-2: 200 KB), so it runs on this many
@@ -95,6 +102,22 @@ at::Tensor log_prob_gradient(CausalLMImpl& model, AdapterBank& bank, const at::T
   return grad;
 }
 
+// LoRA dropout on the output layer (lm_head among the targets, in training mode) draws its masks
+// from the default generator of the hidden states' device: once when summed_log_probs takes the
+// log-probs, again when log_prob_gradient recomputes them. The recomputation runs from the state
+// the first pass started in, so it draws the same masks in the same order (same chunks, same
+// shapes) and the gradient is that of the loss computed; then the state after the first pass
+// comes back, as if the recomputation had drawn nothing.
+at::Tensor dropout_generator_state(at::Generator& generator) {
+  const std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get_state();
+}
+
+void set_dropout_generator_state(at::Generator& generator, const at::Tensor& state) {
+  const std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
 // The adapter of each row: rows b and B + b (pair b's chosen and rejected) are pair b's user's.
 std::vector<std::string> pair_row_users(const data::PairBatch& batch) {
   std::vector<std::string> row_users(batch.users);
@@ -137,6 +160,10 @@ at::Tensor policy_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::
   return batch_log_probs(model, bank, batch, device, /*adapters=*/true);
 }
 
+at::Tensor response_token_counts(const data::PairBatch& batch) {
+  return scored_token_counts(batch.rows.labels);
+}
+
 std::map<std::string, DpoUserStats> dpo_forward_backward(
     CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
     const DpoStepConfig& config, const at::Device& device,
@@ -146,7 +173,7 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(
   const at::Tensor mask = batch.rows.attention_mask.to(device);
   const at::Tensor labels = batch.rows.labels.to(device);
   const ScoredPositions p = scored_positions(labels);
-  const at::Tensor counts = labels.slice(1, 1).ne(-100).sum(1);  // scored tokens per row
+  const at::Tensor counts = scored_token_counts(labels);  // [R]
   // Reference: the base alone, no graph; or the caller's (the same numbers, computed once).
   at::Tensor reference;
   if (precomputed_reference) {
@@ -163,11 +190,17 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(
   const AdapterRoute route(bank, pair_row_users(batch), device);
   const at::Tensor row_adapters = route.rows();
   const at::Tensor selected = scored_hidden(model, ids, mask, p);
+  at::Generator generator = at::globalContext().defaultGenerator(selected.device());
+  const at::Tensor draws_before = dropout_generator_state(generator);
   const at::Tensor policy =
       summed_log_probs(model, bank, selected.detach(), p, &row_adapters, R).requires_grad_(true);
+  const at::Tensor draws_after = dropout_generator_state(generator);
 
+  // Summed log-probs in, the division by the lengths (ipo) inside dpo_losses: a precomputed
+  // reference is summed too.
   const DpoLosses d = dpo_losses(policy.narrow(0, 0, B), policy.narrow(0, B, B),
-                                 reference.narrow(0, 0, B), reference.narrow(0, B, B), config.loss);
+                                 reference.narrow(0, 0, B), reference.narrow(0, B, B), config.loss,
+                                 counts.narrow(0, 0, B), counts.narrow(0, B, B));
   at::Tensor per_pair = d.losses;  // [B] float64
   if (config.sft_weight > 0) {
     // Mean NLL per token of the chosen response, per pair; averaged per user below.
@@ -191,13 +224,16 @@ std::map<std::string, DpoUserStats> dpo_forward_backward(
   }
   const at::Tensor w = at::tensor(weights, at::kDouble).to(per_pair.device());
   (per_pair * w).sum().backward();  // d loss / d policy log-probs, into policy.grad()
-  selected.backward(log_prob_gradient(model, bank, selected, p, &row_adapters, policy.grad()));
+  set_dropout_generator_state(generator, draws_before);  // the forward's dropout masks again
+  const at::Tensor selected_grad =
+      log_prob_gradient(model, bank, selected, p, &row_adapters, policy.grad());
+  set_dropout_generator_state(generator, draws_after);
+  selected.backward(selected_grad);
 
   // Statistics, on the host.
   const at::Tensor loss = per_pair.detach().cpu();
   const at::Tensor rc = d.chosen_rewards.cpu(), rr = d.rejected_rewards.cpu();
-  const at::Tensor pc = policy.narrow(0, 0, B).detach().to(at::kDouble).cpu();
-  const at::Tensor pr = policy.narrow(0, B, B).detach().to(at::kDouble).cpu();
+  const at::Tensor pc = d.policy_chosen.cpu(), pr = d.policy_rejected.cpu();
   std::map<std::string, DpoUserStats> stats;
   for (int64_t b = 0; b < B; ++b) {
     DpoUserStats& s = stats[batch.users[static_cast<size_t>(b)]];

@@ -32,7 +32,9 @@ struct DpoStepConfig {
   double sft_weight = 0.0;
 };
 
-// TRL's metric names, per user, means over the user's pairs in the batch.
+// TRL's metric names, per user, means over the user's pairs in the batch. Rewards and logps are
+// those of the log-probs the loss compares (dpo_loss.h's l(y)), as TRL reports them: summed over
+// the response, or for ipo its mean per response token.
 struct DpoUserStats {
   int64_t pairs = 0;
   double loss = 0;              // the DPO loss (plus the SFT term when sft_weight > 0)
@@ -50,7 +52,10 @@ struct DpoUserStats {
 // pairs in the summed loss) lets a step split over several batches or ranks keep each user's
 // mean over the whole step: 1 / (the user's pairs in the step); default 1 / (its pairs here).
 // `precomputed_reference`: the batch's reference log-probs as reference_log_probs gives them
-// ([2B], chosen rows first), e.g. computed once per pair before training; null computes them here.
+// ([2B] summed, chosen rows first, for every loss type; ipo's division by the lengths happens
+// here), e.g. computed once per pair before training; null computes them here.
+// LoRA dropout on the output layer draws the same masks when the log-probs are taken and when
+// their gradient is recomputed chunk by chunk, so the gradient is that of the loss returned.
 std::map<std::string, DpoUserStats> dpo_forward_backward(
     CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
     const DpoStepConfig& config, const at::Device& device,
@@ -66,6 +71,10 @@ at::Tensor reference_log_probs(CausalLMImpl& model, AdapterBank& bank, const dat
 // The same for the policy: each pair's two rows through its user's adapter. No graph.
 at::Tensor policy_log_probs(CausalLMImpl& model, AdapterBank& bank, const data::PairBatch& batch,
                             const at::Device& device);
+
+// The number of response tokens each of those sums covers (the EOS closing a response included):
+// [2B] int64, chosen rows first; dpo_losses' chosen_tokens / rejected_tokens.
+at::Tensor response_token_counts(const data::PairBatch& batch);
 
 // Clips each user's gradient to max_norm (L2 over that user's slices of every bank parameter,
 // as clip_grad_norm_ over a single-user model's LoRA parameters); returns the pre-clip norms in
