@@ -95,7 +95,10 @@ void check_chain_rules(const ResolvedConfig& c) {
       c.fail("users", "user '" + user + "': " + e.what());
     }
   }
-  for (const auto& [user, fields] : c.get<StringTable>("system_prompts")) {
+  const auto& system_prompts = c.get<StringTable>("system_prompts");
+  if (!system_prompts.empty() && system_prompts.size() != users.size())
+    c.fail("system_prompts", "name every user or none: the table has one system-prompt row");
+  for (const auto& [user, fields] : system_prompts) {
     if (!users.count(user)) c.fail("system_prompts", "user '" + user + "' is not in users");
     if (fields.size() != 1 || !fields.count("text") || fields.at("text").empty())
       c.fail("system_prompts", "user '" + user + "': expected {text: \"the instruction\"}");
