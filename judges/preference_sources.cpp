@@ -13,6 +13,43 @@
 namespace tailor {
 namespace fs = std::filesystem;
 
+std::vector<PoolPrompt> read_candidate_pool(const fs::path& file) {
+  data::JsonlReader reader(file);
+  std::vector<PoolPrompt> out;
+  const char* expected = "expected a list of strings or of {\"response\": \"...\"}";
+  for (std::string line; reader.next(line);) {
+    const nlohmann::json j = reader.parse_object(line);
+    const char* key = !j.contains("prompt") && j.contains("instruction") ? "instruction" : "prompt";
+    if (!j.contains(key) || !j[key].is_string() || j[key].get<std::string>().empty())
+      reader.fail(key, "expected a non-empty string");
+    PoolPrompt p;
+    p.prompt = j[key].get<std::string>();
+    if (j.contains("completions")) {
+      if (!j["completions"].is_array()) reader.fail("completions", expected);
+      for (const auto& c : j["completions"]) {
+        if (c.is_string())
+          p.completions.push_back(c.get<std::string>());
+        else if (c.is_object() && c.contains("response") && c["response"].is_string())
+          p.completions.push_back(c["response"].get<std::string>());
+        else
+          reader.fail("completions", expected);
+      }
+    } else if (j.contains("chosen") && j.contains("rejected")) {
+      for (const char* field : {"chosen", "rejected"}) {
+        if (!j[field].is_string()) reader.fail(field, "expected a string");
+        p.completions.push_back(j[field].get<std::string>());
+      }
+    } else {
+      reader.fail("completions",
+                  "missing: a pool line holds {\"prompt\", \"completions\": [...]} or "
+                  "{\"prompt\", \"chosen\", \"rejected\"}");
+    }
+    out.push_back(std::move(p));
+  }
+  if (out.empty()) throw Error("data", file.string() + ": no prompts");
+  return out;
+}
+
 std::vector<std::string> read_prompts_jsonl(const fs::path& file) {
   data::JsonlReader reader(file);
   std::vector<std::string> prompts;

@@ -24,6 +24,18 @@ struct TextPair {
   bool chosen_truncated = false, rejected_truncated = false;  // cut at max_new_tokens
 };
 
+// One prompt's candidate answers from a file: data.source pool of the dpo stage, elicit's pool.
+struct PoolPrompt {
+  std::string prompt;
+  std::vector<std::string> completions;  // in file order
+};
+
+// Lines {"prompt", "completions": [...]} (a completion is a string or UltraFeedback's
+// {"response": ...}; UltraFeedback's "instruction" stands for "prompt"), or {"prompt", "chosen",
+// "rejected"} (a labelled pair whose two answers become the candidates: its label is not read, the
+// judge relabels it). Errors name the file, the line and the field; an empty file is an error.
+std::vector<PoolPrompt> read_candidate_pool(const std::filesystem::path& file);
+
 // The "prompt" field of every line of a JSONL file (other fields are ignored). Errors name the
 // file and line: not a JSON object, no string "prompt", an empty prompt, no lines at all.
 std::vector<std::string> read_prompts_jsonl(const std::filesystem::path& file);

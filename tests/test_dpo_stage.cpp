@@ -9,6 +9,7 @@
 // - recipe errors name the key.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -576,6 +577,66 @@ TEST(DpoStage, AnAdapterThatAnswersNothingDoesNotWin) {
     n += 1;
   }
   EXPECT_GT((wins + ties / 2) / n, 0.5);
+  fs::remove_all(dir);
+}
+
+// data.source pool: each prompt's answers come from a file (UltraFeedback's raw layout, or
+// labelled pairs whose label is ignored) and each user's judge relabels them: the pairs follow
+// the judges, not the file's labels, and nothing is sampled.
+TEST(DpoStage, APoolIsRelabelledByEachUsersJudge) {
+  const fs::path dir = test::fresh_process_dir("dpo_stage_pool");
+  {
+    std::ofstream pool(dir / "pool.jsonl");
+    for (int i = 0; i < 6; ++i) {
+      const std::string prompt = "Tell me about animal " + std::to_string(i) + ".";
+      // The file prefers the long answer; brief will not.
+      pool << nlohmann::json({{"prompt", prompt},
+                              {"chosen", " Cats are lovely animals that live in houses."},
+                              {"rejected", " Cats."}})
+                  .dump()
+           << "\n";
+      pool << nlohmann::json({{"instruction", prompt + " Briefly."},
+                              {"completions",
+                               {{{"response", " Dogs bark."}},
+                                {{"response", " DOGS BARK LOUDLY AT NIGHT."}},
+                                {{"response", " dogs bark at night and sleep all day long."}}}}})
+                  .dump()
+           << "\n";
+    }
+  }
+  const DpoRecipe recipe = dpo_test_recipe(
+      dir / "pool.jsonl", dir / "run",
+      {"data.source=pool", "data.eval_fraction=0.25",
+       "users={brief: {shorter_length: 1.0}, quiet: {lowercase: 1.0}}", "train.max_steps=1"});
+  run_dpo_in_process(recipe);
+  const auto pairs = read_jsonl(dir / "run" / "pairs.jsonl");
+  ASSERT_EQ(pairs.size(), 2u * 12u);  // one pair per user and prompt: best against worst
+  for (const auto& p : pairs) {
+    const std::string chosen = p["chosen"], rejected = p["rejected"];
+    if (p["user"] == "brief") {
+      EXPECT_LT(chosen.size(), rejected.size()) << p.dump();
+    } else {
+      const auto lower = [](const std::string& t) {
+        double letters = 0, low = 0;
+        for (unsigned char c : t)
+          if (std::isalpha(c)) {
+            letters += 1;
+            low += std::islower(c) != 0;
+          }
+        return low / letters;
+      };
+      EXPECT_GT(lower(chosen), lower(rejected)) << p.dump();
+    }
+  }
+  // A line that is neither a pool line nor a pair is refused, naming the file and the line.
+  write_file_atomic(dir / "bad.jsonl", "{\"prompt\": \"Hi.\", \"answer\": \"Hello.\"}\n");
+  const std::string e = test::error_of([&] {
+    run_dpo_in_process(
+        dpo_test_recipe(dir / "bad.jsonl", dir / "bad",
+                        {"data.source=pool", "users={brief: {shorter_length: 1.0}}"}));
+  });
+  EXPECT_NE(e.find("bad.jsonl:1"), std::string::npos) << e;
+  EXPECT_NE(e.find("completions"), std::string::npos) << e;
   fs::remove_all(dir);
 }
 

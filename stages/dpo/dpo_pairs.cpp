@@ -36,7 +36,7 @@ void DpoPairs::read(const fs::path& file) {
 void DpoPairs::split(const std::vector<std::string>& users,
                      const std::vector<std::string>& eval_prompts) {
   const DpoRecipe& r = ctx_.recipe;
-  const bool generated = r.data.source == PairSource::kGenerated;
+  const bool generated = r.data.source != PairSource::kPairs;  // generated or pool: by prompt
   users_ = users;
   train_of_.assign(users.size(), {});
   eval_of_.assign(users.size(), {});

@@ -12,7 +12,8 @@ namespace tailor {
 namespace fs = std::filesystem;
 const EnumNames<PairSource>& pair_source_names() {
   static const EnumNames<PairSource> table = {{"pairs", PairSource::kPairs},
-                                              {"generated", PairSource::kGenerated}};
+                                              {"generated", PairSource::kGenerated},
+                                              {"pool", PairSource::kPool}};
   return table;
 }
 
@@ -106,7 +107,9 @@ Schema<DpoRecipe> build_dpo_schema() {
       .doc(
           "pairs: data.path holds {user, prompt, chosen, rejected} lines; generated: data.path "
           "holds {prompt} lines, the base samples answers and the users (`users`, `reward_users`) "
-          "pick pairs")
+          "pick pairs; pool: data.path holds {prompt, completions: [...]} lines (UltraFeedback's "
+          "raw layout too) or labelled pairs {prompt, chosen, rejected}, and each user's judge "
+          "picks (relabels) pairs among each prompt's answers, as for generated")
       .default_value(PairSource::kPairs);
   s.key(TAILOR_MEMBER(data.path)).doc("the pairs or prompts JSONL").required();
   s.choice(
@@ -372,7 +375,7 @@ void check_dpo_rules(const ResolvedConfig& c) {
       c.fail("eval_users", "user '" + user + "': " + e.what());
     }
   }
-  if (source == PairSource::kGenerated && !eval_users.empty()) {
+  if (source != PairSource::kPairs && !eval_users.empty()) {
     // Every adapter of the run needs a judge among eval_users (see eval_judge_of).
     std::vector<std::string> adapters;
     for (const auto& [user, weights] : users)
@@ -401,13 +404,14 @@ void check_dpo_rules(const ResolvedConfig& c) {
                                        "' has no judge: name it in eval_users, or name the row "
                                        "'USER@system' for an eval user USER");
   }
-  if (c.get<int64_t>("data.train_prompts") > 0 && source != PairSource::kGenerated)
-    c.fail("data.train_prompts", "applies to data.source generated; set it to 0");
-  if (source == PairSource::kGenerated && users.empty() && reward_users.empty())
-    c.fail("users",
-           "data.source generated needs at least one user to judge the samples, e.g. users: "
-           "{alice: {shorter_length: 1.0}} or reward_users: {carol: {model: runs/rm/export}}");
-  if (source == PairSource::kGenerated && c.get<double>("data.eval_fraction") <= 0 &&
+  if (c.get<int64_t>("data.train_prompts") > 0 && source == PairSource::kPairs)
+    c.fail("data.train_prompts", "applies to data.source generated and pool; set it to 0");
+  if (source != PairSource::kPairs && users.empty() && reward_users.empty())
+    c.fail(
+        "users",
+        "data.source generated and pool need at least one user to judge the answers, e.g. users: "
+        "{alice: {shorter_length: 1.0}} or reward_users: {carol: {model: runs/rm/export}}");
+  if (source != PairSource::kPairs && c.get<double>("data.eval_fraction") <= 0 &&
       c.get<int64_t>("eval.completions") > 0)
     c.fail("data.eval_fraction",
            "the win rates need held-out prompts; set it above 0 or eval.completions: 0");

@@ -28,8 +28,8 @@ namespace tailor {
 
 // Where the pairs come from (data.source): a pairs file, or the base's samples judged by the
 // simulated users.
-enum class PairSource { kPairs, kGenerated };
-const EnumNames<PairSource>& pair_source_names();  // pairs, generated
+enum class PairSource { kPairs, kGenerated, kPool };
+const EnumNames<PairSource>& pair_source_names();  // pairs, generated, pool
 const std::string& to_string(PairSource source);
 
 // How a user picks pairs among one prompt's samples (generate.pick).

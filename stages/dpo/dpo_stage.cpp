@@ -178,11 +178,40 @@ void DpoStage::prepare_pairs() {
     names.insert(user);
   users_.assign(names.begin(), names.end());
   const fs::path file = round_pairs_file(r_.output_dir, 0);
-  const auto prompts = read_prompts_jsonl(r_.data.path);
+  // data.source pool: each prompt's answers come from the file, and the judges relabel them.
+  std::vector<PoolPrompt> pool;
+  if (r_.data.source == PairSource::kPool) pool = read_candidate_pool(r_.data.path);
+  std::vector<std::string> prompts;
+  if (r_.data.source == PairSource::kPool) {
+    for (const auto& p : pool)
+      prompts.push_back(p.prompt);
+  } else {
+    prompts = read_prompts_jsonl(r_.data.path);
+  }
   const PromptSplit split = split_prompts(r_, prompts);
   train_prompts_ = split.train;
   if (r_.train.resume && fs::exists(file) && latest_checkpoint(r_.output_dir)) {
     loop_.log() << "[dpo] resume: reusing " << file.string() << "\n";
+  } else if (r_.data.source == PairSource::kPool) {
+    // The training prompts kept (data.train_prompts) and the held-out ones, in file order.
+    std::set<std::string> kept(split.train.begin(), split.train.end());
+    kept.insert(split.eval.begin(), split.eval.end());
+    std::vector<std::string> relabelled;
+    PromptAnswers answers;
+    for (const auto& p : pool) {
+      if (!kept.count(p.prompt)) continue;
+      relabelled.push_back(p.prompt);
+      answers.texts.push_back(p.completions);
+      answers.cut.emplace_back();
+    }
+    loop_.log() << "[dpo] relabelling the answers of " << relabelled.size() << " prompts of "
+                << r_.data.path.string() << " by each user's judge\n";
+    const std::vector<TextPair> pairs =
+        pick_all_pairs(*ctx_, users_, relabelled,
+                       [&](const std::string&) -> const PromptAnswers& { return answers; });
+    if (loop_.rank0()) write_pairs_jsonl(file, pairs);
+    loop_.comm().barrier();
+    loop_.log() << "[dpo] " << pairs.size() << " pairs -> " << file.string() << "\n";
   } else {
     loop_.log() << "[dpo] sampling " << r_.generate.completions << " answers to each of "
                 << (r_.data.train_prompts > 0 ? split.train.size() + split.eval.size()

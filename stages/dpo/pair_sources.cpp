@@ -79,21 +79,32 @@ std::vector<TextPair> pick_all_pairs(
     const std::vector<std::string>& prompts,
     const std::function<const Samples&(const std::string& user)>& samples_of) {
   const size_t K = static_cast<size_t>(ctx.recipe.generate.completions);
+  std::map<std::string, PromptAnswers> answers;  // per distinct Samples: one per sampler
+  return pick_all_pairs(ctx, users, prompts, [&](const std::string& user) -> const PromptAnswers& {
+    const Samples& mine = samples_of(user);
+    PromptAnswers& out = answers[user];
+    out.texts.assign(prompts.size(), {});
+    out.cut.assign(prompts.size(), {});
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      out.texts[i].assign(mine.texts.begin() + i * K, mine.texts.begin() + (i + 1) * K);
+      for (size_t k = i * K; k < (i + 1) * K; ++k)
+        if (mine.truncated[k]) out.cut[i].insert(mine.texts[k]);
+    }
+    return out;
+  });
+}
+
+std::vector<TextPair> pick_all_pairs(
+    const DpoContext& ctx, const std::vector<std::string>& users,
+    const std::vector<std::string>& prompts,
+    const std::function<const PromptAnswers&(const std::string& user)>& answers_of) {
   std::map<std::string, std::vector<std::vector<TextPair>>> picked;  // user -> per prompt
   for_each_judge(ctx, users, [&](const std::string& user, judges::Judge& judge) {
-    const Samples& mine = samples_of(user);
-    const auto& texts = mine.texts;
-    std::vector<std::vector<std::string>> answers(prompts.size());
-    std::vector<std::set<std::string>> cut_texts(prompts.size());
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      answers[i].assign(texts.begin() + i * K, texts.begin() + (i + 1) * K);
-      for (size_t k = i * K; k < (i + 1) * K; ++k)
-        if (mine.truncated[k]) cut_texts[i].insert(texts[k]);
-    }
+    const PromptAnswers& mine = answers_of(user);
     picked[user] = ctx.recipe.generate.pick == PairPick::kRandom
                        ? pick_random_pairs(user, judge, prompts, mine)
-                       : pick_pairs(user, judge, prompts, answers,
-                                    ctx.recipe.generate.pairs_per_prompt, &cut_texts);
+                       : pick_pairs(user, judge, prompts, mine.texts,
+                                    ctx.recipe.generate.pairs_per_prompt, &mine.cut);
   });
   std::vector<TextPair> pairs;               // prompt-major, users in the order given
   std::map<std::string, int64_t> undecided;  // prompts where a user found no pair
@@ -111,13 +122,13 @@ std::vector<TextPair> pick_all_pairs(
 
 std::vector<std::vector<TextPair>> pick_random_pairs(const std::string& user, judges::Judge& judge,
                                                      const std::vector<std::string>& prompts,
-                                                     const Samples& samples) {
-  const size_t K = samples.texts.size() / std::max<size_t>(1, prompts.size());
+                                                     const PromptAnswers& answers) {
   std::vector<judges::Matchup> matchups;
-  std::vector<size_t> asked;  // the prompts whose two samples go to the judge
+  std::vector<size_t> asked;  // the prompts whose first two answers go to the judge
   for (size_t i = 0; i < prompts.size(); ++i) {
-    const std::string& a = samples.texts[i * K];
-    const std::string& b = samples.texts[i * K + 1];
+    if (answers.texts[i].size() < 2) continue;
+    const std::string& a = answers.texts[i][0];
+    const std::string& b = answers.texts[i][1];
     if (a.empty() || b.empty() || a == b) continue;  // a pair needs two different responses
     matchups.push_back({prompts[i], a, b});
     asked.push_back(i);
@@ -127,11 +138,11 @@ std::vector<std::vector<TextPair>> pick_random_pairs(const std::string& user, ju
   const std::vector<int> verdicts = judge.compare(matchups);
   for (size_t m = 0; m < asked.size(); ++m) {
     if (verdicts[m] == 0) continue;
-    const size_t i = asked[m], first = i * K, second = i * K + 1;
-    const size_t chosen = verdicts[m] > 0 ? first : second;
-    const size_t rejected = verdicts[m] > 0 ? second : first;
-    out[i].push_back({user, prompts[i], samples.texts[chosen], samples.texts[rejected],
-                      samples.truncated[chosen], samples.truncated[rejected]});
+    const size_t i = asked[m];
+    const std::string& chosen = answers.texts[i][verdicts[m] > 0 ? 0 : 1];
+    const std::string& rejected = answers.texts[i][verdicts[m] > 0 ? 1 : 0];
+    out[i].push_back({user, prompts[i], chosen, rejected, answers.cut[i].count(chosen) > 0,
+                      answers.cut[i].count(rejected) > 0});
   }
   return out;
 }

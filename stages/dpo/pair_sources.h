@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -45,19 +46,31 @@ bool has_judge(const DpoRecipe& recipe, const std::string& user);
 void for_each_judge(const DpoContext& ctx, const std::vector<std::string>& users,
                     const std::function<void(const std::string&, judges::Judge&)>& use);
 
-// Every user's pairs among its own samples of the prompts (samples_of(user)), prompt-major with
-// the users in the order given; logs the prompts where a user found no pair.
+// Each prompt's answers (any number per prompt) and, per prompt, those cut at max_new_tokens.
+struct PromptAnswers {
+  std::vector<std::vector<std::string>> texts;
+  std::vector<std::set<std::string>> cut;
+};
+
+// Every user's pairs among its own answers to the prompts (answers_of(user)), picked by
+// generate.pick, prompt-major with the users in the order given; logs the prompts where a user
+// found no pair.
+std::vector<TextPair> pick_all_pairs(
+    const DpoContext& ctx, const std::vector<std::string>& users,
+    const std::vector<std::string>& prompts,
+    const std::function<const PromptAnswers&(const std::string& user)>& answers_of);
+// The same from sampled answers (samples_of(user): generate.completions per prompt).
 std::vector<TextPair> pick_all_pairs(
     const DpoContext& ctx, const std::vector<std::string>& users,
     const std::vector<std::string>& prompts,
     const std::function<const Samples&(const std::string& user)>& samples_of);
 
-// generate.pick random: the pairs `user` takes from each prompt's samples (samples.texts holds K
-// per prompt, prompt-major): samples 0 and 1, two independent draws, the one the judge prefers
-// chosen; a tie, an empty sample or two equal samples give no pair. The seed's baseline DPO.
+// generate.pick random: the pairs `user` takes from each prompt's answers: the first two (two
+// independent draws, or a pool line's first two), the one the judge prefers chosen; a tie, an
+// empty answer or two equal answers give no pair. The seed's baseline DPO.
 std::vector<std::vector<TextPair>> pick_random_pairs(const std::string& user, judges::Judge& judge,
                                                      const std::vector<std::string>& prompts,
-                                                     const Samples& samples);
+                                                     const PromptAnswers& answers);
 
 // The prompts of data.path split into training and held-out ones; generate.seed fixes the
 // split, so it stays the same across training seeds. With data.train_prompts n > 0, only n of

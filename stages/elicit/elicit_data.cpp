@@ -23,32 +23,12 @@ namespace tailor {
 namespace fs = std::filesystem;
 namespace {
 
-// {prompt, completions: [...]} lines; a completion is a string or an object with a "response"
-// string (UltraFeedback's layout).
+// {prompt, completions: [...]} lines (judges/preference_sources.h: UltraFeedback's layout and
+// labelled pairs read too).
 std::vector<PromptCandidates> read_pool(const fs::path& file) {
-  data::JsonlReader reader(file);
   std::vector<PromptCandidates> out;
-  for (std::string line; reader.next(line);) {
-    const nlohmann::json j = reader.parse_object(line);
-    // UltraFeedback's raw lines call the prompt "instruction".
-    const char* key = !j.contains("prompt") && j.contains("instruction") ? "instruction" : "prompt";
-    if (!j.contains(key) || !j[key].is_string() || j[key].get<std::string>().empty())
-      reader.fail(key, "expected a non-empty string");
-    if (!j.contains("completions") || !j["completions"].is_array())
-      reader.fail("completions", "expected a list of strings or of {\"response\": \"...\"}");
-    PromptCandidates p;
-    p.prompt = j[key].get<std::string>();
-    for (const auto& c : j["completions"]) {
-      if (c.is_string())
-        p.texts.push_back(c.get<std::string>());
-      else if (c.is_object() && c.contains("response") && c["response"].is_string())
-        p.texts.push_back(c["response"].get<std::string>());
-      else
-        reader.fail("completions", "expected a list of strings or of {\"response\": \"...\"}");
-    }
-    out.push_back(std::move(p));
-  }
-  if (out.empty()) throw Error("data", file.string() + ": no prompts");
+  for (auto& p : read_candidate_pool(file))
+    out.push_back({std::move(p.prompt), std::move(p.completions), 0});
   return out;
 }
 
