@@ -608,7 +608,8 @@ TEST(RewardUsersRecipe, ErrorsNameTheKey) {
                          "/vpl, context: " + d + "/ctx.jsonl, context_encoder: " + d + "/lm}}"),
             "");
   EXPECT_EQ(recipe_error("{carol: {model: " + d + "/bt}}", "{}"), "");
-  EXPECT_CONTAINS(recipe_error("{}", "{}"), "users: data.source generated and pool need at least one user");
+  EXPECT_CONTAINS(recipe_error("{}", "{}"),
+                  "users: data.source generated and pool need at least one user");
   const DpoRecipe r = recipe("{carol: {model: " + d + "/bt}}");
   EXPECT_EQ(r.reward_users, (StringTable{{"carol", {{"model", d + "/bt"}}}}));
   fs::remove_all(dir);
