@@ -134,6 +134,14 @@ inline std::filesystem::path eos_prone_base(const std::filesystem::path& dir,
   return dir;
 }
 
+// `count` prompts "Tell me about animal i." as a {prompt} JSONL.
+inline void write_animal_prompts(const std::filesystem::path& file, int count) {
+  std::ofstream out(file);
+  for (int i = 0; i < count; ++i)
+    out << nlohmann::json({{"prompt", "Tell me about animal " + std::to_string(i) + "."}}).dump()
+        << "\n";
+}
+
 // One user's exported PEFT adapter tensors.
 inline TensorMap exported_adapter(const std::filesystem::path& run, const std::string& user) {
   return safetensors::load(run / "export" / "users" / user / "adapter_model.safetensors");

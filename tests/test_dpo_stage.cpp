@@ -415,13 +415,7 @@ int64_t dpo_test_code_points(const std::string& text) {
 TEST(DpoStage, EvalUsersChangeTheWinRatesAndNotTheTraining) {
   const fs::path dir = test::fresh_process_dir("dpo_stage_eval_users");
   const fs::path base = eos_prone_base(dir / "base");
-  {
-    std::ofstream prompts(dir / "prompts.jsonl");
-    for (int i = 0; i < 12; ++i)
-      prompts
-          << nlohmann::json({{"prompt", "Tell me about animal " + std::to_string(i) + "."}}).dump()
-          << "\n";
-  }
+  testing::write_animal_prompts(dir / "prompts.jsonl", 12);
   const auto run = [&](const std::string& name, const std::string& eval_users) {
     std::vector<std::string> overrides = {"model.init=pretrained",
                                           "model.path=" + base.string(),
@@ -545,13 +539,7 @@ TEST(DpoStage, EvalUsersChangeTheWinRatesAndNotTheTraining) {
 TEST(DpoStage, AnAdapterThatAnswersNothingDoesNotWin) {
   const fs::path dir = test::fresh_process_dir("dpo_stage_mute");
   const fs::path base = eos_prone_base(dir / "base");
-  {
-    std::ofstream prompts(dir / "prompts.jsonl");
-    for (int i = 0; i < 12; ++i)
-      prompts
-          << nlohmann::json({{"prompt", "Tell me about animal " + std::to_string(i) + "."}}).dump()
-          << "\n";
-  }
+  testing::write_animal_prompts(dir / "prompts.jsonl", 12);
   const DpoRecipe recipe = dpo_test_recipe(
       dir / "prompts.jsonl", dir / "run",
       {"model.init=pretrained", "model.path=" + base.string(), "data.source=generated",

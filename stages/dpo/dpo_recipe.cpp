@@ -33,14 +33,23 @@ const EnumNames<InvalidAnswers>& invalid_answers_names() {
   return table;
 }
 
+namespace {
+
+// The eval user judging row `name`: the entry of that name, or of the part before its last '@'
+// ("length@20q" -> "length"); "" when neither is in eval_users.
+std::string eval_user_of(const WeightTable& eval_users, const std::string& name) {
+  if (eval_users.count(name)) return name;
+  const size_t at = name.rfind('@');
+  if (at != std::string::npos && eval_users.count(name.substr(0, at))) return name.substr(0, at);
+  return {};
+}
+
+}  // namespace
+
 std::string eval_judge_of(const DpoRecipe& r, const std::string& adapter) {
   if (r.eval_users.empty())
     return r.users.count(adapter) || r.reward_users.count(adapter) ? adapter : std::string();
-  if (r.eval_users.count(adapter)) return adapter;
-  const size_t at = adapter.rfind('@');
-  if (at != std::string::npos && r.eval_users.count(adapter.substr(0, at)))
-    return adapter.substr(0, at);
-  return {};
+  return eval_user_of(r.eval_users, adapter);
 }
 
 bool eval_judge_is_training_judge(const DpoRecipe& r, const std::string& adapter,
@@ -384,8 +393,7 @@ void check_dpo_rules(const ResolvedConfig& c) {
       adapters.push_back(user);
     for (const auto& adapter : adapters) {
       const size_t at = adapter.rfind('@');
-      if (!eval_users.count(adapter) &&
-          (at == std::string::npos || !eval_users.count(adapter.substr(0, at))))
+      if (eval_user_of(eval_users, adapter).empty())
         c.fail(
             "eval_users",
             "no judge for adapter '" + adapter + "': name an eval user '" + adapter + "'" +
@@ -398,8 +406,7 @@ void check_dpo_rules(const ResolvedConfig& c) {
       c.fail("system_prompt_rows", "row '" + row + "' is also a user with an adapter");
     if (fields.size() != 1 || !fields.count("text") || fields.at("text").empty())
       c.fail("system_prompt_rows", "row '" + row + "': expected {text: \"the system text\"}");
-    const size_t at = row.rfind('@');
-    if (!eval_users.count(row) && (at == std::string::npos || !eval_users.count(row.substr(0, at))))
+    if (eval_user_of(eval_users, row).empty())
       c.fail("system_prompt_rows", "row '" + row +
                                        "' has no judge: name it in eval_users, or name the row "
                                        "'USER@system' for an eval user USER");
