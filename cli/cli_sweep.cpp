@@ -332,6 +332,105 @@ void chain_table(std::ostream& table, const SweepRecipe& recipe) {
            "method's training pairs. A − row is a chain's margin over the baseline, in points.\n";
 }
 
+// An agent recipe's tables (seed 002): the win rates of each user's agent against the five
+// baselines (rows: users, then their mean), the cross-user matrix (rows: users as judges,
+// columns: agents) and the learning curve (rule vs naive fine-tuning against M_L, per training
+// size), each cell mean ± std in % over the seeds that finished.
+void agent_table(std::ostream& table, const SweepRecipe& recipe) {
+  const auto summaries = finished_summaries(recipe);
+  if (summaries.empty()) return;
+  std::vector<std::string> users, baselines, sizes;
+  std::map<std::string, std::string> labels;
+  std::map<std::pair<std::string, std::string>, std::vector<double>> win, cross, curve;
+  std::vector<double> wall;
+  int64_t diagonal = 0;
+  for (const nlohmann::json* s : summaries) {
+    // The table's order (summary.json's objects are written with sorted keys).
+    for (const auto& key : s->value("baseline_order", nlohmann::json::array()))
+      add_name(baselines, key.get<std::string>());
+    for (const auto& [key, label] : s->at("baselines").items()) {
+      add_name(baselines, key);
+      labels[key] = label.get<std::string>();
+    }
+    for (const auto& [user, rates] : s->at("win_rates").items()) {
+      add_name(users, user);
+      for (const auto& [key, rate] : rates.items())
+        if (rate.is_number()) win[{user, key}].push_back(100 * rate.get<double>());
+    }
+    for (const auto& [key, rate] : s->at("win_rates_mean").items())
+      if (rate.is_number()) win[{"mean", key}].push_back(100 * rate.get<double>());
+    for (const auto& [judge, row] : s->at("cross_user").at("win_rate").items())
+      for (const auto& [agent, rate] : row.items())
+        if (rate.is_number()) cross[{judge, agent}].push_back(100 * rate.get<double>());
+    diagonal += s->at("cross_user").value("diagonal_is_row_max", false);
+    for (const auto& [user, kinds] : s->at("curves").items())
+      for (const auto& [kind, by_size] : kinds.items())
+        for (const auto& [size, rate] : by_size.items()) {
+          add_name(sizes, size);
+          if (rate.is_number()) curve[{kind, size}].push_back(100 * rate.get<double>());
+        }
+    wall.push_back(s->at("wall_seconds").get<double>());
+  }
+  std::sort(sizes.begin(), sizes.end(), [](const std::string& a, const std::string& b) {
+    return std::stoll(a) < std::stoll(b);
+  });
+  const auto cell = [](const auto& cells, const std::pair<std::string, std::string>& key) {
+    const auto it = cells.find(key);
+    return it == cells.end() ? std::string("–") : mean_std(stats_of(it->second), 1);
+  };
+  table << "| " << file_name(recipe.recipe) << ": user |";
+  for (const auto& key : baselines)
+    table << " vs " << labels[key] << " |";
+  table << "\n|---|";
+  for (size_t i = 0; i < baselines.size(); ++i)
+    table << "---:|";
+  table << "\n";
+  std::vector<std::string> rows = users;
+  rows.push_back("mean");
+  for (const auto& user : rows) {
+    table << "| " << user << " |";
+    for (const auto& key : baselines)
+      table << " " << cell(win, {user, key}) << " |";
+    table << "\n";
+  }
+  table << "\nCross-user matrix (win % against M_L alone; rows: users judging, columns: agents); "
+           "each agent best on its own user in "
+        << diagonal << "/" << summaries.size() << " seeds.\n\n| judge \\ agent |";
+  for (const auto& user : users)
+    table << " " << user << " |";
+  table << "\n|---|";
+  for (size_t i = 0; i < users.size(); ++i)
+    table << "---:|";
+  table << "\n";
+  for (const auto& judge : users) {
+    table << "| " << judge << " |";
+    for (const auto& agent : users)
+      table << " " << cell(cross, {judge, agent}) << " |";
+    table << "\n";
+  }
+  table << "\nLearning curve (win % against M_L alone, mean over users and seeds): rule "
+           "fine-tuning (the agent) vs naive fine-tuning, by demonstrations per user.\n\n| "
+           "method |";
+  for (const auto& size : sizes)
+    table << " n = " << size << " |";
+  table << "\n|---|";
+  for (size_t i = 0; i < sizes.size(); ++i)
+    table << "---:|";
+  table << "\n";
+  for (const std::string kind : {"rules", "naive"}) {
+    table << "| " << (kind == "rules" ? "agent (rules)" : "naive fine-tune") << " |";
+    for (const auto& size : sizes)
+      table << " " << cell(curve, {kind, size}) << " |";
+    table << "\n";
+  }
+  const size_t failed = recipe.runs.size() - summaries.size();
+  table << "\n"
+        << of_seeds(summaries.size(), recipe.runs.size(), failed) << "; "
+        << fixed(stats_of(wall).mean, 0)
+        << " s per run. Judged by each user's oracle, which also picked the user's "
+           "demonstrations (for every method alike).\n";
+}
+
 }  // namespace
 
 void check_sweep_summary(const std::string& stage, const nlohmann::json& summary) {
@@ -377,6 +476,13 @@ void check_sweep_summary(const std::string& stage, const nlohmann::json& summary
     need("table", ok);
     return;
   }
+  if (stage == "agent") {
+    for (const char* key : {"win_rates", "win_rates_mean", "baselines", "curves", "cross_user"})
+      need(key, summary.contains(key) && summary[key].is_object());
+    need("cross_user", summary["cross_user"].contains("win_rate") &&
+                           summary["cross_user"]["win_rate"].is_object());
+    return;
+  }
   if (stage == "elicit") {
     need("questions", summary.contains("questions") && summary["questions"].is_array());
     need("users", summary.contains("users") && summary["users"].is_object());
@@ -400,7 +506,7 @@ void check_sweep_summary(const std::string& stage, const nlohmann::json& summary
 }
 
 std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
-  std::ostringstream reward, dpo, cross, elicit, chain;
+  std::ostringstream reward, dpo, cross, elicit, chain, agent;
   std::vector<std::string> ks;  // the elicit table's columns, in first-seen order
   for (const auto& recipe : recipes) {
     if (recipe.stage == "dpo") {
@@ -411,6 +517,9 @@ std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
     } else if (recipe.stage == "chain") {
       if (!chain.str().empty()) chain << "\n";
       chain_table(chain, recipe);
+    } else if (recipe.stage == "agent") {
+      if (!agent.str().empty()) agent << "\n";
+      agent_table(agent, recipe);
     } else {
       reward_row(reward, recipe);
     }
@@ -442,6 +551,10 @@ std::string sweep_tables(const std::vector<SweepRecipe>& recipes) {
   if (!chain.str().empty()) {
     if (!out.empty()) out += "\n";
     out += chain.str();
+  }
+  if (!agent.str().empty()) {
+    if (!out.empty()) out += "\n";
+    out += agent.str();
   }
   return out;
 }

@@ -14,6 +14,10 @@
 // - chain recipes: per recipe, one row per method and one column per user (seed 000's Table 2):
 //   the win rate against the base in %, mean ± std over the seeds that finished, then each
 //   chain's margin over the largest baseline DPO in points.
+// - agent recipes: per recipe, the win rates of each user's preference agent against the five
+//   baselines of seed 002 (rows: users and their mean), the cross-user matrix (rows: users as
+//   judges, columns: agents, and in how many seeds each agent was best on its own user), and the
+//   learning curve of rule vs naive fine-tuning; each in % as mean ± std over the seeds.
 // Standard deviations are sample ones (n - 1; 0 for one run). Values a run does not have (a
 // user without a judge has no win rate) show as "–".
 #pragma once

@@ -6,6 +6,8 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "dist/collective_watchdog.h"
+#include "stages/agent/agent_recipe.h"
+#include "stages/agent/agent_stage.h"
 #include "stages/chain/chain_recipe.h"
 #include "stages/chain/chain_stage.h"
 #include "stages/dpo/dpo_recipe.h"
@@ -42,14 +44,14 @@ void run_chain_step(const std::string& step, const std::filesystem::path& file,
   stage.check_inputs(config);
   if (!stage.run) throw Error("chain", "stage '" + stage.name + "' is not available in this build");
   const std::filesystem::path out = config.get<std::string>("output_dir");
-  std::cout << "[chain] " << step << ": tailor run " << file.string();
+  std::cout << "[step] " << step << ": tailor run " << file.string();
   for (const auto& o : overrides)
     std::cout << " '" << o << "'";
   std::cout << "\n" << std::flush;
   write_resolved_recipe(config, out);
   const double t0 = steady_clock_seconds();
   stage.run(config);
-  std::cout << "[chain] " << step << " done in " << std::fixed << std::setprecision(1)
+  std::cout << "[step] " << step << " done in " << std::fixed << std::setprecision(1)
             << steady_clock_seconds() - t0 << " s -> " << out.string() << "\n"
             << std::flush;
 }
@@ -91,6 +93,11 @@ const std::vector<Stage>& stages() {
           "chain", "elicit -> reward -> per-user DPO for new users, with the seed's baselines",
           chain_recipe_schema(), resolve_chain_recipe, chain_recipe_from_config, check_chain_inputs,
           [](const ChainRecipe& recipe) { run_chain_stage(recipe, run_chain_step); },
+          /*data_parallel=*/false),
+      make_stage<AgentRecipe>(
+          "agent", "preference agents: a small model writes each user's rules, a large one follows",
+          agent_recipe_schema(), resolve_agent_recipe, agent_recipe_from_config, check_agent_inputs,
+          [](const AgentRecipe& recipe) { run_agent_stage(recipe, run_chain_step); },
           /*data_parallel=*/false),
   };
   return table;

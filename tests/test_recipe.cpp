@@ -459,15 +459,14 @@ TEST(RecipeStages, StageKeyChoosesTheSchema) {
   EXPECT_EQ(
       test::error_of([] { recipe_stage("output_dir: x\n", kSource); }),
       "[recipe] recipes/test.yaml: stage: missing required key (what to run; one of sft, reward, "
-      "dpo, elicit, chain)");
-  EXPECT_EQ(
-      test::error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
-      "[recipe] recipes/test.yaml:2: stage: expected one of sft, reward, dpo, elicit, chain, got "
-      "\"sfx\"; did you mean 'sft'?");
+      "dpo, elicit, chain, agent)");
+  EXPECT_EQ(test::error_of([] { recipe_stage("seed: 1\nstage: sfx\n", kSource); }),
+            "[recipe] recipes/test.yaml:2: stage: expected one of sft, reward, dpo, elicit, chain, "
+            "agent, got \"sfx\"; did you mean 'sft'?");
   EXPECT_CONTAINS(
       test::error_of([] { recipe_stage(kMinimal, kSource, {"stage=ppo"}); }),
-      "[recipe] override 'stage=ppo': stage: expected one of sft, reward, dpo, elicit, chain, got "
-      "\"ppo\"");
+      "[recipe] override 'stage=ppo': stage: expected one of sft, reward, dpo, elicit, chain, "
+      "agent, got \"ppo\"");
   EXPECT_EQ(find_stage("sft").schema, &sft_recipe_schema().spec());
 }
 

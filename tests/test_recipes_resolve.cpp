@@ -49,7 +49,7 @@ TEST(ShippedRecipes, EveryRecipeResolvesAndPrintConfigRoundTrips) {
        {"quickstart", "quickstart_dist", "rm_synth_bt", "rm_synth_vae", "rm_synth_vae_adaptive",
         "rm_synth_vae_pcgrad", "rm_synth_vae_mgda", "rm_synth_vae_contrastive", "rm_uf_bt",
         "rm_uf_vae", "rm_uf_vae_adaptive", "rm_uf_vae_pcgrad", "rm_uf_vae_mgda",
-        "rm_uf_vae_contrastive"}) {
+        "rm_uf_vae_contrastive", "agent_demo", "agent_mistral"}) {
     EXPECT_NE(std::find(recipes.begin(), recipes.end(), "recipes/" + std::string(name) + ".yaml"),
               recipes.end())
         << name;

@@ -532,6 +532,184 @@ TEST(ReportElicit, PrefDrawsTheMeanAucPerSelectorAndEachUsersAuc) {
             (std::vector<std::string>{"active", "random", "default (mean training user)"}));
 }
 
+namespace {
+
+const std::vector<std::string> kAgentUsers = {"brief", "shouty"};
+
+// An agent run (seed 002): 3 training records with loss/<adapter> for every adapter of 2 users,
+// and a summary with the mean win rates, the cross-user matrix and the learning curves.
+void write_agent_run(const fs::path& dir, bool with_summary) {
+  tailor::write_file_atomic(dir / "recipe.yaml", "stage: agent\nseed: 2\n");
+  std::vector<json> records;
+  for (int s = 1; s <= 3; ++s) {
+    json r = {{"step", s}, {"time", 1.0 * s}, {"lr", 1e-3}};
+    double total = 0;
+    int adapters = 0;
+    for (size_t u = 0; u < kAgentUsers.size(); ++u) {
+      const std::string& user = kAgentUsers[u];
+      const std::map<std::string, double> losses = {{"", 2.0 / s + 0.1 * u},
+                                                    {"@no_baseline", 2.1 / s},
+                                                    {"@naive", 3.0 / s + 0.1 * u},
+                                                    {"@rules_n5", 2.5 / s},
+                                                    {"@naive_n5", 3.5 / s}};
+      for (const auto& [variant, v] : losses) {
+        r["loss/" + user + variant] = v;
+        total += v;
+        ++adapters;
+      }
+    }
+    r["loss"] = total / adapters;
+    records.push_back(r);
+  }
+  write_metrics(dir, records);
+  if (!with_summary) return;
+  json summary = {{"users", kAgentUsers}, {"answers_per_user", 40}, {"wall_seconds", 3.5}};
+  summary["baselines"] = {{"small", "small baseline (M_S zero-shot)"},
+                          {"large", "large baseline (M_L zero-shot)"},
+                          {"few_shot", "few-shot (M_L with the user's examples)"},
+                          {"naive", "naive fine-tune (M_S on the completions)"},
+                          {"no_baseline", "no-baseline agent (rules without the zero-shot)"}};
+  summary["win_rates"] = {
+      {"brief",
+       {{"small", 0.9}, {"large", 0.7}, {"few_shot", 0.6}, {"naive", 0.8}, {"no_baseline", 0.5}}},
+      {"shouty",
+       {{"small", 0.7}, {"large", 0.5}, {"few_shot", 0.4}, {"naive", 0.6}, {"no_baseline", 0.6}}}};
+  summary["win_rates_mean"] = {
+      {"small", 0.8}, {"large", 0.6}, {"few_shot", 0.5}, {"naive", 0.7}, {"no_baseline", 0.55}};
+  summary["cross_user"] = {{"win_rate",
+                            {{"brief", {{"brief", 0.75}, {"shouty", 0.25}}},
+                             {"shouty", {{"brief", nullptr}, {"shouty", 0.875}}}}},
+                           {"diagonal_is_row_max", true}};
+  // Keys are strings ("10" sorts before "5" as text); brief's naive 40 is null.
+  summary["curves"] = {{"brief",
+                        {{"rules", {{"5", 0.6}, {"10", 0.7}, {"20", 0.8}, {"40", 0.9}}},
+                         {"naive", {{"5", 0.5}, {"10", 0.55}, {"20", 0.6}, {"40", nullptr}}}}},
+                       {"shouty",
+                        {{"rules", {{"5", 0.4}, {"10", 0.5}, {"20", 0.6}, {"40", 0.7}}},
+                         {"naive", {{"5", 0.3}, {"10", 0.35}, {"20", 0.4}, {"40", 0.5}}}}}};
+  tailor::write_file_atomic(dir / "summary.json", summary.dump(2));
+}
+
+}  // namespace
+
+TEST(ReportAgent, LossWinRatesCrossUserAndLearningCurve) {
+  ReportDir dir("agent");
+  write_agent_run(dir.path, true);
+  const fs::path out = dir.path / "report";
+  const auto written = tailor::report::write_report(dir.path, out);
+  std::vector<std::string> names;
+  for (const auto& f : written.files)
+    names.push_back(f.filename().string());
+  EXPECT_EQ(names, (std::vector<std::string>{"agent_loss.svg", "agent_win_rates.svg",
+                                             "agent_cross_user.svg", "agent_learning_curve.svg",
+                                             "index.html"}));
+
+  // Loss: per user, the agent's rules adapter (solid) and the naive fine-tune (dashed), 3 points
+  // each; the other adapters (no_baseline, learning-curve) are not drawn.
+  const std::string loss = tailor::read_file(out / "agent_loss.svg");
+  EXPECT_EQ(legend(loss), (std::vector<std::string>{"brief rules", "brief naive", "shouty rules",
+                                                    "shouty naive"}));
+  for (const auto& name : legend(loss))
+    EXPECT_EQ(point_count(series_lines(loss, name)), 3u) << name;
+  for (const auto& e : with_class(elements(loss, "polyline"), "series")) {
+    const bool naive = e.attrs.at("data-series").find(" naive") != std::string::npos;
+    EXPECT_EQ(e.attrs.count("stroke-dasharray"), naive ? 1u : 0u) << e.attrs.at("data-series");
+  }
+  // Domain: 2.0 / 3 (brief rules, step 3) .. 3.1 (shouty naive, step 1).
+  EXPECT_NEAR(single_line(loss, "shouty naive").front().second, Layout::plot_top, kPixel);
+  EXPECT_NEAR(single_line(loss, "brief rules").back().second, Layout::plot_bottom, kPixel);
+  EXPECT_NEAR(single_line(loss, "brief rules")[1].second, py(1.0, 2.0 / 3, 3.1), kPixel);
+
+  // Win-rate bars: the seed's baseline order (not the summary's sorted keys), heights
+  // proportional to the mean rates, a dashed line at 0.5.
+  const std::string bars_svg = tailor::read_file(out / "agent_win_rates.svg");
+  const auto bars = with_class(elements(bars_svg, "rect"), "bar");
+  const std::vector<std::string> order = {"small", "large", "few_shot", "naive", "no_baseline"};
+  const std::vector<double> means = {0.8, 0.6, 0.5, 0.7, 0.55};
+  ASSERT_EQ(bars.size(), order.size());
+  for (size_t i = 0; i < bars.size(); ++i) {
+    EXPECT_EQ(bars[i].attrs.at("data-label"), order[i]);
+    EXPECT_NEAR(std::stod(bars[i].attrs.at("data-value")), means[i], 5e-4) << order[i];
+    const double h = std::stod(bars[i].attrs.at("height"));
+    EXPECT_NEAR(h, means[i] * Layout::plot_height, kPixel) << order[i];
+    EXPECT_NEAR(std::stod(bars[i].attrs.at("y")) + h, Layout::plot_bottom, kPixel) << order[i];
+  }
+  const auto bar_values = with_class(elements(bars_svg, "text"), "bar-value");
+  ASSERT_EQ(bar_values.size(), order.size());
+  EXPECT_EQ(bar_values[0].text, "0.800");
+  EXPECT_EQ(bar_values[4].text, "0.550");
+  const auto reference = with_class(elements(bars_svg, "line"), "reference");
+  ASSERT_EQ(reference.size(), 1u);
+  EXPECT_NEAR(std::stod(reference[0].attrs.at("y1")),
+              Layout::plot_bottom - 0.5 * Layout::plot_height, kPixel);
+  EXPECT_TRUE(contains(legend(bars_svg), "0.5 = tie with baseline"));
+
+  // Cross-user heatmap: rows = judges, columns = agents, both in the summary's user order; the
+  // null cell prints as missing.
+  const std::string heat = tailor::read_file(out / "agent_cross_user.svg");
+  EXPECT_NE(heat.find("Cross-user win rate against M_L alone (rows: users judging, columns: "
+                      "agents)"),
+            std::string::npos);
+  std::vector<std::string> rows, cols;
+  for (const auto& e : with_class(elements(heat, "text"), "row-label"))
+    rows.push_back(e.text);
+  for (const auto& e : with_class(elements(heat, "text"), "column-label"))
+    cols.push_back(e.text);
+  EXPECT_EQ(rows, kAgentUsers);
+  EXPECT_EQ(cols, kAgentUsers);
+  const auto cells = with_class(elements(heat, "rect"), "cell");
+  ASSERT_EQ(cells.size(), 4u);
+  const std::vector<std::string> cell_values = {"0.750", "0.250", "nan", "0.875"};
+  for (size_t k = 0; k < cells.size(); ++k)
+    EXPECT_EQ(cells[k].attrs.at("data-value"), cell_values[k]) << k;
+  // Own agents (the diagonal) are outlined.
+  EXPECT_EQ(with_class(elements(heat, "rect"), "own").size(), 2u);
+
+  // Learning curve: the mean over users at each size, sizes in numeric order; the null naive
+  // point at 40 leaves shouty's 0.5 as the mean there. Domain x 5..40, y 0.4..0.8.
+  const std::string curve = tailor::read_file(out / "agent_learning_curve.svg");
+  EXPECT_TRUE(contains(legend(curve), "rule fine-tuning (agent)"));
+  EXPECT_TRUE(contains(legend(curve), "naive fine-tuning"));
+  const auto rules = single_line(curve, "rule fine-tuning (agent)");
+  const auto naive = single_line(curve, "naive fine-tuning");
+  const std::vector<double> sizes = {5, 10, 20, 40};
+  const std::vector<double> rules_mean = {0.5, 0.6, 0.7, 0.8};
+  const std::vector<double> naive_mean = {0.4, 0.45, 0.5, 0.5};
+  ASSERT_EQ(rules.size(), sizes.size());
+  ASSERT_EQ(naive.size(), sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    EXPECT_NEAR(rules[i].first, px(sizes[i], 5, 40), kPixel) << sizes[i];
+    EXPECT_NEAR(rules[i].second, py(rules_mean[i], 0.4, 0.8), kPixel) << sizes[i];
+    EXPECT_NEAR(naive[i].second, py(naive_mean[i], 0.4, 0.8), kPixel) << sizes[i];
+  }
+  EXPECT_NEAR(rules.back().second, Layout::plot_top, kPixel);
+  EXPECT_NEAR(naive.front().second, Layout::plot_bottom, kPixel);
+
+  const std::string html = tailor::read_file(out / "index.html");
+  EXPECT_NE(html.find("stage <b>agent</b>"), std::string::npos);
+  for (const auto& f : names)
+    if (f != "index.html") {
+      EXPECT_NE(html.find("<img src=\"" + f + "\""), std::string::npos) << f;
+    }
+}
+
+TEST(ReportAgent, WithoutSummaryOnlyTheLossWithANoteAndTheStageIsGuessed) {
+  ReportDir dir("agent_nosummary");
+  write_agent_run(dir.path, false);
+  auto report = tailor::report::build_report(dir.path);
+  EXPECT_EQ(report.stage, "agent");
+  ASSERT_EQ(report.figures.size(), 1u);
+  EXPECT_EQ(report.figures[0].file, "agent_loss.svg");
+  EXPECT_NE(report.index_html.find("summary.json not found"), std::string::npos);
+
+  // Without recipe.yaml the loss/<adapter> keys say agent (not sft, not dpo).
+  fs::remove(dir.path / "recipe.yaml");
+  report = tailor::report::build_report(dir.path);
+  EXPECT_EQ(report.stage, "agent");
+  ASSERT_EQ(report.figures.size(), 1u);
+  EXPECT_EQ(report.figures[0].file, "agent_loss.svg");
+}
+
 TEST(ReportErrors, NameThePathAndLine) {
   ReportDir dir("errors");
   const fs::path missing = dir.path / "no_such_run";

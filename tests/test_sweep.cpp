@@ -233,6 +233,49 @@ TEST(SweepTable, PrefRowsReadTheAucAndTheMeanOfUsers) {
   EXPECT_THROW(check_sweep_summary("elicit", accuracy_keys), Error);
 }
 
+// Preference agents: the win rates against the baselines in the summary's baseline_order, the
+// cross-user matrix with the seeds whose diagonal was each row's maximum, the learning curve with
+// its sizes in numeric order.
+TEST(SweepTable, AgentTablesAreMeanAndStdOfWinRatesMatrixAndCurve) {
+  const auto summary = [](double large, double naive, double cross_ab, bool diagonal, double wall) {
+    return json{
+        {"wall_seconds", wall},
+        {"baselines", {{"large", "large baseline"}, {"naive", "naive fine-tune"}}},
+        {"baseline_order", {"naive", "large"}},
+        {"win_rates", {{"a", {{"large", large}, {"naive", naive}}}}},
+        {"win_rates_mean", {{"large", large}, {"naive", naive}}},
+        {"cross_user",
+         {{"win_rate", {{"a", {{"a", large}, {"b", cross_ab}}}}},
+          {"diagonal_is_row_max", diagonal}}},
+        {"curves", {{"a", {{"rules", {{"5", 0.6}, {"40", large}}}, {"naive", {{"5", 0.5}}}}}}}};
+  };
+  SweepRecipe agent{"recipes/agent_demo.yaml", "agent", {}};
+  agent.runs.push_back(finished(0, summary(0.80, 0.60, 0.40, true, 60)));
+  agent.runs.push_back(finished(1, summary(0.90, 0.50, 0.50, false, 80)));
+  // large: 80, 90 -> 85.0 ± 7.1; naive: 60, 50 -> 55.0 ± 7.1; cross (a judging b): 45.0 ± 7.1;
+  // rules at 5: 60, 60 -> 60.0 ± 0.0; wall (60 + 80) / 2 = 70.
+  const std::string expected =
+      "| agent_demo.yaml: user | vs naive fine-tune | vs large baseline |\n"
+      "|---|---:|---:|\n"
+      "| a | 55.0 ± 7.1 | 85.0 ± 7.1 |\n"
+      "| mean | 55.0 ± 7.1 | 85.0 ± 7.1 |\n"
+      "\nCross-user matrix (win % against M_L alone; rows: users judging, columns: agents); each "
+      "agent best on its own user in 1/2 seeds.\n\n"
+      "| judge \\ agent | a |\n|---|---:|\n| a | 85.0 ± 7.1 |\n"
+      "\nLearning curve (win % against M_L alone, mean over users and seeds): rule fine-tuning "
+      "(the agent) vs naive fine-tuning, by demonstrations per user.\n\n"
+      "| method | n = 5 | n = 40 |\n|---|---:|---:|\n"
+      "| agent (rules) | 60.0 ± 0.0 | 85.0 ± 7.1 |\n"
+      "| naive fine-tune | 50.0 ± 0.0 | – |\n"
+      "\n2/2; 70 s per run. Judged by each user's oracle, which also picked the user's "
+      "demonstrations (for every method alike).\n";
+  EXPECT_EQ(sweep_tables({agent}), expected);
+  EXPECT_NO_THROW(check_sweep_summary("agent", summary(0.8, 0.6, 0.4, true, 1)));
+  json no_curves = summary(0.8, 0.6, 0.4, true, 1);
+  no_curves.erase("curves");
+  EXPECT_THROW(check_sweep_summary("agent", no_curves), Error);
+}
+
 TEST(SweepTable, SummariesMissingWhatTheTableReadsAreRefused) {
   const json good = dpo_recipe_runs().runs[0]["summary"];
   EXPECT_NO_THROW(check_sweep_summary("dpo", good));

@@ -226,7 +226,9 @@ std::string heatmap(const Heatmap& map) {
   const double left = 36 + label_width + 8;
   const double top = 64 + column_label_height;
   const double grid_w = cols * heatmap_cell, grid_h = std::max(rows * heatmap_cell, 80.0);
-  const double width = std::max(left + grid_w + 90, 360.0);
+  // Wide enough for the title too (about 9 px per character of 16 px bold text).
+  const double width =
+      std::max({left + grid_w + 90, 360.0, 9.0 * static_cast<double>(map.title.size()) + 40});
   const double height = top + grid_h + 24;
   Svg svg(width, height);
   title(svg, map.title, width / 2);

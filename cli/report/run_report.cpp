@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -37,6 +39,7 @@ std::string read_stage(const fs::path& recipe) {
 
 // What a run without recipe.yaml most likely is, from its metric keys.
 std::string guess_stage(const MetricsLog& log) {
+  if (!users_in(log, "loss/", "").empty()) return "agent";  // loss/<adapter>: agent only
   if (!users_in(log, "users/", "/loss").empty()) return "dpo";
   for (const auto& r : log.records)
     if (r.values.contains("eval/accuracy")) return "reward";
@@ -255,6 +258,153 @@ void elicit_figures(const MetricsLog& log, const nlohmann::json* summary, Builde
   }
 }
 
+// The baselines of the agent stage (seed 002), in the order of its table.
+const std::vector<std::string>& agent_baseline_order() {
+  static const std::vector<std::string> order = {"small", "large", "few_shot", "naive",
+                                                 "no_baseline"};
+  return order;
+}
+
+double json_rate(const nlohmann::json& v) {
+  return v.is_number() ? v.get<double>() : NAN;
+}
+
+// Preference agents (seed 002): the training loss of each user's rule fine-tune against its naive
+// fine-tune, the mean win rate against each baseline, the cross-user matrix and the learning
+// curve (win rate against M_L alone vs the number of demonstrations).
+void agent_figures(const MetricsLog& log, const nlohmann::json* summary, Builder& out) {
+  // loss/<adapter> keys; the users are the adapters without an "@<variant>".
+  std::vector<std::string> users;
+  for (const auto& adapter : users_in(log, "loss/", ""))
+    if (adapter.find('@') == std::string::npos) users.push_back(adapter);
+  if (users.empty()) out.note("metrics.jsonl has no loss/<user> keys: no per-user loss series");
+  LineChart loss{
+      "Training loss: rule fine-tuning (solid) vs naive fine-tuning (dashed)", "step", "loss", {}};
+  for (size_t u = 0; u < users.size(); ++u) {
+    Series rules = metric_series(log, "loss/" + users[u], users[u] + " rules");
+    Series naive = metric_series(log, "loss/" + users[u] + "@naive", users[u] + " naive");
+    rules.colour = naive.colour = series_colour(u);
+    naive.dashed = true;
+    if (!rules.x.empty()) loss.series.push_back(std::move(rules));
+    if (!naive.x.empty()) loss.series.push_back(std::move(naive));
+  }
+  out.line("agent_loss.svg", loss, "metrics.jsonl has no loss/<user> values");
+
+  if (summary == nullptr) {
+    out.note(
+        "summary.json not found (the run has not finished): win-rate, cross-user and "
+        "learning-curve figures skipped");
+    return;
+  }
+  std::vector<std::string> summary_users;
+  if (summary->contains("users") && (*summary)["users"].is_array()) {
+    for (const auto& u : (*summary)["users"])
+      if (u.is_string()) summary_users.push_back(u.get<std::string>());
+  }
+
+  // Mean win rate per baseline, in the seed's order (then any other baseline the summary has).
+  const auto means = summary->find("win_rates_mean");
+  if (means != summary->end() && means->is_object() && !means->empty()) {
+    BarChart bars;
+    bars.title = "Win rate of the agents against each baseline (mean over users)";
+    bars.x_label = "baseline";
+    bars.y_label = "win rate (ties = 1/2)";
+    bars.series_name = "mean over users";
+    bars.has_reference = true;
+    bars.reference = 0.5;
+    bars.reference_name = "0.5 = tie with baseline";  // short: the legend is ~25 characters
+    std::vector<std::string> keys;
+    for (const auto& key : agent_baseline_order())
+      if (means->contains(key)) keys.push_back(key);
+    for (const auto& item : means->items())
+      if (std::find(keys.begin(), keys.end(), item.key()) == keys.end()) keys.push_back(item.key());
+    for (const auto& key : keys) {
+      bars.labels.push_back(key);
+      bars.values.push_back(json_rate((*means)[key]));
+    }
+    out.add("agent_win_rates.svg", bars.title, bar_chart(bars));
+  } else {
+    out.note("summary.json has no win_rates_mean: win-rate bar chart skipped");
+  }
+
+  // Cross-user matrix: win_rate[judge][agent], each against M_L alone.
+  const auto cross = summary->find("cross_user");
+  const nlohmann::json* matrix = nullptr;
+  if (cross != summary->end() && cross->is_object() && cross->contains("win_rate") &&
+      (*cross)["win_rate"].is_object() && !(*cross)["win_rate"].empty()) {
+    matrix = &(*cross)["win_rate"];
+  }
+  if (matrix != nullptr) {
+    Heatmap map;
+    map.title = "Cross-user win rate against M_L alone (rows: users judging, columns: agents)";
+    map.row_title = "user judging";
+    map.column_title = "agent";
+    std::vector<std::string> judges = summary_users;
+    if (judges.empty())
+      for (const auto& item : matrix->items())
+        judges.push_back(item.key());
+    map.row_labels = judges;
+    map.column_labels = judges;
+    for (const auto& judge : judges) {
+      std::vector<double> row;
+      const auto r = matrix->find(judge);
+      for (const auto& agent : judges) {
+        const bool has = r != matrix->end() && r->is_object() && r->contains(agent);
+        row.push_back(has ? json_rate((*r)[agent]) : NAN);
+      }
+      map.values.push_back(std::move(row));
+    }
+    out.add("agent_cross_user.svg", map.title, heatmap(map));
+  } else {
+    out.note("summary.json has no cross_user.win_rate: cross-user heatmap skipped");
+  }
+
+  // Learning curve: per method, the mean over users (those with a number there) at each size.
+  const auto curves = summary->find("curves");
+  if (curves == summary->end() || !curves->is_object() || curves->empty()) {
+    out.note("summary.json has no curves: learning-curve figure skipped");
+    return;
+  }
+  LineChart chart{"Win rate against M_L alone vs demonstrations, mean of " +
+                      std::to_string(curves->size()) + " users",
+                  "demonstrations per user",
+                  "win rate against M_L alone",
+                  {}};
+  const std::pair<const char*, const char*> methods[] = {{"rules", "rule fine-tuning (agent)"},
+                                                         {"naive", "naive fine-tuning"}};
+  double x_lo = INFINITY, x_hi = -INFINITY;
+  for (const auto& [key, name] : methods) {
+    std::map<double, std::pair<double, int>> sums;  // size -> (sum, count)
+    for (const auto& [user, c] : curves->items()) {
+      if (!c.is_object() || !c.contains(key) || !c[key].is_object()) continue;
+      for (const auto& [size, v] : c[key].items()) {
+        char* end = nullptr;
+        const double n = std::strtod(size.c_str(), &end);
+        if (end == size.c_str() || *end != '\0' || !std::isfinite(n)) continue;
+        auto& [sum, count] = sums[n];
+        if (v.is_number() && std::isfinite(v.get<double>())) {
+          sum += v.get<double>();
+          ++count;
+        }
+      }
+    }
+    Series series{name, {}, {}, series_colour(chart.series.size())};
+    for (const auto& [n, sc] : sums) {
+      series.x.push_back(n);
+      series.y.push_back(sc.second > 0 ? sc.first / sc.second : NAN);
+      x_lo = std::min(x_lo, n);
+      x_hi = std::max(x_hi, n);
+    }
+    chart.series.push_back(std::move(series));
+  }
+  if (has_points(chart) && x_lo < x_hi) {
+    Series even{"0.5 = tie with M_L alone", {x_lo, x_hi}, {0.5, 0.5}, "#777777"};
+    even.dashed = true;
+    chart.series.push_back(std::move(even));
+  }
+  out.line("agent_learning_curve.svg", chart, "summary.json's curves have no win rates");
+}
+
 // The summary's scalar entries, and for DPO its win-rate table.
 std::string summary_tables(const nlohmann::json& summary) {
   std::ostringstream html;
@@ -418,6 +568,8 @@ RunReport build_report(const fs::path& run_dir) {
     dpo_figures(log, summary ? &*summary : nullptr, out);
   } else if (report.stage == "elicit") {
     elicit_figures(log, summary ? &*summary : nullptr, out);
+  } else if (report.stage == "agent") {
+    agent_figures(log, summary ? &*summary : nullptr, out);
   } else {
     if (report.stage != "sft") {
       out.note("stage \"" + report.stage + "\" has no figures of its own: drawing the loss only");
