@@ -109,6 +109,16 @@ std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer
                                             int64_t first_prompt_index, int64_t batch_prompts,
                                             std::vector<bool>* truncated,
                                             const std::string& system) {
+  return sample_completions_with_systems(model, tokenizer, prompt_template, prompts,
+                                         std::vector<std::string>(prompts.size(), system), config,
+                                         count, first_prompt_index, batch_prompts, truncated);
+}
+
+std::vector<std::string> sample_completions_with_systems(
+    CausalLMImpl& model, const Tokenizer& tokenizer, PromptTemplate prompt_template,
+    const std::vector<std::string>& prompts, const std::vector<std::string>& systems,
+    GenerationConfig config, int64_t count, int64_t first_prompt_index, int64_t batch_prompts,
+    std::vector<bool>* truncated) {
   config.num_return_sequences = count;
   config.eos_token_id = tokenizer.eos_id();
   std::vector<std::string> out;
@@ -117,7 +127,7 @@ std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer
     const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_prompts));
     std::vector<std::vector<int32_t>> ids;
     for (size_t i = start; i < end; ++i)
-      ids.push_back(encode_prompt(tokenizer, prompt_template, prompts[i], system));
+      ids.push_back(encode_prompt(tokenizer, prompt_template, prompts[i], systems[i]));
     config.first_prompt_index = first_prompt_index + static_cast<int64_t>(start);
     for (auto& seq : generate(model, ids, config)) {
       if (truncated) truncated->push_back(seq.finish_reason != FinishReason::kEos);

@@ -69,6 +69,15 @@ std::vector<std::string> sample_completions(CausalLMImpl& model, const Tokenizer
                                             std::vector<bool>* truncated = nullptr,
                                             const std::string& system = "");
 
+// The same with one system text per prompt (systems[i] for prompts[i]; "" = none), e.g. the
+// rules a preference agent wrote for each task. sample_completions is this with every entry
+// `system`.
+std::vector<std::string> sample_completions_with_systems(
+    CausalLMImpl& model, const Tokenizer& tokenizer, PromptTemplate prompt_template,
+    const std::vector<std::string>& prompts, const std::vector<std::string>& systems,
+    GenerationConfig config, int64_t count, int64_t first_prompt_index, int64_t batch_prompts,
+    std::vector<bool>* truncated);
+
 // JSONL lines {"user", "prompt", "chosen", "rejected"} (+ "chosen_truncated": true /
 // "rejected_truncated": true for responses cut at max_new_tokens), written atomically.
 void write_pairs_jsonl(const std::filesystem::path& file, const std::vector<TextPair>& pairs);

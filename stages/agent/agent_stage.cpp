@@ -51,34 +51,22 @@ struct Answer {
 };
 
 // `count` answers to every prompt (prompt-major: entry i * count + r), prompt i with system text
-// systems[i] ("" = none). Answer r of prompt i draws from the stream (config.seed,
-// first_index + i, r) (models/generation/generate.h), so two methods asked the same task with
-// the same seed share their random numbers.
+// systems[i] ("" = none), sampled as the dpo stage samples (judges/preference_sources.h): answer
+// r of prompt i draws from the stream (config.seed, first_index + i, r), so two methods asked the
+// same task with the same seed share their random numbers.
 std::vector<Answer> generate_answers(CausalLMImpl& model, const Tokenizer& tokenizer,
                                      PromptTemplate prompt_template,
                                      const std::vector<std::string>& prompts,
                                      const std::vector<std::string>& systems,
                                      GenerationConfig config, int64_t count,
                                      int64_t first_index = 0) {
-  config.num_return_sequences = count;
-  config.eos_token_id = tokenizer.eos_id();
-  const size_t batch = static_cast<size_t>(std::max<int64_t>(1, 64 / count));
-  std::vector<Answer> out;
-  out.reserve(prompts.size() * static_cast<size_t>(count));
-  for (size_t start = 0; start < prompts.size(); start += batch) {
-    const size_t end = std::min(prompts.size(), start + batch);
-    std::vector<std::vector<int32_t>> ids;
-    for (size_t i = start; i < end; ++i)
-      ids.push_back(encode_prompt(tokenizer, prompt_template, prompts[i], systems[i]));
-    config.first_prompt_index = first_index + static_cast<int64_t>(start);
-    for (auto& seq : generate(model, ids, config)) {
-      Answer a;
-      a.truncated = seq.finish_reason != FinishReason::kEos;
-      if (!a.truncated && !seq.ids.empty()) seq.ids.pop_back();
-      a.text = tokenizer.decode(seq.ids, /*skip_special_tokens=*/true);
-      out.push_back(std::move(a));
-    }
-  }
+  std::vector<bool> truncated;
+  const auto texts = sample_completions_with_systems(
+      model, tokenizer, prompt_template, prompts, systems, config, count, first_index,
+      /*batch_prompts=*/std::max<int64_t>(1, 64 / count), &truncated);
+  std::vector<Answer> out(texts.size());
+  for (size_t i = 0; i < texts.size(); ++i)
+    out[i] = {texts[i], truncated[i]};
   return out;
 }
 
@@ -652,13 +640,7 @@ void AgentStage::finish(int64_t step) {
 
   std::map<std::string, std::vector<Answer>> answers;  // method key -> answers
   answers["large"] = large_answers(zero_prompts, no_system);
-  {
-    std::vector<Answer> small;
-    const AdapterRoute none(*bank_, std::string());
-    small = generate_answers(*small_, *small_tokenizer_, r_.data.prompt_template, zero_prompts,
-                             no_system, sampling(r_.eval.seed), S);
-    answers["small"] = std::move(small);
-  }
+  answers["small"] = small_answers("", zero_prompts);             // "": M_S without an adapter
   std::map<std::string, std::vector<std::string>> rules_written;  // adapter -> per task
   for (const auto& user : users_) {
     answers[user + "@few_shot"] = large_answers(
