@@ -56,14 +56,16 @@ class TimedRespondent final : public Respondent {
 nlohmann::json bench_elicit(const ElicitBench& o) {
   if (o.dim < 1 || o.samples < 1 || o.questions < 1 || o.thinning < 1 || o.burn_in < 0)
     throw Error("bench", "elicit suite: need dim, samples, questions, thinning >= 1");
+  if (o.estimate_samples < o.samples)
+    throw Error("bench", "elicit suite: --elicit-estimate-samples must be >= --elicit-samples");
   const fs::path dir = fs::temp_directory_path() /
                        ("tailor_bench_elicit_" + std::to_string(static_cast<long>(::getpid())));
   fs::create_directories(dir);
   std::printf(
-      "[elicit] 20 Questions: d=%lld, M=%lld (burn-in %lld, thinning %lld); PReF: J=%lld; K=%lld "
-      "questions\n",
-      (long long)o.dim, (long long)o.samples, (long long)o.burn_in, (long long)o.thinning,
-      (long long)kPrefRank, (long long)o.questions);
+      "[elicit] 20 Questions: d=%lld, M=%lld, E=%lld (burn-in %lld, thinning %lld); PReF: J=%lld; "
+      "K=%lld questions\n",
+      (long long)o.dim, (long long)o.samples, (long long)o.estimate_samples, (long long)o.burn_in,
+      (long long)o.thinning, (long long)kPrefRank, (long long)o.questions);
   std::printf("%-6s %-14s %18s %18s\n", "N", "method selector", "mean ms/question",
               "max ms/question");
   nlohmann::json rows = nlohmann::json::array();
@@ -112,7 +114,8 @@ nlohmann::json bench_elicit(const ElicitBench& o) {
         mh.samples = o.samples;
         mh.burn_in = o.burn_in;
         mh.thinning = o.thinning;
-        learner = std::make_unique<TwentyQuestionsLearner>(run.selector, mh, dim);
+        learner =
+            std::make_unique<TwentyQuestionsLearner>(run.selector, mh, dim, o.estimate_samples);
       }
       const auto& used = pref ? pref_pools : pools;
       const fs::path file = dir / "answers.jsonl";
@@ -143,6 +146,7 @@ nlohmann::json bench_elicit(const ElicitBench& o) {
                             {"ms_per_question_max", slowest}};
       if (!pref) {
         row["samples"] = o.samples;
+        row["estimate_samples"] = o.estimate_samples;
         row["burn_in"] = o.burn_in;
         row["thinning"] = o.thinning;
       }

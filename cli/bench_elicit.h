@@ -18,6 +18,7 @@ struct ElicitBench {
   std::vector<int64_t> candidates = {64, 128};  // N
   int64_t dim = 128;                            // d
   int64_t samples = 100;                        // M
+  int64_t estimate_samples = 1000;              // E (the recipes' default)
   int64_t burn_in = 1000;
   int64_t thinning = 50;
   int64_t questions = 20;  // K

@@ -260,6 +260,8 @@ int bench_command(const std::vector<std::string>& args) {
                  "elicit suite: candidates per question (N), e.g. 64,128")
       ->delimiter(',');
   app.add_option("--elicit-samples", elicit.samples, "elicit suite: posterior samples (M)");
+  app.add_option("--elicit-estimate-samples", elicit.estimate_samples,
+                 "elicit suite: posterior samples averaged for the estimate (E >= M)");
   app.add_option("--elicit-questions", elicit.questions, "elicit suite: questions (K)");
   app.add_option("--elicit-dim", elicit.dim, "elicit suite: embedding dimension");
   int64_t zero3_layers = 4, zero3_seq = 64, zero3_steps = 3, zero3_rounds = 2;

@@ -2,7 +2,9 @@
 // a pool of candidates built so that the user's oracle is easy to recompute here (shorter_length:
 // fewer words). Checked against values computed in this test, not by the stage:
 //   - every answer in answers.jsonl is the one the user's preference gives (word counts here);
-//   - the profile's posterior mean is the mean of the samples in posterior.safetensors, and its
+//   - the profile's posterior mean is the mean of the samples in posterior.safetensors projected
+//     onto the span of the answered pairs' hidden-feature differences (recomputed here in
+//     float64 from the exported backbone and layer; projected by a pseudo-inverse), and its
 //     reward model id is the export's, which loads and scores;
 //   - the same seed gives the same answers; summary.json holds every user, selector and K;
 //   - bad recipes are errors naming the key, with nothing written.
@@ -81,8 +83,8 @@ std::string recipe_text(const fs::path& dir, const std::string& extra = "") {
          "pairs_per_prompt: 15}\n"
          "optimizer: {lr: 1.0e-2}\n"
          "train: {max_steps: 30, batch_size: 16, log_every: 10}\n"
-         "elicit: {selector: [info_gain, random], questions: [3, 6], samples: 20, burn_in: 100, "
-         "thinning: 5}\n" +
+         "elicit: {selector: [info_gain, random], questions: [3, 6], samples: 20, "
+         "estimate_samples: 50, burn_in: 100, thinning: 5}\n" +
          extra;
 }
 
@@ -103,6 +105,31 @@ TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
   EXPECT_EQ(summary.at("questions"), json({3, 6}));
   const std::string id = multi_reward_export_id(dir / "run" / "export");
   EXPECT_EQ(summary.at("reward_model").at("id"), id);
+  // h(x, y), the exported hidden layer on the standardised backbone features, in float64 loops.
+  MultiRewardExport loaded = load_multi_reward_export(dir / "run" / "export");
+  const auto& m = *loaded.model;
+  const at::Tensor W = m.hidden_layer->weight.to(at::kDouble),
+                   b = m.hidden_layer->bias.to(at::kDouble);
+  const at::Tensor feature_mean = m.feature_mean.to(at::kDouble),
+                   feature_scale = m.feature_scale.to(at::kDouble);
+  auto hidden_of = [&](const std::vector<std::string>& prompts,
+                       const std::vector<std::string>& texts) {
+    std::ostringstream quiet;
+    const at::Tensor f =
+        response_features(*loaded.backbone, Tokenizer::from_dir("assets/tokenizers/gpt2"),
+                          PromptTemplate::kPlain, 32, prompts, texts, {}, quiet)
+            .to(at::kDouble);
+    at::Tensor h = at::zeros({f.size(0), W.size(0)}, at::kDouble);
+    for (int64_t n = 0; n < f.size(0); ++n)
+      for (int64_t j = 0; j < W.size(0); ++j) {
+        double v = b[j].item<double>();
+        for (int64_t i = 0; i < W.size(1); ++i)
+          v += W[j][i].item<double>() * (f[n][i].item<double>() - feature_mean[i].item<double>()) /
+               feature_scale[i].item<double>();
+        h[n][j] = v;
+      }
+    return h;
+  };
   for (const std::string user : {"brief", "wordy"}) {
     SCOPED_TRACE(user);
     const auto& u = summary.at("users").at(user);
@@ -118,9 +145,13 @@ TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
       // Each answer is the user's: brief prefers fewer words (answer 1 = the first), wordy more.
       std::istringstream lines(read_file(at / "answers.jsonl"));
       int64_t n = 0;
+      std::vector<std::string> prompts, firsts, seconds;
       for (std::string line; std::getline(lines, line);) {
         const json a = json::parse(line);
         EXPECT_EQ(a.at("question"), ++n);
+        prompts.push_back(a.at("prompt"));
+        firsts.push_back(a.at("first"));
+        seconds.push_back(a.at("second"));
         const int64_t first = words(a.at("first")), second = words(a.at("second"));
         ASSERT_NE(first, second);
         const bool first_shorter = first < second;
@@ -128,26 +159,30 @@ TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
       }
       EXPECT_EQ(n, 6);
 
-      // The profile: its mean is the samples' mean, and it names this reward model.
+      // The profile: its mean is the E = 50 samples' mean projected onto the span of the six
+      // answered pairs' differences (P = pinv(D) D), and it names this reward model.
       const json profile = read_json(at / "profile.json");
       EXPECT_EQ(profile.at("reward_model_id"), id);
       EXPECT_EQ(profile.at("answers"), 6);
-      const at::Tensor samples = safetensors::load(at / "posterior.safetensors").at("samples");
-      ASSERT_EQ(samples.size(0), 20);
+      const at::Tensor samples =
+          safetensors::load(at / "posterior.safetensors").at("samples").to(at::kDouble);
+      ASSERT_EQ(samples.size(0), 50);
       ASSERT_EQ(samples.size(1), 16);
+      const at::Tensor D = hidden_of(prompts, firsts) - hidden_of(prompts, seconds);
+      const at::Tensor projected =
+          at::matmul(at::pinverse(D), at::matmul(D, samples.mean(0))).contiguous();
       const auto mean = profile.at("posterior_mean").get<std::vector<double>>();
-      for (int64_t j = 0; j < 16; ++j) {
-        double s = 0;
-        for (int64_t m = 0; m < 20; ++m)
-          s += samples[m][j].item<double>();
-        EXPECT_NEAR(mean[j], s / 20, 1e-12);
-      }
+      // The tool's differences come from float32 features and layer: 1e-5 relative to |mean|.
+      const double tolerance = 1e-5 * (projected.norm().item<double>() + 1e-3);
+      for (int64_t j = 0; j < 16; ++j)
+        EXPECT_NEAR(mean[j], projected[j].item<double>(), tolerance) << j;
+      // Six answers leave ten directions open: the projection does drop the samples' mean there.
+      EXPECT_GT((samples.mean(0) - projected).norm().item<double>(), 100 * tolerance);
     }
   }
   // The exported model loads, and `tailor score --profile` scores with the user's embedding:
   // w . h(x, y), h recomputed here in float64 loops from the backbone's features and the
   // exported weights.
-  MultiRewardExport loaded = load_multi_reward_export(dir / "run" / "export");
   EXPECT_EQ(loaded.model->config().heads,
             (std::vector<std::string>{"new_lines", "short_words", "readability"}));
   const fs::path profile = dir / "run/users/brief/info_gain/profile.json";
@@ -164,25 +199,12 @@ TEST(ElicitStage, AsksEachUserAndRecordsAnswersTheUserWouldGive) {
                           profile.string(), "--input", (dir / "score.jsonl").string(), "--output",
                           (dir / "scored.jsonl").string()}),
       0);
-  std::ostringstream quiet;
-  const at::Tensor f =
-      response_features(*loaded.backbone, Tokenizer::from_dir("assets/tokenizers/gpt2"),
-                        PromptTemplate::kPlain, 32, prompts, texts, {}, quiet)
-          .to(at::kDouble);
-  const auto& m = *loaded.model;
-  const at::Tensor W = m.hidden_layer->weight.to(at::kDouble),
-                   b = m.hidden_layer->bias.to(at::kDouble);
-  const at::Tensor mean = m.feature_mean.to(at::kDouble), scale = m.feature_scale.to(at::kDouble);
+  const at::Tensor h = hidden_of(prompts, texts);
   std::vector<double> expected;
   for (int64_t n = 0; n < 2; ++n) {
     double r = 0;
-    for (int64_t j = 0; j < W.size(0); ++j) {
-      double h = b[j].item<double>();
-      for (int64_t i = 0; i < W.size(1); ++i)
-        h += W[j][i].item<double>() * (f[n][i].item<double>() - mean[i].item<double>()) /
-             scale[i].item<double>();
-      r += w[j] * h;
-    }
+    for (int64_t j = 0; j < h.size(1); ++j)
+      r += w[j] * h[n][j].item<double>();
     expected.push_back(r);
   }
   std::istringstream scored(read_file(dir / "scored.jsonl"));
@@ -457,6 +479,10 @@ TEST(ElicitStage, BadRecipesNameTheKeyAndWriteNothing) {
   EXPECT_NE(e.find("users"), std::string::npos) << e;
   e = run_error("reward.oracles=[new_lines, lowercaps]");
   EXPECT_NE(e.find("reward.oracles"), std::string::npos) << e;
+  e = run_error("elicit.estimate_samples=10");  // the recipe's samples: 20
+  EXPECT_NE(e.find("elicit.estimate_samples: must be >= elicit.samples (20), got 10"),
+            std::string::npos)
+      << e;
   EXPECT_FALSE(fs::exists(dir / "run")) << "nothing may be written for a bad recipe";
   fs::remove_all(dir);
 }

@@ -71,6 +71,37 @@ double log_posterior(const std::vector<double>& w, const std::vector<Answer>& an
   return sum;
 }
 
+std::vector<double> project_onto_answers(const std::vector<double>& w,
+                                         const std::vector<Answer>& answers) {
+  const auto d = static_cast<int64_t>(w.size());
+  std::vector<std::vector<double>> basis;
+  for (const auto& a : answers) {
+    if (a.choice == 0) continue;
+    if (static_cast<int64_t>(a.difference.size()) != d)
+      throw Error("elicit", "an answer has " + std::to_string(a.difference.size()) +
+                                " features, expected " + std::to_string(d));
+    std::vector<double> v = a.difference;
+    const double length = std::sqrt(dot(v.data(), v.data(), d));
+    for (const auto& q : basis) {
+      const double c = dot(q.data(), v.data(), d);
+      for (int64_t i = 0; i < d; ++i)
+        v[static_cast<size_t>(i)] -= c * q[static_cast<size_t>(i)];
+    }
+    const double rest = std::sqrt(dot(v.data(), v.data(), d));
+    if (!(rest > 1e-12 * length)) continue;
+    for (auto& x : v)
+      x /= rest;
+    basis.push_back(std::move(v));
+  }
+  std::vector<double> out(w.size(), 0.0);
+  for (const auto& q : basis) {
+    const double c = dot(q.data(), w.data(), d);
+    for (int64_t i = 0; i < d; ++i)
+      out[static_cast<size_t>(i)] += c * q[static_cast<size_t>(i)];
+  }
+  return out;
+}
+
 PosteriorSamples sample_posterior(int64_t dim, const std::vector<Answer>& answers,
                                   const MhConfig& config) {
   config.validate();

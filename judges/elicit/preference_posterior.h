@@ -49,6 +49,16 @@ double log_sigmoid(double x);
 // over answers of log sigmoid(choice * w . difference).
 double log_posterior(const std::vector<double>& w, const std::vector<Answer>& answers);
 
+// The orthogonal projection of w onto the span of the answers' differences (ties excluded).
+// Why: the prior is uniform on the ball (rotation invariant) and the likelihood depends on w only
+// through w . difference, so the posterior is symmetric under reflections that fix that span,
+// and its mean lies in it. Projecting a Monte Carlo mean there keeps it unbiased and drops its
+// noise in the d - k directions no answer has touched (with no answers: exactly 0, the prior's
+// mean). Modified Gram-Schmidt in float64; a difference within 1e-12 (relative) of the span of
+// the earlier ones adds no direction.
+std::vector<double> project_onto_answers(const std::vector<double>& w,
+                                         const std::vector<Answer>& answers);
+
 // Metropolis-Hastings from w = 0 (the prior's centre): burn_in + samples * thinning steps.
 // Deterministic for a seed (its own generator; torch's and the C library's are untouched).
 // Every answer's difference must have `dim` entries.

@@ -219,6 +219,13 @@ Schema<ElicitRecipe> build_elicit_schema() {
       .doc("posterior samples M per question")
       .default_value(100)
       .at_least(1);
+  s.key(TAILOR_MEMBER(elicit.estimate_samples))
+      .doc(
+          "posterior samples E averaged for the user's estimate (profile posterior_mean, held-out "
+          "accuracy): the questions' chain run on past its M samples, so no question changes; "
+          "must be >= samples")
+      .default_value(1000)
+      .at_least(1);
   s.key(TAILOR_MEMBER(elicit.burn_in))
       .doc("Metropolis-Hastings steps discarded before the first sample")
       .default_value(1000)
@@ -337,6 +344,13 @@ void check_elicit_rules(const ResolvedConfig& c) {
     if (!(k >= 1 && k == std::floor(k) && k <= 1000))
       c.fail("elicit.questions",
              "each K must be a whole number in [1, 1000], got " + std::to_string(k));
+  const auto samples = c.get<int64_t>("elicit.samples");
+  const auto estimate_samples = c.get<int64_t>("elicit.estimate_samples");
+  if (estimate_samples < samples)
+    c.fail("elicit.estimate_samples",
+           "must be >= elicit.samples (" + std::to_string(samples) + "), got " +
+               std::to_string(estimate_samples) +
+               ": the estimate averages the questions' chain run on past its M samples");
 }
 
 }  // namespace

@@ -93,6 +93,7 @@ struct ElicitSection {
   std::vector<std::string> selector;  // names; selectors() below parses them
   std::vector<double> questions;      // K values, whole numbers; the loop runs to the largest
   int64_t samples;                    // M posterior samples per question
+  int64_t estimate_samples;           // E >= M: the same chain, averaged for the user's estimate
   int64_t burn_in;
   int64_t thinning;
   double proposal_step;

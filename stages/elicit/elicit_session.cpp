@@ -118,7 +118,7 @@ std::unique_ptr<Learner> make_learner(const ElicitRecipe& r, elicit::Selector se
   mh.thinning = r.elicit.thinning;
   mh.proposal_step = r.elicit.proposal_step;
   mh.seed = seed;
-  return std::make_unique<TwentyQuestionsLearner>(selector, mh, dim);
+  return std::make_unique<TwentyQuestionsLearner>(selector, mh, dim, r.elicit.estimate_samples);
 }
 
 fs::path user_dir(const ElicitRecipe& r, const std::string& user, elicit::Selector selector) {
@@ -162,8 +162,10 @@ void write_profile(const fs::path& dir, const ElicitRecipe& r, const std::string
     profile["hessian"] = pref->user_fit().hessian;  // [J, J] row-major: the fit's precision
     if (!metric.empty()) profile["heldout_auc"] = metric;
   } else {
-    const auto& posterior = dynamic_cast<const TwentyQuestionsLearner&>(learner).posterior();
-    profile["posterior_mean"] = posterior.mean();
+    // The E samples of the estimate (the first M chose the last question); the posterior mean is
+    // their mean projected onto the span of the answers' differences (learners.h).
+    const auto& posterior = dynamic_cast<const TwentyQuestionsLearner&>(learner).estimate_samples();
+    profile["posterior_mean"] = learner.estimate();
     profile["posterior_samples"] = "posterior.safetensors";
     profile["acceptance_rate"] = posterior.acceptance_rate;
     if (!metric.empty()) profile["heldout_accuracy"] = metric;

@@ -1,6 +1,7 @@
 #include "stages/elicit/learners.h"
 
 #include <random>
+#include <string>
 
 #include "common/error.h"
 #include "common/seeded_random.h"
@@ -16,16 +17,33 @@ std::mt19937_64 question_rng(uint64_t seed, int64_t t) {
 }  // namespace
 
 TwentyQuestionsLearner::TwentyQuestionsLearner(elicit::Selector selector,
-                                               const elicit::MhConfig& mh, int64_t dim)
-    : selector_(selector), mh_(mh), dim_(dim) {
+                                               const elicit::MhConfig& mh, int64_t dim,
+                                               int64_t estimate_samples)
+    : selector_(selector),
+      mh_(mh),
+      dim_(dim),
+      estimate_count_(estimate_samples),
+      estimate_(static_cast<size_t>(dim), 0.0) {
   if (selector == elicit::Selector::kActive)
     throw Error("elicit", "the active selector is PReF's (elicit.method: pref)");
+  if (estimate_samples < mh.samples)
+    throw Error("elicit", "estimate_samples (" + std::to_string(estimate_samples) +
+                              ") must be >= samples (" + std::to_string(mh.samples) +
+                              "): the estimate's chain continues the questions' one");
 }
 
 void TwentyQuestionsLearner::fit(const std::vector<elicit::Answer>& answers) {
   elicit::MhConfig mh = mh_;
   mh.seed = splitmix64(mh_.seed ^ splitmix64(answers.size()));
-  posterior_ = elicit::sample_posterior(dim_, answers, mh);
+  mh.samples = estimate_count_;
+  // One chain: its first M kept samples are exactly what a chain of M would keep (same seed,
+  // same steps), so running it longer changes no question.
+  estimate_samples_ = elicit::sample_posterior(dim_, answers, mh);
+  posterior_.dim = dim_;
+  posterior_.acceptance_rate = estimate_samples_.acceptance_rate;
+  posterior_.values.assign(estimate_samples_.values.begin(),
+                           estimate_samples_.values.begin() + mh_.samples * dim_);
+  estimate_ = elicit::project_onto_answers(estimate_samples_.mean(), answers);
 }
 
 elicit::Question TwentyQuestionsLearner::choose(int64_t t, const std::vector<double>& features) {
