@@ -29,6 +29,7 @@
 #include "cli/sweep_table.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/markdown_table.h"
 #include "stages/registry.h"
 
 namespace tailor::cli {
@@ -192,14 +193,8 @@ void cross_user_table(std::ostream& table, const SweepRecipe& recipe) {
   }
   if (runs == 0) return;
   table << "\nCross-user win rate against the base, " << file_name(recipe.recipe) << ", mean over "
-        << runs << (runs == 1 ? " seed" : " seeds") << " (rows: adapter, columns: judge):\n\n"
-        << "| adapter \\ judge |";
-  for (const auto& judge : judges)
-    table << " " << judge << " |";
-  table << "\n|---|";
-  for (size_t j = 0; j < judges.size(); ++j)
-    table << "---|";
-  table << "\n";
+        << runs << (runs == 1 ? " seed" : " seeds") << " (rows: adapter, columns: judge):\n\n";
+  write_markdown_header(table, "adapter \\ judge", judges, "---");
   for (const auto& adapter : adapters) {
     table << "| " << adapter << " |";
     for (const auto& judge : judges) {
@@ -309,13 +304,10 @@ void chain_table(std::ostream& table, const SweepRecipe& recipe) {
     wall.push_back(s->at("wall_seconds").get<double>());
   }
   const size_t failed = recipe.runs.size() - summaries.size();
-  table << "| " << file_name(recipe.recipe) << ": method |";
+  std::vector<std::string> user_columns;
   for (const auto& user : users)
-    table << " " << user << " (% win vs base, mean ± std) |";
-  table << "\n|---|";
-  for (size_t i = 0; i < users.size(); ++i)
-    table << "---:|";
-  table << "\n";
+    user_columns.push_back(user + " (% win vs base, mean ± std)");
+  write_markdown_header(table, file_name(recipe.recipe) + ": method", user_columns);
   for (const auto& method : methods) {
     table << "| " << method << (marked.count(method) ? " *" : "") << " |";
     for (const auto& user : users) {
@@ -378,13 +370,10 @@ void agent_table(std::ostream& table, const SweepRecipe& recipe) {
     const auto it = cells.find(key);
     return it == cells.end() ? std::string("–") : mean_std(stats_of(it->second), 1);
   };
-  table << "| " << file_name(recipe.recipe) << ": user |";
+  std::vector<std::string> baseline_columns;
   for (const auto& key : baselines)
-    table << " vs " << labels[key] << " |";
-  table << "\n|---|";
-  for (size_t i = 0; i < baselines.size(); ++i)
-    table << "---:|";
-  table << "\n";
+    baseline_columns.push_back("vs " + labels[key]);
+  write_markdown_header(table, file_name(recipe.recipe) + ": user", baseline_columns);
   std::vector<std::string> rows = users;
   rows.push_back("mean");
   for (const auto& user : rows) {
@@ -395,13 +384,8 @@ void agent_table(std::ostream& table, const SweepRecipe& recipe) {
   }
   table << "\nCross-user matrix (win % against M_L alone; rows: users judging, columns: agents); "
            "each agent best on its own user in "
-        << diagonal << "/" << summaries.size() << " seeds.\n\n| judge \\ agent |";
-  for (const auto& user : users)
-    table << " " << user << " |";
-  table << "\n|---|";
-  for (size_t i = 0; i < users.size(); ++i)
-    table << "---:|";
-  table << "\n";
+        << diagonal << "/" << summaries.size() << " seeds.\n\n";
+  write_markdown_header(table, "judge \\ agent", users);
   for (const auto& judge : users) {
     table << "| " << judge << " |";
     for (const auto& agent : users)
@@ -409,14 +393,11 @@ void agent_table(std::ostream& table, const SweepRecipe& recipe) {
     table << "\n";
   }
   table << "\nLearning curve (win % against M_L alone, mean over users and seeds): rule "
-           "fine-tuning (the agent) vs naive fine-tuning, by demonstrations per user.\n\n| "
-           "method |";
+           "fine-tuning (the agent) vs naive fine-tuning, by demonstrations per user.\n\n";
+  std::vector<std::string> size_columns;
   for (const auto& size : sizes)
-    table << " n = " << size << " |";
-  table << "\n|---|";
-  for (size_t i = 0; i < sizes.size(); ++i)
-    table << "---:|";
-  table << "\n";
+    size_columns.push_back("n = " + size);
+  write_markdown_header(table, "method", size_columns);
   for (const std::string kind : {"rules", "naive"}) {
     table << "| " << (kind == "rules" ? "agent (rules)" : "naive fine-tune") << " |";
     for (const auto& size : sizes)

@@ -16,6 +16,7 @@
 #include "common/device.h"
 #include "common/error.h"
 #include "common/fnv1a.h"
+#include "common/markdown_table.h"
 #include "data/sampling/epoch_sampler.h"
 #include "data/sft/sft_dataset.h"
 #include "dist/runtime.h"
@@ -792,13 +793,11 @@ void AgentStage::finish(int64_t step) {
   t << "Win rates (%) of each user's preference agent against the seed's baselines, judged by "
        "the user's own oracle; "
     << eval.size() << " held-out tasks x " << S << " answers, ties half, an empty or cut-off "
-    << "answer never wins.\n\n| user |";
+    << "answer never wins.\n\n";
+  std::vector<std::string> baseline_columns;
   for (const auto& [key, label] : baselines())
-    t << " vs " << label << " |";
-  t << "\n|---|";
-  for (size_t i = 0; i < baselines().size(); ++i)
-    t << "---:|";
-  t << "\n";
+    baseline_columns.push_back("vs " + label);
+  write_markdown_header(t, "user", baseline_columns);
   for (const auto& user : users_) {
     t << "| " << user << " |";
     for (const auto& [key, label] : baselines())
@@ -810,13 +809,8 @@ void AgentStage::finish(int64_t step) {
     t << " **" << percent(mean[key]) << "** |";
   t << "\n\nCross-user matrix: win rate (%) against M_L alone of the answers each agent's rules "
        "steer (columns), judged by each user (rows). Each agent best on its own user: "
-    << (diagonal ? "yes" : "no") << ".\n\n| user \\ agent |";
-  for (const auto& user : users_)
-    t << " " << user << " |";
-  t << "\n|---|";
-  for (size_t i = 0; i < users_.size(); ++i)
-    t << "---:|";
-  t << "\n";
+    << (diagonal ? "yes" : "no") << ".\n\n";
+  write_markdown_header(t, "user \\ agent", users_);
   for (const auto& user : users_) {
     t << "| " << user << " |";
     for (const auto& other : users_) {

@@ -10,6 +10,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/markdown_table.h"
 #include "train/loop/metrics.h"
 
 namespace tailor {
@@ -155,13 +156,11 @@ void run_chain_stage(const ChainRecipe& r, const ChainStepRunner& run_step) {
   summary["wall_seconds"] = steady_clock_seconds() - start;
 
   std::ostringstream md;
-  md << std::fixed << std::setprecision(3) << "| method |";
+  md << std::fixed << std::setprecision(3);
+  std::vector<std::string> user_columns;
   for (const auto& [user, weights] : r.users)
-    md << " " << user << " |";
-  md << "\n|---|";
-  for (size_t i = 0; i < r.users.size(); ++i)
-    md << "---:|";
-  md << "\n";
+    user_columns.push_back(user);
+  write_markdown_header(md, "method", user_columns);
   for (const auto& entry : table) {
     md << "| " << entry["method"].get<std::string>() << " |";
     for (const auto& [user, weights] : r.users) {
